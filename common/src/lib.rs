@@ -1,0 +1,23 @@
+//! Types shared by the XDP programs (`tcpcopy-ebpf`, `intercept-ebpf`) and userspace.
+//!
+//! Everything at the crate root is `no_std` and `#[repr(C)]`-stable so that the kernel and userspace
+//! agree on map layouts. The `user` feature adds the userspace helpers (attaching XDP through bpf
+//! links, reading per-CPU counters); the `ebpf` feature adds bounds-checked packet parsing over an
+//! `XdpContext`.
+#![no_std]
+
+#[cfg(feature = "user")]
+extern crate std;
+
+pub mod maps;
+pub mod stats;
+
+#[cfg(feature = "ebpf")]
+pub mod classify;
+#[cfg(feature = "ebpf")]
+pub mod parse;
+
+#[cfg(feature = "user")]
+pub mod report;
+#[cfg(feature = "user")]
+pub mod xdp;

@@ -1,0 +1,85 @@
+//! Bounds-checked header parsing over an XDP frame, shared by both XDP programs.
+//!
+//! Every read goes through [`load`], which checks the frame end first, so the verifier accepts it
+//! and a short or lying frame yields [`Malformed`] instead of a bad read.
+
+use aya_ebpf::programs::XdpContext;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_TCP: u8 = 6;
+const IPV6_HLEN: usize = 40;
+
+/// The frame is shorter than a header it announces.
+pub struct Malformed;
+
+/// Ports of a TCP segment, in host byte order.
+#[derive(Clone, Copy)]
+pub struct TcpPorts {
+    pub src: u16,
+    pub dst: u16,
+}
+
+/// Reads a `T` at `offset` bytes into the frame, or `None` past its end.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: [start + offset, start + offset + size_of::<T>()) was checked to lie inside the frame
+    // (data..data_end) just above; read_unaligned because packet headers carry no alignment.
+    Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+#[inline(always)]
+fn be16(ctx: &XdpContext, offset: usize) -> Result<u16, Malformed> {
+    load::<[u8; 2]>(ctx, offset)
+        .map(u16::from_be_bytes)
+        .ok_or(Malformed)
+}
+
+/// The TCP ports of an Ethernet frame (one optional VLAN tag, IPv4 or IPv6 without extension
+/// headers), `Ok(None)` for anything that is not a first-fragment TCP segment.
+#[inline(always)]
+pub fn tcp_ports(ctx: &XdpContext) -> Result<Option<TcpPorts>, Malformed> {
+    let mut ethertype = be16(ctx, 12)?;
+    let mut l3 = 14;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = be16(ctx, 16)?;
+        l3 = 18;
+    }
+    let l4 = match ethertype {
+        ETH_P_IP => {
+            let version_ihl: u8 = load(ctx, l3).ok_or(Malformed)?;
+            let ihl = usize::from(version_ihl & 0x0f) * 4;
+            if version_ihl >> 4 != 4 || ihl < 20 {
+                return Err(Malformed);
+            }
+            if load::<u8>(ctx, l3 + 9).ok_or(Malformed)? != IPPROTO_TCP {
+                return Ok(None);
+            }
+            // A non-first fragment carries no TCP header.
+            if be16(ctx, l3 + 6)? & 0x1fff != 0 {
+                return Ok(None);
+            }
+            l3 + ihl
+        }
+        ETH_P_IPV6 => {
+            if load::<u8>(ctx, l3 + 6).ok_or(Malformed)? != IPPROTO_TCP {
+                return Ok(None);
+            }
+            l3 + IPV6_HLEN
+        }
+        _ => return Ok(None),
+    };
+    let ports: [u8; 4] = load(ctx, l4).ok_or(Malformed)?;
+    Ok(Some(TcpPorts {
+        src: u16::from_be_bytes([ports[0], ports[1]]),
+        dst: u16::from_be_bytes([ports[2], ports[3]]),
+    }))
+}

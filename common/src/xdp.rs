@@ -1,0 +1,229 @@
+//! Userspace side of both XDP programs: load the embedded object, configure the port filter,
+//! attach through a bpf link (driver mode, falling back to generic SKB mode), read the counters.
+//!
+//! The program is attached only through a bpf link, never through the legacy netlink call: the link
+//! is owned by this process, so when the process dies, even by SIGKILL, the kernel detaches the
+//! program and nothing is left on the interface.
+
+use std::{format, string::String, vec::Vec};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, PerCpuArray},
+    programs::{Xdp, XdpMode, links::FdLink},
+    util::KernelVersion,
+};
+use log::{info, warn};
+
+use crate::{
+    maps::{FILTER_PORTS, STATS},
+    stats::Stat,
+};
+
+/// How the program runs on the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native XDP in the driver.
+    Driver,
+    /// Generic XDP in the kernel's receive path (any interface, slower).
+    Skb,
+}
+
+impl core::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            AttachMode::Driver => "driver",
+            AttachMode::Skb => "skb",
+        })
+    }
+}
+
+/// Why the XDP program could not be loaded, attached or read.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// Loading BPF programs needs privileges this process lacks.
+    #[error("loading XDP programs needs root (CAP_BPF and CAP_NET_ADMIN); run as root")]
+    NotRoot,
+    /// The interface named does not exist in this network namespace.
+    #[error("interface {0:?} does not exist (see `ip link`)")]
+    NoSuchInterface(String),
+    /// The kernel cannot attach XDP through a bpf link.
+    #[error(
+        "kernel {0} cannot attach XDP through a bpf link (needs 5.9 or newer); refusing the netlink attach that would outlive a crash"
+    )]
+    NoBpfLink(String),
+    /// The object could not be loaded (verifier, BTF, maps).
+    #[error("loading the XDP object failed: {0}")]
+    Load(String),
+    /// The kernel refused the attach in both modes.
+    #[error("attaching XDP to {iface} was refused in driver and in SKB mode: {reason}")]
+    Attach { iface: String, reason: String },
+    /// A map could not be opened or updated.
+    #[error("XDP map {map}: {reason}")]
+    Map { map: &'static str, reason: String },
+}
+
+/// A loaded XDP program, attached once [`XdpProgram::attach`] has succeeded. Dropping it detaches.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    program: &'static str,
+    link: Option<FdLink>,
+}
+
+fn is_root() -> bool {
+    // Effective uid; the capabilities themselves are checked by the kernel on load.
+    effective_uid() == 0
+}
+
+#[allow(unsafe_code)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+impl XdpProgram {
+    /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel.
+    pub fn load(object: &[u8], program: &'static str) -> Result<Self, XdpError> {
+        if !is_root() {
+            return Err(XdpError::NotRoot);
+        }
+        let mut ebpf = EbpfLoader::new()
+            .load(object)
+            .map_err(|e| XdpError::Load(format!("{e}")))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program)
+            .ok_or_else(|| XdpError::Load(format!("no program {program} in the object")))?
+            .try_into()
+            .map_err(|e| XdpError::Load(format!("{e}")))?;
+        prog.load().map_err(|e| XdpError::Load(format!("{e}")))?;
+        Ok(Self {
+            ebpf,
+            program,
+            link: None,
+        })
+    }
+
+    /// Selects the TCP ports the program matches (replacing nothing already there).
+    pub fn set_ports(&mut self, ports: &[u16]) -> Result<(), XdpError> {
+        let map_err = |e: aya::maps::MapError| XdpError::Map {
+            map: FILTER_PORTS,
+            reason: format!("{e}"),
+        };
+        let mut filter: HashMap<_, u16, u8> =
+            HashMap::try_from(self.ebpf.map_mut(FILTER_PORTS).ok_or_else(|| {
+                map_err(aya::maps::MapError::InvalidName {
+                    name: FILTER_PORTS.into(),
+                })
+            })?)
+            .map_err(map_err)?;
+        for port in ports {
+            filter.insert(port, 1, 0).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches to `iface` through a bpf link: driver mode first, SKB mode when the driver refuses
+    /// (or straight away with `force_skb`). Returns the mode in use.
+    pub fn attach(&mut self, iface: &str, force_skb: bool) -> Result<AttachMode, XdpError> {
+        let kernel = KernelVersion::current().map_err(|e| XdpError::Load(format!("{e}")))?;
+        if kernel < KernelVersion::new(5, 9, 0) {
+            return Err(XdpError::NoBpfLink(format!("{kernel:?}")));
+        }
+        let program = self.program;
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| XdpError::Load(format!("no program {program}")))?
+            .try_into()
+            .map_err(|e| XdpError::Load(format!("{e}")))?;
+        let attempts: &[(XdpMode, AttachMode)] = if force_skb {
+            &[(XdpMode::Skb, AttachMode::Skb)]
+        } else {
+            &[
+                (XdpMode::Driver, AttachMode::Driver),
+                (XdpMode::Skb, AttachMode::Skb),
+            ]
+        };
+        let mut reasons = Vec::new();
+        for &(xdp_mode, mode) in attempts {
+            match prog.attach(iface, xdp_mode) {
+                Ok(id) => {
+                    let link = prog.take_link(id).map_err(|e| XdpError::Attach {
+                        iface: iface.into(),
+                        reason: format!("{e}"),
+                    })?;
+                    let link = FdLink::try_from(link).map_err(|e| XdpError::Attach {
+                        iface: iface.into(),
+                        reason: format!("not a bpf link: {e}"),
+                    })?;
+                    self.link = Some(link);
+                    info!("XDP program {program} attached to {iface} in {mode} mode (bpf link)");
+                    return Ok(mode);
+                }
+                Err(aya::programs::ProgramError::UnknownInterface { .. }) => {
+                    return Err(XdpError::NoSuchInterface(iface.into()));
+                }
+                Err(e) => {
+                    if mode == AttachMode::Driver {
+                        warn!("driver-mode XDP refused on {iface} ({e}); falling back to SKB mode");
+                    }
+                    reasons.push(format!("{mode}: {e}"));
+                }
+            }
+        }
+        Err(XdpError::Attach {
+            iface: iface.into(),
+            reason: reasons.join("; "),
+        })
+    }
+
+    /// Sums every counter over all CPUs, in [`Stat::ALL`] order.
+    pub fn counters(&self) -> Result<Counters, XdpError> {
+        let map_err = |e: aya::maps::MapError| XdpError::Map {
+            map: STATS,
+            reason: format!("{e}"),
+        };
+        let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map(STATS)
+                .ok_or_else(|| map_err(aya::maps::MapError::InvalidName { name: STATS.into() }))?,
+        )
+        .map_err(map_err)?;
+        let mut out = Counters::default();
+        for stat in Stat::ALL {
+            let per_cpu = stats.get(&(stat as u32), 0).map_err(map_err)?;
+            out.values[stat as usize] = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The loaded object, for maps a program adds beyond the shared ones.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+/// A snapshot of the XDP counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    values: [u64; Stat::ALL.len()],
+}
+
+impl Counters {
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.values[stat as usize]
+    }
+}
+
+impl core::fmt::Display for Counters {
+    /// `seen=.. matched=.. matched_bytes=.. malformed=..`, the form tests and people read.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, stat) in Stat::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{}={}", stat.name(), self.values[*stat as usize])?;
+        }
+        Ok(())
+    }
+}

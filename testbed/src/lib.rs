@@ -1,0 +1,385 @@
+//! The project's testbed: four hosts in network namespaces on a private bridge.
+//!
+//! ```text
+//!   client 198.51.100.10 ─┐
+//!   online 198.51.100.20 ─┤ br0 (in its own namespace)
+//!   test   198.51.100.30 ─┤
+//!   assistant .40        ─┘
+//! ```
+//! nginx listens on port 80 in `online` and `test`, each with its own access log. The test host
+//! routes replies for the replay client addresses ([`REPLAY_CLIENT_NET`]) via the assistant, whose
+//! `ip_forward` is 0. Nothing here touches the main namespace: every link is created inside the
+//! testbed's own namespaces. Names carry the creating process's pid and a counter, so tests run in
+//! parallel; [`Testbed`]'s `Drop` tears everything down (also when a test panics) and
+//! [`sweep_stale`] removes what a killed process left behind.
+
+mod cmd;
+mod nginx;
+mod sweep;
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+pub use cmd::{in_ns, is_root, output, run};
+pub use sweep::{PREFIX, project_namespaces, sweep_stale, teardown};
+
+/// The testbed's subnet (a documentation range) and prefix length.
+pub const SUBNET_PREFIX: u8 = 24;
+/// Addresses tcpcopy rewrites replayed clients to (`-c`); the test host routes them via the
+/// assistant.
+pub const REPLAY_CLIENT_NET: &str = "192.0.2.0/24";
+/// The interface name of every host inside its namespace.
+pub const IFACE: &str = "veth0";
+
+/// One of the testbed's hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    Client,
+    Online,
+    Test,
+    Assistant,
+}
+
+impl Host {
+    pub const ALL: [Host; 4] = [Host::Client, Host::Online, Host::Test, Host::Assistant];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Host::Client => "client",
+            Host::Online => "online",
+            Host::Test => "test",
+            Host::Assistant => "assistant",
+        }
+    }
+
+    pub const fn addr(self) -> Ipv4Addr {
+        match self {
+            Host::Client => Ipv4Addr::new(198, 51, 100, 10),
+            Host::Online => Ipv4Addr::new(198, 51, 100, 20),
+            Host::Test => Ipv4Addr::new(198, 51, 100, 30),
+            Host::Assistant => Ipv4Addr::new(198, 51, 100, 40),
+        }
+    }
+
+    /// Hosts that run nginx on port 80.
+    pub const fn serves_http(self) -> bool {
+        matches!(self, Host::Online | Host::Test)
+    }
+}
+
+/// Options for [`Testbed::up_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// RX/TX queues of every veth (more than 1 for multi-queue runs).
+    pub queues: u16,
+    /// Keep the namespaces when the `Testbed` is dropped (`cargo xtask testbed up`).
+    pub persistent: bool,
+    /// The id (namespace prefix); `None` for a unique one.
+    pub id: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            queues: 1,
+            persistent: false,
+            id: None,
+        }
+    }
+}
+
+/// A running testbed. Dropping it deletes its namespaces and stops what runs in them.
+pub struct Testbed {
+    id: String,
+    dir: PathBuf,
+    persistent: bool,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Testbed {
+    /// A fresh testbed with a unique name; stale testbeds of dead processes are swept first.
+    pub fn up() -> anyhow::Result<Self> {
+        Self::up_with(&Options::default())
+    }
+
+    pub fn up_with(opts: &Options) -> anyhow::Result<Self> {
+        if !is_root() {
+            bail!("the testbed needs root (it creates network namespaces); run as root");
+        }
+        sweep_stale();
+        let id = opts.id.clone().unwrap_or_else(|| {
+            format!(
+                "{PREFIX}{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        let dir = std::env::temp_dir().join(&id);
+        let bed = Self {
+            id,
+            dir,
+            persistent: opts.persistent,
+        };
+        // From here on, a failure drops `bed`, which tears down whatever was made.
+        if let Err(e) = bed.build(opts) {
+            if bed.persistent {
+                teardown(&bed.id);
+            }
+            return Err(e.context(format!("bringing up testbed {}", bed.id)));
+        }
+        Ok(bed)
+    }
+
+    /// Attaches to a persistent testbed that `up_with(persistent)` made earlier.
+    pub fn existing(id: &str) -> anyhow::Result<Self> {
+        let bed = Self {
+            id: id.into(),
+            dir: std::env::temp_dir().join(id),
+            persistent: true,
+        };
+        if !project_namespaces()
+            .iter()
+            .any(|n| *n == bed.ns(Host::Online))
+        {
+            bail!("no testbed {id} is up (`cargo xtask testbed up`)");
+        }
+        Ok(bed)
+    }
+
+    fn build(&self, opts: &Options) -> anyhow::Result<()> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let br = self.bridge_ns();
+        cmd::ip(&["netns", "add", &br])?;
+        for host in Host::ALL {
+            cmd::ip(&["netns", "add", &self.ns(host)])?;
+        }
+        cmd::ip(&["-n", &br, "link", "set", "lo", "up"])?;
+        cmd::ip(&["-n", &br, "link", "add", "br0", "type", "bridge"])?;
+        cmd::ip(&["-n", &br, "link", "set", "br0", "up"])?;
+        let queues = opts.queues.max(1).to_string();
+        for host in Host::ALL {
+            let ns = self.ns(host);
+            let port = format!("p-{}", host.name());
+            cmd::ip(&[
+                "-n",
+                &br,
+                "link",
+                "add",
+                &port,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                IFACE,
+                "netns",
+                &ns,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
+            ])?;
+            cmd::ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"])?;
+            let addr = format!("{}/{SUBNET_PREFIX}", host.addr());
+            cmd::ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            cmd::ip(&["-n", &ns, "addr", "add", &addr, "dev", IFACE])?;
+            cmd::ip(&["-n", &ns, "link", "set", IFACE, "up"])?;
+        }
+        let test = self.ns(Host::Test);
+        let assistant = Host::Assistant.addr().to_string();
+        cmd::ip(&[
+            "-n",
+            &test,
+            "route",
+            "add",
+            REPLAY_CLIENT_NET,
+            "via",
+            &assistant,
+        ])?;
+        self.sysctl(Host::Test, "net.ipv4.conf.all.rp_filter", "0")?;
+        self.sysctl(Host::Test, "net.ipv4.conf.veth0.rp_filter", "0")?;
+        self.sysctl(Host::Assistant, "net.ipv4.ip_forward", "0")?;
+        for host in Host::ALL.into_iter().filter(|h| h.serves_http()) {
+            self.start_nginx(host)?;
+        }
+        self.wait_ready(Duration::from_secs(15))
+    }
+
+    fn sysctl(&self, host: Host, key: &str, value: &str) -> anyhow::Result<()> {
+        let ns = self.ns(host);
+        cmd::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                &format!("{key}={value}"),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn start_nginx(&self, host: Host) -> anyhow::Result<()> {
+        let name = host.name();
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            fs::create_dir_all(self.dir.join(format!("{name}-tmp/{sub}")))?;
+        }
+        let conf = self.dir.join(format!("{name}-nginx.conf"));
+        fs::write(&conf, nginx::config(&self.dir, name))?;
+        fs::write(self.access_log(host), "")?;
+        let err_log = self.dir.join(format!("{name}-error.log"));
+        let ns = self.ns(host);
+        cmd::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "nginx",
+                "-e",
+                &err_log.to_string_lossy(),
+                "-c",
+                &conf.to_string_lossy(),
+            ],
+        )
+        .with_context(|| format!("starting nginx on {name}"))
+        .map(drop)
+    }
+
+    /// Waits until both nginx instances answer the client.
+    fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for host in Host::ALL.into_iter().filter(|h| h.serves_http()) {
+            let url = format!("http://{}/ready", host.addr());
+            loop {
+                let ok = self
+                    .cmd(Host::Client, "curl")
+                    .args(["-sf", "-o", "/dev/null", "--max-time", "1", &url])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("nginx on {} did not answer within {timeout:?}", host.name());
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// The testbed's id, the prefix of its namespaces.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The namespace of `host`.
+    pub fn ns(&self, host: Host) -> String {
+        format!("{}-{}", self.id, host.name())
+    }
+
+    /// The namespace holding the bridge.
+    pub fn bridge_ns(&self) -> String {
+        format!("{}-br", self.id)
+    }
+
+    /// The folder with the testbed's nginx files and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A `Command` running `program` on `host`.
+    pub fn cmd(&self, host: Host, program: &str) -> Command {
+        in_ns(&self.ns(host), program)
+    }
+
+    /// The nginx access log of `host`.
+    pub fn access_log(&self, host: Host) -> PathBuf {
+        self.dir.join(format!("{}-access.log", host.name()))
+    }
+
+    /// The requests nginx on `host` logged, one line each:
+    /// `addr port "METHOD URI PROTO" status request_length body_bytes`.
+    pub fn requests(&self, host: Host) -> anyhow::Result<Vec<String>> {
+        let text = fs::read_to_string(self.access_log(host))?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// `Tcp: InSegs` of `host`'s network namespace: TCP segments its stack has received.
+    pub fn tcp_in_segs(&self, host: Host) -> anyhow::Result<u64> {
+        let snmp = self.cmd(host, "cat").arg("/proc/net/snmp").output()?;
+        parse_in_segs(&String::from_utf8_lossy(&snmp.stdout))
+    }
+
+    /// Whether any interface of `host` has an XDP program attached.
+    pub fn xdp_attached(&self, host: Host) -> anyhow::Result<bool> {
+        let links = cmd::output("ip", &["-n", &self.ns(host), "-o", "link", "show"])?;
+        Ok(links.lines().any(|l| l.contains(" xdp")))
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if !self.persistent {
+            teardown(&self.id);
+        }
+    }
+}
+
+/// `InSegs` from the text of /proc/net/snmp (a header line of names, then a line of values).
+fn parse_in_segs(snmp: &str) -> anyhow::Result<u64> {
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next(), tcp.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        bail!("no Tcp lines in /proc/net/snmp");
+    };
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "InSegs")
+        .context("no InSegs in /proc/net/snmp")?;
+    values
+        .split_whitespace()
+        .nth(at)
+        .context("short Tcp line")?
+        .parse()
+        .context("InSegs is not a number")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_segs_from_snmp() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 2 64\n\
+                    Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets CurrEstab InSegs OutSegs\n\
+                    Tcp: 1 200 120000 -1 5 7 0 0 1 4242 4000\n";
+        assert_eq!(parse_in_segs(snmp).unwrap(), 4242);
+        assert!(parse_in_segs("Ip: x\nIp: 1\n").is_err());
+    }
+
+    #[test]
+    fn hosts_have_distinct_addresses_in_the_subnet() {
+        let mut addrs: Vec<_> = Host::ALL.iter().map(|h| h.addr()).collect();
+        addrs.dedup();
+        assert_eq!(addrs.len(), 4);
+        assert!(addrs.iter().all(|a| a.octets()[..3] == [198, 51, 100]));
+    }
+}

@@ -1,0 +1,41 @@
+//! nginx (Debian's) as the online and the test service, one instance per host with its own files.
+
+use std::{fmt::Write as _, path::Path};
+
+/// The nginx configuration of `host`, everything under `dir` (logs, pid, temp files).
+pub fn config(dir: &Path, host: &str) -> String {
+    let d = dir.display();
+    let mut c = String::new();
+    // `user root`: the testbed runs as root and its files live in a private temp dir.
+    let _ = write!(
+        c,
+        r#"user root;
+worker_processes 1;
+daemon on;
+pid {d}/{host}-nginx.pid;
+error_log {d}/{host}-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    default_type text/plain;
+    log_format tcx '$remote_addr $remote_port "$request" $status $request_length $body_bytes_sent';
+    access_log {d}/{host}-access.log tcx;
+    client_body_temp_path {d}/{host}-tmp/body;
+    proxy_temp_path {d}/{host}-tmp/proxy;
+    fastcgi_temp_path {d}/{host}-tmp/fastcgi;
+    uwsgi_temp_path {d}/{host}-tmp/uwsgi;
+    scgi_temp_path {d}/{host}-tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 65;
+    client_max_body_size 64m;
+    server {{
+        listen 80 default_server;
+        listen [::]:80 default_server;
+        location / {{
+            return 200 "{host} $request_uri\n";
+        }}
+    }}
+}}
+"#
+    );
+    c
+}
