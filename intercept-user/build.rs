@@ -1,5 +1,5 @@
 //! Builds the XDP program (intercept-ebpf) for the BPF target with the nightly toolchain and leaves
-//! the object in OUT_DIR, where src/main.rs embeds it: a built `intercept` binary runs alone.
+//! the object in `OUT_DIR`, where `src/main.rs` embeds it: a built `intercept` binary runs alone.
 fn main() -> anyhow::Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../intercept-ebpf");
     aya_build::build_ebpf(

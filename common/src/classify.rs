@@ -1,4 +1,8 @@
 //! The first step of both XDP programs: count the frame, parse it, look its port up in the filter.
+#![allow(
+    clippy::inline_always,
+    reason = "eBPF: helpers are inlined so the verifier sees each bounds check next to its access"
+)]
 
 use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
@@ -46,7 +50,7 @@ pub fn classify(
                 PortSide::Destination => ports.dst,
                 PortSide::Source => ports.src,
             };
-            filter.get_ptr(&port)?;
+            filter.get_ptr(port)?;
             count(stats, Stat::Matched, 1);
             count(
                 stats,

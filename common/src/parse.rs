@@ -2,6 +2,10 @@
 //!
 //! Every read goes through [`load`], which checks the frame end first, so the verifier accepts it
 //! and a short or lying frame yields [`Malformed`] instead of a bad read.
+#![allow(
+    clippy::inline_always,
+    reason = "eBPF: helpers are inlined so the verifier sees each bounds check next to its access"
+)]
 
 use aya_ebpf::programs::XdpContext;
 

@@ -16,17 +16,21 @@ pub async fn report_until_signal(
         .map_err(|e| XdpError::Load(std::format!("signal handler: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| XdpError::Load(std::format!("signal handler: {e}")))?;
-    let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
-    ticker.tick().await;
+    let mut ticker = interval.map(tokio::time::interval);
+    if let Some(t) = ticker.as_mut() {
+        t.tick().await; // the first tick is immediate
+    }
     loop {
+        let tick = async {
+            match ticker.as_mut() {
+                Some(t) => drop(t.tick().await),
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = ticker.tick() => {
-                if interval.is_some() {
-                    println!("stats {}", program.counters()?);
-                }
-            }
+            () = tick => println!("stats {}", program.counters()?),
         }
     }
     let last = program.counters()?;

@@ -35,4 +35,5 @@ impl Stat {
 }
 
 /// Number of entries in the `STATS` array.
-pub const STAT_COUNT: u32 = Stat::ALL.len() as u32;
+pub const STAT_COUNT: u32 = 4;
+const _: () = assert!(Stat::ALL.len() == STAT_COUNT as usize);

@@ -24,6 +24,10 @@ static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(FILTER_PORTS_M
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
 #[xdp]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the #[xdp] macro fixes the entry point's signature"
+)]
 pub fn intercept_capture(ctx: XdpContext) -> u32 {
     let _selected = classify(&ctx, &FILTER_PORTS, &STATS, PortSide::Source);
     xdp_action::XDP_PASS
@@ -38,6 +42,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
+#[allow(
+    unsafe_code,
+    reason = "the kernel reads the program's license from this section and symbol"
+)]
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,5 +1,5 @@
 //! tcpcopy's XDP program on the online host: selects the requests to the replayed service's ports
-//! and counts them. The live packet always goes on to the service (XDP_PASS).
+//! and counts them. The live packet always goes on to the service (`XDP_PASS`).
 // The program is for the BPF target; a host build (`cargo build --workspace`, clippy) compiles the
 // same items into an empty binary, so the workspace builds and lints as a whole.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -24,6 +24,10 @@ static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(FILTER_PORTS_M
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
 #[xdp]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the #[xdp] macro fixes the entry point's signature"
+)]
 pub fn tcpcopy_capture(ctx: XdpContext) -> u32 {
     let _selected = classify(&ctx, &FILTER_PORTS, &STATS, PortSide::Destination);
     // Production traffic is never touched: whatever happens above, the frame goes on.
@@ -39,6 +43,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
+#[allow(
+    unsafe_code,
+    reason = "the kernel reads the program's license from this section and symbol"
+)]
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";

@@ -15,6 +15,7 @@
 
 mod cmd;
 mod nginx;
+mod process;
 mod sweep;
 
 use std::{
@@ -30,6 +31,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub use cmd::{in_ns, is_root, output, run};
+pub use process::{Spawned, binary};
 pub use sweep::{PREFIX, project_namespaces, sweep_stale, teardown};
 
 /// The testbed's subnet (a documentation range) and prefix length.

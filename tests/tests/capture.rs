@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use tcpcopy_testbed::{Host, IFACE, Testbed};
-use tcpcopy_tests::{Spawned, binary};
+use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed, binary};
+use tcpcopy_tests::{counter, curl_each};
 
 const REQUESTS: usize = 100;
 
 fn start_tcpcopy(bed: &Testbed) -> Spawned {
-    let mut cmd = bed.cmd(Host::Online, binary("tcpcopy").to_str().unwrap());
+    let mut cmd = bed.cmd(Host::Online, binary("tcpcopy").unwrap().to_str().unwrap());
     let target = format!("{}:80", Host::Test.addr());
     cmd.args(["-i", IFACE, "--target", &target, "--stats-interval", "0"]);
     let mut p = Spawned::start(cmd).expect("start tcpcopy");
@@ -19,33 +19,6 @@ fn start_tcpcopy(bed: &Testbed) -> Spawned {
         .expect("tcpcopy attaches");
     assert!(line.contains("mode="), "{line}");
     p
-}
-
-/// `curl` `n` times from the client to online, one connection per request; the HTTP codes.
-fn curl_online(bed: &Testbed, n: usize) -> Vec<String> {
-    let mut args: Vec<String> = Vec::new();
-    for i in 0..n {
-        args.extend(["-o".into(), "/dev/null".into()]);
-        args.push(format!("http://{}/capture/{i}", Host::Online.addr()));
-    }
-    let out = bed
-        .cmd(Host::Client, "curl")
-        .args(["-s", "-H", "Connection: close", "-w", "%{http_code}\\n"])
-        .args(&args)
-        .output()
-        .expect("run curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn counter(line: &str, name: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -58,7 +31,7 @@ fn counts_exactly_the_segments_to_the_service_port() {
     );
     let in_segs_before = bed.tcp_in_segs(Host::Online).unwrap();
 
-    let codes = curl_online(&bed, REQUESTS);
+    let codes = curl_each(&bed, Host::Online, "capture", REQUESTS);
     assert_eq!(
         codes.len(),
         REQUESTS,
@@ -131,14 +104,14 @@ fn sigkill_leaves_no_xdp_program_attached() {
         "no XDP program left in the testbed after SIGKILL"
     );
     // Online traffic is unaffected after the crash.
-    let codes = curl_online(&bed, 10);
+    let codes = curl_each(&bed, Host::Online, "capture", 10);
     assert_eq!(codes, vec!["200"; 10]);
 }
 
 #[test]
 fn errors_are_clear_not_panics() {
     let bed = Testbed::up().expect("testbed");
-    let tcpcopy = binary("tcpcopy");
+    let tcpcopy = binary("tcpcopy").unwrap();
     let out = bed
         .cmd(Host::Online, tcpcopy.to_str().unwrap())
         .args(["-i", "nosuch0", "--target", "198.51.100.30:80"])
@@ -161,4 +134,42 @@ fn errors_are_clear_not_panics() {
     assert!(!out.status.success());
     assert!(err.contains("bad mapping"), "{err}");
     assert!(!bed.xdp_attached(Host::Online).unwrap());
+}
+
+#[test]
+fn intercept_counts_replies_by_source_port() {
+    let bed = Testbed::up().expect("testbed");
+    let mut cmd = bed.cmd(
+        Host::Assistant,
+        binary("intercept").unwrap().to_str().unwrap(),
+    );
+    cmd.args(["-i", IFACE, "--src-port", "80", "--stats-interval", "0"]);
+    let mut intercept = Spawned::start(cmd).expect("start intercept");
+    intercept
+        .wait_for_line("attached", Duration::from_secs(20))
+        .expect("intercept attaches");
+    let before = bed.tcp_in_segs(Host::Assistant).unwrap();
+
+    // Replies from the test nginx (source port 80) to the assistant.
+    let url = format!("http://{}/reply", Host::Test.addr());
+    let status = bed
+        .cmd(Host::Assistant, "curl")
+        .args(["-sf", "-o", "/dev/null", &url, "-o", "/dev/null", &url])
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let in_segs = bed.tcp_in_segs(Host::Assistant).unwrap() - before;
+
+    intercept.signal("TERM").unwrap();
+    assert!(intercept.wait(Duration::from_secs(10)).unwrap().success());
+    let last = intercept
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("final"))
+        .expect("final counters");
+    assert_eq!(counter(&last, "matched"), in_segs, "{last}");
+    assert!(counter(&last, "matched") >= 4);
+    assert!(!bed.xdp_attached(Host::Assistant).unwrap());
 }

@@ -1,5 +1,6 @@
-//! Processes the tests start (tcpcopy, intercept) and read the output of.
+//! Processes the tests and the demo start (tcpcopy, intercept) and read the output of.
 
+use anyhow::Context as _;
 use std::{
     io::{BufRead as _, BufReader},
     path::PathBuf,
@@ -10,26 +11,27 @@ use std::{
 };
 
 /// Path of a workspace binary (`tcpcopy`, `intercept`): `$TCPCOPY_BIN_DIR`, or the cargo target
-/// folder this test binary runs from (`cargo xtask test` builds them first).
-pub fn binary(name: &str) -> PathBuf {
-    let dir = std::env::var_os("TCPCOPY_BIN_DIR").map_or_else(
-        || {
-            let exe = std::env::current_exe().expect("current_exe");
-            // target/debug/deps/<test> -> target/debug
-            exe.parent()
-                .and_then(|p| p.parent())
-                .expect("target dir")
-                .to_path_buf()
-        },
-        PathBuf::from,
-    );
+/// folder the running executable lives in or under (`target/debug/deps/<test>` or
+/// `target/debug/xtask`); `cargo xtask test` builds them first.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = if let Some(dir) = std::env::var_os("TCPCOPY_BIN_DIR") {
+        PathBuf::from(dir)
+    } else {
+        let exe = std::env::current_exe()?;
+        let dir = exe.parent().context("executable has no folder")?;
+        if dir.ends_with("deps") {
+            dir.parent().context("deps has no parent")?.to_path_buf()
+        } else {
+            dir.to_path_buf()
+        }
+    };
     let path = dir.join(name);
-    assert!(
+    anyhow::ensure!(
         path.exists(),
         "{} is not built; run `cargo build --workspace` (cargo xtask test does)",
         path.display()
     );
-    path
+    Ok(path)
 }
 
 /// A started process whose stdout lines are collected; killed (SIGKILL) on drop if still running.

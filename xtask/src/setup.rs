@@ -1,0 +1,193 @@
+//! `cargo xtask setup`: installs what building and testing need, idempotently, step by step.
+//!
+//! - the nightly toolchain's `rust-src` (for `-Z build-std=core`),
+//! - `bpf-linker`, built against the nightly's own LLVM (Debian's LLVM is too old),
+//! - the Debian packages the testbed, demo and tests use.
+//!
+//! Without root or without the package registries it says exactly what is missing and the
+//! command that would install it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::sh::{self, step};
+
+/// Debian packages the testbed, demo, tests and benchmarks use.
+const PACKAGES: &[&str] = &[
+    "iproute2", "procps", "nginx", "curl", "wrk", "tcpdump", "ethtool", "bpftool",
+];
+
+pub fn setup() -> anyhow::Result<()> {
+    let root = testbed_is_root();
+    nightly_rust_src()?;
+    bpf_linker()?;
+    debian_packages(root)?;
+    if !root {
+        bail!(
+            "not root: the testbed, demo and end-to-end tests create network namespaces and attach XDP; run `sudo cargo xtask ...` (or as root)"
+        );
+    }
+    step("setup complete");
+    Ok(())
+}
+
+fn testbed_is_root() -> bool {
+    tcpcopy_testbed::is_root()
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let installed = sh::stdout("rustup", &["toolchain", "list"]).unwrap_or_default();
+    if !installed.lines().any(|l| l.starts_with("nightly")) {
+        bail!(
+            "the nightly Rust toolchain is missing (the XDP programs build with it): run `rustup toolchain install nightly --component rust-src`"
+        );
+    }
+    let components = sh::stdout(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )?;
+    if components.lines().any(|l| l.starts_with("rust-src")) {
+        step("rust-src for nightly: present");
+        return Ok(());
+    }
+    step("rust-src for nightly: installing");
+    sh::run(
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+    )
+    .context("installing rust-src; by hand: `rustup component add rust-src --toolchain nightly`")
+}
+
+fn nightly_sysroot() -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(
+        sh::stdout("rustc", &["+nightly", "--print", "sysroot"])?.trim(),
+    ))
+}
+
+/// The nightly's `libLLVM.so.*` (the full-named one bpf-linker links to).
+fn nightly_libllvm(sysroot: &Path) -> anyhow::Result<PathBuf> {
+    let lib = sysroot.join("lib");
+    let mut found: Vec<PathBuf> = fs::read_dir(&lib)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .next()
+        .with_context(|| format!("no libLLVM in {}", lib.display()))
+}
+
+fn bpf_linker_works() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    if bpf_linker_works() {
+        step("bpf-linker: present");
+        return Ok(());
+    }
+    step("bpf-linker: building against the nightly toolchain's LLVM (about a minute)");
+    let sysroot = nightly_sysroot()?;
+    let llvm = nightly_libllvm(&sysroot)?;
+    // bpf-linker's build looks for `$LLVM_PREFIX/lib/libLLVM.so`: a folder of symlinks to the
+    // nightly's library gives it that without Debian's (too old) llvm-config.
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let prefix = home.join(".cache/tcpcopy-xtask/llvm");
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib)?;
+    for entry in fs::read_dir(sysroot.join("lib"))?.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("libLLVM") {
+            let link = lib.join(&name);
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(entry.path(), link)?;
+        }
+    }
+    let link = lib.join("libLLVM.so");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&llvm, &link)?;
+    let status = Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--force",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_PREFIX", &prefix)
+        .status()
+        .context("running cargo install")?;
+    if !status.success() || !bpf_linker_works() {
+        bail!(
+            "building bpf-linker failed; by hand: LLVM_PREFIX={} cargo install bpf-linker --locked --no-default-features --features llvm-22",
+            prefix.display()
+        );
+    }
+    Ok(())
+}
+
+fn debian_packages(root: bool) -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| !dpkg_installed(pkg))
+        .collect();
+    if missing.is_empty() {
+        step("Debian packages: present");
+        return Ok(());
+    }
+    let command = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !root {
+        bail!(
+            "missing Debian packages: {}; as root: {command}",
+            missing.join(" ")
+        );
+    }
+    step(&format!(
+        "Debian packages: installing {}",
+        missing.join(" ")
+    ));
+    // Keep package scripts from starting services (nginx) in the main namespace: the testbed
+    // starts its own instances inside its namespaces.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = !policy.exists();
+    if made_policy {
+        fs::write(policy, "#!/bin/sh\nexit 101\n")?;
+        sh::run("chmod", &["755", "/usr/sbin/policy-rc.d"])?;
+    }
+    let result = sh::run("apt-get", &["update", "-qq"]).and_then(|()| {
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        sh::run_env("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
+    });
+    if made_policy {
+        let _ = fs::remove_file(policy);
+    }
+    result.with_context(|| format!("installing Debian packages failed (no network to the package registry?); by hand: {command}"))
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
