@@ -102,7 +102,7 @@ mod tests {
         let cli = parse(&["-i", "eth1", "-x", "80:10.0.0.1"]).unwrap();
         assert!(matches!(cli.mappings(), Err(CliError::Mapping(_))));
         assert!(parse(&["-x", "80-10.0.0.1:80"]).is_err(), "-i is required");
-        let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "--stats-interval", "-1"]).unwrap();
+        let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "--stats-interval=-1"]).unwrap();
         assert!(cli.stats_interval().is_err());
     }
 }

@@ -171,7 +171,7 @@ fn test() -> anyhow::Result<()> {
         ],
     )?;
     sh::cargo(&["build", "--workspace"])?;
-    sh::cargo(&["test", "--workspace"])?;
+    sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
     let left = tcpcopy_testbed::project_namespaces();
     anyhow::ensure!(left.is_empty(), "tests left namespaces behind: {left:?}");
     Ok(())
