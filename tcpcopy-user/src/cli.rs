@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
-use crate::mapping::{Mapping, MappingError};
+use tcpcopy_engine::{Mapping, MappingError};
 
 #[derive(Debug, Parser)]
 #[command(

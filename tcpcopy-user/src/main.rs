@@ -2,7 +2,6 @@
 //! selects. Replay to the test server is built on top of this capture path.
 
 mod cli;
-mod mapping;
 
 use std::process::ExitCode;
 

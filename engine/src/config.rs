@@ -1,0 +1,210 @@
+//! What the engine replays and how: `-x`, `-c`, `-n`, `-r`, `-g`, `-f`, `-D`, `-O`, `-W`, timeouts and limits.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use crate::mapping::Mapping;
+
+/// How many tcpcopy instances can share one target with `-f` (each gets a disjoint port set).
+pub const MAX_INSTANCES: u8 = 16;
+
+/// The engine's configuration. `Config::new(mappings)` gives the original tcpcopy's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `-x`: which captured requests are replayed, and to which target.
+    pub mappings: Vec<Mapping>,
+    /// `-c`: addresses replayed clients are rewritten to (empty: keep the captured address).
+    pub client_addrs: Vec<IpAddr>,
+    /// `-n`: copies of every session (1 = just the session).
+    pub copies: u16,
+    /// `-r`: percentage of sessions replayed (whole sessions, by a hash of client ip:port).
+    pub percentage: u8,
+    /// `-g`: ramp from 1% to `percentage` at +1% per second.
+    pub ramp: bool,
+    /// `-f`: this instance's number when several tcpcopy instances replay to one target.
+    pub instance: Option<u8>,
+    /// `-D`: MSS in faked SYNs (sessions captured mid-stream).
+    pub mss: u16,
+    /// `-M`: MTU towards the test server; no packet the engine writes is larger.
+    pub mtu: u16,
+    /// `-O`: only replay sessions whose SYN was captured.
+    pub only_syn: bool,
+    /// `-W`: send requests without waiting for the previous response.
+    pub no_wait: bool,
+    /// `-t`: a session with no captured or reply packet for this long ends.
+    pub idle_timeout: Duration,
+    /// A SYN unanswered this long ends the session.
+    pub handshake_timeout: Duration,
+    /// Bytes missing from the capture are waited for this long.
+    pub gap_timeout: Duration,
+    /// A request is held at most this long after the previous one was acknowledged while the
+    /// test server's response is still short of what the online server sent.
+    pub response_wait: Duration,
+    /// Bounds of the retransmission timeout towards the test server.
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+    /// Retransmissions of one segment before the session is given up.
+    pub max_retransmits: u8,
+    /// Bytes one session may buffer (captured, not yet acknowledged by the test server).
+    pub session_buffer_limit: usize,
+    /// Bytes all sessions together may buffer.
+    pub memory_limit: usize,
+}
+
+impl Config {
+    pub fn new(mappings: Vec<Mapping>) -> Self {
+        Self {
+            mappings,
+            client_addrs: Vec::new(),
+            copies: 1,
+            percentage: 100,
+            ramp: false,
+            instance: None,
+            mss: 1460,
+            mtu: 1500,
+            only_syn: false,
+            no_wait: false,
+            idle_timeout: Duration::from_secs(600),
+            handshake_timeout: Duration::from_secs(3),
+            gap_timeout: Duration::from_secs(2),
+            response_wait: Duration::from_millis(500),
+            rto_min: Duration::from_millis(100),
+            rto_max: Duration::from_secs(4),
+            max_retransmits: 12,
+            session_buffer_limit: 64 << 20,
+            memory_limit: 4 << 30,
+        }
+    }
+
+    /// Checks values that cannot work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.mappings.is_empty() {
+            return Err(ConfigError::NoMapping);
+        }
+        if self.copies == 0 {
+            return Err(ConfigError::Copies);
+        }
+        if self.percentage == 0 || self.percentage > 100 {
+            return Err(ConfigError::Percentage(self.percentage));
+        }
+        if let Some(i) = self.instance
+            && i >= MAX_INSTANCES
+        {
+            return Err(ConfigError::Instance(i));
+        }
+        if self.mss < 64 {
+            return Err(ConfigError::Mss(self.mss));
+        }
+        if self.mtu < 576 {
+            return Err(ConfigError::Mtu(self.mtu));
+        }
+        for m in &self.mappings {
+            let family_ok = self.client_addrs.is_empty()
+                || self
+                    .client_addrs
+                    .iter()
+                    .any(|a| a.is_ipv4() == m.target.is_ipv4());
+            if !family_ok {
+                return Err(ConfigError::Family(m.target.ip()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no mapping: give -x [onlineIP:]onlinePort-targetIP:targetPort")]
+    NoMapping,
+    #[error("-n must be at least 1")]
+    Copies,
+    #[error("-r {0}: the percentage must be 1..=100")]
+    Percentage(u8),
+    #[error("-f {0}: the instance number must be below {MAX_INSTANCES}")]
+    Instance(u8),
+    #[error("-D {0}: MSS too small")]
+    Mss(u16),
+    #[error("-M {0}: MTU below 576")]
+    Mtu(u16),
+    #[error("-c gives no address of the same family as target {0}")]
+    Family(IpAddr),
+    #[error("-c {0:?}: {1}")]
+    ClientAddr(String, &'static str),
+}
+
+/// Parses `-c`: comma-separated addresses; `a.b.c.x` means `a.b.c.1` to `a.b.c.254`, leaving out
+/// any of `exclude` (the targets, so a replayed client is never the test server itself).
+pub fn parse_client_addrs(text: &str, exclude: &[IpAddr]) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let err = |why| ConfigError::ClientAddr(part.to_owned(), why);
+        if let Some(prefix) = part.strip_suffix(".x") {
+            let octets: Vec<u8> = prefix
+                .split('.')
+                .map(|o| o.parse::<u8>().map_err(|_| err("expected a.b.c.x")))
+                .collect::<Result<_, _>>()?;
+            let [a, b, c] = octets[..] else {
+                return Err(err("expected a.b.c.x"));
+            };
+            out.extend(
+                (1..=254)
+                    .map(|d| IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+                    .filter(|ip| !exclude.contains(ip)),
+            );
+        } else {
+            let ip: IpAddr = part.parse().map_err(|_| err("not an IP address"))?;
+            if !exclude.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::ClientAddr(
+            text.to_owned(),
+            "no usable address",
+        ));
+    }
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_ranges_skip_targets() {
+        let target: IpAddr = "10.1.2.12".parse().unwrap();
+        let v = parse_client_addrs("10.1.2.x", &[target]).unwrap();
+        assert_eq!(v.len(), 253);
+        assert!(!v.contains(&target));
+        assert_eq!(v[0], "10.1.2.1".parse::<IpAddr>().unwrap());
+        let v = parse_client_addrs("192.0.2.7, 2001:db8::7", &[]).unwrap();
+        assert_eq!(v.len(), 2);
+    }
+
+    #[test]
+    fn bad_client_addrs() {
+        assert!(parse_client_addrs("10.1.x", &[]).is_err());
+        assert!(parse_client_addrs("nope", &[]).is_err());
+        assert!(parse_client_addrs("10.0.0.1", &["10.0.0.1".parse().unwrap()]).is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let m = Mapping::parse("80-10.0.0.1:80").unwrap();
+        let mut c = Config::new(vec![m]);
+        assert!(c.validate().is_ok());
+        c.percentage = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Percentage(0)));
+        c.percentage = 50;
+        c.client_addrs = vec!["2001:db8::1".parse().unwrap()];
+        assert!(matches!(c.validate(), Err(ConfigError::Family(_))));
+        c.client_addrs.clear();
+        c.instance = Some(16);
+        assert_eq!(c.validate(), Err(ConfigError::Instance(16)));
+    }
+}

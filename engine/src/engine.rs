@@ -1,0 +1,398 @@
+//! The engine: every replayed session of one worker, their timers and their output.
+//!
+//! # Call order
+//! Feed inputs as they come: [`Engine::handle_captured`] for each captured client packet,
+//! [`Engine::handle_response`] for each reply header from intercept, [`Engine::handle_timeout`]
+//! when [`Engine::poll_timeout`]'s deadline has passed. After a batch of inputs, drain the outputs:
+//! [`Engine::poll_event`] (registrations must reach intercept before the SYNs they announce
+//! need a reply routed) and [`Engine::poll_transmit`] until it returns `None`. Time is always an
+//! argument; the engine never reads a clock and never does I/O, so the same inputs give the same
+//! outputs.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, VecDeque},
+    net::SocketAddr,
+};
+
+use crate::{
+    config::{Config, ConfigError},
+    mapping::Mapping,
+    select::{TupleSource, ramped, selected},
+    session::{CaptureKey, Session},
+    stats::{LossReason, Outcome, Stats},
+    time::Time,
+    wire::{self, Payload, TcpOptions, TcpSegment},
+};
+
+/// Something the caller must act on besides packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Tell intercept to route the target's replies to `client` to us (before its SYN is sent).
+    Register {
+        client: SocketAddr,
+        target: SocketAddr,
+    },
+    /// A replayed session ended.
+    Closed {
+        client: SocketAddr,
+        target: SocketAddr,
+        outcome: Outcome,
+    },
+}
+
+type SessionId = u32;
+
+/// The replay engine of one worker.
+pub struct Engine {
+    cfg: Config,
+    tuples: TupleSource,
+    sessions: Vec<Option<Session>>,
+    free: Vec<SessionId>,
+    by_capture: HashMap<CaptureKey, Vec<SessionId>>,
+    by_replay: HashMap<(SocketAddr, SocketAddr), SessionId>,
+    timers: BinaryHeap<Reverse<(Time, SessionId)>>,
+    transmit: VecDeque<SessionId>,
+    finals: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    memory: usize,
+    started_at: Option<Time>,
+    scratch: Vec<u8>,
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Self {
+            tuples: TupleSource::new(cfg.client_addrs.clone(), cfg.instance),
+            cfg,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            by_capture: HashMap::new(),
+            by_replay: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmit: VecDeque::new(),
+            finals: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            memory: 0,
+            started_at: None,
+            scratch: vec![0; 128],
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Sessions alive now.
+    pub fn session_count(&self) -> usize {
+        self.by_replay.len()
+    }
+
+    /// Bytes buffered by all sessions.
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+
+    fn mapping_for(&self, online: SocketAddr) -> Option<Mapping> {
+        self.cfg
+            .mappings
+            .iter()
+            .find(|m| {
+                m.online_port == online.port() && m.online_ip.is_none_or(|ip| ip == online.ip())
+            })
+            .copied()
+    }
+
+    /// A captured client packet (an IP packet, no link-layer header).
+    pub fn handle_captured(&mut self, now: Time, packet: &[u8]) {
+        self.stats.captured += 1;
+        self.started_at.get_or_insert(now);
+        let Ok(p) = wire::parse(packet, Payload::Whole) else {
+            self.stats.captured_malformed += 1;
+            return;
+        };
+        let online = SocketAddr::new(p.dst, p.tcp.dst_port);
+        let Some(mapping) = self.mapping_for(online) else {
+            self.stats.captured_unmapped += 1;
+            return;
+        };
+        let key = CaptureKey {
+            client: SocketAddr::new(p.src, p.tcp.src_port),
+            online,
+        };
+        let seg = p.tcp;
+        if let Some(ids) = self.by_capture.get(&key).cloned() {
+            let new_syn = seg.flags.syn()
+                && !seg.flags.ack()
+                && self.session(ids[0]).is_some_and(|s| s.isn() != seg.seq);
+            let mut reused = new_syn;
+            if !reused {
+                for &id in &ids {
+                    let mut jump = false;
+                    self.with_session(now, id, |s, _, stats| {
+                        let acc = s.on_captured(now, &seg);
+                        stats.client_retransmitted_bytes += u64::from(acc.duplicate);
+                        jump = acc.jump;
+                    });
+                    reused |= jump;
+                }
+                if !reused {
+                    return;
+                }
+            }
+            // The client's port carries a new connection: the old one ends here.
+            for &id in &ids {
+                self.with_session(now, id, |s, _, _| {
+                    let outcome = if s.all_delivered() {
+                        Outcome::Completed
+                    } else {
+                        Outcome::Lost(LossReason::PortReused)
+                    };
+                    s.finish(outcome, true);
+                });
+            }
+        }
+        self.start(now, key, mapping.target, &seg);
+    }
+
+    fn start(&mut self, now: Time, key: CaptureKey, target: SocketAddr, seg: &TcpSegment<'_>) {
+        let syn = seg.flags.syn() && !seg.flags.ack();
+        if !syn && (self.cfg.only_syn || seg.payload_len == 0 || seg.flags.rst()) {
+            self.stats.captured_orphan += 1;
+            return;
+        }
+        let elapsed = now.saturating_since(self.started_at.unwrap_or(now));
+        let percentage = if self.cfg.ramp {
+            ramped(self.cfg.percentage, elapsed)
+        } else {
+            self.cfg.percentage
+        };
+        if self.cfg.ramp && !syn && percentage < self.cfg.percentage {
+            // While ramping, only sessions seen from their SYN start, so each is whole.
+            self.stats.captured_orphan += 1;
+            return;
+        }
+        if !selected(key.client, percentage) {
+            self.stats.sessions_skipped += 1;
+            return;
+        }
+        let (isn, syn_opts) = if syn {
+            let o = seg.options;
+            let opts = TcpOptions {
+                mss: Some(o.mss.unwrap_or(self.cfg.mss)),
+                window_scale: o.window_scale,
+                sack_permitted: o.sack_permitted,
+                timestamps: o.timestamps.map(|_| (0, 0)),
+            };
+            (seg.seq, opts)
+        } else {
+            let opts = TcpOptions {
+                mss: Some(self.cfg.mss),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamps: Some((0, 0)),
+            };
+            (seg.seq - 1, opts)
+        };
+        for copy in 0..self.cfg.copies {
+            let by_replay = &self.by_replay;
+            let Some(src) = self
+                .tuples
+                .candidates(key.client, copy, target)
+                .find(|c| !by_replay.contains_key(&(*c, target)))
+            else {
+                self.stats.lost.add(LossReason::NoFreeTuple);
+                continue;
+            };
+            let session = Session::new(now, key, src, target, isn, syn_opts, &self.cfg);
+            let id = if let Some(id) = self.free.pop() {
+                self.sessions[id as usize] = Some(session);
+                id
+            } else {
+                self.sessions.push(Some(session));
+                SessionId::try_from(self.sessions.len() - 1).expect("fewer than 2^32 sessions")
+            };
+            self.by_replay.insert((src, target), id);
+            self.by_capture.entry(key).or_default().push(id);
+            self.events.push_back(Event::Register {
+                client: src,
+                target,
+            });
+            self.stats.sessions_started += 1;
+            if !syn {
+                self.stats.sessions_faked_syn += 1;
+            }
+            self.with_session(now, id, |s, _, _| {
+                if !syn {
+                    s.on_captured(now, seg);
+                }
+            });
+        }
+    }
+
+    /// A reply header from intercept: the test server's IP and TCP headers (options included,
+    /// payload left out; its length is taken from the IP header).
+    pub fn handle_response(&mut self, now: Time, headers: &[u8]) {
+        self.stats.responses += 1;
+        let Ok(p) = wire::parse(headers, Payload::HeadersOnly) else {
+            self.stats.responses_malformed += 1;
+            return;
+        };
+        let key = (
+            SocketAddr::new(p.dst, p.tcp.dst_port),
+            SocketAddr::new(p.src, p.tcp.src_port),
+        );
+        let Some(&id) = self.by_replay.get(&key) else {
+            self.stats.responses_unknown += 1;
+            return;
+        };
+        let seg = p.tcp;
+        self.with_session(now, id, |s, _, _| s.on_response(now, &seg));
+    }
+
+    /// Runs the timers whose deadline is `now` or earlier.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let due = self.session(id).is_some_and(|s| s.timer_at == Some(at));
+            if due {
+                self.with_session(now, id, |s, cfg, _| {
+                    s.timer_at = None;
+                    s.on_timeout(now, cfg);
+                });
+            }
+        }
+    }
+
+    /// The next time `handle_timeout` has work, if any.
+    pub fn poll_timeout(&mut self) -> Option<Time> {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if self.session(id).is_some_and(|s| s.timer_at == Some(at)) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Writes the next packet for the test server (an IP packet) into `buf`, returning its length.
+    /// `buf` must hold the configured MTU.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<usize> {
+        if let Some(p) = self.finals.pop_front() {
+            let n = p.len().min(buf.len());
+            buf[..n].copy_from_slice(&p[..n]);
+            self.stats.packets_sent += 1;
+            return Some(n);
+        }
+        while let Some(id) = self.transmit.pop_front() {
+            let Some(Some(s)) = self.sessions.get_mut(id as usize) else {
+                continue;
+            };
+            s.queued = false;
+            let Some(w) = s.next_segment(now, &self.cfg, &mut self.stats, buf) else {
+                self.after(now, id);
+                continue;
+            };
+            self.stats.packets_sent += 1;
+            self.stats.payload_bytes_sent += u64::from(w.payload);
+            self.stats.retransmits += u64::from(w.retransmit);
+            self.after(now, id);
+            return Some(w.len);
+        }
+        None
+    }
+
+    fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Runs `f` on session `id`, then accounts its memory, enforces the limits, and queues its
+    /// output and timer (or closes it).
+    fn with_session(
+        &mut self,
+        now: Time,
+        id: SessionId,
+        f: impl FnOnce(&mut Session, &Config, &mut Stats),
+    ) {
+        let Some(Some(s)) = self.sessions.get_mut(id as usize) else {
+            return;
+        };
+        let before = s.buffered();
+        f(s, &self.cfg, &mut self.stats);
+        let after = s.buffered();
+        self.memory = self.memory + after - before.min(self.memory + after);
+        if after > self.cfg.session_buffer_limit {
+            s.finish(Outcome::Lost(LossReason::BufferLimit), true);
+        } else if self.memory > self.cfg.memory_limit && after > before {
+            s.finish(Outcome::Lost(LossReason::MemoryCap), true);
+        }
+        self.after(now, id);
+    }
+
+    fn after(&mut self, now: Time, id: SessionId) {
+        let Some(Some(s)) = self.sessions.get_mut(id as usize) else {
+            return;
+        };
+        s.progress(now, &self.cfg, &mut self.stats);
+        if s.outcome().is_some() {
+            self.close(now, id);
+            return;
+        }
+        if !s.queued && s.wants_to_send(&self.cfg) {
+            s.queued = true;
+            self.transmit.push_back(id);
+        }
+        let deadline = s.deadline(&self.cfg);
+        if deadline != s.timer_at {
+            s.timer_at = deadline;
+            if let Some(d) = deadline {
+                self.timers.push(Reverse((d, id)));
+            }
+        }
+    }
+
+    fn close(&mut self, now: Time, id: SessionId) {
+        let Some(mut s) = self.sessions.get_mut(id as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(id);
+        self.memory -= s.buffered().min(self.memory);
+        if let Some(n) = s.final_segment(now, &mut self.scratch) {
+            self.finals.push_back(self.scratch[..n].to_vec());
+        }
+        self.by_replay.remove(&(s.src, s.dst));
+        if let Some(ids) = self.by_capture.get_mut(&s.key) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.by_capture.remove(&s.key);
+            }
+        }
+        let outcome = s.outcome().unwrap_or(Outcome::Completed);
+        match outcome {
+            Outcome::Completed => self.stats.sessions_completed += 1,
+            Outcome::Lost(reason) => self.stats.lost.add(reason),
+        }
+        self.events.push_back(Event::Closed {
+            client: s.src,
+            target: s.dst,
+            outcome,
+        });
+    }
+}

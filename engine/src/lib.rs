@@ -1,0 +1,25 @@
+//! The replay session engine of tcpcopy: a deterministic, sans-IO state machine.
+//!
+//! Captured client packets, reply headers from intercept and timer ticks go in; packets for the
+//! test server, registrations for intercept and session outcomes come out. It performs no I/O and
+//! reads no clock (time is an argument), so it is tested against a real TCP stack on a simulated
+//! network with loss and reordering (`tests/`), and benchmarked alone (`benches/`). See
+//! [`Engine`] for the call order.
+
+pub mod config;
+pub mod engine;
+pub mod mapping;
+pub mod select;
+pub mod seq;
+pub mod session;
+pub mod stats;
+pub mod stream;
+pub mod time;
+pub mod wire;
+
+pub use config::{Config, ConfigError, parse_client_addrs};
+pub use engine::{Engine, Event};
+pub use mapping::{Mapping, MappingError};
+pub use seq::Seq;
+pub use stats::{LossReason, Outcome, Stats};
+pub use time::Time;

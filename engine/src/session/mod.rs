@@ -1,0 +1,455 @@
+//! One replayed connection (one copy of one captured session) towards the test server.
+//!
+//! Inputs: captured client segments ([`Session::on_captured`]), reply headers from intercept
+//! ([`Session::on_response`]) and timer expiries ([`Session::on_timeout`]). Output: the next
+//! segment to send ([`Session::next_segment`], in `output.rs`). The client's sequence numbers go
+//! out unchanged; acks are the test server's own sequence numbers (we acknowledge everything it
+//! sent, as a receiver that never loses anything).
+
+mod output;
+
+use std::{net::SocketAddr, time::Duration};
+
+use crate::{
+    config::Config,
+    seq::Seq,
+    stats::{LossReason, Outcome, Stats},
+    stream::{Accepted, ClientStream},
+    time::Time,
+    wire::{TcpOptions, TcpSegment},
+};
+
+/// The captured connection a session copies: (client, online service) as seen on the online host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CaptureKey {
+    pub client: SocketAddr,
+    pub online: SocketAddr,
+}
+
+/// Connection state towards the test server (RFC 793 names where they apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    SynSent,
+    Established,
+}
+
+/// The minimum time a response must be quiet after a PSH before it counts as over.
+const MIN_SETTLE: Duration = Duration::from_millis(1);
+/// Receive window we advertise (unscaled field): we never hold back the test server.
+pub(crate) const OUR_WINDOW: u16 = u16::MAX;
+
+#[derive(Debug)]
+pub struct Session {
+    pub key: CaptureKey,
+    /// The replayed client address/port and the target.
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    state: State,
+    isn: Seq,
+    syn_opts: TcpOptions,
+    stream: ClientStream,
+
+    snd_una: Seq,
+    snd_nxt: Seq,
+    snd_max: Seq,
+    snd_wnd: u32,
+    peer_wscale: u8,
+    peer_mss: u16,
+    /// The largest segment payload the path MTU allows (before options).
+    mtu_mss: u16,
+    ts_ok: bool,
+    ts_recent: u32,
+    rcv_nxt: Seq,
+    peer_fin: bool,
+    dup_acks: u8,
+
+    rto: Duration,
+    rto_at: Option<Time>,
+    retries: u8,
+    srtt: Option<Duration>,
+    syn_sent_at: Option<Time>,
+    syn_retransmitted: bool,
+
+    /// Test server's `rcv_nxt` when the current request started going out.
+    resp_mark: Seq,
+    last_resp_at: Time,
+    last_resp_psh: bool,
+    /// Since when the current request has been fully acknowledged while we wait at a boundary.
+    waiting_since: Option<Time>,
+
+    syn_due: bool,
+    ack_due: bool,
+    rexmit_one: bool,
+    probe_due: bool,
+    fin_sent: bool,
+    fin_acked_at: Option<Time>,
+
+    created: Time,
+    last_activity: Time,
+    gap_since: Option<Time>,
+    ip_id: u16,
+
+    outcome: Option<Outcome>,
+    rst_due: bool,
+    /// The deadline as registered in the engine's timer heap.
+    pub(crate) timer_at: Option<Time>,
+    /// Whether the session sits in the engine's transmit queue.
+    pub(crate) queued: bool,
+}
+
+impl Session {
+    /// A session that will open with a SYN of sequence number `isn` and options `syn_opts`.
+    pub fn new(
+        now: Time,
+        key: CaptureKey,
+        src: SocketAddr,
+        dst: SocketAddr,
+        isn: Seq,
+        syn_opts: TcpOptions,
+        cfg: &Config,
+    ) -> Self {
+        Self {
+            key,
+            src,
+            dst,
+            state: State::SynSent,
+            isn,
+            syn_opts,
+            stream: ClientStream::new(isn + 1),
+            snd_una: isn,
+            snd_nxt: isn,
+            snd_max: isn,
+            snd_wnd: 0,
+            peer_wscale: 0,
+            peer_mss: 536,
+            mtu_mss: cfg.mtu.saturating_sub(if dst.is_ipv4() { 40 } else { 60 }),
+            ts_ok: false,
+            ts_recent: 0,
+            rcv_nxt: Seq(0),
+            peer_fin: false,
+            dup_acks: 0,
+            rto: cfg.rto_min.max(Duration::from_millis(200)),
+            rto_at: None,
+            retries: 0,
+            srtt: None,
+            syn_sent_at: None,
+            syn_retransmitted: false,
+            resp_mark: Seq(0),
+            last_resp_at: now,
+            last_resp_psh: false,
+            waiting_since: None,
+            syn_due: true,
+            ack_due: false,
+            rexmit_one: false,
+            probe_due: false,
+            fin_sent: false,
+            fin_acked_at: None,
+            created: now,
+            last_activity: now,
+            gap_since: None,
+            ip_id: (isn.0 >> 16) as u16,
+            outcome: None,
+            rst_due: false,
+            timer_at: None,
+            queued: false,
+        }
+    }
+
+    /// How the session ended, once it has.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
+    /// Bytes held for this session.
+    pub fn buffered(&self) -> usize {
+        self.stream.buffered()
+    }
+
+    /// The captured SYN's sequence number.
+    pub fn isn(&self) -> Seq {
+        self.isn
+    }
+
+    /// Ends the session; `rst` sends a RST to the test server first.
+    pub fn finish(&mut self, outcome: Outcome, rst: bool) {
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome);
+            self.rst_due = rst && self.syn_sent_at.is_some();
+        }
+    }
+
+    /// Every captured byte and the client's FIN (if any) acknowledged by the test server.
+    pub fn all_delivered(&self) -> bool {
+        self.state == State::Established
+            && !self.stream.has_gap()
+            && self.snd_una >= self.stream.end()
+            && self.stream.fin().is_none_or(|f| self.snd_una > f)
+    }
+
+    /// A captured client segment of this session.
+    pub fn on_captured(&mut self, now: Time, seg: &TcpSegment<'_>) -> Accepted {
+        self.last_activity = now;
+        if seg.flags.rst() {
+            // The client aborted: so do we, and the replay is as complete as the original.
+            self.finish(Outcome::Completed, true);
+            return Accepted::default();
+        }
+        if seg.flags.syn() {
+            return Accepted::default();
+        }
+        if seg.payload_len == 0 && !seg.flags.fin() {
+            if seg.flags.ack() {
+                self.stream.on_client_ack(seg.ack);
+            }
+            return Accepted::default();
+        }
+        let ack = seg.flags.ack().then_some(seg.ack);
+        let acc = self
+            .stream
+            .insert(seg.seq, seg.payload, ack, seg.flags.fin());
+        if self.stream.has_gap() {
+            self.gap_since.get_or_insert(now);
+        } else {
+            self.gap_since = None;
+        }
+        acc
+    }
+
+    /// A reply header from the test server (via intercept).
+    pub fn on_response(&mut self, now: Time, seg: &TcpSegment<'_>) {
+        self.last_activity = now;
+        if seg.flags.rst() {
+            let outcome = match self.state {
+                State::SynSent => Outcome::Lost(LossReason::Refused),
+                State::Established if self.all_delivered() => Outcome::Completed,
+                State::Established => Outcome::Lost(LossReason::ResetByTarget),
+            };
+            self.finish(outcome, false);
+            return;
+        }
+        match self.state {
+            State::SynSent => self.on_syn_ack(now, seg),
+            State::Established => self.on_established(now, seg),
+        }
+        if self.fin_sent && self.snd_una == self.snd_max && self.fin_acked_at.is_none() {
+            self.fin_acked_at = Some(now);
+        }
+        if self.fin_acked_at.is_some() && self.peer_fin {
+            // Both directions closed; the final ACK of the server's FIN goes out on the way.
+            self.finish(Outcome::Completed, false);
+        }
+    }
+
+    fn on_syn_ack(&mut self, now: Time, seg: &TcpSegment<'_>) {
+        if !(seg.flags.syn() && seg.flags.ack() && seg.ack == self.isn + 1) {
+            return;
+        }
+        let irs = seg.seq;
+        self.rcv_nxt = irs + 1;
+        self.snd_una = self.isn + 1;
+        self.snd_nxt = self.snd_una;
+        self.snd_max = self.snd_una;
+        let scaled = self.syn_opts.window_scale.is_some() && seg.options.window_scale.is_some();
+        self.peer_wscale = if scaled {
+            seg.options.window_scale.unwrap_or(0)
+        } else {
+            0
+        };
+        self.snd_wnd = u32::from(seg.window);
+        self.peer_mss = seg.options.mss.unwrap_or(536).max(64);
+        self.ts_ok = self.syn_opts.timestamps.is_some() && seg.options.timestamps.is_some();
+        if let Some((val, _)) = seg.options.timestamps {
+            self.ts_recent = val;
+        }
+        if let (Some(sent), false) = (self.syn_sent_at, self.syn_retransmitted) {
+            let rtt = now.saturating_since(sent);
+            self.srtt = Some(rtt);
+            self.rto = rtt * 3;
+        }
+        self.state = State::Established;
+        self.ack_due = true;
+        self.rto_at = None;
+        self.retries = 0;
+        self.resp_mark = self.rcv_nxt;
+        self.last_resp_at = now;
+    }
+
+    fn on_established(&mut self, now: Time, seg: &TcpSegment<'_>) {
+        if seg.flags.syn() {
+            // A retransmitted SYN-ACK: our handshake ACK was lost.
+            self.ack_due = true;
+            return;
+        }
+        let old_wnd = self.snd_wnd;
+        self.snd_wnd = u32::from(seg.window) << self.peer_wscale;
+        if seg.flags.ack() {
+            let ack = seg.ack;
+            if ack > self.snd_una && ack <= self.snd_max {
+                self.snd_una = ack;
+                self.stream.release(ack);
+                self.dup_acks = 0;
+                self.retries = 0;
+                if self.snd_nxt < self.snd_una {
+                    self.snd_nxt = self.snd_una;
+                }
+                self.rto_at = (self.snd_una < self.snd_max).then(|| now + self.rto);
+            } else if ack == self.snd_una
+                && seg.seq_len() == 0
+                && self.snd_max > self.snd_una
+                && old_wnd == self.snd_wnd
+            {
+                self.dup_acks = self.dup_acks.saturating_add(1);
+                if self.dup_acks == 3 {
+                    self.rexmit_one = true;
+                }
+            }
+        }
+        let len = seg.seq_len();
+        if len > 0 {
+            self.ack_due = true;
+            let end = seg.seq + len;
+            if end > self.rcv_nxt {
+                self.rcv_nxt = end;
+                if seg.payload_len > 0 || seg.flags.fin() {
+                    self.last_resp_at = now;
+                    self.last_resp_psh = seg.flags.psh() || seg.flags.fin();
+                }
+            }
+            if seg.flags.fin() {
+                self.peer_fin = true;
+            }
+        }
+        if self.ts_ok
+            && let Some((val, _)) = seg.options.timestamps
+        {
+            self.ts_recent = val;
+        }
+    }
+
+    /// Handles whatever deadline has passed.
+    pub fn on_timeout(&mut self, now: Time, cfg: &Config) {
+        if self.state == State::SynSent && now >= self.created + cfg.handshake_timeout {
+            self.finish(Outcome::Lost(LossReason::HandshakeTimeout), true);
+            return;
+        }
+        if self.gap_since.is_some_and(|t| now >= t + cfg.gap_timeout) {
+            self.finish(Outcome::Lost(LossReason::CaptureGap), true);
+            return;
+        }
+        if now >= self.last_activity + cfg.idle_timeout {
+            let outcome = if self.all_delivered() {
+                Outcome::Completed
+            } else {
+                Outcome::Lost(LossReason::IdleTimeout)
+            };
+            self.finish(outcome, true);
+            return;
+        }
+        if self
+            .fin_acked_at
+            .is_some_and(|t| now >= t + cfg.response_wait)
+        {
+            // Our FIN is acknowledged and the test server keeps its side open: close it.
+            self.finish(Outcome::Completed, true);
+            return;
+        }
+        if self.rto_at.is_some_and(|t| now >= t) {
+            self.rto_at = None;
+            self.on_rto(cfg);
+        }
+    }
+
+    fn on_rto(&mut self, cfg: &Config) {
+        self.rto = (self.rto * 2).clamp(cfg.rto_min, cfg.rto_max);
+        match self.state {
+            State::SynSent => {
+                self.syn_due = true;
+                self.syn_retransmitted = true;
+            }
+            State::Established if self.snd_una < self.snd_max => {
+                self.retries += 1;
+                if self.retries > cfg.max_retransmits {
+                    self.finish(Outcome::Lost(LossReason::RetransmitLimit), true);
+                    return;
+                }
+                // Go back to the first unacknowledged byte.
+                self.snd_nxt = self.snd_una;
+                self.dup_acks = 0;
+            }
+            State::Established => self.probe_due = true,
+        }
+    }
+
+    /// How long a response must stay quiet after a PSH to count as over.
+    fn settle(&self) -> Duration {
+        self.srtt
+            .map_or(MIN_SETTLE, |r| (r * 2).max(MIN_SETTLE))
+            .min(Duration::from_millis(50))
+    }
+
+    /// Passes the request boundaries whose previous response is over (see the README's pacing
+    /// section), counting what released each.
+    fn pass_boundaries(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
+        while let Some(b) = self.stream.next_boundary() {
+            if cfg.no_wait {
+                self.stream.pass_boundary();
+                continue;
+            }
+            if self.state != State::Established || self.snd_nxt < b.seq {
+                return;
+            }
+            let got = u32::try_from(self.rcv_nxt.diff(self.resp_mark)).unwrap_or(0);
+            if self.snd_una >= b.seq {
+                self.waiting_since.get_or_insert(now);
+            }
+            if got >= b.expected {
+                stats.paced_by_bytes += 1;
+            } else if got > 0 && self.last_resp_psh && now >= self.last_resp_at + self.settle() {
+                stats.paced_by_burst_end += 1;
+            } else if self
+                .waiting_since
+                .is_some_and(|t| now >= t.max(self.last_resp_at) + cfg.response_wait)
+            {
+                stats.paced_by_timeout += 1;
+            } else {
+                return;
+            }
+            self.stream.pass_boundary();
+            self.resp_mark = self.rcv_nxt;
+            self.waiting_since = None;
+        }
+    }
+
+    /// The earliest time `on_timeout` has something to do.
+    pub fn deadline(&self, cfg: &Config) -> Option<Time> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        let mut d = self.last_activity + cfg.idle_timeout;
+        let mut consider = |t: Option<Time>| {
+            if let Some(t) = t {
+                d = d.min(t);
+            }
+        };
+        if self.state == State::SynSent {
+            consider(Some(self.created + cfg.handshake_timeout));
+        }
+        consider(self.rto_at);
+        consider(self.gap_since.map(|t| t + cfg.gap_timeout));
+        consider(self.fin_acked_at.map(|t| t + cfg.response_wait));
+        if let Some(b) = self.stream.next_boundary()
+            && !cfg.no_wait
+            && self.state == State::Established
+            && self.snd_nxt >= b.seq
+        {
+            if self.last_resp_psh && self.rcv_nxt > self.resp_mark {
+                consider(Some(self.last_resp_at + self.settle()));
+            }
+            consider(
+                self.waiting_since
+                    .map(|t| t.max(self.last_resp_at) + cfg.response_wait),
+            );
+        }
+        Some(d)
+    }
+}

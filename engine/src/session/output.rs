@@ -1,0 +1,275 @@
+//! What a session sends next: SYN, data within the window and the pacing limit, FIN, ACK, RST.
+
+use super::{OUR_WINDOW, Session, State};
+use crate::{
+    config::Config,
+    seq::Seq,
+    stats::Stats,
+    time::Time,
+    wire::{OutSegment, TcpFlags, TcpOptions, WireError, emit},
+};
+
+/// Bytes of the timestamp option in every segment once negotiated.
+const TS_OPTION_LEN: u16 = 12;
+
+/// What `next_segment` wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub len: usize,
+    pub payload: u32,
+    pub retransmit: bool,
+}
+
+impl Session {
+    /// Lets requests whose previous response is over go out; call after every input.
+    pub fn progress(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
+        if self.outcome.is_none() {
+            self.pass_boundaries(now, cfg, stats);
+        }
+    }
+
+    /// Whether `next_segment` would write something.
+    pub fn wants_to_send(&self, cfg: &Config) -> bool {
+        if self.outcome.is_some() {
+            return false;
+        }
+        match self.state {
+            State::SynSent => self.syn_due,
+            State::Established => {
+                self.ack_due
+                    || self.rexmit_one
+                    || self.snd_nxt < self.send_limit(cfg)
+                    || self.fin_allowed(cfg)
+                    || (self.probe_due && self.snd_nxt < self.stream.end())
+            }
+        }
+    }
+
+    /// The first sequence number not to send yet: end of captured data, the next request boundary
+    /// (pacing), the test server's window.
+    fn send_limit(&self, cfg: &Config) -> Seq {
+        let mut limit = self.stream.end();
+        if !cfg.no_wait
+            && let Some(b) = self.stream.next_boundary()
+        {
+            limit = limit.min(b.seq);
+        }
+        limit.min(self.snd_una + self.snd_wnd)
+    }
+
+    fn fin_allowed(&self, cfg: &Config) -> bool {
+        let Some(fin) = self.stream.fin() else {
+            return false;
+        };
+        let paced = cfg.no_wait || self.stream.next_boundary().is_none_or(|b| b.seq > fin);
+        self.snd_nxt == fin && self.stream.end() == fin && !self.stream.has_gap() && paced
+    }
+
+    fn mss(&self) -> usize {
+        let opt = if self.ts_ok { TS_OPTION_LEN } else { 0 };
+        usize::from(self.peer_mss.min(self.mtu_mss).saturating_sub(opt).max(1))
+    }
+
+    fn options(&self, now: Time) -> TcpOptions {
+        TcpOptions {
+            timestamps: self.ts_ok.then(|| (now.millis_u32(), self.ts_recent)),
+            ..TcpOptions::default()
+        }
+    }
+
+    fn write(
+        &mut self,
+        buf: &mut [u8],
+        seq: Seq,
+        flags: u8,
+        payload: [&[u8]; 2],
+        options: TcpOptions,
+    ) -> Result<usize, WireError> {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.write_with(buf, seq, flags, payload, options)
+    }
+
+    /// [`Self::write`] without the IP id step, for payload borrowed from the stream.
+    fn write_with(
+        &self,
+        buf: &mut [u8],
+        seq: Seq,
+        flags: u8,
+        payload: [&[u8]; 2],
+        options: TcpOptions,
+    ) -> Result<usize, WireError> {
+        let ack = if self.state == State::SynSent {
+            Seq(0)
+        } else {
+            self.rcv_nxt
+        };
+        emit(
+            &OutSegment {
+                src: self.src,
+                dst: self.dst,
+                seq,
+                ack,
+                flags,
+                window: OUR_WINDOW,
+                options,
+                payload,
+                ip_id: self.ip_id,
+            },
+            buf,
+        )
+    }
+
+    /// Writes the next segment into `buf` (an IP packet), if any is due.
+    pub fn next_segment(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        stats: &mut Stats,
+        buf: &mut [u8],
+    ) -> Option<Written> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        match self.state {
+            State::SynSent => {
+                if !self.syn_due {
+                    return None;
+                }
+                let mut opts = self.syn_opts;
+                opts.timestamps = opts.timestamps.map(|_| (now.millis_u32(), 0));
+                let len = self
+                    .write(buf, self.isn, TcpFlags::SYN, [&[], &[]], opts)
+                    .ok()?;
+                self.syn_due = false;
+                self.syn_sent_at.get_or_insert(now);
+                self.snd_nxt = self.isn + 1;
+                self.snd_max = self.snd_nxt;
+                self.rto_at = Some(now + self.rto);
+                Some(Written {
+                    len,
+                    payload: 0,
+                    retransmit: self.syn_retransmitted,
+                })
+            }
+            State::Established => self.next_established(now, cfg, stats, buf),
+        }
+    }
+
+    fn next_established(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        stats: &mut Stats,
+        buf: &mut [u8],
+    ) -> Option<Written> {
+        self.pass_boundaries(now, cfg, stats);
+        let ack = TcpFlags::ACK;
+        if self.rexmit_one {
+            self.rexmit_one = false;
+            let una = self.snd_una;
+            let avail = usize::try_from(self.stream.end().diff(una))
+                .unwrap_or(0)
+                .min(self.mss());
+            if avail > 0 {
+                return self.send_data(now, buf, una, avail, true);
+            }
+        }
+        let limit = self.send_limit(cfg);
+        if self.snd_nxt < limit {
+            let n = usize::try_from(limit.diff(self.snd_nxt))
+                .unwrap_or(0)
+                .min(self.mss());
+            let seq = self.snd_nxt;
+            let retransmit = seq < self.snd_max;
+            return self.send_data(now, buf, seq, n, retransmit);
+        }
+        if self.fin_allowed(cfg) {
+            let fin = self.snd_nxt;
+            let opts = self.options(now);
+            let len = self
+                .write(buf, fin, ack | TcpFlags::FIN, [&[], &[]], opts)
+                .ok()?;
+            let retransmit = self.fin_sent;
+            self.fin_sent = true;
+            self.snd_nxt = fin + 1;
+            self.snd_max = self.snd_max.max(self.snd_nxt);
+            self.ack_due = false;
+            self.rto_at.get_or_insert(now + self.rto);
+            return Some(Written {
+                len,
+                payload: 0,
+                retransmit,
+            });
+        }
+        if self.probe_due && self.snd_nxt < self.stream.end() {
+            // Zero-window probe: one byte past the window.
+            self.probe_due = false;
+            let seq = self.snd_nxt;
+            return self.send_data(now, buf, seq, 1, false);
+        }
+        if self.ack_due {
+            let opts = self.options(now);
+            let len = self.write(buf, self.snd_nxt, ack, [&[], &[]], opts).ok()?;
+            self.ack_due = false;
+            return Some(Written {
+                len,
+                payload: 0,
+                retransmit: false,
+            });
+        }
+        None
+    }
+
+    fn send_data(
+        &mut self,
+        now: Time,
+        buf: &mut [u8],
+        seq: Seq,
+        n: usize,
+        retransmit: bool,
+    ) -> Option<Written> {
+        let opts = self.options(now);
+        let limit_reached = seq + u32::try_from(n).unwrap_or(0) == self.stream.end();
+        let flags = TcpFlags::ACK | if limit_reached { TcpFlags::PSH } else { 0 };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let payload = self.stream.slice(seq, n);
+        let sent = payload[0].len() + payload[1].len();
+        let len = self.write_with(buf, seq, flags, payload, opts).ok()?;
+        let sent = u32::try_from(sent).unwrap_or(0);
+        let end = seq + sent;
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        self.ack_due = false;
+        self.rto_at.get_or_insert(now + self.rto);
+        Some(Written {
+            len,
+            payload: sent,
+            retransmit,
+        })
+    }
+
+    /// The last packet of a finished session: a RST if it ends by reset, else the ACK still owed
+    /// (of the test server's FIN).
+    pub fn final_segment(&mut self, now: Time, buf: &mut [u8]) -> Option<usize> {
+        let (flags, seq, opts) = if self.rst_due {
+            if self.state == State::SynSent {
+                (TcpFlags::RST, self.isn + 1, TcpOptions::default())
+            } else {
+                (
+                    TcpFlags::RST | TcpFlags::ACK,
+                    self.snd_nxt,
+                    TcpOptions::default(),
+                )
+            }
+        } else if self.ack_due && self.state == State::Established {
+            (TcpFlags::ACK, self.snd_nxt, self.options(now))
+        } else {
+            return None;
+        };
+        self.rst_due = false;
+        self.ack_due = false;
+        self.write(buf, seq, flags, [&[], &[]], opts).ok()
+    }
+}

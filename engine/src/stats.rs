@@ -1,0 +1,150 @@
+//! How sessions end, and the engine's counters.
+
+use core::fmt;
+
+/// Why a replayed session did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// Bytes missing from the capture did not arrive within the gap timeout.
+    CaptureGap,
+    /// The test server did not answer the SYN within the handshake timeout.
+    HandshakeTimeout,
+    /// The test server answered the SYN with a RST (nothing listening, or refused).
+    Refused,
+    /// The test server reset an established connection before the replay was done.
+    ResetByTarget,
+    /// The session's buffered bytes exceeded the per-session limit.
+    BufferLimit,
+    /// All sessions together exceeded the global memory cap.
+    MemoryCap,
+    /// Nothing happened for the idle timeout while bytes were still undelivered.
+    IdleTimeout,
+    /// A segment went unacknowledged through every retransmission.
+    RetransmitLimit,
+    /// No free (address, port) was left for this copy towards the target.
+    NoFreeTuple,
+    /// The client reused the port for a new connection before this one was delivered.
+    PortReused,
+}
+
+impl LossReason {
+    pub const ALL: [LossReason; 10] = [
+        LossReason::CaptureGap,
+        LossReason::HandshakeTimeout,
+        LossReason::Refused,
+        LossReason::ResetByTarget,
+        LossReason::BufferLimit,
+        LossReason::MemoryCap,
+        LossReason::IdleTimeout,
+        LossReason::RetransmitLimit,
+        LossReason::NoFreeTuple,
+        LossReason::PortReused,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            LossReason::CaptureGap => "capture_gap",
+            LossReason::HandshakeTimeout => "handshake_timeout",
+            LossReason::Refused => "refused",
+            LossReason::ResetByTarget => "reset_by_target",
+            LossReason::BufferLimit => "buffer_limit",
+            LossReason::MemoryCap => "memory_cap",
+            LossReason::IdleTimeout => "idle_timeout",
+            LossReason::RetransmitLimit => "retransmit_limit",
+            LossReason::NoFreeTuple => "no_free_tuple",
+            LossReason::PortReused => "port_reused",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a replayed session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every captured byte (and the close) reached the test server.
+    Completed,
+    Lost(LossReason),
+}
+
+/// Losses counted per reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses([u64; LossReason::ALL.len()]);
+
+impl Losses {
+    pub fn get(&self, reason: LossReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    pub(crate) fn add(&mut self, reason: LossReason) {
+        self.0[reason.index()] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// The engine's counters; they only grow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Captured packets handed in.
+    pub captured: u64,
+    /// Captured packets that did not parse (truncated, bad header).
+    pub captured_malformed: u64,
+    /// Captured packets that no mapping selects.
+    pub captured_unmapped: u64,
+    /// Captured packets of no session that could not start one (no SYN with `-O`, a lone ACK).
+    pub captured_orphan: u64,
+    /// Captured bytes already seen (client retransmissions and overlaps), trimmed.
+    pub client_retransmitted_bytes: u64,
+    /// Reply headers handed in.
+    pub responses: u64,
+    pub responses_malformed: u64,
+    /// Reply headers for no session (late, or another instance's).
+    pub responses_unknown: u64,
+    /// Sessions (copies) started, and captured sessions `-r` left out.
+    pub sessions_started: u64,
+    pub sessions_skipped: u64,
+    /// Sessions started with a faked SYN (captured mid-stream).
+    pub sessions_faked_syn: u64,
+    pub sessions_completed: u64,
+    pub lost: Losses,
+    /// Packets written by `poll_transmit`, payload bytes among them, and retransmitted segments.
+    pub packets_sent: u64,
+    pub payload_bytes_sent: u64,
+    pub retransmits: u64,
+    /// Requests held until the test server answered the previous one, by what released them:
+    /// as many response bytes as online sent, the end of a response burst, or the wait limit.
+    pub paced_by_bytes: u64,
+    pub paced_by_burst_end: u64,
+    pub paced_by_timeout: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "captured={} malformed={} unmapped={} orphan={} sessions={} completed={} lost={} sent={} payload={} retransmits={}",
+            self.captured,
+            self.captured_malformed,
+            self.captured_unmapped,
+            self.captured_orphan,
+            self.sessions_started,
+            self.sessions_completed,
+            self.lost.total(),
+            self.packets_sent,
+            self.payload_bytes_sent,
+            self.retransmits
+        )?;
+        for reason in LossReason::ALL {
+            let n = self.lost.get(reason);
+            if n > 0 {
+                write!(f, " lost_{}={n}", reason.name())?;
+            }
+        }
+        Ok(())
+    }
+}

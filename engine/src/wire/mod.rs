@@ -1,0 +1,66 @@
+//! Zero-copy views of IP/TCP packets and an emitter for the packets the engine sends.
+//!
+//! The parsing contract (after smoltcp's `wire`): untrusted bytes go through [`parse`], which checks
+//! every length before anything is read, so no accessor can panic on a short or lying packet; what
+//! does not check out is a [`WireError`], which the engine counts and drops.
+
+mod checksum;
+mod emit;
+mod ip;
+mod tcp;
+
+pub use checksum::{internet_checksum, pseudo_header_sum};
+pub use emit::{OutSegment, emit, segment_len};
+pub use ip::IpHeader;
+pub use tcp::{TcpFlags, TcpOptions, TcpSegment};
+
+use std::net::IpAddr;
+
+/// Why bytes were not accepted as a TCP packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Shorter than a header it announces.
+    #[error("truncated packet")]
+    Truncated,
+    /// A header field with an impossible value (version, header length, option length).
+    #[error("malformed header")]
+    Malformed,
+    /// Not TCP, a fragment, or IPv6 with extension headers.
+    #[error("not a TCP packet this engine handles")]
+    Unsupported,
+    /// The output buffer is too small for the packet.
+    #[error("output buffer too small")]
+    BufferTooSmall,
+}
+
+/// Whether a packet may be shorter than its IP total length (reply headers from intercept carry no
+/// payload; captured packets must be whole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Whole,
+    HeadersOnly,
+}
+
+/// A parsed TCP packet: addresses from the IP header and a view of the segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub tcp: TcpSegment<'a>,
+}
+
+/// Parses an IP packet (no link-layer header) carrying TCP.
+pub fn parse(buf: &[u8], payload: Payload) -> Result<Packet<'_>, WireError> {
+    let ip = IpHeader::parse(buf)?;
+    let end = ip.total_len.min(buf.len());
+    if payload == Payload::Whole && buf.len() < ip.total_len {
+        return Err(WireError::Truncated);
+    }
+    let declared_tcp_len = ip.total_len - ip.header_len;
+    let tcp = TcpSegment::parse(&buf[ip.header_len..end], declared_tcp_len)?;
+    Ok(Packet {
+        src: ip.src,
+        dst: ip.dst,
+        tcp,
+    })
+}
