@@ -59,7 +59,14 @@ pub struct Engine {
     memory: usize,
     started_at: Option<Time>,
     scratch: Vec<u8>,
+    /// Captured connections whose replay ended, until their tombstone expires: their remaining
+    /// packets must not start a new (partial) replay. Expiry order is insertion order.
+    ended: HashMap<CaptureKey, Time>,
+    ended_order: VecDeque<(Time, CaptureKey)>,
 }
+
+/// How long the packets of an ended connection are ignored (unless a new SYN reuses the port).
+const TOMBSTONE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Engine {
     pub fn new(cfg: Config) -> Result<Self, ConfigError> {
@@ -79,6 +86,8 @@ impl Engine {
             memory: 0,
             started_at: None,
             scratch: vec![0; 128],
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
         })
     }
 
@@ -164,6 +173,13 @@ impl Engine {
 
     fn start(&mut self, now: Time, key: CaptureKey, target: SocketAddr, seg: &TcpSegment<'_>) {
         let syn = seg.flags.syn() && !seg.flags.ack();
+        if !syn && self.ended.contains_key(&key) {
+            self.stats.captured_orphan += 1;
+            return;
+        }
+        if syn {
+            self.ended.remove(&key);
+        }
         if !syn && (self.cfg.only_syn || seg.payload_len == 0 || seg.flags.rst()) {
             self.stats.captured_orphan += 1;
             return;
@@ -180,7 +196,9 @@ impl Engine {
             return;
         }
         if !selected(key.client, percentage) {
-            self.stats.sessions_skipped += 1;
+            if syn {
+                self.stats.sessions_skipped += 1;
+            }
             return;
         }
         let (isn, syn_opts) = if syn {
@@ -259,6 +277,15 @@ impl Engine {
 
     /// Runs the timers whose deadline is `now` or earlier.
     pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&(at, key)) = self.ended_order.front() {
+            if at + TOMBSTONE > now {
+                break;
+            }
+            self.ended_order.pop_front();
+            if self.ended.get(&key) == Some(&at) {
+                self.ended.remove(&key);
+            }
+        }
         while let Some(&Reverse((at, id))) = self.timers.peek() {
             if at > now {
                 break;
@@ -276,13 +303,14 @@ impl Engine {
 
     /// The next time `handle_timeout` has work, if any.
     pub fn poll_timeout(&mut self) -> Option<Time> {
+        let tombstone = self.ended_order.front().map(|(at, _)| *at + TOMBSTONE);
         while let Some(&Reverse((at, id))) = self.timers.peek() {
             if self.session(id).is_some_and(|s| s.timer_at == Some(at)) {
-                return Some(at);
+                return Some(tombstone.map_or(at, |t| t.min(at)));
             }
             self.timers.pop();
         }
-        None
+        tombstone
     }
 
     /// The next event, if any.
@@ -382,6 +410,8 @@ impl Engine {
             ids.retain(|&i| i != id);
             if ids.is_empty() {
                 self.by_capture.remove(&s.key);
+                self.ended.insert(s.key, now);
+                self.ended_order.push_back((now, s.key));
             }
         }
         let outcome = s.outcome().unwrap_or(Outcome::Completed);

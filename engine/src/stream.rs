@@ -69,9 +69,9 @@ impl ClientStream {
         self.buf.len() + self.parked_bytes
     }
 
-    /// Whether captured bytes are missing before some parked ones.
+    /// Whether captured bytes are missing: before some parked ones, or before the client's FIN.
     pub fn has_gap(&self) -> bool {
-        !self.parked.is_empty()
+        !self.parked.is_empty() || self.fin.is_some_and(|f| f > self.end())
     }
 
     /// The client's FIN, once captured.

@@ -64,6 +64,8 @@ pub struct Session {
     dup_acks: u8,
 
     rto: Duration,
+    /// `Config::rto_min` and `rto_max`.
+    rto_bounds: (Duration, Duration),
     rto_at: Option<Time>,
     retries: u8,
     srtt: Option<Duration>,
@@ -129,6 +131,7 @@ impl Session {
             peer_fin: false,
             dup_acks: 0,
             rto: cfg.rto_min.max(Duration::from_millis(200)),
+            rto_bounds: (cfg.rto_min, cfg.rto_max),
             rto_at: None,
             retries: 0,
             srtt: None,
@@ -264,7 +267,7 @@ impl Session {
         if let (Some(sent), false) = (self.syn_sent_at, self.syn_retransmitted) {
             let rtt = now.saturating_since(sent);
             self.srtt = Some(rtt);
-            self.rto = rtt * 3;
+            self.rto = (rtt * 3).clamp(self.rto_bounds.0, self.rto_bounds.1);
         }
         self.state = State::Established;
         self.ack_due = true;

@@ -1,0 +1,336 @@
+//! The engine against real TCP stacks (smoltcp) on a simulated network: the test server must
+//! receive exactly each client byte stream, per copy, in order.
+
+mod sim;
+
+use sim::{ClientScript, Knobs, Net, Server};
+use tcpcopy_engine::{Config, LossReason, Mapping};
+
+fn config() -> Config {
+    Config::new(vec![Mapping::parse("80-198.51.100.30:80").unwrap()])
+}
+
+fn net(cfg: Config, knobs: Knobs, seed: u64) -> Net {
+    Net::new(
+        cfg,
+        Server::new("online", 120),
+        Server::new("test", 118),
+        knobs,
+        seed,
+    )
+}
+
+/// Every client stream arrived at the test server exactly `copies` times, and nothing else did.
+fn assert_replayed(net: &Net, copies: usize) {
+    let mut expected: Vec<Vec<u8>> = net
+        .client_streams()
+        .into_iter()
+        .flat_map(|s| std::iter::repeat_n(s, copies))
+        .collect();
+    let mut got = net.test_app.streams();
+    expected.sort();
+    got.sort();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "connections at the test server; stats: {}",
+        net.engine.stats()
+    );
+    for (g, e) in got.iter().zip(&expected) {
+        assert!(
+            g == e,
+            "stream differs: got {} bytes, expected {} ({:?}...)",
+            g.len(),
+            e.len(),
+            String::from_utf8_lossy(&e[..e.len().min(40)])
+        );
+    }
+    assert_eq!(net.engine.stats().lost.total(), 0, "{}", net.engine.stats());
+}
+
+#[test]
+fn one_request_connections() {
+    let mut n = net(config(), Knobs::default(), 1);
+    for i in 0..50 {
+        n.add_client(ClientScript::requests(1), i * 2_000);
+    }
+    assert!(n.run(30_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 1);
+    assert_eq!(n.engine.stats().sessions_completed, 50);
+}
+
+#[test]
+fn keep_alive_100_back_to_back_requests_are_paced_not_collapsed() {
+    let mut n = net(config(), Knobs::default(), 2);
+    n.add_client(ClientScript::requests(100), 0);
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 1);
+    let st = n.engine.stats();
+    // Each of requests 2..=100 (and the client's FIN) waited for the test server's answer to the
+    // one before, and was released by that answer, not by a timeout (the test server is as fast
+    // as online; its answers are 2 bytes shorter, so the end of each answer releases the next).
+    assert_eq!(st.paced_by_bytes + st.paced_by_burst_end, 100, "{st:?}");
+    assert_eq!(st.paced_by_timeout, 0, "{st:?}");
+    let test_lines = n.test_app.streams()[0]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    assert_eq!(test_lines, 100, "all 100 requests replayed");
+}
+
+#[test]
+fn pipelined_requests() {
+    let mut n = net(config(), Knobs::default(), 3);
+    let mut script = ClientScript::requests(20);
+    script.pipelined = true;
+    n.add_client(script, 0);
+    n.add_client(ClientScript::requests(5), 100);
+    assert!(n.run(30_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 1);
+}
+
+#[test]
+fn server_first_protocol_waits_for_the_greeting() {
+    let mut online = Server::new("online", 64);
+    online.greeting = Some(b"220 online ready\n".to_vec());
+    let mut test = Server::new("test", 64);
+    test.greeting = Some(b"220 test ready\n".to_vec());
+    let mut n = Net::new(config(), online, test, Knobs::default(), 4);
+    let mut script = ClientScript::requests(10);
+    script.wait_greeting = true;
+    n.add_client(script, 0);
+    assert!(n.run(30_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 1);
+    let st = n.engine.stats();
+    // The greeting, 9 answers and the close: the first request waited for the greeting.
+    assert_eq!(st.paced_by_bytes + st.paced_by_burst_end, 11, "{st:?}");
+}
+
+#[test]
+fn one_megabyte_upload() {
+    let mut n = net(config(), Knobs::default(), 5);
+    let mut body: Vec<u8> = (0..1_000_000u32)
+        .map(|i| b'a' + u8::try_from(i % 26).unwrap())
+        .collect();
+    body.push(b'\n');
+    n.add_client(
+        ClientScript {
+            requests: vec![b"POST /upload\n".to_vec(), body, b"GET /after\n".to_vec()],
+            ..ClientScript::default()
+        },
+        0,
+    );
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 1);
+    assert!(n.engine.stats().payload_bytes_sent >= 1_000_000);
+}
+
+#[test]
+fn session_captured_mid_stream_gets_a_faked_syn() {
+    // Capture starts after the client has done its first requests.
+    let knobs = Knobs {
+        capture_from_us: 20_000,
+        ..Knobs::default()
+    };
+    let mut n = net(config(), knobs, 6);
+    let mut script = ClientScript::requests(30);
+    script.think_us = 1_000;
+    n.add_client(script, 0);
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    let st = *n.engine.stats();
+    assert_eq!(st.sessions_faked_syn, 1, "{st}");
+    let sent = &n.client_streams()[0];
+    let got = &n.test_app.streams()[0];
+    assert!(
+        !got.is_empty() && got.len() < sent.len(),
+        "only the captured part: {} of {}",
+        got.len(),
+        sent.len()
+    );
+    assert!(
+        sent.ends_with(got),
+        "the test server got exactly the captured suffix of the stream"
+    );
+    assert!(got.starts_with(b"GET /"), "from a request boundary");
+    assert_eq!(st.lost.total(), 0, "{st}");
+}
+
+#[test]
+fn only_syn_leaves_mid_stream_sessions_out() {
+    let knobs = Knobs {
+        capture_from_us: 20_000,
+        ..Knobs::default()
+    };
+    let mut cfg = config();
+    cfg.only_syn = true;
+    let mut n = net(cfg, knobs, 6);
+    let mut script = ClientScript::requests(30);
+    script.think_us = 1_000;
+    n.add_client(script, 0);
+    assert!(n.run(60_000_000));
+    assert_eq!(n.engine.stats().sessions_started, 0);
+    assert!(n.engine.stats().captured_orphan > 0);
+    assert!(n.test_app.streams().is_empty());
+}
+
+#[test]
+fn five_copies_of_every_session() {
+    let mut cfg = config();
+    cfg.copies = 5;
+    let mut n = net(cfg, Knobs::default(), 7);
+    for i in 0..10 {
+        n.add_client(ClientScript::requests(3), i * 1_000);
+    }
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 5);
+    let mut remotes = n.test_app.remotes();
+    remotes.sort_by_key(|r| (r.addr.to_string(), r.port));
+    remotes.dedup();
+    assert_eq!(remotes.len(), 50, "50 distinct client address/port pairs");
+}
+
+#[test]
+fn thirty_percent_of_sessions_whole() {
+    let mut cfg = config();
+    cfg.percentage = 30;
+    let mut n = net(cfg, Knobs::default(), 8);
+    for i in 0..200 {
+        n.add_client(ClientScript::requests(2), i * 500);
+    }
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    let sent = n.client_streams();
+    let got = n.test_app.streams();
+    assert!(
+        (40..=80).contains(&got.len()),
+        "about 30% of 200: {}",
+        got.len()
+    );
+    for g in &got {
+        assert!(sent.contains(g), "every replayed session is whole");
+    }
+    assert_eq!(
+        n.engine.stats().sessions_skipped + n.engine.stats().sessions_started,
+        200
+    );
+}
+
+#[test]
+fn client_addresses_rewritten_with_c() {
+    let mut cfg = config();
+    cfg.client_addrs = tcpcopy_engine::parse_client_addrs("192.0.2.x", &[]).unwrap();
+    let mut n = net(cfg, Knobs::default(), 9);
+    for i in 0..5 {
+        n.add_client(ClientScript::requests(2), i * 1_000);
+    }
+    assert!(n.run(30_000_000));
+    assert_replayed(&n, 1);
+    assert!(
+        n.test_app
+            .remotes()
+            .iter()
+            .all(|r| r.addr.to_string().starts_with("192.0.2."))
+    );
+}
+
+#[test]
+fn loss_reordering_and_duplication_towards_the_test_server() {
+    for seed in 10..14 {
+        let knobs = Knobs {
+            loss: 50,
+            reorder: 50,
+            duplicate: 20,
+            response_loss: 20,
+            ..Knobs::default()
+        };
+        let mut n = net(config(), knobs, seed);
+        n.add_client(ClientScript::requests(50), 0);
+        let mut body = vec![b'x'; 200_000];
+        body.push(b'\n');
+        n.add_client(
+            ClientScript {
+                requests: vec![body, b"GET /end\n".to_vec()],
+                ..ClientScript::default()
+            },
+            0,
+        );
+        for i in 0..10 {
+            n.add_client(ClientScript::requests(1), 1_000 + i * 3_000);
+        }
+        assert!(
+            n.run(300_000_000),
+            "settles (seed {seed}); {}",
+            n.engine.stats()
+        );
+        assert_replayed(&n, 1);
+        assert!(
+            n.engine.stats().retransmits > 0,
+            "loss was repaired by retransmission"
+        );
+    }
+}
+
+#[test]
+fn capture_gap_gives_up_with_a_reason() {
+    let knobs = Knobs {
+        capture_loss: 1000,
+        ..Knobs::default()
+    };
+    let mut n = net(config(), knobs, 15);
+    // Every captured data packet is lost: the client's FIN shows bytes are missing.
+    let mut script = ClientScript::requests(3);
+    script.pipelined = true;
+    n.add_client(script, 0);
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    let st = n.engine.stats();
+    assert_eq!(st.sessions_started, 1);
+    assert_eq!(st.lost.get(LossReason::CaptureGap), 1, "{st}");
+    assert!(
+        n.test_app.streams().iter().all(Vec::is_empty),
+        "nothing past the gap was sent"
+    );
+}
+
+#[test]
+fn nothing_listening_is_refused_and_silence_is_a_handshake_timeout() {
+    let mut cfg = config();
+    cfg.mappings = vec![Mapping::parse("80-198.51.100.30:81").unwrap()];
+    let mut n = net(cfg, Knobs::default(), 16);
+    n.add_client(ClientScript::requests(1), 0);
+    assert!(n.run(30_000_000));
+    assert_eq!(
+        n.engine.stats().lost.get(LossReason::Refused),
+        1,
+        "{}",
+        n.engine.stats()
+    );
+
+    let knobs = Knobs {
+        loss: 1000,
+        ..Knobs::default()
+    };
+    let mut n = net(config(), knobs, 17);
+    n.add_client(ClientScript::requests(1), 0);
+    assert!(n.run(30_000_000));
+    assert_eq!(
+        n.engine.stats().lost.get(LossReason::HandshakeTimeout),
+        1,
+        "{}",
+        n.engine.stats()
+    );
+}
+
+#[test]
+fn same_size_answers_release_requests_by_byte_count() {
+    let mut n = Net::new(
+        config(),
+        Server::new("online", 200),
+        Server::new("test!!", 200),
+        Knobs::default(),
+        18,
+    );
+    n.add_client(ClientScript::requests(100), 0);
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    assert_replayed(&n, 1);
+    let st = n.engine.stats();
+    assert_eq!(st.paced_by_bytes, 100, "{st:?}");
+}
