@@ -66,7 +66,7 @@ impl Config {
             mtu: 1500,
             only_syn: false,
             no_wait: false,
-            idle_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_mins(10),
             handshake_timeout: Duration::from_secs(3),
             gap_timeout: Duration::from_secs(2),
             response_wait: Duration::from_millis(500),

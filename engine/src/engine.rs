@@ -66,7 +66,7 @@ pub struct Engine {
 }
 
 /// How long the packets of an ended connection are ignored (unless a new SYN reuses the port).
-const TOMBSTONE: std::time::Duration = std::time::Duration::from_secs(60);
+const TOMBSTONE: std::time::Duration = std::time::Duration::from_mins(1);
 
 impl Engine {
     pub fn new(cfg: Config) -> Result<Self, ConfigError> {

@@ -39,6 +39,10 @@ const MIN_SETTLE: Duration = Duration::from_millis(1);
 pub(crate) const OUR_WINDOW: u16 = u16::MAX;
 
 #[derive(Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "TCP's pending-output flags are independent of each other"
+)]
 pub struct Session {
     pub key: CaptureKey,
     /// The replayed client address/port and the target.

@@ -49,6 +49,11 @@ pub fn internet_checksum(data: &[u8], pseudo: u64) -> u16 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::cast_possible_truncation,
+        reason = "test data built from small integers"
+    )]
+
     use super::*;
 
     #[test]

@@ -54,7 +54,7 @@ pub struct TcpOptions {
     pub mss: Option<u16>,
     pub window_scale: Option<u8>,
     pub sack_permitted: bool,
-    /// (TSval, TSecr)
+    /// (`TSval`, `TSecr`)
     pub timestamps: Option<(u32, u32)>,
 }
 
@@ -115,7 +115,8 @@ impl TcpOptions {
     pub fn write(&self, out: &mut [u8]) {
         let mut at = 0;
         if let Some(mss) = self.mss {
-            out[at..at + 4].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+            let [hi, lo] = mss.to_be_bytes();
+            out[at..at + 4].copy_from_slice(&[2, 4, hi, lo]);
             at += 4;
         }
         if let Some(ws) = self.window_scale {

@@ -218,8 +218,6 @@ impl Server {
         }
     }
 
-    pub fn listen(&self, _sockets: &mut SocketSet<'static>) {}
-
     fn ensure_listening(&mut self, sockets: &mut SocketSet<'static>) {
         while self.listeners.len() < self.pool {
             let mut s = socket();
