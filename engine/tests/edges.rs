@@ -1,0 +1,329 @@
+//! The engine driven by hand-made packets: IPv6, limits, resets, reused ports, ramping, instances,
+//! and arbitrary bytes (never a panic, always counted).
+
+use std::{net::SocketAddr, time::Duration};
+
+use proptest::prelude::*;
+use tcpcopy_engine::{
+    Config, Engine, Event, LossReason, Mapping, Seq, Time,
+    wire::{OutSegment, Payload, TcpFlags, TcpOptions, emit, parse},
+};
+
+const SYN: u8 = TcpFlags::SYN;
+const ACK: u8 = TcpFlags::ACK;
+const PSH: u8 = TcpFlags::PSH;
+const RST: u8 = TcpFlags::RST;
+
+fn pkt(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let seg = OutSegment {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        seq: Seq(seq),
+        ack: Seq(ack),
+        flags,
+        window: 65535,
+        options: if flags & SYN != 0 {
+            TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::default()
+            }
+        } else {
+            TcpOptions::default()
+        },
+        payload: [payload, &[]],
+        ip_id: 0,
+    };
+    let mut buf = vec![0; 70_000];
+    let n = emit(&seg, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn engine(cfg: Config) -> Engine {
+    Engine::new(cfg).unwrap()
+}
+
+fn config(map: &str) -> Config {
+    Config::new(vec![Mapping::parse(map).unwrap()])
+}
+
+fn drain(e: &mut Engine, now: Time) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0; 2048];
+    while let Some(n) = e.poll_transmit(now, &mut buf) {
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+fn t(ms: u64) -> Time {
+    Time::from_millis(ms)
+}
+
+const CLIENT: &str = "198.51.100.10:5000";
+const ONLINE: &str = "198.51.100.20:80";
+const TARGET: &str = "198.51.100.30:80";
+
+/// Opens a session: captured SYN and the test server's SYN-ACK; returns the test server's ISN.
+fn open(e: &mut Engine, client: &str, now: Time) -> u32 {
+    e.handle_captured(now, &pkt(client, ONLINE, 1000, 0, SYN, b""));
+    let out = drain(e, now);
+    let syn = parse(&out[0], Payload::Whole).unwrap();
+    assert!(syn.tcp.flags.syn());
+    let src = SocketAddr::new(syn.src, syn.tcp.src_port).to_string();
+    e.handle_response(now, &pkt(TARGET, &src, 7000, 1001, SYN | ACK, b""));
+    let out = drain(e, now);
+    assert!(
+        parse(&out[0], Payload::Whole).unwrap().tcp.flags.ack(),
+        "handshake ACK"
+    );
+    7000
+}
+
+#[test]
+fn ipv6_sessions_are_replayed_as_ipv6() {
+    let mut e = engine(config("80-[2001:db8::30]:80"));
+    e.handle_captured(
+        t(0),
+        &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 42, 0, SYN, b""),
+    );
+    assert_eq!(
+        e.poll_event(),
+        Some(Event::Register {
+            client: "[2001:db8::10]:5000".parse().unwrap(),
+            target: "[2001:db8::30]:80".parse().unwrap()
+        })
+    );
+    let out = drain(&mut e, t(0));
+    let syn = parse(&out[0], Payload::Whole).unwrap();
+    assert_eq!(syn.dst, "2001:db8::30".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(syn.tcp.seq, Seq(42));
+    assert!(syn.tcp.flags.syn());
+}
+
+#[test]
+fn acks_are_rewritten_into_the_test_servers_sequence_space() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    let irs = open(&mut e, CLIENT, t(0));
+    // The client's request carries the online server's ack (5001); it goes out with the test
+    // server's (irs + 1) and the client's own sequence number.
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+    );
+    let out = drain(&mut e, t(1));
+    let data = parse(&out[0], Payload::Whole).unwrap();
+    assert_eq!(data.tcp.seq, Seq(1001));
+    assert_eq!(data.tcp.ack, Seq(irs + 1));
+    assert_eq!(data.tcp.payload, b"GET /\n");
+    assert_eq!(
+        data.dst,
+        "198.51.100.30".parse::<std::net::IpAddr>().unwrap()
+    );
+}
+
+#[test]
+fn reset_by_the_test_server_is_a_loss_with_its_reason() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    open(&mut e, CLIENT, t(0));
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+    );
+    drain(&mut e, t(1));
+    e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, RST | ACK, b""));
+    assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
+    assert_eq!(e.session_count(), 0);
+    // Later packets of that connection do not start a partial replay.
+    e.handle_captured(
+        t(3),
+        &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
+    );
+    assert_eq!(e.stats().sessions_started, 1);
+}
+
+#[test]
+fn a_reused_port_starts_a_new_session() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    open(&mut e, CLIENT, t(0));
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+    );
+    drain(&mut e, t(1));
+    e.handle_captured(t(2), &pkt(CLIENT, ONLINE, 900_000, 0, SYN, b""));
+    assert_eq!(e.stats().sessions_started, 2);
+    assert_eq!(
+        e.stats().lost.get(LossReason::PortReused),
+        1,
+        "the first was not delivered"
+    );
+    let out = drain(&mut e, t(2));
+    assert!(
+        out.iter()
+            .any(|p| parse(p, Payload::Whole).unwrap().tcp.flags.rst()),
+        "old one reset"
+    );
+    assert!(
+        out.iter()
+            .any(|p| parse(p, Payload::Whole).unwrap().tcp.seq == Seq(900_000)),
+        "new SYN"
+    );
+}
+
+#[test]
+fn buffer_limit_and_memory_cap_end_sessions_with_reasons() {
+    let mut cfg = config("80-198.51.100.30:80");
+    cfg.session_buffer_limit = 1000;
+    cfg.memory_limit = 1500;
+    let mut e = engine(cfg);
+    // No SYN-ACK ever: captured bytes pile up.
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1001, 1, ACK, &[b'x'; 800]));
+    e.handle_captured(t(0), &pkt("198.51.100.11:6000", ONLINE, 1000, 0, SYN, b""));
+    e.handle_captured(
+        t(0),
+        &pkt("198.51.100.11:6000", ONLINE, 1001, 1, ACK, &[b'y'; 800]),
+    );
+    assert_eq!(
+        e.stats().lost.get(LossReason::MemoryCap),
+        1,
+        "{}",
+        e.stats()
+    );
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1801, 1, ACK, &[b'x'; 300]));
+    assert_eq!(
+        e.stats().lost.get(LossReason::BufferLimit),
+        1,
+        "{}",
+        e.stats()
+    );
+    assert_eq!(e.memory(), 0);
+}
+
+#[test]
+fn idle_sessions_with_undelivered_bytes_time_out() {
+    let mut cfg = config("80-198.51.100.30:80");
+    cfg.idle_timeout = Duration::from_secs(5);
+    let mut e = engine(cfg);
+    open(&mut e, CLIENT, t(0));
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+    );
+    drain(&mut e, t(1));
+    let mut now = t(1);
+    // The test server never acknowledges: retransmissions, then the idle timeout or the limit.
+    while e.session_count() > 0 && now < t(600_000) {
+        now = e.poll_timeout().expect("a timer is armed");
+        e.handle_timeout(now);
+        drain(&mut e, now);
+    }
+    let st = e.stats();
+    assert_eq!(
+        st.lost.get(LossReason::IdleTimeout) + st.lost.get(LossReason::RetransmitLimit),
+        1,
+        "{st}"
+    );
+    assert!(st.retransmits > 0);
+}
+
+#[test]
+fn handshake_timeout_after_three_seconds() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+    let mut now = t(0);
+    let mut syns = 0;
+    while e.session_count() > 0 {
+        syns += drain(&mut e, now).len();
+        now = e.poll_timeout().unwrap();
+        e.handle_timeout(now);
+    }
+    assert!(syns >= 2, "the SYN was retransmitted");
+    assert_eq!(e.stats().lost.get(LossReason::HandshakeTimeout), 1);
+    assert!(now >= t(3000) && now < t(3100), "{now:?}");
+}
+
+#[test]
+fn ramp_starts_at_one_percent() {
+    let mut cfg = config("80-198.51.100.30:80");
+    cfg.ramp = true;
+    let mut e = engine(cfg);
+    for p in 0..2000u16 {
+        let client = format!("198.51.100.10:{}", 10_000 + p);
+        e.handle_captured(t(0), &pkt(&client, ONLINE, 1000, 0, SYN, b""));
+    }
+    let early = e.stats().sessions_started;
+    assert!(early < 60, "about 1% at first: {early}");
+    for p in 0..2000u16 {
+        let client = format!("198.51.100.11:{}", 10_000 + p);
+        e.handle_captured(t(49_000), &pkt(&client, ONLINE, 1000, 0, SYN, b""));
+    }
+    let later = e.stats().sessions_started - early;
+    assert!(
+        (850..=1150).contains(&later),
+        "about 50% after 49 s: {later}"
+    );
+}
+
+#[test]
+fn instances_take_their_own_ports() {
+    let mut cfg = config("80-198.51.100.30:80");
+    cfg.instance = Some(3);
+    cfg.copies = 4;
+    let mut e = engine(cfg);
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+    let syns = drain(&mut e, t(0));
+    assert_eq!(syns.len(), 4);
+    for s in syns {
+        assert_eq!(parse(&s, Payload::Whole).unwrap().tcp.src_port % 16, 3);
+    }
+}
+
+#[test]
+fn unmapped_and_orphan_packets_are_counted() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    e.handle_captured(t(0), &pkt(CLIENT, "198.51.100.20:443", 1, 0, SYN, b""));
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1, 1, ACK, b""));
+    e.handle_response(t(0), &pkt(TARGET, CLIENT, 1, 1, ACK, b""));
+    let st = e.stats();
+    assert_eq!(
+        (
+            st.captured_unmapped,
+            st.captured_orphan,
+            st.responses_unknown
+        ),
+        (1, 1, 1)
+    );
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut e = engine(config("80-198.51.100.30:80"));
+        e.handle_captured(t(0), &bytes);
+        e.handle_response(t(0), &bytes);
+        let _ = drain(&mut e, t(0));
+        let st = e.stats();
+        prop_assert_eq!(st.captured, 1);
+        prop_assert_eq!(st.responses, 1);
+    }
+
+    #[test]
+    fn damaged_packets_are_counted_or_handled(cut in 0usize..80, flip in 0usize..80, bit in 0u8..8) {
+        let mut e = engine(config("80-198.51.100.30:80"));
+        let mut p = pkt(CLIENT, ONLINE, 1000, 0, SYN, b"");
+        open(&mut e, CLIENT, t(0));
+        let mut data = pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /index.html HTTP/1.1\r\n\r\n");
+        if flip < data.len() {
+            data[flip] ^= 1 << bit;
+        }
+        data.truncate(data.len().saturating_sub(cut));
+        e.handle_captured(t(1), &data);
+        p.truncate(cut.min(p.len()));
+        e.handle_response(t(1), &p);
+        let _ = drain(&mut e, t(1));
+        e.handle_timeout(t(10_000));
+        let _ = drain(&mut e, t(10_000));
+    }
+}
