@@ -1,1 +1,230 @@
-fn main() {}
+//! Criterion benchmark of the engine alone: packets per second on a realistic mix (many
+//! concurrent keep-alive sessions: handshake, requests, the test server's answers, close), and the
+//! heap bytes one idle session costs. `cargo xtask bench` runs it; `cargo bench -p tcpcopy-engine`
+//! too.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use criterion::{Criterion, Throughput};
+use tcpcopy_engine::{
+    Config, Engine, Mapping, Seq, Time,
+    wire::{OutSegment, TcpFlags, TcpOptions, emit},
+};
+
+/// Counts live heap bytes, to measure what a session costs.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const TARGET: &str = "198.51.100.30:80";
+const ONLINE: &str = "198.51.100.20:80";
+const REQUEST: usize = 300;
+const RESPONSE: u32 = 1200;
+
+struct Input {
+    captured: bool,
+    bytes: Vec<u8>,
+}
+
+#[allow(clippy::too_many_arguments, reason = "a packet's fields")]
+fn packet(
+    src: &str,
+    dst: &str,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+    opts: TcpOptions,
+    claimed: u32,
+) -> Vec<u8> {
+    let seg = OutSegment {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        seq: Seq(seq),
+        ack: Seq(ack),
+        flags,
+        window: 65535,
+        options: opts,
+        payload: [payload, &[]],
+        ip_id: 0,
+    };
+    let mut buf = vec![0; 2048];
+    let n = emit(&seg, &mut buf).unwrap();
+    buf.truncate(n);
+    if claimed > 0 {
+        // A reply header as intercept reports it: the IP total length counts the payload left out.
+        let total = u16::try_from(n + claimed as usize).unwrap();
+        buf[2..4].copy_from_slice(&total.to_be_bytes());
+    }
+    buf
+}
+
+/// `sessions` keep-alive sessions of `requests` requests each, interleaved round robin.
+fn trace(sessions: u16, requests: u32) -> Vec<Input> {
+    let syn_opts = TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: None,
+    };
+    let none = TcpOptions::default();
+    let body = vec![b'q'; REQUEST];
+    let req = u32::try_from(REQUEST).unwrap();
+    let per_session: Vec<Vec<Input>> = (0..sessions)
+        .map(|i| {
+            let client = format!("198.51.100.{}:{}", 10 + i / 10_000, 20_000 + i % 10_000);
+            let (c0, o0, t0) = (1_000u32, 50_000u32, 90_000u32);
+            let cap = |seq, ack, flags, payload: &[u8], opts| Input {
+                captured: true,
+                bytes: packet(&client, ONLINE, seq, ack, flags, payload, opts, 0),
+            };
+            let resp = |seq, ack, flags, opts, claimed| Input {
+                captured: false,
+                bytes: packet(TARGET, &client, seq, ack, flags, &[], opts, claimed),
+            };
+            let mut v = vec![
+                cap(c0, 0, TcpFlags::SYN, &[], syn_opts),
+                resp(t0, c0 + 1, TcpFlags::SYN | TcpFlags::ACK, syn_opts, 0),
+                cap(c0 + 1, o0 + 1, TcpFlags::ACK, &[], none),
+            ];
+            for r in 0..requests {
+                let seq = c0 + 1 + r * req;
+                v.push(cap(
+                    seq,
+                    o0 + 1 + r * RESPONSE,
+                    TcpFlags::ACK | TcpFlags::PSH,
+                    &body,
+                    none,
+                ));
+                v.push(resp(
+                    t0 + 1 + r * RESPONSE,
+                    seq + req,
+                    TcpFlags::ACK | TcpFlags::PSH,
+                    none,
+                    RESPONSE,
+                ));
+            }
+            let fin = c0 + 1 + requests * req;
+            v.push(cap(
+                fin,
+                o0 + 1 + requests * RESPONSE,
+                TcpFlags::ACK | TcpFlags::FIN,
+                &[],
+                none,
+            ));
+            v.push(resp(
+                t0 + 1 + requests * RESPONSE,
+                fin + 1,
+                TcpFlags::ACK | TcpFlags::FIN,
+                none,
+                0,
+            ));
+            v
+        })
+        .collect();
+    let longest = per_session.iter().map(Vec::len).max().unwrap_or(0);
+    let mut iters: Vec<_> = per_session.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    for _ in 0..longest {
+        for it in &mut iters {
+            out.extend(it.next());
+        }
+    }
+    out
+}
+
+fn config() -> Config {
+    Config::new(vec![Mapping::parse(&format!("80-{TARGET}")).unwrap()])
+}
+
+/// Feeds the trace; returns packets written.
+fn replay(inputs: &[Input], buf: &mut [u8]) -> u64 {
+    let mut e = Engine::new(config()).unwrap();
+    let mut sent = 0;
+    for (i, input) in inputs.iter().enumerate() {
+        let now = Time::from_micros(i as u64);
+        if input.captured {
+            e.handle_captured(now, &input.bytes);
+        } else {
+            e.handle_response(now, &input.bytes);
+        }
+        while let Some(n) = e.poll_transmit(now, buf) {
+            black_box(&buf[..n]);
+            sent += 1;
+        }
+        while e.poll_event().is_some() {}
+    }
+    assert_eq!(
+        e.stats().sessions_completed,
+        e.stats().sessions_started,
+        "{}",
+        e.stats()
+    );
+    sent
+}
+
+/// Heap bytes per idle established session (handshake done, one request answered).
+fn bytes_per_idle_session(n: u16) -> usize {
+    let inputs: Vec<Input> = trace(n, 1).into_iter().collect();
+    // Stop before the FINs: the last 2 inputs of every session, interleaved at the end.
+    let keep = inputs.len() - 2 * usize::from(n);
+    let mut buf = vec![0; 2048];
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut e = Engine::new(config()).unwrap();
+    for (i, input) in inputs[..keep].iter().enumerate() {
+        let now = Time::from_micros(i as u64);
+        if input.captured {
+            e.handle_captured(now, &input.bytes);
+        } else {
+            e.handle_response(now, &input.bytes);
+        }
+        while e.poll_transmit(now, &mut buf).is_some() {}
+        while e.poll_event().is_some() {}
+    }
+    assert_eq!(e.session_count(), usize::from(n));
+    let used = LIVE.load(Ordering::Relaxed) - before;
+    drop(e);
+    used / usize::from(n)
+}
+
+fn main() {
+    let idle = bytes_per_idle_session(10_000);
+    println!("engine/idle_session_bytes: {idle} bytes per idle session (10000 sessions)");
+
+    let inputs = trace(1000, 20);
+    let mut buf = vec![0; 2048];
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(20);
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(inputs.len() as u64));
+    g.bench_function("keepalive_mix_1000x20", |b| {
+        b.iter(|| replay(&inputs, &mut buf))
+    });
+    g.finish();
+    c.final_summary();
+}

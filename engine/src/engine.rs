@@ -15,6 +15,8 @@ use std::{
     net::SocketAddr,
 };
 
+use foldhash::fast::RandomState;
+
 use crate::{
     config::{Config, ConfigError},
     mapping::Mapping,
@@ -43,14 +45,48 @@ pub enum Event {
 
 type SessionId = u32;
 
+/// The copies of one captured connection; one without allocating in the common case.
+#[derive(Clone, Debug)]
+enum Copies {
+    One(SessionId),
+    Many(Vec<SessionId>),
+}
+
+impl Copies {
+    fn ids(&self) -> &[SessionId] {
+        match self {
+            Copies::One(id) => std::slice::from_ref(id),
+            Copies::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, id: SessionId) {
+        match self {
+            Copies::One(first) => *self = Copies::Many(vec![*first, id]),
+            Copies::Many(v) => v.push(id),
+        }
+    }
+
+    /// Removes `id`; returns whether none is left.
+    fn remove(&mut self, id: SessionId) -> bool {
+        match self {
+            Copies::One(only) => *only == id,
+            Copies::Many(v) => {
+                v.retain(|&i| i != id);
+                v.is_empty()
+            }
+        }
+    }
+}
+
 /// The replay engine of one worker.
 pub struct Engine {
     cfg: Config,
     tuples: TupleSource,
-    sessions: Vec<Option<Session>>,
+    sessions: Vec<Option<Box<Session>>>,
     free: Vec<SessionId>,
-    by_capture: HashMap<CaptureKey, Vec<SessionId>>,
-    by_replay: HashMap<(SocketAddr, SocketAddr), SessionId>,
+    by_capture: HashMap<CaptureKey, Copies, RandomState>,
+    by_replay: HashMap<(SocketAddr, SocketAddr), SessionId, RandomState>,
     timers: BinaryHeap<Reverse<(Time, SessionId)>>,
     transmit: VecDeque<SessionId>,
     finals: VecDeque<Vec<u8>>,
@@ -61,7 +97,7 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// Captured connections whose replay ended, until their tombstone expires: their remaining
     /// packets must not start a new (partial) replay. Expiry order is insertion order.
-    ended: HashMap<CaptureKey, Time>,
+    ended: HashMap<CaptureKey, Time, RandomState>,
     ended_order: VecDeque<(Time, CaptureKey)>,
 }
 
@@ -76,8 +112,8 @@ impl Engine {
             cfg,
             sessions: Vec::new(),
             free: Vec::new(),
-            by_capture: HashMap::new(),
-            by_replay: HashMap::new(),
+            by_capture: HashMap::default(),
+            by_replay: HashMap::default(),
             timers: BinaryHeap::new(),
             transmit: VecDeque::new(),
             finals: VecDeque::new(),
@@ -86,7 +122,7 @@ impl Engine {
             memory: 0,
             started_at: None,
             scratch: vec![0; 128],
-            ended: HashMap::new(),
+            ended: HashMap::default(),
             ended_order: VecDeque::new(),
         })
     }
@@ -137,13 +173,14 @@ impl Engine {
             online,
         };
         let seg = p.tcp;
-        if let Some(ids) = self.by_capture.get(&key).cloned() {
+        if let Some(copies) = self.by_capture.get(&key).cloned() {
+            let ids = copies.ids();
             let new_syn = seg.flags.syn()
                 && !seg.flags.ack()
                 && self.session(ids[0]).is_some_and(|s| s.isn() != seg.seq);
             let mut reused = new_syn;
             if !reused {
-                for &id in &ids {
+                for &id in ids {
                     let mut jump = false;
                     self.with_session(now, id, |s, _, stats| {
                         let acc = s.on_captured(now, &seg);
@@ -157,7 +194,7 @@ impl Engine {
                 }
             }
             // The client's port carries a new connection: the old one ends here.
-            for &id in &ids {
+            for &id in ids {
                 self.with_session(now, id, |s, _, _| {
                     let outcome = if s.all_delivered() {
                         Outcome::Completed
@@ -229,7 +266,9 @@ impl Engine {
                 self.stats.lost.add(LossReason::NoFreeTuple);
                 continue;
             };
-            let session = Session::new(now, key, src, target, isn, syn_opts, &self.cfg);
+            let session = Box::new(Session::new(
+                now, key, src, target, isn, syn_opts, &self.cfg,
+            ));
             let id = if let Some(id) = self.free.pop() {
                 self.sessions[id as usize] = Some(session);
                 id
@@ -238,7 +277,10 @@ impl Engine {
                 SessionId::try_from(self.sessions.len() - 1).expect("fewer than 2^32 sessions")
             };
             self.by_replay.insert((src, target), id);
-            self.by_capture.entry(key).or_default().push(id);
+            self.by_capture
+                .entry(key)
+                .and_modify(|c| c.push(id))
+                .or_insert(Copies::One(id));
             self.events.push_back(Event::Register {
                 client: src,
                 target,
@@ -348,7 +390,7 @@ impl Engine {
     }
 
     fn session(&self, id: SessionId) -> Option<&Session> {
-        self.sessions.get(id as usize).and_then(Option::as_ref)
+        self.sessions.get(id as usize).and_then(|s| s.as_deref())
     }
 
     /// Runs `f` on session `id`, then accounts its memory, enforces the limits, and queues its
@@ -387,12 +429,14 @@ impl Engine {
             s.queued = true;
             self.transmit.push_back(id);
         }
-        let deadline = s.deadline(&self.cfg);
-        if deadline != s.timer_at {
-            s.timer_at = deadline;
-            if let Some(d) = deadline {
-                self.timers.push(Reverse((d, id)));
-            }
+        // One live heap entry per session: a new one only when the deadline moves earlier. An
+        // entry that fires before the real deadline (it moved later) finds nothing to do and
+        // registers the real one; so busy sessions do not fill the heap.
+        if let Some(d) = s.deadline(&self.cfg)
+            && s.timer_at.is_none_or(|t| d < t)
+        {
+            s.timer_at = Some(d);
+            self.timers.push(Reverse((d, id)));
         }
     }
 
@@ -406,9 +450,8 @@ impl Engine {
             self.finals.push_back(self.scratch[..n].to_vec());
         }
         self.by_replay.remove(&(s.src, s.dst));
-        if let Some(ids) = self.by_capture.get_mut(&s.key) {
-            ids.retain(|&i| i != id);
-            if ids.is_empty() {
+        if let Some(copies) = self.by_capture.get_mut(&s.key) {
+            if copies.remove(id) {
                 self.by_capture.remove(&s.key);
                 self.ended.insert(s.key, now);
                 self.ended_order.push_back((now, s.key));

@@ -24,6 +24,9 @@ pub struct Accepted {
     pub jump: bool,
 }
 
+/// Buffer capacity an emptied stream keeps for its next request (more is freed).
+const KEEP_CAPACITY: usize = 0;
+
 /// A sequence jump this far ahead of the stream is a new connection on the same port.
 pub const MAX_JUMP: u32 = 16 << 20;
 
@@ -87,6 +90,9 @@ impl ClientStream {
     /// Passes the next boundary (its request may go out now).
     pub fn pass_boundary(&mut self) {
         self.boundaries.pop_front();
+        if self.boundaries.is_empty() {
+            self.boundaries = VecDeque::new();
+        }
     }
 
     /// A pure ACK from the client (no data): the first one (the handshake's third) tells where the
@@ -185,6 +191,10 @@ impl ClientStream {
         }
         self.buf.drain(..n as usize);
         self.base = self.base + n;
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
+            // An idle keep-alive session holds at most a small buffer.
+            self.buf = VecDeque::new();
+        }
         // Parked offsets are relative to `base`.
         if !self.parked.is_empty() {
             self.parked = core::mem::take(&mut self.parked)
