@@ -450,12 +450,12 @@ impl Engine {
             self.finals.push_back(self.scratch[..n].to_vec());
         }
         self.by_replay.remove(&(s.src, s.dst));
-        if let Some(copies) = self.by_capture.get_mut(&s.key) {
-            if copies.remove(id) {
-                self.by_capture.remove(&s.key);
-                self.ended.insert(s.key, now);
-                self.ended_order.push_back((now, s.key));
-            }
+        if let Some(copies) = self.by_capture.get_mut(&s.key)
+            && copies.remove(id)
+        {
+            self.by_capture.remove(&s.key);
+            self.ended.insert(s.key, now);
+            self.ended_order.push_back((now, s.key));
         }
         let outcome = s.outcome().unwrap_or(Outcome::Completed);
         match outcome {
