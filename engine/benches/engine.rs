@@ -223,7 +223,7 @@ fn main() {
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(inputs.len() as u64));
     g.bench_function("keepalive_mix_1000x20", |b| {
-        b.iter(|| replay(&inputs, &mut buf))
+        b.iter(|| replay(&inputs, &mut buf));
     });
     g.finish();
     c.final_summary();
