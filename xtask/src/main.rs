@@ -1,5 +1,6 @@
 //! Project tasks. `cargo xtask demo` and `cargo xtask test` are the README's two commands.
 
+mod bench;
 mod demo;
 mod setup;
 mod sh;
@@ -45,6 +46,8 @@ enum Task {
     Demo,
     /// Every check CI runs: fmt, clippy (host and BPF), unit and end-to-end tests.
     Test,
+    /// The benchmarks; figures go to target/bench/.
+    Bench,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             .and_then(|()| build(false))
             .and_then(|()| demo::demo()),
         Task::Test => setup::setup().and_then(|()| test()),
+        Task::Bench => bench::bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
