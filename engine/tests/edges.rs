@@ -327,3 +327,65 @@ proptest! {
         let _ = drain(&mut e, t(10_000));
     }
 }
+
+#[test]
+fn no_wait_sends_every_request_at_once() {
+    for no_wait in [false, true] {
+        let mut cfg = config("80-198.51.100.30:80");
+        cfg.no_wait = no_wait;
+        let mut e = engine(cfg);
+        open(&mut e, CLIENT, t(0));
+        // Two requests, the online server answered 100 bytes in between.
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /1\n"),
+        );
+        e.handle_captured(
+            t(2),
+            &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /2\n"),
+        );
+        let data: Vec<u8> = drain(&mut e, t(2))
+            .iter()
+            .flat_map(|p| parse(p, Payload::Whole).unwrap().tcp.payload.to_vec())
+            .collect();
+        let expected: &[u8] = if no_wait {
+            b"GET /1\nGET /2\n"
+        } else {
+            b"GET /1\n"
+        };
+        assert_eq!(data, expected, "no_wait={no_wait}");
+    }
+}
+
+#[test]
+fn a_client_reset_is_replayed() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    open(&mut e, CLIENT, t(0));
+    e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1001, 5001, RST | ACK, b""));
+    let out = drain(&mut e, t(1));
+    assert!(parse(&out[0], Payload::Whole).unwrap().tcp.flags.rst());
+    assert_eq!(e.stats().sessions_completed, 1);
+    assert_eq!(e.session_count(), 0);
+}
+
+#[test]
+fn three_duplicate_acks_trigger_a_fast_retransmit() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    open(&mut e, CLIENT, t(0));
+    let body = vec![b'z'; 4000];
+    e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1001, 5001, ACK, &body));
+    let first = drain(&mut e, t(1));
+    assert!(first.len() >= 3, "segmented to the MSS: {}", first.len());
+    // The first segment is lost: the test server acks 1001 three more times.
+    for _ in 0..3 {
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, ACK, b""));
+    }
+    let again = drain(&mut e, t(2));
+    let p = parse(&again[0], Payload::Whole).unwrap();
+    assert_eq!(
+        p.tcp.seq,
+        Seq(1001),
+        "the first unacknowledged segment again"
+    );
+    assert_eq!(e.stats().retransmits, 1);
+}
