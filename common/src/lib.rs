@@ -18,6 +18,8 @@ pub mod classify;
 pub mod parse;
 
 #[cfg(feature = "user")]
+pub mod proto;
+#[cfg(feature = "user")]
 pub mod report;
 #[cfg(feature = "user")]
 pub mod xdp;
