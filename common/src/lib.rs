@@ -15,6 +15,8 @@ pub mod stats;
 #[cfg(feature = "ebpf")]
 pub mod classify;
 #[cfg(feature = "ebpf")]
+pub mod copy;
+#[cfg(feature = "ebpf")]
 pub mod parse;
 
 #[cfg(feature = "user")]

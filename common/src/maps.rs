@@ -13,3 +13,45 @@ pub const STATS: &str = "STATS";
 /// Program names, as userspace finds them in the object.
 pub const TCPCOPY_PROGRAM: &str = "tcpcopy_capture";
 pub const INTERCEPT_PROGRAM: &str = "intercept_capture";
+
+/// Ring buffer of copied frames (`FrameHeader` then the frame's first bytes).
+pub const FRAMES: &str = "FRAMES";
+/// Default ring buffer size in bytes (a power-of-2 multiple of the page size).
+pub const FRAMES_BYTES: u32 = 16 << 20;
+/// Per-CPU scratch buffer a frame is assembled in before it goes into the ring.
+pub const SCRATCH: &str = "SCRATCH";
+
+/// Bytes tcpcopy copies of each selected request frame (its snap length).
+pub const TCPCOPY_SNAP: usize = 2048;
+/// Bytes intercept copies of each reply frame: Ethernet, VLAN, IPv6 and TCP headers with options.
+pub const INTERCEPT_SNAP: usize = 128;
+
+/// What precedes each frame in the ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Bytes of the frame that follow.
+    pub len: u16,
+    /// The frame's length on the wire (more than `len` when truncated to the snap length).
+    pub wire_len: u16,
+    /// Receive queue the frame arrived on.
+    pub queue: u32,
+}
+
+/// Size of [`FrameHeader`] in the ring.
+pub const FRAME_HEADER_LEN: usize = 8;
+const _: () = assert!(core::mem::size_of::<FrameHeader>() == FRAME_HEADER_LEN);
+
+impl FrameHeader {
+    /// Reads the header at the start of a ring record (native byte order, as the kernel wrote it).
+    pub fn read(record: &[u8]) -> Option<(Self, &[u8])> {
+        let h = record.get(..FRAME_HEADER_LEN)?;
+        let header = Self {
+            len: u16::from_ne_bytes([h[0], h[1]]),
+            wire_len: u16::from_ne_bytes([h[2], h[3]]),
+            queue: u32::from_ne_bytes([h[4], h[5], h[6], h[7]]),
+        };
+        let frame = record.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + usize::from(header.len))?;
+        Some((header, frame))
+    }
+}

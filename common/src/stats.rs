@@ -12,15 +12,24 @@ pub enum Stat {
     MatchedBytes = 2,
     /// Frames too short for the headers they announce (counted, passed on untouched).
     Malformed = 3,
+    /// Matched frames copied to userspace through the ring buffer.
+    Copied = 4,
+    /// Matched frames not copied: the ring buffer was full (userspace too slow); counted loss.
+    RingFull = 5,
+    /// Matched frames longer than the snap length, copied truncated.
+    Truncated = 6,
 }
 
 impl Stat {
     /// All counters, in index order.
-    pub const ALL: [Stat; 4] = [
+    pub const ALL: [Stat; 7] = [
         Stat::Seen,
         Stat::Matched,
         Stat::MatchedBytes,
         Stat::Malformed,
+        Stat::Copied,
+        Stat::RingFull,
+        Stat::Truncated,
     ];
 
     /// Name used in log lines and stats output.
@@ -30,10 +39,13 @@ impl Stat {
             Stat::Matched => "matched",
             Stat::MatchedBytes => "matched_bytes",
             Stat::Malformed => "malformed",
+            Stat::Copied => "copied",
+            Stat::RingFull => "ring_full",
+            Stat::Truncated => "truncated",
         }
     }
 }
 
 /// Number of entries in the `STATS` array.
-pub const STAT_COUNT: u32 = 4;
+pub const STAT_COUNT: u32 = 7;
 const _: () = assert!(Stat::ALL.len() == STAT_COUNT as usize);

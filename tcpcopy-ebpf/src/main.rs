@@ -1,5 +1,6 @@
 //! tcpcopy's XDP program on the online host: selects the requests to the replayed service's ports
-//! and counts them. The live packet always goes on to the service (`XDP_PASS`).
+//! and copies them (up to the snap length) to userspace through a ring buffer. The live packet
+//! always goes on to the service (`XDP_PASS`).
 // The program is for the BPF target; a host build (`cargo build --workspace`, clippy) compiles the
 // same items into an empty binary, so the workspace builds and lints as a whole.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -8,12 +9,13 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use tcpcopy_common::{
     classify::{PortSide, classify},
-    maps::FILTER_PORTS_MAX,
+    copy::copy_frame,
+    maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, TCPCOPY_SNAP},
     stats::STAT_COUNT,
 };
 
@@ -23,13 +25,23 @@ static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(FILTER_PORTS_M
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
 
+#[map]
+static FRAMES: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+
+const RECORD: usize = FRAME_HEADER_LEN + TCPCOPY_SNAP;
+
+#[map]
+static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
+
 #[xdp]
 #[allow(
     clippy::needless_pass_by_value,
     reason = "the #[xdp] macro fixes the entry point's signature"
 )]
 pub fn tcpcopy_capture(ctx: XdpContext) -> u32 {
-    let _selected = classify(&ctx, &FILTER_PORTS, &STATS, PortSide::Destination);
+    if classify(&ctx, &FILTER_PORTS, &STATS, PortSide::Destination).is_some() {
+        copy_frame(&ctx, &SCRATCH, &FRAMES, &STATS);
+    }
     // Production traffic is never touched: whatever happens above, the frame goes on.
     xdp_action::XDP_PASS
 }

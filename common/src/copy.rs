@@ -1,0 +1,68 @@
+//! Copying a selected frame to userspace through a BPF ring buffer, shared by both XDP programs.
+#![allow(
+    clippy::inline_always,
+    reason = "eBPF: helpers are inlined so the verifier sees each bound next to its use"
+)]
+
+use aya_ebpf::{
+    helpers::bpf_xdp_load_bytes,
+    maps::{PerCpuArray, RingBuf},
+    programs::XdpContext,
+};
+
+use crate::{classify::count, maps::FRAME_HEADER_LEN, stats::Stat};
+
+/// Copies the first `N - 8` bytes of the frame, behind a frame header, into `ring`, assembling
+/// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn copy_frame<const N: usize>(ctx: &XdpContext, scratch: &PerCpuArray<[u8; N]>, ring: &RingBuf, stats: &PerCpuArray<u64>) {
+    let Some(slot) = scratch.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU slot is valid for this program run and only this CPU touches it.
+    let buf = unsafe { &mut *slot };
+    let wire = (ctx.data_end() - ctx.data()) as u64;
+    let snap = (N - FRAME_HEADER_LEN) as u64;
+    // Clamped as u64 and checked against zero on the very register passed to the helper (the
+    // black box keeps the compiler from testing `data_end == data` instead): the verifier needs
+    // both bounds of the length.
+    let n = core::hint::black_box(if wire > snap { snap } else { wire });
+    if n == 0 || n > snap {
+        return;
+    }
+    // SAFETY: the destination is `n <= N - 8` bytes past offset 8 of the N-byte slot; the helper
+    // checks the source range against the frame itself.
+    let ret = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            0,
+            buf.as_mut_ptr().add(FRAME_HEADER_LEN).cast(),
+            n as u32,
+        )
+    };
+    if ret < 0 {
+        count(stats, Stat::Malformed, 1);
+        return;
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "n <= snap < 2^16; frames < 2^16")]
+    {
+        buf[0..2].copy_from_slice(&(n as u16).to_ne_bytes());
+        buf[2..4].copy_from_slice(&(wire as u16).to_ne_bytes());
+    }
+    // SAFETY: reading the receive queue index from the context structure the kernel passed in.
+    let queue = unsafe { (*ctx.ctx).rx_queue_index };
+    buf[4..8].copy_from_slice(&queue.to_ne_bytes());
+    let len = FRAME_HEADER_LEN + n as usize;
+    if len > N {
+        return;
+    }
+    if ring.output::<[u8]>(&buf[..len], 0).is_ok() {
+        count(stats, Stat::Copied, 1);
+        if wire > snap {
+            count(stats, Stat::Truncated, 1);
+        }
+    } else {
+        count(stats, Stat::RingFull, 1);
+    }
+}
