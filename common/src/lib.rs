@@ -24,4 +24,6 @@ pub mod proto;
 #[cfg(feature = "user")]
 pub mod report;
 #[cfg(feature = "user")]
+pub mod ring;
+#[cfg(feature = "user")]
 pub mod xdp;

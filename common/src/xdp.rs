@@ -82,12 +82,15 @@ fn effective_uid() -> u32 {
 }
 
 impl XdpProgram {
-    /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel.
-    pub fn load(object: &[u8], program: &'static str) -> Result<Self, XdpError> {
+    /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel,
+    /// with a frame ring of `ring_bytes` (rounded up to a power of two of at least a page).
+    pub fn load(object: &[u8], program: &'static str, ring_bytes: u32) -> Result<Self, XdpError> {
         if !is_root() {
             return Err(XdpError::NotRoot);
         }
+        let ring_bytes = ring_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 31);
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(crate::maps::FRAMES, ring_bytes)
             .load(object)
             .map_err(|e| XdpError::Load(format!("{e}")))?;
         let prog: &mut Xdp = ebpf

@@ -1,11 +1,32 @@
-//! `intercept`: attaches the reply-catching XDP program to the assistant host's interface and
-//! reports what it selects. The control channel to tcpcopy is built on top of this path.
+//! `intercept`: on the host the test server routes its replies to, catches those replies with
+//! XDP (they are dropped there, so nothing answers them) and sends their headers to the tcpcopy
+//! instance that registered each client, over the control channel.
 
-use std::{process::ExitCode, time::Duration};
+mod server;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
-use tcpcopy_common::{maps::INTERCEPT_PROGRAM, report::report_until_signal, xdp::XdpProgram};
+use tcpcopy_common::{
+    maps::INTERCEPT_PROGRAM,
+    proto::{DEFAULT_BATCH, DEFAULT_PORT, encode_response},
+    ring::{FrameRing, ip_payload},
+    xdp::XdpProgram,
+};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    time::Instant,
+};
+
+use crate::server::Router;
 
 /// The XDP object built by build.rs from intercept-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
@@ -14,7 +35,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/in
 #[command(
     name = "intercept",
     version,
-    about = "Catches the test server's replies on the assistant host"
+    about = "Catches the test server's replies and reports them to tcpcopy",
+    long_about = "Catches the test server's replies and reports them to tcpcopy.\n\n\
+Run it on the host the test server routes its replies for the replayed clients to. An XDP program \
+on --iface selects the replies (by source port), copies their headers to intercept and drops them; \
+intercept sends each header to the tcpcopy instance that registered that client."
 )]
 struct Cli {
     /// Interface the test server's replies arrive on.
@@ -25,18 +50,50 @@ struct Cli {
     #[arg(long = "src-port", value_name = "PORT", default_value = "80")]
     src_ports: Vec<u16>,
 
+    /// Control port tcpcopy connects to.
+    #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
+    port: u16,
+
+    /// Address to listen on for tcpcopy.
+    #[arg(short = 'b', long = "bind", value_name = "IP", default_value = "0.0.0.0")]
+    bind: IpAddr,
+
+    /// Reply headers per message to tcpcopy.
+    #[arg(short = 'n', long = "batch", value_name = "N", default_value_t = DEFAULT_BATCH)]
+    batch: usize,
+
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.
     #[arg(long)]
     skb_mode: bool,
 
-    /// Print the counters every SECS seconds (0: only at exit).
+    /// Size of the kernel-to-userspace frame ring, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    ring_mib: u32,
+
+    /// Print counters every SECS seconds (0: only at exit).
     #[arg(long, value_name = "SECS", default_value_t = 1)]
     stats_interval: u64,
+
+    /// Log to this file instead of stderr.
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(path) = &cli.log {
+        match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => {
+                logger.target(env_logger::Target::Pipe(Box::new(f)));
+            }
+            Err(e) => {
+                eprintln!("intercept: error: log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    logger.init();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -46,21 +103,88 @@ fn main() -> ExitCode {
     }
 }
 
+fn warn_ip_forward() {
+    if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1") {
+        log::warn!(
+            "ip_forward=1 on this host: the replies intercept catches are dropped by XDP, but other traffic for the replayed client addresses would be forwarded; set net.ipv4.ip_forward=0 on the assistant"
+        );
+    }
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let mut program = XdpProgram::load(OBJECT, INTERCEPT_PROGRAM)?;
+    warn_ip_forward();
+    let mut program = XdpProgram::load(OBJECT, INTERCEPT_PROGRAM, cli.ring_mib.saturating_mul(1 << 20))?;
     program.set_ports(&cli.src_ports)?;
-    let mode = program
-        .attach(&cli.iface, cli.skb_mode)
-        .with_context(|| format!("reply interface {}", cli.iface))?;
-    println!(
-        "attached iface={} mode={mode} ports={:?}",
-        cli.iface, cli.src_ports
-    );
-    let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(report_until_signal(&program, interval))?;
+    let _rt = runtime.enter();
+    let ring = FrameRing::take(&mut program)?;
+    let addr = SocketAddr::new(cli.bind, cli.port);
+    let listener = runtime
+        .block_on(TcpListener::bind(addr))
+        .with_context(|| format!("listening on {addr} for tcpcopy"))?;
+    let mode = program
+        .attach(&cli.iface, cli.skb_mode)
+        .with_context(|| format!("reply interface {}", cli.iface))?;
+    println!("attached iface={} mode={mode} ports={:?} listen={addr}", cli.iface, cli.src_ports);
+    let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
+    runtime.block_on(serve(&program, ring, listener, cli.batch, interval))
+}
+
+async fn serve(program: &XdpProgram, mut ring: FrameRing, listener: TcpListener, batch: usize, interval: Option<Duration>) -> anyhow::Result<()> {
+    let (events_tx, mut events_rx) = mpsc::channel(65536);
+    tokio::spawn(server::accept(listener, events_tx));
+    let mut router = Router::new(batch);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut flush = tokio::time::interval(Duration::from_millis(2));
+    let mut ticker = interval.map(tokio::time::interval);
+    if let Some(t) = ticker.as_mut() {
+        t.tick().await;
+    }
+    let line = |router: &Router| {
+        let xdp = program.counters().map(|c| c.to_string()).unwrap_or_default();
+        let s = router.stats;
+        format!(
+            "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_ipv4_tcp={} tcpcopy_connections={}",
+            s.forwarded,
+            s.parked,
+            s.expired,
+            s.dropped_slow,
+            s.not_ipv4_tcp,
+            router.connections()
+        )
+    };
+    loop {
+        let tick = async {
+            match ticker.as_mut() {
+                Some(t) => drop(t.tick().await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            ev = events_rx.recv() => {
+                if let Some(ev) = ev {
+                    router.on_event(ev);
+                }
+            }
+            r = ring.read(1024, |_, frame| {
+                let now = Instant::now();
+                match ip_payload(frame).map(encode_response) {
+                    Some(Ok(rec)) => router.on_reply(now, rec),
+                    _ => router.stats.not_ipv4_tcp += 1,
+                }
+            }) => { r?; }
+            _ = flush.tick() => router.flush(Instant::now()),
+            () = tick => println!("stats {}", line(&router)),
+        }
+    }
+    router.flush(Instant::now());
+    println!("final {}", line(&router));
     Ok(())
 }

@@ -1,10 +1,21 @@
 //! Command line of `tcpcopy`. Short options are the original tcpcopy's; long ones stand beside them.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use tcpcopy_common::proto::DEFAULT_PORT;
+use tcpcopy_engine::{Config, Mapping, MappingError, parse_client_addrs};
 
-use tcpcopy_engine::{Mapping, MappingError};
+/// How replayed packets leave the online host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SendMode {
+    /// A raw IP socket: the kernel routes each packet to the target (works on any interface).
+    Raw,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,8 +23,10 @@ use tcpcopy_engine::{Mapping, MappingError};
     version,
     about = "Copies live TCP requests arriving at this host to a test server",
     long_about = "Copies live TCP requests arriving at this host to a test server.\n\n\
-An XDP program on the capture interface selects the requests to the mapped ports in the kernel; \
-the live packets always go on to the online service untouched (XDP_PASS)."
+An XDP program on the capture interface selects the requests to the mapped ports in the kernel and \
+copies them to tcpcopy; the live packets always go on to the online service untouched (XDP_PASS). \
+tcpcopy replays each session to the target; intercept, on the host the test server routes its \
+replies to, reports the replies back over the control channel."
 )]
 pub struct Cli {
     /// Capture interface on the online host (the one the requests arrive on).
@@ -32,13 +45,92 @@ pub struct Cli {
     #[arg(long, value_name = "PORT", requires = "target")]
     pub online_port: Option<u16>,
 
+    /// intercept address(es): ip[:port][,...] (port defaults to -p); may be repeated.
+    #[arg(short = 's', long = "intercept", value_name = "ADDRS")]
+    pub intercept: Vec<String>,
+
+    /// Rewrite client addresses to these: ip[,ip...], a.b.c.x for .1-.254.
+    #[arg(short = 'c', long = "client-addrs", value_name = "ADDRS")]
+    pub client_addrs: Option<String>,
+
+    /// Copies of every session.
+    #[arg(short = 'n', long = "copies", value_name = "N", default_value_t = 1)]
+    pub copies: u16,
+
+    /// Replay this percentage of sessions (whole sessions, chosen by client ip:port).
+    #[arg(short = 'r', long = "percentage", value_name = "P", default_value_t = 100)]
+    pub percentage: u8,
+
+    /// Ramp up from 1% of sessions, +1% per second.
+    #[arg(short = 'g', long = "ramp")]
+    pub ramp: bool,
+
+    /// This instance's number (0-15) when several tcpcopy instances replay to one target.
+    #[arg(short = 'f', long = "instance", value_name = "F")]
+    pub instance: Option<u8>,
+
+    /// Session idle timeout, seconds.
+    #[arg(short = 't', long = "timeout", value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+
+    /// Connections to each intercept.
+    #[arg(short = 'C', long = "connections", value_name = "N", default_value_t = 2)]
+    pub connections: u16,
+
+    /// intercept's control port.
+    #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// MTU towards the test server.
+    #[arg(short = 'M', long = "mtu", value_name = "BYTES", default_value_t = 1500)]
+    pub mtu: u16,
+
+    /// MSS in the SYNs faked for sessions captured mid-stream.
+    #[arg(short = 'D', long = "mss", value_name = "BYTES", default_value_t = 1460)]
+    pub mss: u16,
+
+    /// Only replay sessions whose SYN was captured.
+    #[arg(short = 'O', long = "only-syn")]
+    pub only_syn: bool,
+
+    /// Send requests without waiting for the test server's responses.
+    #[arg(short = 'W', long = "no-wait")]
+    pub no_wait: bool,
+
+    /// How replayed packets are sent.
+    #[arg(long = "send", value_enum, default_value_t = SendMode::Raw)]
+    pub send: SendMode,
+
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.
     #[arg(long)]
     pub skb_mode: bool,
 
-    /// Print the capture counters every SECS seconds (0: only at exit).
+    /// Size of the kernel-to-userspace frame ring, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub ring_mib: u32,
+
+    /// Print counters every SECS seconds (0: only at exit).
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub stats_interval: f64,
+
+    /// Log to this file instead of stderr.
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+/// Options that parse but do not make sense together.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("nothing to replay: give -x [onlineIP:]onlinePort-targetIP:targetPort or --target IP:PORT")]
+    NoMapping,
+    #[error("--stats-interval {0}: must be a number of seconds >= 0")]
+    BadInterval(f64),
+    #[error("-s {0:?}: expected ip[:port][,...]")]
+    BadIntercept(String),
+    #[error(transparent)]
+    Config(#[from] tcpcopy_engine::ConfigError),
 }
 
 impl Cli {
@@ -57,6 +149,21 @@ impl Cli {
         Ok(out)
     }
 
+    /// The intercept control addresses (`-s`); none means replies are not awaited.
+    pub fn intercepts(&self) -> Result<Vec<SocketAddr>, CliError> {
+        let mut out = Vec::new();
+        for text in &self.intercept {
+            for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let addr = part
+                    .parse::<SocketAddr>()
+                    .or_else(|_| part.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, self.port)))
+                    .map_err(|_| CliError::BadIntercept(part.to_owned()))?;
+                out.push(addr);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stats interval, `None` for "only at exit".
     pub fn stats_interval(&self) -> Result<Option<Duration>, CliError> {
         if !self.stats_interval.is_finite() || self.stats_interval < 0.0 {
@@ -64,19 +171,27 @@ impl Cli {
         }
         Ok((self.stats_interval > 0.0).then(|| Duration::from_secs_f64(self.stats_interval)))
     }
-}
 
-/// Options that parse but do not make sense together.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Mapping(#[from] MappingError),
-    #[error(
-        "nothing to replay: give -x [onlineIP:]onlinePort-targetIP:targetPort or --target IP:PORT"
-    )]
-    NoMapping,
-    #[error("--stats-interval {0}: must be a number of seconds >= 0")]
-    BadInterval(f64),
+    /// The engine's configuration.
+    pub fn engine_config(&self) -> Result<Config, CliError> {
+        let mappings = self.mappings()?;
+        let targets: Vec<IpAddr> = mappings.iter().map(|m| m.target.ip()).collect();
+        let mut cfg = Config::new(mappings);
+        if let Some(c) = &self.client_addrs {
+            cfg.client_addrs = parse_client_addrs(c, &targets)?;
+        }
+        cfg.copies = self.copies;
+        cfg.percentage = self.percentage;
+        cfg.ramp = self.ramp;
+        cfg.instance = self.instance;
+        cfg.idle_timeout = Duration::from_secs(self.timeout.max(1));
+        cfg.mtu = self.mtu;
+        cfg.mss = self.mss;
+        cfg.only_syn = self.only_syn;
+        cfg.no_wait = self.no_wait;
+        cfg.validate()?;
+        Ok(cfg)
+    }
 }
 
 #[cfg(test)]
@@ -88,15 +203,23 @@ mod tests {
     }
 
     #[test]
-    fn original_syntax_and_long_options() {
-        let cli = parse(&["-x", "80-10.0.0.12:80,8080-10.0.0.12:8080", "-i", "eth1"]).unwrap();
-        assert_eq!(cli.mappings().unwrap().len(), 2);
-        let cli = parse(&["--iface", "eth1", "--target", "10.0.0.12:80"]).unwrap();
+    fn original_command_lines_work() {
+        let cli = parse(&["-x", "80-10.0.0.12:80,8080-10.0.0.12:8080", "-s", "10.0.0.13", "-c", "10.1.2.x", "-n", "3", "-r", "50", "-i", "eth1", "-C", "4", "-M", "1500", "-D", "1400", "-O", "-W", "-f", "2", "-g", "-t", "120"]).unwrap();
+        let cfg = cli.engine_config().unwrap();
+        assert_eq!(cfg.mappings.len(), 2);
+        assert_eq!(cfg.copies, 3);
+        assert_eq!(cfg.percentage, 50);
+        assert_eq!(cfg.client_addrs.len(), 254);
+        assert_eq!(cfg.instance, Some(2));
+        assert!(cfg.only_syn && cfg.no_wait && cfg.ramp);
+        assert_eq!(cli.intercepts().unwrap(), vec!["10.0.0.13:36524".parse().unwrap()]);
+        let cli = parse(&["--iface", "eth1", "--target", "10.0.0.12:80", "--intercept", "10.0.0.13:4000,10.0.0.14"]).unwrap();
         assert_eq!(cli.mappings().unwrap()[0].online_port, 80);
+        assert_eq!(cli.intercepts().unwrap().len(), 2);
     }
 
     #[test]
-    fn missing_mapping_and_bad_values_are_errors() {
+    fn bad_values_are_clear_errors() {
         let cli = parse(&["-i", "eth1"]).unwrap();
         assert!(matches!(cli.mappings(), Err(CliError::NoMapping)));
         let cli = parse(&["-i", "eth1", "-x", "80:10.0.0.1"]).unwrap();
@@ -104,5 +227,12 @@ mod tests {
         assert!(parse(&["-x", "80-10.0.0.1:80"]).is_err(), "-i is required");
         let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "--stats-interval=-1"]).unwrap();
         assert!(cli.stats_interval().is_err());
+        let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "-s", "nope"]).unwrap();
+        assert!(matches!(cli.intercepts(), Err(CliError::BadIntercept(_))));
+        let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "-r", "0"]).unwrap();
+        assert!(matches!(cli.engine_config(), Err(CliError::Config(_))));
+        let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "-c", "1.2.x"]).unwrap();
+        assert!(cli.engine_config().is_err());
+        assert!(parse(&["-i", "e", "--target", "1.2.3.4:5", "-r", "300"]).is_err(), "u8 range");
     }
 }

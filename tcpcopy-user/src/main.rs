@@ -1,20 +1,39 @@
-//! `tcpcopy`: attaches the capture XDP program to the online host's interface and reports what it
-//! selects. Replay to the test server is built on top of this capture path.
+//! `tcpcopy`: copies live TCP requests arriving at this host to a test server.
+//!
+//! The XDP program on the capture interface copies the selected requests into a ring buffer (the
+//! live packets pass on untouched); the session engine replays each session to the target; the
+//! replies come back from intercept over the control channel.
 
 mod cli;
+mod link;
+mod replay;
+mod send;
 
-use std::process::ExitCode;
+use std::{net::UdpSocket, process::ExitCode};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_common::{maps::TCPCOPY_PROGRAM, report::report_until_signal, xdp::XdpProgram};
+use tcpcopy_common::{maps::TCPCOPY_PROGRAM, ring::FrameRing, xdp::XdpProgram};
+use tcpcopy_engine::{Engine, Mapping};
 
 /// The XDP object built by build.rs from tcpcopy-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpcopy-xdp"));
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = cli::Cli::parse();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(path) = &cli.log {
+        match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => {
+                logger.target(env_logger::Target::Pipe(Box::new(f)));
+            }
+            Err(e) => {
+                eprintln!("tcpcopy: error: log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    logger.init();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -24,27 +43,51 @@ fn main() -> ExitCode {
     }
 }
 
+/// A target that is this host's own online service would replay into itself.
+fn refuse_replay_loop(mappings: &[Mapping]) -> anyhow::Result<()> {
+    for m in mappings {
+        let local = UdpSocket::bind((m.target.ip(), 0)).is_ok();
+        if local && m.target.port() == m.online_port {
+            bail!(
+                "target {} is this host's own service on port {}: the replay would loop into the online service; use the test server's address",
+                m.target,
+                m.online_port
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
-    let mappings = cli.mappings()?;
+    let config = cli.engine_config()?;
     let interval = cli.stats_interval()?;
-    let mut ports: Vec<u16> = mappings.iter().map(|m| m.online_port).collect();
+    let intercepts = cli.intercepts()?;
+    if intercepts.is_empty() {
+        bail!("no intercept: give -s with the address of the host running intercept (the test server routes its replies there)");
+    }
+    refuse_replay_loop(&config.mappings)?;
+    let mut ports: Vec<u16> = config.mappings.iter().map(|m| m.online_port).collect();
     ports.sort_unstable();
     ports.dedup();
+    let v4 = config.mappings.iter().any(|m| m.target.is_ipv4());
+    let v6 = config.mappings.iter().any(|m| m.target.is_ipv6());
 
-    let mut program = XdpProgram::load(OBJECT, TCPCOPY_PROGRAM)?;
+    let mut program = XdpProgram::load(OBJECT, TCPCOPY_PROGRAM, cli.ring_mib.saturating_mul(1 << 20))?;
     program.set_ports(&ports)?;
-    let mode = program
-        .attach(&cli.iface, cli.skb_mode)
-        .with_context(|| format!("capture interface {}", cli.iface))?;
-    for m in &mappings {
-        log::info!("copying requests to port {} -> {}", m.online_port, m.target);
-    }
-    println!("attached iface={} mode={mode} ports={ports:?}", cli.iface);
-
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(report_until_signal(&program, interval))?;
-    Ok(())
+    let _rt = runtime.enter();
+    let ring = FrameRing::take(&mut program)?;
+    let sender = send::RawSender::new(v4, v6).context("opening the raw socket for replayed packets")?;
+    let engine = Engine::new(config.clone())?;
+    let mode = program
+        .attach(&cli.iface, cli.skb_mode)
+        .with_context(|| format!("capture interface {}", cli.iface))?;
+    for m in &config.mappings {
+        log::info!("copying requests to port {} -> {}", m.online_port, m.target);
+    }
+    println!("attached iface={} mode={mode} ports={ports:?}", cli.iface);
+    runtime.block_on(replay::run(engine, &program, ring, sender, &intercepts, cli.connections, interval))
 }

@@ -1,0 +1,101 @@
+//! Reading the frames an XDP program copied into its ring buffer.
+
+use std::io;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    maps::{FRAMES, FrameHeader},
+    xdp::{XdpError, XdpProgram},
+};
+
+/// The `FRAMES` ring buffer of a loaded program, readable from tokio.
+pub struct FrameRing {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl FrameRing {
+    /// Takes the ring out of `program` (once).
+    pub fn take(program: &mut XdpProgram) -> Result<Self, XdpError> {
+        let map = program.ebpf_mut().take_map(FRAMES).ok_or(XdpError::Map {
+            map: FRAMES,
+            reason: "not in the object".into(),
+        })?;
+        let ring = RingBuf::try_from(map).map_err(|e| XdpError::Map {
+            map: FRAMES,
+            reason: std::format!("{e}"),
+        })?;
+        // SAFETY: the RingBuf owns its map's file descriptor for as long as it lives (it is moved
+        // into the AsyncFd and never taken out), and as_raw_fd always returns that one descriptor.
+        #[allow(unsafe_code)]
+        let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| XdpError::Map {
+            map: FRAMES,
+            reason: std::format!("{e}"),
+        })?;
+        Ok(Self { fd })
+    }
+
+    /// Waits until frames are there, then hands up to `max` of them to `f`; returns how many.
+    pub async fn read(&mut self, max: usize, mut f: impl FnMut(&FrameHeader, &[u8])) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            let mut n = 0;
+            while n < max {
+                let Some(item) = ring.next() else {
+                    break;
+                };
+                if let Some((header, frame)) = FrameHeader::read(&item) {
+                    f(&header, frame);
+                }
+                n += 1;
+            }
+            if n < max {
+                // Drained: wait for the next wake-up.
+                guard.clear_ready();
+            }
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+}
+
+/// The IP packet inside an Ethernet frame (one optional VLAN tag), or `None` for other frames.
+pub fn ip_payload(frame: &[u8]) -> Option<&[u8]> {
+    let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let mut at = 14;
+    if ethertype == 0x8100 || ethertype == 0x88a8 {
+        ethertype = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
+        at = 18;
+    }
+    match ethertype {
+        0x0800 | 0x86dd => frame.get(at..),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_payload;
+
+    #[test]
+    fn strips_ethernet_and_vlan() {
+        let mut f = [0u8; 20];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        assert_eq!(ip_payload(&f).unwrap()[0], 0x45);
+        let mut v = [0u8; 24];
+        v[12] = 0x81;
+        v[16] = 0x86;
+        v[17] = 0xdd;
+        v[18] = 0x60;
+        assert_eq!(ip_payload(&v).unwrap()[0], 0x60);
+        assert!(ip_payload(&[0u8; 10]).is_none());
+        let mut arp = [0u8; 20];
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert!(ip_payload(&arp).is_none());
+    }
+}

@@ -1,0 +1,176 @@
+//! The main loop: captured frames and intercept replies into the engine, its packets out through
+//! the sender, its registrations to the intercepts; counters now and then, a summary at the end.
+
+use std::{
+    collections::HashSet,
+    net::{SocketAddr, SocketAddrV4},
+    time::Duration,
+};
+
+use tcpcopy_common::{
+    proto::{ClientRecord, response_headers},
+    ring::{FrameRing, ip_payload},
+    xdp::XdpProgram,
+};
+use tcpcopy_engine::{Engine, Event, Time};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    time::Instant,
+};
+
+use crate::{
+    link::{self, Link, LinkEvent},
+    send::RawSender,
+};
+
+/// Frames or replies handled before the engine's output is flushed.
+const BATCH: usize = 1024;
+
+struct State {
+    engine: Engine,
+    sender: RawSender,
+    links: Vec<Link>,
+    registered: HashSet<(SocketAddrV4, SocketAddrV4)>,
+    next_link: usize,
+    start: Instant,
+    buf: Vec<u8>,
+    /// Registrations the control channel cannot carry (IPv6 with protocol 6).
+    unregistrable: u64,
+}
+
+fn now(start: Instant) -> Time {
+    Time::from_micros(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX))
+}
+
+impl State {
+    fn flush(&mut self) {
+        let t = now(self.start);
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                Event::Register { client: SocketAddr::V4(c), target: SocketAddr::V4(t) } => {
+                    self.registered.insert((c, t));
+                    self.register(ClientRecord::register(c, t));
+                }
+                Event::Register { .. } => self.unregistrable += 1,
+                Event::Closed { client: SocketAddr::V4(c), target: SocketAddr::V4(t), .. } => {
+                    self.registered.remove(&(c, t));
+                }
+                Event::Closed { .. } => {}
+            }
+        }
+        while let Some(n) = self.engine.poll_transmit(t, &mut self.buf) {
+            self.sender.send(&self.buf[..n]);
+        }
+    }
+
+    /// Registers on one connected link of every intercept (round robin among its links).
+    fn register(&mut self, rec: ClientRecord) {
+        let mut done: Vec<SocketAddr> = Vec::new();
+        let n = self.links.len();
+        for k in 0..n {
+            let i = (self.next_link + k) % n;
+            let link = &self.links[i];
+            if !done.contains(&link.intercept) && link.send(rec) {
+                done.push(link.intercept);
+            }
+        }
+        self.next_link = self.next_link.wrapping_add(1);
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Connected(id) => {
+                self.links[id].connected = true;
+                for &(c, t) in &self.registered {
+                    self.links[id].send(ClientRecord::register(c, t));
+                }
+            }
+            LinkEvent::Disconnected(id) => self.links[id].connected = false,
+            LinkEvent::Reply(rec) => self.engine.handle_response(now(self.start), response_headers(&rec)),
+        }
+    }
+
+    fn line(&self, program: &XdpProgram) -> String {
+        let xdp = program.counters().map(|c| c.to_string()).unwrap_or_default();
+        let up = self.links.iter().filter(|l| l.connected).count();
+        format!(
+            "{xdp} {} send_errors={} intercept_links={up}/{} unregistrable={}",
+            self.engine.stats(),
+            self.sender.errors,
+            self.links.len(),
+            self.unregistrable
+        )
+    }
+}
+
+/// Runs until SIGINT or SIGTERM; prints `stats ...` every `interval` and `final ...` at the end.
+pub async fn run(
+    engine: Engine,
+    program: &XdpProgram,
+    mut ring: FrameRing,
+    sender: RawSender,
+    intercepts: &[SocketAddr],
+    connections: u16,
+    interval: Option<Duration>,
+) -> anyhow::Result<()> {
+    let (events_tx, mut events_rx) = mpsc::channel(65536);
+    let links = link::start(intercepts, connections, &events_tx);
+    let mut st = State {
+        engine,
+        sender,
+        links,
+        registered: HashSet::new(),
+        next_link: 0,
+        start: Instant::now(),
+        buf: vec![0; 65536],
+        unregistrable: 0,
+    };
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut ticker = interval.map(tokio::time::interval);
+    if let Some(t) = ticker.as_mut() {
+        t.tick().await;
+    }
+    loop {
+        let deadline = st.engine.poll_timeout().map(|t| st.start + Duration::from_micros(t.as_micros()));
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let tick = async {
+            match ticker.as_mut() {
+                Some(t) => drop(t.tick().await),
+                None => std::future::pending().await,
+            }
+        };
+        let start = st.start;
+        let engine = &mut st.engine;
+        tokio::select! {
+            biased;
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            r = ring.read(BATCH, |_, frame| {
+                if let Some(ip) = ip_payload(frame) {
+                    engine.handle_captured(now(start), ip);
+                }
+            }) => { r?; }
+            ev = events_rx.recv() => {
+                if let Some(ev) = ev {
+                    st.on_link(ev);
+                    for _ in 0..BATCH {
+                        let Ok(ev) = events_rx.try_recv() else { break };
+                        st.on_link(ev);
+                    }
+                }
+            }
+            () = timer => st.engine.handle_timeout(now(st.start)),
+            () = tick => println!("stats {}", st.line(program)),
+        }
+        st.flush();
+    }
+    println!("final {}", st.line(program));
+    Ok(())
+}
