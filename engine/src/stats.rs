@@ -127,17 +127,22 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "captured={} malformed={} unmapped={} orphan={} sessions={} completed={} lost={} sent={} payload={} retransmits={}",
+            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={}",
             self.captured,
             self.captured_malformed,
             self.captured_unmapped,
             self.captured_orphan,
+            self.responses,
+            self.responses_unknown,
+            self.responses_malformed,
             self.sessions_started,
             self.sessions_completed,
             self.lost.total(),
             self.packets_sent,
             self.payload_bytes_sent,
-            self.retransmits
+            self.retransmits,
+            self.paced_by_bytes + self.paced_by_burst_end + self.paced_by_timeout,
+            self.paced_by_timeout
         )?;
         for reason in LossReason::ALL {
             let n = self.lost.get(reason);

@@ -389,3 +389,21 @@ fn three_duplicate_acks_trigger_a_fast_retransmit() {
     );
     assert_eq!(e.stats().retransmits, 1);
 }
+
+#[test]
+fn an_ack_to_our_syn_for_an_older_connection_is_reset_and_the_syn_resent() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+    drain(&mut e, t(0));
+    // The test server still holds an older connection on this 4-tuple: it answers with an ACK.
+    e.handle_response(t(1), &pkt(TARGET, CLIENT, 5555, 777_777, ACK, b""));
+    let out = drain(&mut e, t(1));
+    let rst = parse(&out[0], Payload::Whole).unwrap();
+    assert!(rst.tcp.flags.rst() && !rst.tcp.flags.ack());
+    assert_eq!(rst.tcp.seq, Seq(777_777), "RST at the sequence number the ACK expects");
+    let syn = parse(&out[1], Payload::Whole).unwrap();
+    assert!(syn.tcp.flags.syn());
+    assert_eq!(syn.tcp.seq, Seq(1000));
+    e.handle_response(t(2), &pkt(TARGET, CLIENT, 9000, 1001, SYN | ACK, b""));
+    assert!(parse(&drain(&mut e, t(2))[0], Payload::Whole).unwrap().tcp.flags.ack(), "established");
+}

@@ -82,6 +82,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format_timestamp_millis();
     if let Some(path) = &cli.log {
         match std::fs::OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {
@@ -164,13 +165,17 @@ async fn serve(program: &XdpProgram, mut ring: FrameRing, listener: TcpListener,
                 None => std::future::pending().await,
             }
         };
+        // Not biased: under load the ring is always ready; registrations and the 2 ms flush must
+        // still get their turn.
         tokio::select! {
-            biased;
             _ = term.recv() => break,
             _ = int.recv() => break,
             ev = events_rx.recv() => {
                 if let Some(ev) = ev {
                     router.on_event(ev);
+                    while let Ok(ev) = events_rx.try_recv() {
+                        router.on_event(ev);
+                    }
                 }
             }
             r = ring.read(1024, |_, frame| {

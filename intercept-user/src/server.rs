@@ -86,6 +86,7 @@ impl Router {
                 self.conns.insert(id, Conn { tx, pending: Vec::new() });
             }
             ConnEvent::Register(id, key) => {
+                log::debug!("register {key:?} on connection {id}");
                 self.routes.insert(key, id);
                 if self.parked.iter().any(|(_, k, _)| *k == key) {
                     let parked = std::mem::take(&mut self.parked);
@@ -112,6 +113,7 @@ impl Router {
         match self.routes.get(&key) {
             Some(&id) if self.conns.contains_key(&id) => self.deliver(id, rec),
             _ => {
+                log::debug!("park {key:?}");
                 if self.parked.len() >= PARK_MAX {
                     self.parked.pop_front();
                     self.stats.expired += 1;
@@ -157,7 +159,9 @@ impl Router {
             if now.duration_since(*at) < PARK_FOR {
                 break;
             }
-            self.parked.pop_front();
+            if let Some((_, key, _)) = self.parked.pop_front() {
+                log::debug!("reply for unregistered {key:?} expired");
+            }
             self.stats.expired += 1;
         }
     }

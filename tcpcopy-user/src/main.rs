@@ -22,6 +22,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format_timestamp_millis();
     if let Some(path) = &cli.log {
         match std::fs::OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {

@@ -37,11 +37,24 @@ struct State {
     buf: Vec<u8>,
     /// Registrations the control channel cannot carry (IPv6 with protocol 6).
     unregistrable: u64,
+    /// Registrations sent, and those no connected link could take.
+    registrations: u64,
+    unsent_registrations: u64,
 }
 
+/// Engine time: microseconds since the Unix epoch, read once at start and then advanced by the
+/// monotonic clock. TCP timestamps derive from it, so they keep growing across tcpcopy restarts
+/// and a test server that still holds a previous run's connections (TIME-WAIT) accepts the new SYNs.
 fn now(start: Instant) -> Time {
-    Time::from_micros(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX))
+    let base = *EPOCH_US.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0))
+    });
+    Time::from_micros(base + u64::try_from(start.elapsed().as_micros()).unwrap_or(0))
 }
+
+static EPOCH_US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 impl State {
     fn flush(&mut self) {
@@ -76,6 +89,11 @@ impl State {
             }
         }
         self.next_link = self.next_link.wrapping_add(1);
+        if done.is_empty() {
+            self.unsent_registrations += 1;
+        } else {
+            self.registrations += 1;
+        }
     }
 
     fn on_link(&mut self, ev: LinkEvent) {
@@ -95,10 +113,12 @@ impl State {
         let xdp = program.counters().map(|c| c.to_string()).unwrap_or_default();
         let up = self.links.iter().filter(|l| l.connected).count();
         format!(
-            "{xdp} {} send_errors={} intercept_links={up}/{} unregistrable={}",
+            "{xdp} {} send_errors={} intercept_links={up}/{} registrations={} unsent_registrations={} unregistrable={}",
             self.engine.stats(),
             self.sender.errors,
             self.links.len(),
+            self.registrations,
+            self.unsent_registrations,
             self.unregistrable
         )
     }
@@ -125,6 +145,8 @@ pub async fn run(
         start: Instant::now(),
         buf: vec![0; 65536],
         unregistrable: 0,
+        registrations: 0,
+        unsent_registrations: 0,
     };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -133,7 +155,10 @@ pub async fn run(
         t.tick().await;
     }
     loop {
-        let deadline = st.engine.poll_timeout().map(|t| st.start + Duration::from_micros(t.as_micros()));
+        let deadline = st.engine.poll_timeout().map(|t| {
+            let ahead = t.saturating_since(now(st.start));
+            Instant::now() + ahead
+        });
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -148,8 +173,9 @@ pub async fn run(
         };
         let start = st.start;
         let engine = &mut st.engine;
+        // Not biased: under load the ring is always ready, and replies must not wait behind it
+        // (a SYN-ACK held back makes the engine retransmit its SYN).
         tokio::select! {
-            biased;
             _ = term.recv() => break,
             _ = int.recv() => break,
             r = ring.read(BATCH, |_, frame| {
@@ -160,14 +186,15 @@ pub async fn run(
             ev = events_rx.recv() => {
                 if let Some(ev) = ev {
                     st.on_link(ev);
-                    for _ in 0..BATCH {
-                        let Ok(ev) = events_rx.try_recv() else { break };
-                        st.on_link(ev);
-                    }
                 }
             }
             () = timer => st.engine.handle_timeout(now(st.start)),
             () = tick => println!("stats {}", st.line(program)),
+        }
+        // Whatever else has arrived meanwhile, before the output goes out.
+        for _ in 0..BATCH {
+            let Ok(ev) = events_rx.try_recv() else { break };
+            st.on_link(ev);
         }
         st.flush();
     }

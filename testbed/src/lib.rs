@@ -318,7 +318,7 @@ impl Testbed {
     }
 
     /// The requests nginx on `host` logged, one line each:
-    /// `addr port "METHOD URI PROTO" status request_length body_bytes`.
+    /// `addr port "METHOD URI PROTO" status request_length body_bytes body_file`.
     pub fn requests(&self, host: Host) -> anyhow::Result<Vec<String>> {
         let text = fs::read_to_string(self.access_log(host))?;
         Ok(text.lines().map(str::to_owned).collect())

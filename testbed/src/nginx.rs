@@ -17,7 +17,7 @@ error_log {d}/{host}-error.log warn;
 events {{ worker_connections 8192; }}
 http {{
     default_type text/plain;
-    log_format tcx '$remote_addr $remote_port "$request" $status $request_length $body_bytes_sent';
+    log_format tcx '$remote_addr $remote_port "$request" $status $request_length $body_bytes_sent $request_body_file';
     access_log {d}/{host}-access.log tcx;
     client_body_temp_path {d}/{host}-tmp/body;
     proxy_temp_path {d}/{host}-tmp/proxy;
@@ -32,6 +32,17 @@ http {{
         listen [::]:80 default_server;
         location / {{
             return 200 "{host} $request_uri\n";
+        }}
+        # Request bodies are kept in files (named in the access log) so tests can compare them.
+        location /upload {{
+            client_body_in_file_only on;
+            proxy_pass http://127.0.0.1:8081;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:8081;
+        location / {{
+            return 200 "stored\n";
         }}
     }}
 }}

@@ -67,27 +67,41 @@ impl Spawned {
     /// The first stdout line starting with `prefix`, waiting up to `timeout`; fails early if the
     /// process exits.
     pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> anyhow::Result<String> {
+        self.wait_for(|l| l.starts_with(prefix), prefix, timeout)
+    }
+
+    /// The first stdout line for which `matches` holds (`what` names it in errors), waiting up to
+    /// `timeout`; fails early if the process exits.
+    pub fn wait_for(&mut self, matches: impl Fn(&str) -> bool, what: &str, timeout: Duration) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.lines().into_iter().find(|l| l.starts_with(prefix)) {
+            if let Some(l) = self.lines().into_iter().find(|l| matches(l)) {
                 return Ok(l);
             }
             if let Some(status) = self.child.try_wait()? {
                 // Let the reader drain what is left.
                 thread::sleep(Duration::from_millis(100));
-                if let Some(l) = self.lines().into_iter().find(|l| l.starts_with(prefix)) {
+                if let Some(l) = self.lines().into_iter().find(|l| matches(l)) {
                     return Ok(l);
                 }
-                anyhow::bail!(
-                    "process exited ({status}) before printing {prefix:?}: {:?}",
-                    self.lines()
-                );
+                anyhow::bail!("process exited ({status}) before printing {what:?}: {:?}", self.lines());
             }
             if Instant::now() > deadline {
-                anyhow::bail!("no line {prefix:?} within {timeout:?}: {:?}", self.lines());
+                anyhow::bail!("no line {what:?} within {timeout:?}: {:?}", self.lines());
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the process with SIGTERM and returns its `final ...` line.
+    pub fn finish(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        self.signal("TERM")?;
+        let status = self.wait(timeout)?;
+        anyhow::ensure!(status.success(), "exited with {status}: {:?}", self.lines());
+        self.lines()
+            .into_iter()
+            .find(|l| l.starts_with("final"))
+            .ok_or_else(|| anyhow::anyhow!("no final line: {:?}", self.lines()))
     }
 
     /// All stdout lines so far.

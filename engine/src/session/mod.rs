@@ -84,6 +84,8 @@ pub struct Session {
     waiting_since: Option<Time>,
 
     syn_due: bool,
+    /// A RST to send in SYN-SENT, at this sequence number, before the SYN again.
+    challenge_rst: Option<Seq>,
     ack_due: bool,
     rexmit_one: bool,
     probe_due: bool,
@@ -146,6 +148,7 @@ impl Session {
             last_resp_psh: false,
             waiting_since: None,
             syn_due: true,
+            challenge_rst: None,
             ack_due: false,
             rexmit_one: false,
             probe_due: false,
@@ -248,7 +251,18 @@ impl Session {
     }
 
     fn on_syn_ack(&mut self, now: Time, seg: &TcpSegment<'_>) {
-        if !(seg.flags.syn() && seg.flags.ack() && seg.ack == self.isn + 1) {
+        if seg.flags.ack() && seg.ack != self.isn + 1 {
+            // An ACK for another connection on this 4-tuple (the test server still holds it, e.g.
+            // in TIME-WAIT): reset that one, as a TCP in SYN-SENT does (RFC 793 p. 66), and send
+            // the SYN again right away.
+            if self.challenge_rst.is_none() {
+                self.challenge_rst = Some(seg.ack);
+                self.syn_due = true;
+                self.syn_retransmitted = true;
+            }
+            return;
+        }
+        if !(seg.flags.syn() && seg.flags.ack()) {
             return;
         }
         let irs = seg.seq;

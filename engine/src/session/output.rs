@@ -34,7 +34,7 @@ impl Session {
             return false;
         }
         match self.state {
-            State::SynSent => self.syn_due,
+            State::SynSent => self.syn_due || self.challenge_rst.is_some(),
             State::Established => {
                 self.ack_due
                     || self.rexmit_one
@@ -132,6 +132,10 @@ impl Session {
         }
         match self.state {
             State::SynSent => {
+                if let Some(seq) = self.challenge_rst.take() {
+                    let len = self.write(buf, seq, TcpFlags::RST, [&[], &[]], TcpOptions::default()).ok()?;
+                    return Some(Written { len, payload: 0, retransmit: false });
+                }
                 if !self.syn_due {
                     return None;
                 }

@@ -1,0 +1,134 @@
+//! Live replay across the testbed: curl on the client talks to the online nginx; tcpcopy on the
+//! online host replays to the test nginx; intercept on the assistant reports the replies.
+//! Every assertion is on what the real nginx on the test host logged.
+
+use std::{collections::HashSet, time::Duration};
+
+use tcpcopy_testbed::{Host, Testbed};
+use tcpcopy_tests::{codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The URIs of access-log lines (`addr port "GET /uri HTTP/1.1" ...`).
+fn uris(lines: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = lines.iter().filter_map(|l| l.split('"').nth(1)).filter_map(|r| r.split(' ').nth(1)).map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn thousand_one_request_connections_arrive_exactly_once() {
+    let bed = Testbed::up().expect("testbed");
+    let mut intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+
+    let a = curl(&bed, Host::Online, "one", 0..500, true);
+    let b = curl(&bed, Host::Online, "one", 500..1000, true);
+    let mut answered = codes(a);
+    answered.extend(codes(b));
+    assert_eq!(answered.iter().filter(|c| *c == "200").count(), 1000, "online answered all");
+    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "one").len() >= 1000), "replayed: {}", logged(&bed, Host::Test, "one").len());
+    std::thread::sleep(Duration::from_millis(500));
+    let online = logged(&bed, Host::Online, "one");
+    let test = logged(&bed, Host::Test, "one");
+    assert_eq!(test.len(), 1000, "exactly once each");
+    assert_eq!(uris(&test), uris(&online), "the same URLs");
+    assert!(test.iter().all(|l| l.starts_with("192.0.2.")), "from the rewritten client addresses");
+
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(counter(&last, "sessions"), 1000, "{last}");
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+    assert_eq!(counter(&last, "ring_full"), 0, "{last}");
+    intercept.finish(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn three_copies_from_three_client_sets() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &["-n", "3"]);
+    let codes = curl_each(&bed, Host::Online, "three", 300);
+    assert_eq!(codes.iter().filter(|c| *c == "200").count(), 300);
+    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 900), "replayed: {}", logged(&bed, Host::Test, "three").len());
+    std::thread::sleep(Duration::from_millis(500));
+    let test = logged(&bed, Host::Test, "three");
+    assert_eq!(test.len(), 900);
+    // Every URL three times, each from a different client address/port.
+    let tuples: HashSet<(String, String)> = test
+        .iter()
+        .map(|l| {
+            let mut f = l.split(' ');
+            (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(tuples.len(), 900, "900 distinct client address/port pairs");
+    let mut per_uri = std::collections::HashMap::new();
+    for u in uris(&test) {
+        *per_uri.entry(u).or_insert(0) += 1;
+    }
+    assert!(per_uri.values().all(|n| *n == 3) && per_uri.len() == 300);
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+}
+
+#[test]
+fn half_of_the_sessions_whole() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &["-r", "50"]);
+    // 200 keep-alive sessions of 3 requests each.
+    let mut children = Vec::new();
+    for s in 0..200 {
+        children.push(curl(&bed, Host::Online, &format!("half{s}"), 0..3, false));
+        if children.len() == 10 {
+            for c in children.drain(..) {
+                assert_eq!(codes(c), vec!["200"; 3]);
+            }
+        }
+    }
+    for c in children {
+        assert_eq!(codes(c), vec!["200"; 3]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    let test = bed.requests(Host::Test).unwrap();
+    let mut per_session = std::collections::HashMap::new();
+    for u in uris(&test).iter().filter(|u| u.starts_with("/half")) {
+        *per_session.entry(u.split('/').nth(1).unwrap().to_owned()).or_insert(0) += 1;
+    }
+    let n = per_session.len();
+    assert!((80..=120).contains(&n), "40-60% of 200 sessions replayed: {n}; {last}");
+    assert!(per_session.values().all(|c| *c == 3), "whole sessions only: {per_session:?}");
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+}
+
+#[test]
+fn keep_alive_connections_and_a_one_megabyte_upload() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    let children: Vec<_> = (0..20).map(|c| curl(&bed, Host::Online, &format!("ka{c}"), 0..100, false)).collect();
+    let body = bed.dir().join("upload.bin");
+    let data: Vec<u8> = (0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&body, &data).unwrap();
+    let up = bed
+        .cmd(Host::Client, "curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://{}/upload/big", Host::Online.addr()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&up.stdout), "200");
+    for c in children {
+        assert_eq!(codes(c).len(), 100);
+    }
+    let all_ka = || bed.requests(Host::Test).unwrap().iter().filter(|l| l.contains(" /ka")).count();
+    assert!(wait_until(WAIT, || all_ka() >= 2000 && !logged(&bed, Host::Test, "upload").is_empty()), "replayed {} of 2000", all_ka());
+    assert_eq!(all_ka(), 2000);
+    let line = logged(&bed, Host::Test, "upload").pop().unwrap();
+    let file = line.split(' ').next_back().unwrap();
+    let got = std::fs::read(file).unwrap_or_else(|e| panic!("body file {file}: {e} ({line})"));
+    assert!(got == data, "the 1 MB body arrived intact ({} bytes)", got.len());
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+}
