@@ -16,7 +16,13 @@ use crate::{classify::count, maps::FRAME_HEADER_LEN, stats::Stat};
 /// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub fn copy_frame<const N: usize>(ctx: &XdpContext, scratch: &PerCpuArray<[u8; N]>, ring: &RingBuf, stats: &PerCpuArray<u64>) {
+#[allow(clippy::cast_possible_truncation, reason = "n <= snap < 2^16, checked above each cast")]
+pub fn copy_frame<const N: usize>(
+    ctx: &XdpContext,
+    scratch: &PerCpuArray<[u8; N]>,
+    ring: &RingBuf,
+    stats: &PerCpuArray<u64>,
+) {
     let Some(slot) = scratch.get_ptr_mut(0) else {
         return;
     };
@@ -45,7 +51,10 @@ pub fn copy_frame<const N: usize>(ctx: &XdpContext, scratch: &PerCpuArray<[u8; N
         count(stats, Stat::Malformed, 1);
         return;
     }
-    #[allow(clippy::cast_possible_truncation, reason = "n <= snap < 2^16; frames < 2^16")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "n <= snap < 2^16; frames < 2^16"
+    )]
     {
         buf[0..2].copy_from_slice(&(n as u16).to_ne_bytes());
         buf[2..4].copy_from_slice(&(wire as u16).to_ne_bytes());

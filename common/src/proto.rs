@@ -70,9 +70,15 @@ impl ClientRecord {
 
     pub fn decode(b: &[u8; CLIENT_RECORD_LEN]) -> Self {
         Self {
-            client: SocketAddrV4::new(Ipv4Addr::new(b[0], b[1], b[2], b[3]), u16::from_be_bytes([b[4], b[5]])),
+            client: SocketAddrV4::new(
+                Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+                u16::from_be_bytes([b[4], b[5]]),
+            ),
             kind: u16::from_be_bytes([b[6], b[7]]),
-            target: SocketAddrV4::new(Ipv4Addr::new(b[8], b[9], b[10], b[11]), u16::from_be_bytes([b[12], b[13]])),
+            target: SocketAddrV4::new(
+                Ipv4Addr::new(b[8], b[9], b[10], b[11]),
+                u16::from_be_bytes([b[12], b[13]]),
+            ),
         }
     }
 }
@@ -101,7 +107,9 @@ pub fn encode_response(ip_packet: &[u8]) -> Result<[u8; RESPONSE_RECORD_LEN], Re
     if ihl < 20 || doff < 20 || total < ihl + doff {
         return Err(RecordError::Truncated);
     }
-    let opts = ip_packet.get(ihl + 20..ihl + doff).ok_or(RecordError::Truncated)?;
+    let opts = ip_packet
+        .get(ihl + 20..ihl + doff)
+        .ok_or(RecordError::Truncated)?;
     let kept = opts.len().min(MAX_OPTION_LEN) & !3;
     let payload = total - ihl - doff;
     let mut rec = [0u8; RESPONSE_RECORD_LEN];
@@ -220,12 +228,18 @@ mod tests {
 
     #[test]
     fn client_records_round_trip_in_14_bytes() {
-        let r = ClientRecord::register("192.0.2.7:40000".parse().unwrap(), "198.51.100.30:80".parse().unwrap());
+        let r = ClientRecord::register(
+            "192.0.2.7:40000".parse().unwrap(),
+            "198.51.100.30:80".parse().unwrap(),
+        );
         let b = r.encode();
         assert_eq!(b.len(), 14);
         assert_eq!(&b[6..8], &[0, 1]);
         assert_eq!(ClientRecord::decode(&b), r);
-        assert_eq!(ClientRecord::version().encode(), [0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            ClientRecord::version().encode(),
+            [0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -250,7 +264,9 @@ mod tests {
 
     #[test]
     fn batches_decode_across_arbitrary_splits() {
-        let recs: Vec<_> = (0..20).map(|i| encode_response(&reply(0, 12, i)).unwrap()).collect();
+        let recs: Vec<_> = (0..20)
+            .map(|i| encode_response(&reply(0, 12, i)).unwrap())
+            .collect();
         let mut wire = Vec::new();
         encode_batch(&recs[..16], &mut wire);
         encode_batch(&recs[16..], &mut wire);

@@ -37,7 +37,11 @@ impl FrameRing {
     }
 
     /// Waits until frames are there, then hands up to `max` of them to `f`; returns how many.
-    pub async fn read(&mut self, max: usize, mut f: impl FnMut(&FrameHeader, &[u8])) -> io::Result<usize> {
+    pub async fn read(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(&FrameHeader, &[u8]),
+    ) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable_mut().await?;
             let ring = guard.get_inner_mut();

@@ -88,7 +88,10 @@ impl XdpProgram {
         if !is_root() {
             return Err(XdpError::NotRoot);
         }
-        let ring_bytes = ring_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 31);
+        let ring_bytes = ring_bytes
+            .max(4096)
+            .checked_next_power_of_two()
+            .unwrap_or(1 << 31);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(crate::maps::FRAMES, ring_bytes)
             .load(object)

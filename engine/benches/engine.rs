@@ -180,7 +180,12 @@ fn replay(e: &mut Engine, clock: &mut u64, inputs: &[Input], buf: &mut [u8]) -> 
     }
     // Every session of the trace completed, in this pass too.
     assert_eq!(e.session_count(), 0, "{}", e.stats());
-    assert_eq!(e.stats().sessions_completed - completed, 1000, "{}", e.stats());
+    assert_eq!(
+        e.stats().sessions_completed - completed,
+        1000,
+        "{}",
+        e.stats()
+    );
     sent
 }
 

@@ -400,10 +400,21 @@ fn an_ack_to_our_syn_for_an_older_connection_is_reset_and_the_syn_resent() {
     let out = drain(&mut e, t(1));
     let rst = parse(&out[0], Payload::Whole).unwrap();
     assert!(rst.tcp.flags.rst() && !rst.tcp.flags.ack());
-    assert_eq!(rst.tcp.seq, Seq(777_777), "RST at the sequence number the ACK expects");
+    assert_eq!(
+        rst.tcp.seq,
+        Seq(777_777),
+        "RST at the sequence number the ACK expects"
+    );
     let syn = parse(&out[1], Payload::Whole).unwrap();
     assert!(syn.tcp.flags.syn());
     assert_eq!(syn.tcp.seq, Seq(1000));
     e.handle_response(t(2), &pkt(TARGET, CLIENT, 9000, 1001, SYN | ACK, b""));
-    assert!(parse(&drain(&mut e, t(2))[0], Payload::Whole).unwrap().tcp.flags.ack(), "established");
+    assert!(
+        parse(&drain(&mut e, t(2))[0], Payload::Whole)
+            .unwrap()
+            .tcp
+            .flags
+            .ack(),
+        "established"
+    );
 }

@@ -55,7 +55,12 @@ struct Cli {
     port: u16,
 
     /// Address to listen on for tcpcopy.
-    #[arg(short = 'b', long = "bind", value_name = "IP", default_value = "0.0.0.0")]
+    #[arg(
+        short = 'b',
+        long = "bind",
+        value_name = "IP",
+        default_value = "0.0.0.0"
+    )]
     bind: IpAddr,
 
     /// Reply headers per message to tcpcopy.
@@ -81,10 +86,15 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.format_timestamp_millis();
     if let Some(path) = &cli.log {
-        match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(f) => {
                 logger.target(env_logger::Target::Pipe(Box::new(f)));
             }
@@ -114,7 +124,11 @@ fn warn_ip_forward() {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     warn_ip_forward();
-    let mut program = XdpProgram::load(OBJECT, INTERCEPT_PROGRAM, cli.ring_mib.saturating_mul(1 << 20))?;
+    let mut program = XdpProgram::load(
+        OBJECT,
+        INTERCEPT_PROGRAM,
+        cli.ring_mib.saturating_mul(1 << 20),
+    )?;
     program.set_ports(&cli.src_ports)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,12 +143,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mode = program
         .attach(&cli.iface, cli.skb_mode)
         .with_context(|| format!("reply interface {}", cli.iface))?;
-    println!("attached iface={} mode={mode} ports={:?} listen={addr}", cli.iface, cli.src_ports);
+    println!(
+        "attached iface={} mode={mode} ports={:?} listen={addr}",
+        cli.iface, cli.src_ports
+    );
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     runtime.block_on(serve(&program, ring, listener, cli.batch, interval))
 }
 
-async fn serve(program: &XdpProgram, mut ring: FrameRing, listener: TcpListener, batch: usize, interval: Option<Duration>) -> anyhow::Result<()> {
+async fn serve(
+    program: &XdpProgram,
+    mut ring: FrameRing,
+    listener: TcpListener,
+    batch: usize,
+    interval: Option<Duration>,
+) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
     tokio::spawn(server::accept(listener, events_tx));
     let mut router = Router::new(batch);
@@ -146,7 +169,10 @@ async fn serve(program: &XdpProgram, mut ring: FrameRing, listener: TcpListener,
         t.tick().await;
     }
     let line = |router: &Router| {
-        let xdp = program.counters().map(|c| c.to_string()).unwrap_or_default();
+        let xdp = program
+            .counters()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         let s = router.stats;
         format!(
             "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_ipv4_tcp={} tcpcopy_connections={}",

@@ -61,7 +61,10 @@ pub struct Router {
 fn key_of(rec: &Record) -> Key {
     let ip = |o: usize| std::net::Ipv4Addr::new(rec[o], rec[o + 1], rec[o + 2], rec[o + 3]);
     let port = |o: usize| u16::from_be_bytes([rec[o], rec[o + 1]]);
-    (SocketAddrV4::new(ip(16), port(22)), SocketAddrV4::new(ip(12), port(20)))
+    (
+        SocketAddrV4::new(ip(16), port(22)),
+        SocketAddrV4::new(ip(12), port(20)),
+    )
 }
 
 impl Router {
@@ -83,7 +86,13 @@ impl Router {
         match ev {
             ConnEvent::Open(id, peer, tx) => {
                 log::info!("tcpcopy {peer} connected (connection {id})");
-                self.conns.insert(id, Conn { tx, pending: Vec::new() });
+                self.conns.insert(
+                    id,
+                    Conn {
+                        tx,
+                        pending: Vec::new(),
+                    },
+                );
             }
             ConnEvent::Register(id, key) => {
                 log::debug!("register {key:?} on connection {id}");
@@ -179,7 +188,12 @@ pub async fn accept(listener: TcpListener, events: mpsc::Sender<ConnEvent>) {
     }
 }
 
-async fn connection(id: ConnId, stream: TcpStream, peer: SocketAddr, events: mpsc::Sender<ConnEvent>) {
+async fn connection(
+    id: ConnId,
+    stream: TcpStream,
+    peer: SocketAddr,
+    events: mpsc::Sender<ConnEvent>,
+) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
@@ -251,13 +265,22 @@ mod tests {
         let (tx2, mut rx2) = mpsc::channel(16);
         r.on_event(ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1));
         r.on_event(ConnEvent::Open(2, "127.0.0.1:2".parse().unwrap(), tx2));
-        let a = ("192.0.2.1:1000".parse().unwrap(), "198.51.100.30:80".parse().unwrap());
+        let a = (
+            "192.0.2.1:1000".parse().unwrap(),
+            "198.51.100.30:80".parse().unwrap(),
+        );
         r.on_event(ConnEvent::Register(1, a));
         let now = Instant::now();
         // A reply before its registration is parked, then delivered.
         r.on_reply(now, rec("192.0.2.2:2000", "198.51.100.30:80"));
         assert_eq!(r.stats.parked, 1);
-        r.on_event(ConnEvent::Register(2, ("192.0.2.2:2000".parse().unwrap(), "198.51.100.30:80".parse().unwrap())));
+        r.on_event(ConnEvent::Register(
+            2,
+            (
+                "192.0.2.2:2000".parse().unwrap(),
+                "198.51.100.30:80".parse().unwrap(),
+            ),
+        ));
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         // Batch of 2 went out on connection 1 right away.

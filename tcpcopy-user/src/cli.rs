@@ -18,6 +18,7 @@ pub enum SendMode {
 }
 
 #[derive(Debug, Parser)]
+#[expect(clippy::struct_excessive_bools, reason = "command-line flags")]
 #[command(
     name = "tcpcopy",
     version,
@@ -58,7 +59,12 @@ pub struct Cli {
     pub copies: u16,
 
     /// Replay this percentage of sessions (whole sessions, chosen by client ip:port).
-    #[arg(short = 'r', long = "percentage", value_name = "P", default_value_t = 100)]
+    #[arg(
+        short = 'r',
+        long = "percentage",
+        value_name = "P",
+        default_value_t = 100
+    )]
     pub percentage: u8,
 
     /// Ramp up from 1% of sessions, +1% per second.
@@ -70,11 +76,21 @@ pub struct Cli {
     pub instance: Option<u8>,
 
     /// Session idle timeout, seconds.
-    #[arg(short = 't', long = "timeout", value_name = "SECS", default_value_t = 600)]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "SECS",
+        default_value_t = 600
+    )]
     pub timeout: u64,
 
     /// Connections to each intercept.
-    #[arg(short = 'C', long = "connections", value_name = "N", default_value_t = 2)]
+    #[arg(
+        short = 'C',
+        long = "connections",
+        value_name = "N",
+        default_value_t = 2
+    )]
     pub connections: u16,
 
     /// intercept's control port.
@@ -82,11 +98,21 @@ pub struct Cli {
     pub port: u16,
 
     /// MTU towards the test server.
-    #[arg(short = 'M', long = "mtu", value_name = "BYTES", default_value_t = 1500)]
+    #[arg(
+        short = 'M',
+        long = "mtu",
+        value_name = "BYTES",
+        default_value_t = 1500
+    )]
     pub mtu: u16,
 
     /// MSS in the SYNs faked for sessions captured mid-stream.
-    #[arg(short = 'D', long = "mss", value_name = "BYTES", default_value_t = 1460)]
+    #[arg(
+        short = 'D',
+        long = "mss",
+        value_name = "BYTES",
+        default_value_t = 1460
+    )]
     pub mss: u16,
 
     /// Only replay sessions whose SYN was captured.
@@ -123,7 +149,9 @@ pub struct Cli {
 pub enum CliError {
     #[error(transparent)]
     Mapping(#[from] MappingError),
-    #[error("nothing to replay: give -x [onlineIP:]onlinePort-targetIP:targetPort or --target IP:PORT")]
+    #[error(
+        "nothing to replay: give -x [onlineIP:]onlinePort-targetIP:targetPort or --target IP:PORT"
+    )]
     NoMapping,
     #[error("--stats-interval {0}: must be a number of seconds >= 0")]
     BadInterval(f64),
@@ -156,7 +184,10 @@ impl Cli {
             for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let addr = part
                     .parse::<SocketAddr>()
-                    .or_else(|_| part.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, self.port)))
+                    .or_else(|_| {
+                        part.parse::<IpAddr>()
+                            .map(|ip| SocketAddr::new(ip, self.port))
+                    })
                     .map_err(|_| CliError::BadIntercept(part.to_owned()))?;
                 out.push(addr);
             }
@@ -204,7 +235,34 @@ mod tests {
 
     #[test]
     fn original_command_lines_work() {
-        let cli = parse(&["-x", "80-10.0.0.12:80,8080-10.0.0.12:8080", "-s", "10.0.0.13", "-c", "10.1.2.x", "-n", "3", "-r", "50", "-i", "eth1", "-C", "4", "-M", "1500", "-D", "1400", "-O", "-W", "-f", "2", "-g", "-t", "120"]).unwrap();
+        let cli = parse(&[
+            "-x",
+            "80-10.0.0.12:80,8080-10.0.0.12:8080",
+            "-s",
+            "10.0.0.13",
+            "-c",
+            "10.1.2.x",
+            "-n",
+            "3",
+            "-r",
+            "50",
+            "-i",
+            "eth1",
+            "-C",
+            "4",
+            "-M",
+            "1500",
+            "-D",
+            "1400",
+            "-O",
+            "-W",
+            "-f",
+            "2",
+            "-g",
+            "-t",
+            "120",
+        ])
+        .unwrap();
         let cfg = cli.engine_config().unwrap();
         assert_eq!(cfg.mappings.len(), 2);
         assert_eq!(cfg.copies, 3);
@@ -212,8 +270,19 @@ mod tests {
         assert_eq!(cfg.client_addrs.len(), 254);
         assert_eq!(cfg.instance, Some(2));
         assert!(cfg.only_syn && cfg.no_wait && cfg.ramp);
-        assert_eq!(cli.intercepts().unwrap(), vec!["10.0.0.13:36524".parse().unwrap()]);
-        let cli = parse(&["--iface", "eth1", "--target", "10.0.0.12:80", "--intercept", "10.0.0.13:4000,10.0.0.14"]).unwrap();
+        assert_eq!(
+            cli.intercepts().unwrap(),
+            vec!["10.0.0.13:36524".parse().unwrap()]
+        );
+        let cli = parse(&[
+            "--iface",
+            "eth1",
+            "--target",
+            "10.0.0.12:80",
+            "--intercept",
+            "10.0.0.13:4000,10.0.0.14",
+        ])
+        .unwrap();
         assert_eq!(cli.mappings().unwrap()[0].online_port, 80);
         assert_eq!(cli.intercepts().unwrap().len(), 2);
     }
@@ -233,6 +302,9 @@ mod tests {
         assert!(matches!(cli.engine_config(), Err(CliError::Config(_))));
         let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "-c", "1.2.x"]).unwrap();
         assert!(cli.engine_config().is_err());
-        assert!(parse(&["-i", "e", "--target", "1.2.3.4:5", "-r", "300"]).is_err(), "u8 range");
+        assert!(
+            parse(&["-i", "e", "--target", "1.2.3.4:5", "-r", "300"]).is_err(),
+            "u8 range"
+        );
     }
 }

@@ -15,7 +15,7 @@ use tokio::{
 };
 
 /// What a connection task tells the main loop.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum LinkEvent {
     Connected(usize),
     Disconnected(usize),
@@ -38,24 +38,38 @@ impl Link {
 }
 
 /// Starts `per_intercept` connections to each intercept.
-pub fn start(intercepts: &[SocketAddr], per_intercept: u16, events: &mpsc::Sender<LinkEvent>) -> Vec<Link> {
+pub fn start(
+    intercepts: &[SocketAddr],
+    per_intercept: u16,
+    events: &mpsc::Sender<LinkEvent>,
+) -> Vec<Link> {
     let mut links = Vec::new();
     for &intercept in intercepts {
         for _ in 0..per_intercept.max(1) {
             let (tx, rx) = mpsc::channel(65536);
             let id = links.len();
             tokio::spawn(run(id, intercept, rx, events.clone()));
-            links.push(Link { intercept, connected: false, tx });
+            links.push(Link {
+                intercept,
+                connected: false,
+                tx,
+            });
         }
     }
     links
 }
 
-async fn run(id: usize, intercept: SocketAddr, mut rx: mpsc::Receiver<ClientRecord>, events: mpsc::Sender<LinkEvent>) {
+async fn run(
+    id: usize,
+    intercept: SocketAddr,
+    mut rx: mpsc::Receiver<ClientRecord>,
+    events: mpsc::Sender<LinkEvent>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
     loop {
-        let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(intercept)).await;
+        let stream =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(intercept)).await;
         let mut stream = match stream {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -76,7 +90,11 @@ async fn run(id: usize, intercept: SocketAddr, mut rx: mpsc::Receiver<ClientReco
             }
         };
         let _ = stream.set_nodelay(true);
-        if stream.write_all(&ClientRecord::version().encode()).await.is_err() {
+        if stream
+            .write_all(&ClientRecord::version().encode())
+            .await
+            .is_err()
+        {
             continue;
         }
         log::info!("connected to intercept {intercept} (link {id})");

@@ -21,10 +21,15 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.format_timestamp_millis();
     if let Some(path) = &cli.log {
-        match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(f) => {
                 logger.target(env_logger::Target::Pipe(Box::new(f)));
             }
@@ -64,7 +69,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let interval = cli.stats_interval()?;
     let intercepts = cli.intercepts()?;
     if intercepts.is_empty() {
-        bail!("no intercept: give -s with the address of the host running intercept (the test server routes its replies there)");
+        bail!(
+            "no intercept: give -s with the address of the host running intercept (the test server routes its replies there)"
+        );
     }
     refuse_replay_loop(&config.mappings)?;
     let mut ports: Vec<u16> = config.mappings.iter().map(|m| m.online_port).collect();
@@ -73,7 +80,11 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let v4 = config.mappings.iter().any(|m| m.target.is_ipv4());
     let v6 = config.mappings.iter().any(|m| m.target.is_ipv6());
 
-    let mut program = XdpProgram::load(OBJECT, TCPCOPY_PROGRAM, cli.ring_mib.saturating_mul(1 << 20))?;
+    let mut program = XdpProgram::load(
+        OBJECT,
+        TCPCOPY_PROGRAM,
+        cli.ring_mib.saturating_mul(1 << 20),
+    )?;
     program.set_ports(&ports)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,7 +92,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let _rt = runtime.enter();
     let ring = FrameRing::take(&mut program)?;
-    let sender = send::RawSender::new(v4, v6).context("opening the raw socket for replayed packets")?;
+    let sender =
+        send::RawSender::new(v4, v6).context("opening the raw socket for replayed packets")?;
     let engine = Engine::new(config.clone())?;
     let mode = program
         .attach(&cli.iface, cli.skb_mode)
@@ -90,5 +102,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
     println!("attached iface={} mode={mode} ports={ports:?}", cli.iface);
-    runtime.block_on(replay::run(engine, &program, ring, sender, &intercepts, cli.connections, interval))
+    runtime.block_on(replay::run(
+        engine,
+        &program,
+        ring,
+        sender,
+        &intercepts,
+        cli.connections,
+        interval,
+    ))
 }

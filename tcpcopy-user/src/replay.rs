@@ -61,12 +61,19 @@ impl State {
         let t = now(self.start);
         while let Some(ev) = self.engine.poll_event() {
             match ev {
-                Event::Register { client: SocketAddr::V4(c), target: SocketAddr::V4(t) } => {
+                Event::Register {
+                    client: SocketAddr::V4(c),
+                    target: SocketAddr::V4(t),
+                } => {
                     self.registered.insert((c, t));
                     self.register(ClientRecord::register(c, t));
                 }
                 Event::Register { .. } => self.unregistrable += 1,
-                Event::Closed { client: SocketAddr::V4(c), target: SocketAddr::V4(t), .. } => {
+                Event::Closed {
+                    client: SocketAddr::V4(c),
+                    target: SocketAddr::V4(t),
+                    ..
+                } => {
                     self.registered.remove(&(c, t));
                 }
                 Event::Closed { .. } => {}
@@ -105,12 +112,17 @@ impl State {
                 }
             }
             LinkEvent::Disconnected(id) => self.links[id].connected = false,
-            LinkEvent::Reply(rec) => self.engine.handle_response(now(self.start), response_headers(&rec)),
+            LinkEvent::Reply(rec) => self
+                .engine
+                .handle_response(now(self.start), response_headers(&rec)),
         }
     }
 
     fn line(&self, program: &XdpProgram) -> String {
-        let xdp = program.counters().map(|c| c.to_string()).unwrap_or_default();
+        let xdp = program
+            .counters()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         let up = self.links.iter().filter(|l| l.connected).count();
         format!(
             "{xdp} {} send_errors={} intercept_links={up}/{} registrations={} unsent_registrations={} unregistrable={}",

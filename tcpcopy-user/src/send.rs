@@ -40,7 +40,10 @@ impl RawSender {
     /// Sends one IP packet to its destination address.
     pub fn send(&mut self, packet: &[u8]) {
         let (sock, dst) = match packet.first().map(|b| b >> 4) {
-            Some(4) if packet.len() >= 20 => (self.v4.as_ref(), IpAddr::from([packet[16], packet[17], packet[18], packet[19]])),
+            Some(4) if packet.len() >= 20 => (
+                self.v4.as_ref(),
+                IpAddr::from([packet[16], packet[17], packet[18], packet[19]]),
+            ),
             Some(6) if packet.len() >= 40 => {
                 let mut a = [0u8; 16];
                 a.copy_from_slice(&packet[24..40]);
@@ -56,7 +59,9 @@ impl RawSender {
             Ok(_) => self.sent += 1,
             Err(e) => {
                 if self.errors == 0 {
-                    log::warn!("sending a replayed packet to {dst} failed: {e} (counted as send_errors; the engine retransmits)");
+                    log::warn!(
+                        "sending a replayed packet to {dst} failed: {e} (counted as send_errors; the engine retransmits)"
+                    );
                 }
                 self.errors += 1;
             }

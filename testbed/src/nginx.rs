@@ -41,6 +41,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:8081;
+        access_log off;
         location / {{
             return 200 "stored\n";
         }}

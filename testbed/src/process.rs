@@ -72,7 +72,12 @@ impl Spawned {
 
     /// The first stdout line for which `matches` holds (`what` names it in errors), waiting up to
     /// `timeout`; fails early if the process exits.
-    pub fn wait_for(&mut self, matches: impl Fn(&str) -> bool, what: &str, timeout: Duration) -> anyhow::Result<String> {
+    pub fn wait_for(
+        &mut self,
+        matches: impl Fn(&str) -> bool,
+        what: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self.lines().into_iter().find(|l| matches(l)) {
@@ -84,7 +89,10 @@ impl Spawned {
                 if let Some(l) = self.lines().into_iter().find(|l| matches(l)) {
                     return Ok(l);
                 }
-                anyhow::bail!("process exited ({status}) before printing {what:?}: {:?}", self.lines());
+                anyhow::bail!(
+                    "process exited ({status}) before printing {what:?}: {:?}",
+                    self.lines()
+                );
             }
             if Instant::now() > deadline {
                 anyhow::bail!("no line {what:?} within {timeout:?}: {:?}", self.lines());

@@ -11,14 +11,31 @@ use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed, binary};
 /// `curl` from the client to `host`, `n` requests to `/{path}/{i}`, one connection each
 /// (`Connection: close`); returns the HTTP status of each, in order.
 pub fn curl_each(bed: &Testbed, host: Host, path: &str, n: usize) -> Vec<String> {
-    let out = curl(bed, host, path, 0..n, true).wait_with_output().expect("run curl");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    let out = curl(bed, host, path, 0..n, true)
+        .wait_with_output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Starts `curl` from the client to `host` for `/{path}/{i}`, `i` in `range`: one connection per
 /// request (`close`) or all on one keep-alive connection. Its stdout lists the HTTP codes.
-pub fn curl(bed: &Testbed, host: Host, path: &str, range: std::ops::Range<usize>, close: bool) -> Child {
-    let mut args: Vec<String> = vec!["-s".into(), "--max-time".into(), "60".into(), "-w".into(), "%{http_code}\\n".into()];
+pub fn curl(
+    bed: &Testbed,
+    host: Host,
+    path: &str,
+    range: std::ops::Range<usize>,
+    close: bool,
+) -> Child {
+    let mut args: Vec<String> = vec![
+        "-s".into(),
+        "--max-time".into(),
+        "60".into(),
+        "-w".into(),
+        "%{http_code}\\n".into(),
+    ];
     if close {
         args.extend(["-H".into(), "Connection: close".into()]);
     }
@@ -26,13 +43,20 @@ pub fn curl(bed: &Testbed, host: Host, path: &str, range: std::ops::Range<usize>
         args.extend(["-o".into(), "/dev/null".into()]);
         args.push(format!("http://{}/{path}/{i}", host.addr()));
     }
-    bed.cmd(Host::Client, "curl").args(&args).stdout(Stdio::piped()).spawn().expect("start curl")
+    bed.cmd(Host::Client, "curl")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start curl")
 }
 
 /// HTTP codes a `curl` child printed.
 pub fn codes(child: Child) -> Vec<String> {
     let out = child.wait_with_output().expect("curl output");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The value of `name=N` in a counters line (`final seen=1 matched=2 ...`).
@@ -47,7 +71,11 @@ pub fn counter(line: &str, name: &str) -> u64 {
 /// Access-log lines of `host` for requests under `/{path}/`.
 pub fn logged(bed: &Testbed, host: Host, path: &str) -> Vec<String> {
     let needle = format!(" /{path}/");
-    bed.requests(host).unwrap_or_default().into_iter().filter(|l| l.contains(&needle)).collect()
+    bed.requests(host)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.contains(&needle))
+        .collect()
 }
 
 /// Waits up to `timeout` for `done`; returns whether it came.
@@ -64,10 +92,14 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// Starts intercept on the assistant (catching replies from port 80) and waits until it listens.
 pub fn start_intercept(bed: &Testbed) -> Spawned {
-    let mut cmd = bed.cmd(Host::Assistant, binary("intercept").expect("built").to_str().expect("utf-8"));
+    let mut cmd = bed.cmd(
+        Host::Assistant,
+        binary("intercept").expect("built").to_str().expect("utf-8"),
+    );
     cmd.args(["-i", IFACE, "--stats-interval", "0"]);
     let mut p = Spawned::start(cmd).expect("start intercept");
-    p.wait_for_line("attached", Duration::from_secs(20)).expect("intercept attaches");
+    p.wait_for_line("attached", Duration::from_secs(20))
+        .expect("intercept attaches");
     p
 }
 
@@ -75,15 +107,34 @@ pub fn start_intercept(bed: &Testbed) -> Spawned {
 /// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
 /// plus `extra` options; waits until both control connections are up.
 pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(Host::Online, binary("tcpcopy").expect("built").to_str().expect("utf-8"));
+    let mut cmd = bed.cmd(
+        Host::Online,
+        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
+    );
     let target = format!("{}:80", Host::Test.addr());
     let intercept = Host::Assistant.addr().to_string();
-    cmd.args(["-i", IFACE, "--target", &target, "-s", &intercept, "-c", "192.0.2.x", "--stats-interval", "0.2"]);
+    cmd.args([
+        "-i",
+        IFACE,
+        "--target",
+        &target,
+        "-s",
+        &intercept,
+        "-c",
+        "192.0.2.x",
+        "--stats-interval",
+        "0.2",
+    ]);
     cmd.args(extra);
     let mut p = Spawned::start(cmd).expect("start tcpcopy");
-    p.wait_for_line("attached", Duration::from_secs(20)).expect("tcpcopy attaches");
-    p.wait_for(|l| l.contains("intercept_links=2/2"), "intercept links up", Duration::from_secs(20))
-        .expect("tcpcopy connects to intercept");
+    p.wait_for_line("attached", Duration::from_secs(20))
+        .expect("tcpcopy attaches");
+    p.wait_for(
+        |l| l.contains("intercept_links=2/2"),
+        "intercept links up",
+        Duration::from_secs(20),
+    )
+    .expect("tcpcopy connects to intercept");
     p
 }
 

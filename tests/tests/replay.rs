@@ -5,13 +5,20 @@
 use std::{collections::HashSet, time::Duration};
 
 use tcpcopy_testbed::{Host, Testbed};
-use tcpcopy_tests::{codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_until};
+use tcpcopy_tests::{
+    codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_until,
+};
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_mins(1);
 
 /// The URIs of access-log lines (`addr port "GET /uri HTTP/1.1" ...`).
 fn uris(lines: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = lines.iter().filter_map(|l| l.split('"').nth(1)).filter_map(|r| r.split(' ').nth(1)).map(str::to_owned).collect();
+    let mut v: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split('"').nth(1))
+        .filter_map(|r| r.split(' ').nth(1))
+        .map(str::to_owned)
+        .collect();
     v.sort();
     v
 }
@@ -26,14 +33,25 @@ fn thousand_one_request_connections_arrive_exactly_once() {
     let b = curl(&bed, Host::Online, "one", 500..1000, true);
     let mut answered = codes(a);
     answered.extend(codes(b));
-    assert_eq!(answered.iter().filter(|c| *c == "200").count(), 1000, "online answered all");
-    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "one").len() >= 1000), "replayed: {}", logged(&bed, Host::Test, "one").len());
+    assert_eq!(
+        answered.iter().filter(|c| *c == "200").count(),
+        1000,
+        "online answered all"
+    );
+    assert!(
+        wait_until(WAIT, || logged(&bed, Host::Test, "one").len() >= 1000),
+        "replayed: {}",
+        logged(&bed, Host::Test, "one").len()
+    );
     std::thread::sleep(Duration::from_millis(500));
     let online = logged(&bed, Host::Online, "one");
     let test = logged(&bed, Host::Test, "one");
     assert_eq!(test.len(), 1000, "exactly once each");
     assert_eq!(uris(&test), uris(&online), "the same URLs");
-    assert!(test.iter().all(|l| l.starts_with("192.0.2.")), "from the rewritten client addresses");
+    assert!(
+        test.iter().all(|l| l.starts_with("192.0.2.")),
+        "from the rewritten client addresses"
+    );
 
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "sessions"), 1000, "{last}");
@@ -49,7 +67,11 @@ fn three_copies_from_three_client_sets() {
     let mut tcpcopy = start_tcpcopy(&bed, &["-n", "3"]);
     let codes = curl_each(&bed, Host::Online, "three", 300);
     assert_eq!(codes.iter().filter(|c| *c == "200").count(), 300);
-    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 900), "replayed: {}", logged(&bed, Host::Test, "three").len());
+    assert!(
+        wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 900),
+        "replayed: {}",
+        logged(&bed, Host::Test, "three").len()
+    );
     std::thread::sleep(Duration::from_millis(500));
     let test = logged(&bed, Host::Test, "three");
     assert_eq!(test.len(), 900);
@@ -94,11 +116,19 @@ fn half_of_the_sessions_whole() {
     let test = bed.requests(Host::Test).unwrap();
     let mut per_session = std::collections::HashMap::new();
     for u in uris(&test).iter().filter(|u| u.starts_with("/half")) {
-        *per_session.entry(u.split('/').nth(1).unwrap().to_owned()).or_insert(0) += 1;
+        *per_session
+            .entry(u.split('/').nth(1).unwrap().to_owned())
+            .or_insert(0) += 1;
     }
     let n = per_session.len();
-    assert!((80..=120).contains(&n), "40-60% of 200 sessions replayed: {n}; {last}");
-    assert!(per_session.values().all(|c| *c == 3), "whole sessions only: {per_session:?}");
+    assert!(
+        (80..=120).contains(&n),
+        "40-60% of 200 sessions replayed: {n}; {last}"
+    );
+    assert!(
+        per_session.values().all(|c| *c == 3),
+        "whole sessions only: {per_session:?}"
+    );
     assert_eq!(counter(&last, "lost"), 0, "{last}");
 }
 
@@ -107,13 +137,24 @@ fn keep_alive_connections_and_a_one_megabyte_upload() {
     let bed = Testbed::up().expect("testbed");
     let _intercept = start_intercept(&bed);
     let mut tcpcopy = start_tcpcopy(&bed, &[]);
-    let children: Vec<_> = (0..20).map(|c| curl(&bed, Host::Online, &format!("ka{c}"), 0..100, false)).collect();
+    let children: Vec<_> = (0..20)
+        .map(|c| curl(&bed, Host::Online, &format!("ka{c}"), 0..100, false))
+        .collect();
     let body = bed.dir().join("upload.bin");
-    let data: Vec<u8> = (0..1_048_576u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..1_048_576u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+        .collect();
     std::fs::write(&body, &data).unwrap();
     let up = bed
         .cmd(Host::Client, "curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+        ])
         .arg(format!("@{}", body.display()))
         .arg(format!("http://{}/upload/big", Host::Online.addr()))
         .output()
@@ -122,13 +163,125 @@ fn keep_alive_connections_and_a_one_megabyte_upload() {
     for c in children {
         assert_eq!(codes(c).len(), 100);
     }
-    let all_ka = || bed.requests(Host::Test).unwrap().iter().filter(|l| l.contains(" /ka")).count();
-    assert!(wait_until(WAIT, || all_ka() >= 2000 && !logged(&bed, Host::Test, "upload").is_empty()), "replayed {} of 2000", all_ka());
+    let all_ka = || {
+        bed.requests(Host::Test)
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" /ka"))
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || all_ka() >= 2000
+            && !logged(&bed, Host::Test, "upload").is_empty()),
+        "replayed {} of 2000",
+        all_ka()
+    );
     assert_eq!(all_ka(), 2000);
     let line = logged(&bed, Host::Test, "upload").pop().unwrap();
     let file = line.split(' ').next_back().unwrap();
     let got = std::fs::read(file).unwrap_or_else(|e| panic!("body file {file}: {e} ({line})"));
-    assert!(got == data, "the 1 MB body arrived intact ({} bytes)", got.len());
+    assert!(
+        got == data,
+        "the 1 MB body arrived intact ({} bytes)",
+        got.len()
+    );
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "lost"), 0, "{last}");
+}
+
+#[test]
+fn connections_opened_before_tcpcopy_started_are_replayed() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    // One keep-alive connection, a request every 200 ms; tcpcopy starts in the middle of it.
+    let mut args: Vec<String> = vec![
+        "-s".into(),
+        "--rate".into(),
+        "5/s".into(),
+        "-w".into(),
+        "%{http_code}\\n".into(),
+    ];
+    for i in 0..20 {
+        args.extend([
+            "-o".into(),
+            "/dev/null".into(),
+            format!("http://{}/early/{i}", Host::Online.addr()),
+        ]);
+    }
+    let early = bed
+        .cmd(Host::Client, "curl")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    assert_eq!(codes(early), vec!["200"; 20]);
+    assert!(
+        wait_until(WAIT, || logged(&bed, Host::Test, "early").len() >= 5),
+        "replayed: {:?}",
+        logged(&bed, Host::Test, "early")
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let test = uris(&logged(&bed, Host::Test, "early"));
+    let online = uris(&logged(&bed, Host::Online, "early"));
+    assert!(
+        test.len() < 20,
+        "the requests before tcpcopy started are not there: {test:?}"
+    );
+    assert!(test.iter().all(|u| online.contains(u)));
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(counter(&last, "sessions"), 1, "{last}");
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+    // The session started with a faked SYN: the first request seen is right after the start.
+    let first: usize = test
+        .iter()
+        .map(|u| u.rsplit('/').next().unwrap().parse::<usize>().unwrap())
+        .min()
+        .unwrap();
+    assert!(
+        test.len() == 20 - first,
+        "every request from the first captured one on: {test:?}"
+    );
+}
+
+#[test]
+fn intercept_restart_mid_run_needs_no_tcpcopy_restart() {
+    let bed = Testbed::up().expect("testbed");
+    let mut intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    assert_eq!(curl_each(&bed, Host::Online, "before", 50), vec!["200"; 50]);
+    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "before")
+        .len()
+        >= 50));
+    intercept.signal("KILL").unwrap();
+    intercept.wait(Duration::from_secs(5)).unwrap();
+    tcpcopy
+        .wait_for(
+            |l| l.contains("intercept_links=0/2"),
+            "links down",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let _intercept = start_intercept(&bed);
+    tcpcopy
+        .wait_for(
+            |l| l.contains("intercept_links=2/2") && !l.contains("completed=0 "),
+            "links back",
+            Duration::from_secs(20),
+        )
+        .unwrap();
+    // Wait for the reconnection to be seen after the restart.
+    let lines_before = tcpcopy.lines().len();
+    assert!(wait_until(WAIT, || tcpcopy.lines()[lines_before..]
+        .iter()
+        .any(|l| l.contains("intercept_links=2/2"))));
+    assert_eq!(curl_each(&bed, Host::Online, "after", 50), vec!["200"; 50]);
+    assert!(
+        wait_until(WAIT, || logged(&bed, Host::Test, "after").len() >= 50),
+        "replay resumed: {}",
+        logged(&bed, Host::Test, "after").len()
+    );
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(counter(&last, "completed"), 100, "{last}");
 }

@@ -133,8 +133,14 @@ impl Session {
         match self.state {
             State::SynSent => {
                 if let Some(seq) = self.challenge_rst.take() {
-                    let len = self.write(buf, seq, TcpFlags::RST, [&[], &[]], TcpOptions::default()).ok()?;
-                    return Some(Written { len, payload: 0, retransmit: false });
+                    let len = self
+                        .write(buf, seq, TcpFlags::RST, [&[], &[]], TcpOptions::default())
+                        .ok()?;
+                    return Some(Written {
+                        len,
+                        payload: 0,
+                        retransmit: false,
+                    });
                 }
                 if !self.syn_due {
                     return None;
