@@ -16,7 +16,10 @@ use crate::{classify::count, maps::FRAME_HEADER_LEN, stats::Stat};
 /// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.
 #[inline(always)]
 #[allow(unsafe_code)]
-#[allow(clippy::cast_possible_truncation, reason = "n <= snap < 2^16, checked above each cast")]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "n <= snap < 2^16, checked above each cast"
+)]
 pub fn copy_frame<const N: usize>(
     ctx: &XdpContext,
     scratch: &PerCpuArray<[u8; N]>,

@@ -16,6 +16,7 @@
 mod cmd;
 mod nginx;
 mod process;
+pub mod rig;
 mod sweep;
 
 use std::{

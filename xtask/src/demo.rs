@@ -1,19 +1,20 @@
 //! `cargo xtask demo`: the main job in a throwaway testbed, shown to a person.
 //!
-//! Brings the testbed up, starts tcpcopy on the online host, sends HTTP requests from the client
-//! to the online nginx in batches while printing tcpcopy's live counters, then prints a summary
-//! and checks it: every request answered, XDP's count equal to the kernel's own TCP segment count.
-//! The testbed goes down at the end, also on failure.
+//! Brings the testbed up, starts intercept on the assistant and tcpcopy on the online host, sends
+//! real HTTP traffic from the client to the online nginx (one-request connections, keep-alive
+//! connections, a 1 MB upload), and prints, as it goes and at the end, what online served against
+//! what the test nginx received through the replay, with tcpcopy's losses per reason. The testbed
+//! goes down at the end, also on failure.
 
 use std::{thread, time::Duration};
 
-use anyhow::{Context as _, bail, ensure};
-use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed, binary};
+use anyhow::{Context as _, ensure};
+use tcpcopy_testbed::{
+    Host, IFACE, Testbed,
+    rig::{codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_until},
+};
 
 use crate::sh::step;
-
-const BATCHES: usize = 10;
-const PER_BATCH: usize = 10;
 
 pub fn demo() -> anyhow::Result<()> {
     step("bringing up the testbed (client, online, test, assistant on a private bridge)");
@@ -26,99 +27,145 @@ pub fn demo() -> anyhow::Result<()> {
             bed.ns(host)
         );
     }
-
-    let target = format!("{}:80", Host::Test.addr());
     step(&format!(
-        "starting tcpcopy on online: -i {IFACE} --target {target}"
+        "starting intercept on the assistant: -i {IFACE} (catches replies from port 80)"
     ));
-    let mut cmd = bed.cmd(Host::Online, &binary("tcpcopy")?.to_string_lossy());
-    cmd.args(["-i", IFACE, "--target", &target, "--stats-interval", "0.5"]);
-    let mut tcpcopy = Spawned::start(cmd)?;
-    let attached = tcpcopy.wait_for_line("attached", Duration::from_secs(20))?;
-    println!("    tcpcopy: {attached}");
-    let in_segs_before = bed.tcp_in_segs(Host::Online)?;
-
+    let mut intercept = start_intercept(&bed);
     step(&format!(
-        "sending {} requests from client to online nginx",
-        BATCHES * PER_BATCH
+        "starting tcpcopy on online: -i {IFACE} --target {}:80 -s {} -c 192.0.2.x",
+        Host::Test.addr(),
+        Host::Assistant.addr()
     ));
-    let mut ok = 0;
-    for batch in 0..BATCHES {
-        ok += curl_batch(&bed, batch)?;
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+
+    let progress = |what: &str, path: &str| {
+        let online = logged(&bed, Host::Online, path).len();
+        let test = logged(&bed, Host::Test, path).len();
+        println!("    {what:<40} online served {online:>5}   test received {test:>5}");
+    };
+
+    step("300 one-request connections, in 3 rounds");
+    for round in 0..3 {
+        let answered = codes(curl(
+            &bed,
+            Host::Online,
+            "one",
+            round * 100..(round + 1) * 100,
+            true,
+        ));
+        ensure!(
+            answered.iter().all(|c| c == "200"),
+            "online did not answer every request"
+        );
         thread::sleep(Duration::from_millis(300));
-        let live = tcpcopy
-            .lines()
-            .into_iter()
-            .rev()
-            .find(|l| l.starts_with("stats"))
-            .unwrap_or_default();
-        println!("    {ok:>3} answered   tcpcopy {live}");
+        progress(&format!("round {}", round + 1), "one");
     }
-    thread::sleep(Duration::from_millis(500));
-    let in_segs = bed.tcp_in_segs(Host::Online)? - in_segs_before;
 
-    tcpcopy.signal("TERM")?;
-    tcpcopy.wait(Duration::from_secs(10))?;
-    let last = tcpcopy
-        .lines()
-        .into_iter()
-        .find(|l| l.starts_with("final"))
-        .context("tcpcopy printed no final counters")?;
-    let matched = value(&last, "matched")?;
-    let logged = bed
+    step("10 keep-alive connections of 50 requests each, at once");
+    let clients: Vec<_> = (0..10)
+        .map(|c| curl(&bed, Host::Online, &format!("keep{c}"), 0..50, false))
+        .collect();
+    for c in clients {
+        ensure!(codes(c).len() == 50, "a keep-alive client failed");
+    }
+    let keep = |host| {
+        bed.requests(host)
+            .map(|r| r.iter().filter(|l| l.contains(" /keep")).count())
+    };
+    wait_until(Duration::from_secs(20), || {
+        keep(Host::Test).is_ok_and(|n| n >= 500)
+    });
+    println!(
+        "    {:<40} online served {:>5}   test received {:>5}",
+        "keep-alive",
+        keep(Host::Online)?,
+        keep(Host::Test)?
+    );
+
+    step("a 1 MB upload");
+    let body = bed.dir().join("demo-upload.bin");
+    let data: Vec<u8> = (0..1_048_576u32)
+        .map(|i| i.to_le_bytes()[0] ^ i.to_le_bytes()[1])
+        .collect();
+    std::fs::write(&body, &data)?;
+    let up = bed
+        .cmd(Host::Client, "curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://{}/upload/demo", Host::Online.addr()))
+        .output()?;
+    ensure!(up.stdout == b"200", "the upload failed");
+    wait_until(Duration::from_secs(20), || {
+        !logged(&bed, Host::Test, "upload").is_empty()
+    });
+    let line = logged(&bed, Host::Test, "upload")
+        .pop()
+        .context("the upload was not replayed")?;
+    let file = line.split(' ').next_back().unwrap_or("-");
+    let intact = std::fs::read(file).is_ok_and(|b| b == data);
+    println!(
+        "    upload replayed: {} bytes, identical to the original: {intact}",
+        std::fs::metadata(file).map_or(0, |m| m.len())
+    );
+
+    thread::sleep(Duration::from_secs(1));
+    let last = tcpcopy.finish(Duration::from_secs(10))?;
+    let icpt = intercept.finish(Duration::from_secs(10))?;
+    let online = bed
         .requests(Host::Online)?
         .iter()
-        .filter(|l| l.contains("GET /demo/"))
+        .filter(|l| !l.contains("/ready"))
+        .count();
+    let test = bed
+        .requests(Host::Test)?
+        .iter()
+        .filter(|l| !l.contains("/ready"))
         .count();
 
     step("summary");
+    println!("    requests served by online nginx:        {online}");
     println!(
-        "    requests answered by online nginx:   {ok}/{}",
-        BATCHES * PER_BATCH
+        "    requests received by test nginx:        {test} (replayed {:.1}%)",
+        100.0 * test as f64 / online.max(1) as f64
     );
-    println!("    requests in online's access log:     {logged}");
-    println!("    segments to :80 counted by XDP:      {matched}");
-    println!("    segments the online kernel received: {in_segs}");
-    ensure!(ok == BATCHES * PER_BATCH, "not every request was answered");
-    ensure!(
-        logged == BATCHES * PER_BATCH,
-        "online's log misses requests"
+    println!(
+        "    sessions replayed / completed / lost:   {} / {} / {}",
+        counter(&last, "sessions"),
+        counter(&last, "completed"),
+        counter(&last, "lost")
     );
-    ensure!(matched == in_segs, "XDP's count differs from the kernel's");
+    let losses: Vec<&str> = last
+        .split_whitespace()
+        .filter(|kv| kv.starts_with("lost_"))
+        .collect();
+    println!(
+        "    losses by reason:                       {}",
+        if losses.is_empty() {
+            "none".to_owned()
+        } else {
+            losses.join(" ")
+        }
+    );
+    println!(
+        "    captured by XDP / ring full:            {} / {}",
+        counter(&last, "copied"),
+        counter(&last, "ring_full")
+    );
+    println!(
+        "    replies caught by intercept:            {}",
+        counter(&icpt, "forwarded")
+    );
+    println!("    tcpcopy: {last}");
+    ensure!(test == online, "not every request was replayed");
+    ensure!(intact, "the uploaded body differs");
     step("demo passed; tearing the testbed down");
     drop(bed);
     Ok(())
-}
-
-fn curl_batch(bed: &Testbed, batch: usize) -> anyhow::Result<usize> {
-    let mut args = vec![
-        "-s".to_owned(),
-        "-H".into(),
-        "Connection: close".into(),
-        "-w".into(),
-        "%{http_code}\\n".into(),
-    ];
-    for i in 0..PER_BATCH {
-        args.extend(["-o".into(), "/dev/null".into()]);
-        args.push(format!(
-            "http://{}/demo/{}",
-            Host::Online.addr(),
-            batch * PER_BATCH + i
-        ));
-    }
-    let out = bed.cmd(Host::Client, "curl").args(&args).output()?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| *l == "200")
-        .count())
-}
-
-fn value(line: &str, name: &str) -> anyhow::Result<u64> {
-    let Some(v) = line
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-    else {
-        bail!("no {name} in {line:?}");
-    };
-    Ok(v.parse()?)
 }

@@ -1,0 +1,150 @@
+//! Driving the testbed: curl from the client, tcpcopy and intercept on their hosts, reading the
+//! nginx logs. Used by the end-to-end tests and by `cargo xtask demo`.
+
+use std::{
+    process::{Child, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{Host, IFACE, Spawned, Testbed, binary};
+
+/// `curl` from the client to `host`, `n` requests to `/{path}/{i}`, one connection each
+/// (`Connection: close`); returns the HTTP status of each, in order.
+pub fn curl_each(bed: &Testbed, host: Host, path: &str, n: usize) -> Vec<String> {
+    let out = curl(bed, host, path, 0..n, true)
+        .wait_with_output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Starts `curl` from the client to `host` for `/{path}/{i}`, `i` in `range`: one connection per
+/// request (`close`) or all on one keep-alive connection. Its stdout lists the HTTP codes.
+pub fn curl(
+    bed: &Testbed,
+    host: Host,
+    path: &str,
+    range: std::ops::Range<usize>,
+    close: bool,
+) -> Child {
+    let mut args: Vec<String> = vec![
+        "-s".into(),
+        "--max-time".into(),
+        "60".into(),
+        "-w".into(),
+        "%{http_code}\\n".into(),
+    ];
+    if close {
+        args.extend(["-H".into(), "Connection: close".into()]);
+    }
+    for i in range {
+        args.extend(["-o".into(), "/dev/null".into()]);
+        args.push(format!("http://{}/{path}/{i}", host.addr()));
+    }
+    bed.cmd(Host::Client, "curl")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start curl")
+}
+
+/// HTTP codes a `curl` child printed.
+pub fn codes(child: Child) -> Vec<String> {
+    let out = child.wait_with_output().expect("curl output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of `name=N` in a counters line (`final seen=1 matched=2 ...`).
+pub fn counter(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number in {line:?}"))
+}
+
+/// Access-log lines of `host` for requests under `/{path}/`.
+pub fn logged(bed: &Testbed, host: Host, path: &str) -> Vec<String> {
+    let needle = format!(" /{path}/");
+    bed.requests(host)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.contains(&needle))
+        .collect()
+}
+
+/// Waits up to `timeout` for `done`; returns whether it came.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    done()
+}
+
+/// Starts intercept on the assistant (catching replies from port 80) and waits until it listens.
+pub fn start_intercept(bed: &Testbed) -> Spawned {
+    let mut cmd = bed.cmd(
+        Host::Assistant,
+        binary("intercept").expect("built").to_str().expect("utf-8"),
+    );
+    cmd.args(["-i", IFACE, "--stats-interval", "0"]);
+    let mut p = Spawned::start(cmd).expect("start intercept");
+    p.wait_for_line("attached", Duration::from_secs(20))
+        .expect("intercept attaches");
+    p
+}
+
+/// Starts tcpcopy on the online host replaying port 80 to the test host through the assistant's
+/// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
+/// plus `extra` options; waits until both control connections are up.
+pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
+    let mut cmd = bed.cmd(
+        Host::Online,
+        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
+    );
+    let target = format!("{}:80", Host::Test.addr());
+    let intercept = Host::Assistant.addr().to_string();
+    cmd.args([
+        "-i",
+        IFACE,
+        "--target",
+        &target,
+        "-s",
+        &intercept,
+        "-c",
+        "192.0.2.x",
+        "--stats-interval",
+        "0.2",
+    ]);
+    cmd.args(extra);
+    let mut p = Spawned::start(cmd).expect("start tcpcopy");
+    p.wait_for_line("attached", Duration::from_secs(20))
+        .expect("tcpcopy attaches");
+    p.wait_for(
+        |l| l.contains("intercept_links=2/2"),
+        "intercept links up",
+        Duration::from_secs(20),
+    )
+    .expect("tcpcopy connects to intercept");
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counter_reads_exact_names() {
+        let line = "final seen=10 matched=7 matched_bytes=700 malformed=0";
+        assert_eq!(super::counter(line, "matched"), 7);
+        assert_eq!(super::counter(line, "matched_bytes"), 700);
+    }
+}
