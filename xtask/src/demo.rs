@@ -82,6 +82,19 @@ pub fn demo() -> anyhow::Result<()> {
         keep(Host::Test)?
     );
 
+    let intact = upload(&bed)?;
+
+    thread::sleep(Duration::from_secs(1));
+    let last = tcpcopy.finish(Duration::from_secs(10))?;
+    let icpt = intercept.finish(Duration::from_secs(10))?;
+    summary(&bed, &last, &icpt, intact)?;
+    step("demo passed; tearing the testbed down");
+    drop(bed);
+    Ok(())
+}
+
+/// Uploads 1 MB to online; returns whether the test nginx stored an identical body.
+fn upload(bed: &Testbed) -> anyhow::Result<bool> {
     step("a 1 MB upload");
     let body = bed.dir().join("demo-upload.bin");
     let data: Vec<u8> = (0..1_048_576u32)
@@ -132,14 +145,15 @@ pub fn demo() -> anyhow::Result<()> {
     step("summary");
     println!("    requests served by online nginx:        {online}");
     println!(
-        "    requests received by test nginx:        {test} (replayed {:.1}%)",
-        100.0 * test as f64 / online.max(1) as f64
+        "    requests received by test nginx:        {test} (replayed {}.{}%)",
+        test * 100 / online.max(1),
+        test * 1000 / online.max(1) % 10
     );
     println!(
         "    sessions replayed / completed / lost:   {} / {} / {}",
-        counter(&last, "sessions"),
-        counter(&last, "completed"),
-        counter(&last, "lost")
+        counter(last, "sessions"),
+        counter(last, "completed"),
+        counter(last, "lost")
     );
     let losses: Vec<&str> = last
         .split_whitespace()
@@ -155,17 +169,15 @@ pub fn demo() -> anyhow::Result<()> {
     );
     println!(
         "    captured by XDP / ring full:            {} / {}",
-        counter(&last, "copied"),
-        counter(&last, "ring_full")
+        counter(last, "copied"),
+        counter(last, "ring_full")
     );
     println!(
         "    replies caught by intercept:            {}",
-        counter(&icpt, "forwarded")
+        counter(icpt, "forwarded")
     );
     println!("    tcpcopy: {last}");
     ensure!(test == online, "not every request was replayed");
     ensure!(intact, "the uploaded body differs");
-    step("demo passed; tearing the testbed down");
-    drop(bed);
     Ok(())
 }
