@@ -116,9 +116,9 @@ fn upload(bed: &Testbed) -> anyhow::Result<bool> {
         .output()?;
     ensure!(up.stdout == b"200", "the upload failed");
     wait_until(Duration::from_secs(20), || {
-        !logged(&bed, Host::Test, "upload").is_empty()
+        !logged(bed, Host::Test, "upload").is_empty()
     });
-    let line = logged(&bed, Host::Test, "upload")
+    let line = logged(bed, Host::Test, "upload")
         .pop()
         .context("the upload was not replayed")?;
     let file = line.split(' ').next_back().unwrap_or("-");
@@ -128,9 +128,10 @@ fn upload(bed: &Testbed) -> anyhow::Result<bool> {
         std::fs::metadata(file).map_or(0, |m| m.len())
     );
 
-    thread::sleep(Duration::from_secs(1));
-    let last = tcpcopy.finish(Duration::from_secs(10))?;
-    let icpt = intercept.finish(Duration::from_secs(10))?;
+    Ok(intact)
+}
+
+fn summary(bed: &Testbed, last: &str, icpt: &str, intact: bool) -> anyhow::Result<()> {
     let online = bed
         .requests(Host::Online)?
         .iter()
