@@ -5,12 +5,14 @@
 )]
 
 use aya_ebpf::{
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 
 use crate::{
-    parse::{TcpPorts, tcp_ports},
+    filter::FilterProgram,
+    maps::ANY_PORT,
+    parse::{Fields, tcp_fields},
     stats::Stat,
 };
 
@@ -34,30 +36,38 @@ pub fn count(stats: &PerCpuArray<u64>, stat: Stat, by: u64) {
     }
 }
 
-/// Counts the frame and returns its TCP ports when the port on `side` is in `filter`.
-/// Frames shorter than their headers are counted as malformed; nothing here drops a frame.
+/// Counts the frame and returns its fields when the port on `side` is in `ports` (or `ports`
+/// holds [`ANY_PORT`]) and the `-F` expression in `expr` (if any) matches. Frames shorter than
+/// their headers are counted as malformed; nothing here drops a frame.
 #[inline(always)]
 pub fn classify(
     ctx: &XdpContext,
-    filter: &HashMap<u16, u8>,
+    ports: &HashMap<u16, u8>,
+    expr: &Array<FilterProgram>,
     stats: &PerCpuArray<u64>,
     side: PortSide,
-) -> Option<TcpPorts> {
+) -> Option<Fields> {
     count(stats, Stat::Seen, 1);
-    match tcp_ports(ctx) {
-        Ok(Some(ports)) => {
+    match tcp_fields(ctx) {
+        Ok(Some(f)) => {
             let port = match side {
-                PortSide::Destination => ports.dst,
-                PortSide::Source => ports.src,
+                PortSide::Destination => f.dst_port,
+                PortSide::Source => f.src_port,
             };
-            filter.get_ptr(port)?;
+            if ports.get_ptr(port).is_none() {
+                ports.get_ptr(ANY_PORT)?;
+            }
+            let prog = expr.get(0)?;
+            if !prog.matches(&f) {
+                return None;
+            }
             count(stats, Stat::Matched, 1);
             count(
                 stats,
                 Stat::MatchedBytes,
                 (ctx.data_end() - ctx.data()) as u64,
             );
-            Some(ports)
+            Some(f)
         }
         Ok(None) => None,
         Err(_) => {

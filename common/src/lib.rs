@@ -9,6 +9,7 @@
 #[cfg(feature = "user")]
 extern crate std;
 
+pub mod filter;
 pub mod maps;
 pub mod stats;
 
@@ -20,6 +21,8 @@ pub mod copy;
 pub mod parse;
 
 #[cfg(feature = "user")]
+pub mod filter_expr;
+#[cfg(feature = "user")]
 pub mod proto;
 #[cfg(feature = "user")]
 pub mod report;
@@ -27,3 +30,9 @@ pub mod report;
 pub mod ring;
 #[cfg(feature = "user")]
 pub mod xdp;
+
+// SAFETY: plain `#[repr(C)]` integer structs without padding (checked by the size assertions in
+// `filter`), so every bit pattern is valid and none is uninitialised.
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for filter::FilterProgram {}

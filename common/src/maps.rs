@@ -4,6 +4,10 @@
 /// `tcpcopy` matches destination ports (requests to the online service), `intercept` matches source
 /// ports (replies from the test server).
 pub const FILTER_PORTS: &str = "FILTER_PORTS";
+/// A key in [`FILTER_PORTS`] that selects every port (the `-F` expression decides alone).
+pub const ANY_PORT: u16 = 0;
+/// The compiled `-F` expression: an array of one `filter::FilterProgram`.
+pub const FILTER_EXPR: &str = "FILTER_EXPR";
 /// Maximum number of ports in [`FILTER_PORTS`].
 pub const FILTER_PORTS_MAX: u32 = 1024;
 

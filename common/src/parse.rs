@@ -19,12 +19,8 @@ const IPV6_HLEN: usize = 40;
 /// The frame is shorter than a header it announces.
 pub struct Malformed;
 
-/// Ports of a TCP segment, in host byte order.
-#[derive(Clone, Copy)]
-pub struct TcpPorts {
-    pub src: u16,
-    pub dst: u16,
-}
+pub use crate::filter::Fields;
+use crate::filter::v4_mapped;
 
 /// Reads a `T` at `offset` bytes into the frame, or `None` past its end.
 #[inline(always)]
@@ -47,10 +43,18 @@ fn be16(ctx: &XdpContext, offset: usize) -> Result<u16, Malformed> {
         .ok_or(Malformed)
 }
 
-/// The TCP ports of an Ethernet frame (one optional VLAN tag, IPv4 or IPv6 without extension
-/// headers), `Ok(None)` for anything that is not a first-fragment TCP segment.
+fn v6(ctx: &XdpContext, offset: usize) -> Result<[u64; 2], Malformed> {
+    let b: [u8; 16] = load(ctx, offset).ok_or(Malformed)?;
+    Ok([
+        u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        u64::from_be_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+    ])
+}
+
+/// The addresses and TCP ports of an Ethernet frame (one optional VLAN tag, IPv4 or IPv6 without
+/// extension headers), `Ok(None)` for anything that is not a first-fragment TCP segment.
 #[inline(always)]
-pub fn tcp_ports(ctx: &XdpContext) -> Result<Option<TcpPorts>, Malformed> {
+pub fn tcp_fields(ctx: &XdpContext) -> Result<Option<Fields>, Malformed> {
     let mut ethertype = be16(ctx, 12)?;
     let mut l3 = 14;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
@@ -71,19 +75,24 @@ pub fn tcp_ports(ctx: &XdpContext) -> Result<Option<TcpPorts>, Malformed> {
             if be16(ctx, l3 + 6)? & 0x1fff != 0 {
                 return Ok(None);
             }
-            l3 + ihl
+            let src: [u8; 4] = load(ctx, l3 + 12).ok_or(Malformed)?;
+            let dst: [u8; 4] = load(ctx, l3 + 16).ok_or(Malformed)?;
+            (l3 + ihl, v4_mapped(src), v4_mapped(dst))
         }
         ETH_P_IPV6 => {
             if load::<u8>(ctx, l3 + 6).ok_or(Malformed)? != IPPROTO_TCP {
                 return Ok(None);
             }
-            l3 + IPV6_HLEN
+            (l3 + IPV6_HLEN, v6(ctx, l3 + 8)?, v6(ctx, l3 + 24)?)
         }
         _ => return Ok(None),
     };
+    let (l4, src, dst) = l4;
     let ports: [u8; 4] = load(ctx, l4).ok_or(Malformed)?;
-    Ok(Some(TcpPorts {
-        src: u16::from_be_bytes([ports[0], ports[1]]),
-        dst: u16::from_be_bytes([ports[2], ports[3]]),
+    Ok(Some(Fields {
+        src_port: u16::from_be_bytes([ports[0], ports[1]]),
+        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+        src,
+        dst,
     }))
 }

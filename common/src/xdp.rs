@@ -128,6 +128,24 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// Installs the compiled `-F` expression (a disabled program removes it).
+    pub fn set_filter(&mut self, program: &crate::filter::FilterProgram) -> Result<(), XdpError> {
+        let map_err = |e: aya::maps::MapError| XdpError::Map {
+            map: crate::maps::FILTER_EXPR,
+            reason: format!("{e}"),
+        };
+        let map = self
+            .ebpf
+            .map_mut(crate::maps::FILTER_EXPR)
+            .ok_or_else(|| XdpError::Map {
+                map: crate::maps::FILTER_EXPR,
+                reason: "not in the object".into(),
+            })?;
+        let mut array: aya::maps::Array<_, crate::filter::FilterProgram> =
+            aya::maps::Array::try_from(map).map_err(map_err)?;
+        array.set(0, program, 0).map_err(map_err)
+    }
+
     /// Attaches to `iface` through a bpf link: driver mode first, SKB mode when the driver refuses
     /// (or straight away with `force_skb`). Returns the mode in use.
     pub fn attach(&mut self, iface: &str, force_skb: bool) -> Result<AttachMode, XdpError> {

@@ -47,8 +47,14 @@ struct Cli {
     iface: String,
 
     /// Source port(s) of the replies to catch (the test service's ports); may be repeated.
-    #[arg(long = "src-port", value_name = "PORT", default_value = "80")]
+    /// Default 80, unless -F decides.
+    #[arg(long = "src-port", value_name = "PORT")]
     src_ports: Vec<u16>,
+
+    /// Filter of the replies to catch, e.g. "tcp and src port 80": tcp, [src|dst] port N,
+    /// [src|dst] host ADDR, [src|dst] net ADDR/LEN, and/or/not, parentheses.
+    #[arg(short = 'F', long = "filter", value_name = "EXPR")]
+    filter: Option<String>,
 
     /// Control port tcpcopy connects to.
     #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
@@ -129,7 +135,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         INTERCEPT_PROGRAM,
         cli.ring_mib.saturating_mul(1 << 20),
     )?;
-    program.set_ports(&cli.src_ports)?;
+    let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
+    let ports = match (&cli.filter, cli.src_ports.is_empty()) {
+        (_, false) => cli.src_ports.clone(),
+        (Some(_), true) => vec![tcpcopy_common::maps::ANY_PORT],
+        (None, true) => vec![80],
+    };
+    program.set_ports(&ports)?;
+    program.set_filter(&filter)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,8 +157,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .attach(&cli.iface, cli.skb_mode)
         .with_context(|| format!("reply interface {}", cli.iface))?;
     println!(
-        "attached iface={} mode={mode} ports={:?} listen={addr}",
-        cli.iface, cli.src_ports
+        "attached iface={} mode={mode} ports={ports:?} filter={:?} listen={addr}",
+        cli.iface,
+        cli.filter.as_deref().unwrap_or("")
     );
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     runtime.block_on(serve(&program, ring, listener, cli.batch, interval))

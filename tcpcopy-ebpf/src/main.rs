@@ -9,18 +9,22 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use tcpcopy_common::{
     classify::{PortSide, classify},
     copy::copy_frame,
+    filter::FilterProgram,
     maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, TCPCOPY_SNAP},
     stats::STAT_COUNT,
 };
 
 #[map]
 static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(FILTER_PORTS_MAX, 0);
+
+#[map]
+static FILTER_EXPR: Array<FilterProgram> = Array::with_max_entries(1, 0);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
@@ -39,7 +43,15 @@ static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
     reason = "the #[xdp] macro fixes the entry point's signature"
 )]
 pub fn tcpcopy_capture(ctx: XdpContext) -> u32 {
-    if classify(&ctx, &FILTER_PORTS, &STATS, PortSide::Destination).is_some() {
+    if classify(
+        &ctx,
+        &FILTER_PORTS,
+        &FILTER_EXPR,
+        &STATS,
+        PortSide::Destination,
+    )
+    .is_some()
+    {
         copy_frame(&ctx, &SCRATCH, &FRAMES, &STATS);
     }
     // Production traffic is never touched: whatever happens above, the frame goes on.

@@ -123,6 +123,11 @@ pub struct Cli {
     #[arg(short = 'W', long = "no-wait")]
     pub no_wait: bool,
 
+    /// Capture filter applied on top of -x: tcp, [src|dst] port N, [src|dst] host ADDR,
+    /// [src|dst] net ADDR/LEN, and/or/not, parentheses.
+    #[arg(short = 'F', long = "filter", value_name = "EXPR")]
+    pub filter: Option<String>,
+
     /// How replayed packets are sent.
     #[arg(long = "send", value_enum, default_value_t = SendMode::Raw)]
     pub send: SendMode,

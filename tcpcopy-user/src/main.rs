@@ -66,6 +66,7 @@ fn refuse_replay_loop(mappings: &[Mapping]) -> anyhow::Result<()> {
 
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let config = cli.engine_config()?;
+    let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let interval = cli.stats_interval()?;
     let intercepts = cli.intercepts()?;
     if intercepts.is_empty() {
@@ -86,6 +87,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         cli.ring_mib.saturating_mul(1 << 20),
     )?;
     program.set_ports(&ports)?;
+    program.set_filter(&filter)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

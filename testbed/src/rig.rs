@@ -93,11 +93,17 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// Starts intercept on the assistant (catching replies from port 80) and waits until it listens.
 pub fn start_intercept(bed: &Testbed) -> Spawned {
+    start_intercept_with(bed, &[])
+}
+
+/// [`start_intercept`] with `extra` options.
+pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
     let mut cmd = bed.cmd(
         Host::Assistant,
         binary("intercept").expect("built").to_str().expect("utf-8"),
     );
     cmd.args(["-i", IFACE, "--stats-interval", "0"]);
+    cmd.args(extra);
     let mut p = Spawned::start(cmd).expect("start intercept");
     p.wait_for_line("attached", Duration::from_secs(20))
         .expect("intercept attaches");

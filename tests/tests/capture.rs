@@ -321,3 +321,35 @@ fn intercept_warns_about_ip_forward() {
     std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
     assert!(err.contains("ip_forward=1"), "{err}");
 }
+
+#[test]
+fn unsupported_filters_name_the_supported_forms() {
+    let bed = Testbed::up().expect("testbed");
+    refused(
+        &bed,
+        &[
+            "-i",
+            IFACE,
+            "-s",
+            "198.51.100.40",
+            "--target",
+            "198.51.100.30:80",
+            "-F",
+            "udp port 53",
+        ],
+        "supported: tcp, [src|dst] port N",
+    );
+    let out = bed
+        .cmd(
+            Host::Assistant,
+            binary("intercept").unwrap().to_str().unwrap(),
+        )
+        .args(["-i", IFACE, "-F", "tcp and src portrange 1-2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("`portrange` is not supported"),
+        "{err}"
+    );
+}

@@ -282,3 +282,32 @@ fn intercept_restart_mid_run_needs_no_tcpcopy_restart() {
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "lost"), 0, "{last}");
 }
+
+#[test]
+fn capture_filters_select_what_is_replayed() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = tcpcopy_tests::start_intercept_with(&bed, &["-F", "tcp and src port 80"]);
+    // Only requests from the client host: replayed.
+    let mut tcpcopy = start_tcpcopy(
+        &bed,
+        &[
+            "-F",
+            "src host 198.51.100.10 and not src net 203.0.113.0/24",
+        ],
+    );
+    assert_eq!(curl_each(&bed, Host::Online, "chosen", 20), vec!["200"; 20]);
+    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "chosen")
+        .len()
+        >= 20));
+    tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    // A filter the client does not match: online serves, nothing is captured or replayed.
+    let mut tcpcopy = start_tcpcopy(&bed, &["-F", "src net 203.0.113.0/24"]);
+    assert_eq!(
+        curl_each(&bed, Host::Online, "skipped", 20),
+        vec!["200"; 20]
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert_eq!(counter(&last, "matched"), 0, "{last}");
+    assert!(logged(&bed, Host::Test, "skipped").is_empty());
+}
