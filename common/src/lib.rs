@@ -21,6 +21,8 @@ pub mod copy;
 pub mod parse;
 
 #[cfg(feature = "user")]
+pub mod daemon;
+#[cfg(feature = "user")]
 pub mod filter_expr;
 #[cfg(feature = "user")]
 pub mod proto;

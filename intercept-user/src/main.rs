@@ -85,6 +85,14 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 1)]
     stats_interval: u64,
 
+    /// Run in the background (detached; output to the -l log file).
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+
+    /// Write the process id to this file (removed at exit).
+    #[arg(short = 'P', long = "pid-file", value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
@@ -92,6 +100,17 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match tcpcopy_common::daemon::spawn_if_requested(cli.log.as_deref()) {
+        Ok(Some(pid)) => {
+            println!("intercept runs in the background, pid {pid}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("intercept: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.format_timestamp_millis();
@@ -161,6 +180,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cli.iface,
         cli.filter.as_deref().unwrap_or("")
     );
+    let _pid_file = cli
+        .pid_file
+        .as_deref()
+        .map(tcpcopy_common::daemon::PidFile::create)
+        .transpose()
+        .context("writing the pid file")?;
+    tcpcopy_common::daemon::notify_ready();
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     runtime.block_on(serve(&program, ring, listener, cli.batch, interval))
 }

@@ -144,6 +144,14 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub stats_interval: f64,
 
+    /// Run in the background (detached; output to the -l log file).
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+
+    /// Write the process id to this file (removed at exit).
+    #[arg(short = 'P', long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,

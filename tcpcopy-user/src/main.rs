@@ -21,6 +21,17 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    match tcpcopy_common::daemon::spawn_if_requested(cli.log.as_deref()) {
+        Ok(Some(pid)) => {
+            println!("tcpcopy runs in the background, pid {pid}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("tcpcopy: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.format_timestamp_millis();
@@ -104,6 +115,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
     println!("attached iface={} mode={mode} ports={ports:?}", cli.iface);
+    let _pid_file = cli
+        .pid_file
+        .as_deref()
+        .map(tcpcopy_common::daemon::PidFile::create)
+        .transpose()
+        .context("writing the pid file")?;
+    tcpcopy_common::daemon::notify_ready();
     runtime.block_on(replay::run(
         engine,
         &program,

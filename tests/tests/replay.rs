@@ -311,3 +311,99 @@ fn capture_filters_select_what_is_replayed() {
     assert_eq!(counter(&last, "matched"), 0, "{last}");
     assert!(logged(&bed, Host::Test, "skipped").is_empty());
 }
+
+#[test]
+fn both_run_as_daemons_with_pid_files() {
+    let bed = Testbed::up().expect("testbed");
+    let dir = bed.dir().to_path_buf();
+    let icpt_pid = dir.join("intercept.pid");
+    let tc_pid = dir.join("tcpcopy.pid");
+    let icpt = tcpcopy_testbed::binary("intercept").unwrap();
+    let tc = tcpcopy_testbed::binary("tcpcopy").unwrap();
+    let out = bed
+        .cmd(Host::Assistant, icpt.to_str().unwrap())
+        .args([
+            "-i",
+            tcpcopy_testbed::IFACE,
+            "-d",
+            "-P",
+            icpt_pid.to_str().unwrap(),
+            "-l",
+            dir.join("intercept.log").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = format!("{}:80", Host::Test.addr());
+    let out = bed
+        .cmd(Host::Online, tc.to_str().unwrap())
+        .args([
+            "-i",
+            tcpcopy_testbed::IFACE,
+            "--target",
+            &target,
+            "-s",
+            "198.51.100.40",
+            "-c",
+            "192.0.2.x",
+            "-d",
+            "-P",
+            tc_pid.to_str().unwrap(),
+        ])
+        .arg("-l")
+        .arg(dir.join("tcpcopy.log"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("runs in the background"));
+    let pid = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().trim().to_owned();
+    let (icpt_pid_v, tc_pid_v) = (pid(&icpt_pid), pid(&tc_pid));
+    assert!(bed.xdp_attached(Host::Online).unwrap() && bed.xdp_attached(Host::Assistant).unwrap());
+    // The daemons replay: the control link comes up on its own.
+    assert!(wait_until(WAIT, || {
+        let _ = curl_each(&bed, Host::Online, "daemon", 1);
+        !logged(&bed, Host::Test, "daemon").is_empty()
+    }));
+    for p in [&tc_pid_v, &icpt_pid_v] {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", p])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || !tc_pid.exists()
+            && !icpt_pid.exists()),
+        "pid files removed at exit"
+    );
+    assert!(wait_until(Duration::from_secs(5), || !bed
+        .xdp_attached(Host::Online)
+        .unwrap()
+        && !bed.xdp_attached(Host::Assistant).unwrap()));
+    // A daemon that cannot start reports why, in the foreground.
+    let out = bed
+        .cmd(Host::Online, tc.to_str().unwrap())
+        .args([
+            "-i",
+            "nosuch0",
+            "--target",
+            &target,
+            "-s",
+            "198.51.100.40",
+            "-d",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exited during start-up"));
+}
