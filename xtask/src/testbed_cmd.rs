@@ -78,8 +78,13 @@ fn describe(bed: &Testbed) {
         Host::Online.addr()
     );
     println!(
-        "      cargo xtask run --netns {} tcpcopy -i {IFACE} --target {}:80",
+        "      cargo xtask run --netns {} intercept -i {IFACE}",
+        bed.ns(Host::Assistant)
+    );
+    println!(
+        "      cargo xtask run --netns {} tcpcopy -i {IFACE} --target {}:80 -s {} -c 192.0.2.x",
         bed.ns(Host::Online),
-        Host::Test.addr()
+        Host::Test.addr(),
+        Host::Assistant.addr()
     );
 }
