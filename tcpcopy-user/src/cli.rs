@@ -6,16 +6,11 @@ use std::{
     time::Duration,
 };
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tcpcopy_common::proto::DEFAULT_PORT;
 use tcpcopy_engine::{Config, Mapping, MappingError, parse_client_addrs};
 
-/// How replayed packets leave the online host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SendMode {
-    /// A raw IP socket: the kernel routes each packet to the target (works on any interface).
-    Raw,
-}
+use crate::send::SendMode;
 
 #[derive(Debug, Parser)]
 #[expect(clippy::struct_excessive_bools, reason = "command-line flags")]
@@ -129,7 +124,7 @@ pub struct Cli {
     pub filter: Option<String>,
 
     /// How replayed packets are sent.
-    #[arg(long = "send", value_enum, default_value_t = SendMode::Raw)]
+    #[arg(long = "send", value_enum, default_value_t = SendMode::Auto)]
     pub send: SendMode,
 
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.

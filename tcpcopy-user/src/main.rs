@@ -89,8 +89,6 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let mut ports: Vec<u16> = config.mappings.iter().map(|m| m.online_port).collect();
     ports.sort_unstable();
     ports.dedup();
-    let v4 = config.mappings.iter().any(|m| m.target.is_ipv4());
-    let v6 = config.mappings.iter().any(|m| m.target.is_ipv6());
 
     let mut program = XdpProgram::load(
         OBJECT,
@@ -105,8 +103,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let _rt = runtime.enter();
     let ring = FrameRing::take(&mut program)?;
-    let sender =
-        send::RawSender::new(v4, v6).context("opening the raw socket for replayed packets")?;
+    let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
+    let sender = send::Sender::new(cli.send, &targets)
+        .context("setting up the sender for replayed packets")?;
     let engine = Engine::new(config.clone())?;
     let mode = program
         .attach(&cli.iface, cli.skb_mode)
@@ -114,7 +113,11 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
-    println!("attached iface={} mode={mode} ports={ports:?}", cli.iface);
+    println!(
+        "attached iface={} mode={mode} ports={ports:?} send={}",
+        cli.iface,
+        sender.describe()
+    );
     let _pid_file = cli
         .pid_file
         .as_deref()

@@ -21,7 +21,7 @@ use tokio::{
 
 use crate::{
     link::{self, Link, LinkEvent},
-    send::RawSender,
+    send::Sender,
 };
 
 /// Frames or replies handled before the engine's output is flushed.
@@ -29,7 +29,7 @@ const BATCH: usize = 1024;
 
 struct State {
     engine: Engine,
-    sender: RawSender,
+    sender: Sender,
     links: Vec<Link>,
     registered: HashSet<(SocketAddrV4, SocketAddrV4)>,
     next_link: usize,
@@ -82,6 +82,7 @@ impl State {
         while let Some(n) = self.engine.poll_transmit(t, &mut self.buf) {
             self.sender.send(&self.buf[..n]);
         }
+        self.sender.flush();
     }
 
     /// Registers on one connected link of every intercept (round robin among its links).
@@ -127,7 +128,7 @@ impl State {
         format!(
             "{xdp} {} send_errors={} intercept_links={up}/{} registrations={} unsent_registrations={} unregistrable={}",
             self.engine.stats(),
-            self.sender.errors,
+            self.sender.errors(),
             self.links.len(),
             self.registrations,
             self.unsent_registrations,
@@ -141,7 +142,7 @@ pub async fn run(
     engine: Engine,
     program: &XdpProgram,
     mut ring: FrameRing,
-    sender: RawSender,
+    sender: Sender,
     intercepts: &[SocketAddr],
     connections: u16,
     interval: Option<Duration>,

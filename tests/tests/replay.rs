@@ -28,6 +28,15 @@ fn thousand_one_request_connections_arrive_exactly_once() {
     let bed = Testbed::up().expect("testbed");
     let mut intercept = start_intercept(&bed);
     let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    let attached = tcpcopy
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("attached"))
+        .unwrap();
+    assert!(
+        attached.contains("send=af_xdp-copy"),
+        "AF_XDP transmit, copy mode on veth: {attached}"
+    );
 
     let a = curl(&bed, Host::Online, "one", 0..500, true);
     let b = curl(&bed, Host::Online, "one", 500..1000, true);
@@ -64,7 +73,14 @@ fn thousand_one_request_connections_arrive_exactly_once() {
 fn three_copies_from_three_client_sets() {
     let bed = Testbed::up().expect("testbed");
     let _intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &["-n", "3"]);
+    // The raw-socket sender, the fallback for drivers without XDP.
+    let mut tcpcopy = start_tcpcopy(&bed, &["-n", "3", "--send", "raw"]);
+    assert!(
+        tcpcopy
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("attached") && l.contains("send=raw"))
+    );
     let codes = curl_each(&bed, Host::Online, "three", 300);
     assert_eq!(codes.iter().filter(|c| *c == "200").count(), 300);
     assert!(

@@ -1,0 +1,110 @@
+//! How replayed packets leave the online host: an AF_XDP socket on the interface that routes to
+//! the target (the default), or a raw IP socket (`--send raw`, and for what AF_XDP cannot carry:
+//! IPv6, or targets behind another interface).
+
+mod neigh;
+mod raw;
+mod xdp;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use clap::ValueEnum;
+pub use raw::RawSender;
+pub use xdp::{XskMode, XskSender};
+
+/// `--send`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SendMode {
+    /// AF_XDP, falling back to a raw socket (with a warning) where AF_XDP cannot be set up.
+    Auto,
+    /// AF_XDP only: fail if it cannot be set up.
+    Xdp,
+    /// A raw IP socket: the kernel routes each packet (any interface, slower).
+    Raw,
+}
+
+/// The sender tcpcopy uses.
+pub struct Sender {
+    xsk: Option<XskSender>,
+    raw: RawSender,
+}
+
+fn dst_v4(packet: &[u8]) -> Option<Ipv4Addr> {
+    (packet.first()? >> 4 == 4 && packet.len() >= 20)
+        .then(|| Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]))
+}
+
+impl Sender {
+    /// Sets up the sender for `targets`.
+    pub fn new(mode: SendMode, targets: &[IpAddr]) -> anyhow::Result<Self> {
+        let v4: Vec<Ipv4Addr> = targets
+            .iter()
+            .filter_map(|t| match t {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let xsk = match mode {
+            SendMode::Raw => None,
+            _ if v4.is_empty() => None,
+            SendMode::Xdp => Some(XskSender::new(&v4)?),
+            SendMode::Auto => match XskSender::new(&v4) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    log::warn!("AF_XDP transmit unavailable ({e}); sending through a raw socket");
+                    None
+                }
+            },
+        };
+        if let Some(x) = &xsk {
+            let how = match x.mode {
+                XskMode::ZeroCopy => "zero-copy",
+                XskMode::Copy => "copy mode (the driver has no zero-copy AF_XDP)",
+            };
+            log::info!("sending through AF_XDP on {} queue 0, {how}", x.iface);
+        } else {
+            log::info!("sending through a raw IP socket");
+        }
+        let need_raw_v4 = xsk.is_none()
+            || v4
+                .iter()
+                .any(|t| !xsk.as_ref().is_some_and(|x| x.serves(*t)));
+        let raw = RawSender::new(
+            need_raw_v4 && !v4.is_empty(),
+            targets.iter().any(IpAddr::is_ipv6),
+        )?;
+        Ok(Self { xsk, raw })
+    }
+
+    /// Sends (or queues, for AF_XDP) one IP packet.
+    pub fn send(&mut self, packet: &[u8]) {
+        if let (Some(x), Some(dst)) = (self.xsk.as_mut(), dst_v4(packet))
+            && x.serves(dst)
+        {
+            x.send(dst, packet);
+            return;
+        }
+        self.raw.send(packet);
+    }
+
+    /// Hands queued packets to the driver.
+    pub fn flush(&mut self) {
+        if let Some(x) = self.xsk.as_mut() {
+            x.flush();
+        }
+    }
+
+    /// `af_xdp-zerocopy`, `af_xdp-copy` or `raw`, for the start-up line.
+    pub fn describe(&self) -> &'static str {
+        match self.xsk.as_ref().map(|x| x.mode) {
+            Some(XskMode::ZeroCopy) => "af_xdp-zerocopy",
+            Some(XskMode::Copy) => "af_xdp-copy",
+            None => "raw",
+        }
+    }
+
+    /// Packets that could not be sent.
+    pub fn errors(&self) -> u64 {
+        self.raw.errors + self.xsk.as_ref().map_or(0, |x| x.errors)
+    }
+}

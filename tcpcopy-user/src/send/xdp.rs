@@ -1,0 +1,257 @@
+//! Sending replayed packets through an AF_XDP socket (xdpilone): complete Ethernet frames written
+//! into a UMEM and handed to the driver's transmit ring, bypassing the kernel's IP stack.
+//!
+//! This is the thin ring layer: the only `unsafe` of tcpcopy lives here, each block explained.
+
+use std::{ffi::CString, net::Ipv4Addr, num::NonZeroU32, ptr::NonNull, time::Duration};
+
+use xdpilone::{
+    BufIdx, DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc,
+};
+
+use super::neigh::{self, Route};
+
+/// Frames in the UMEM (each 4 KiB).
+const FRAMES: u32 = 4096;
+const FRAME_SIZE: u32 = 4096;
+const XDP_COPY: u16 = SocketConfig::XDP_BIND_COPY;
+const XDP_ZEROCOPY: u16 = SocketConfig::XDP_BIND_ZEROCOPY;
+
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct Page([u8; FRAME_SIZE as usize]);
+
+/// Why the AF_XDP sender could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("no IPv4 route to {0}")]
+    NoRoute(Ipv4Addr),
+    #[error("cannot read the MAC address of {0}")]
+    NoMac(String),
+    #[error("the next hop {0} on {1} did not answer ARP")]
+    Unresolved(Ipv4Addr, String),
+    #[error("AF_XDP socket on {iface}: {step}: {errno}")]
+    Socket {
+        iface: String,
+        step: &'static str,
+        errno: String,
+    },
+}
+
+/// Whether the socket is bound in zero-copy mode or copy mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XskMode {
+    ZeroCopy,
+    Copy,
+}
+
+struct Bound {
+    tx: RingTx,
+    device: DeviceQueue,
+    mode: XskMode,
+}
+
+/// An AF_XDP transmit socket on the interface that routes to the target.
+pub struct XskSender {
+    // Field order is drop order: the rings and the UMEM go before the memory they map.
+    tx: RingTx,
+    device: DeviceQueue,
+    umem: Umem,
+    _area: Box<[Page]>,
+    free: Vec<u32>,
+    batch: Vec<XdpDesc>,
+    /// Ethernet header per destination: the next hop's MAC, ours, IPv4.
+    headers: Vec<(Ipv4Addr, [u8; 14])>,
+    pub iface: String,
+    pub mode: XskMode,
+    pub errors: u64,
+}
+
+impl XskSender {
+    /// Opens a sender for packets to `targets` (IPv4): finds the first one's route, resolves the
+    /// next hop's MAC of every target routed through the same interface, creates the UMEM and a
+    /// socket on queue 0 of that interface (zero-copy if the driver allows, copy mode otherwise).
+    pub fn new(targets: &[Ipv4Addr]) -> Result<Self, XskError> {
+        let first = *targets
+            .first()
+            .ok_or(XskError::NoRoute(Ipv4Addr::UNSPECIFIED))?;
+        let route = neigh::route(first).ok_or(XskError::NoRoute(first))?;
+        let src =
+            neigh::iface_mac(&route.iface).ok_or_else(|| XskError::NoMac(route.iface.clone()))?;
+        let mut headers = Vec::new();
+        for &t in targets {
+            let Some(r) = neigh::route(t).filter(|r| r.iface == route.iface) else {
+                continue;
+            };
+            let dst = neigh::resolve(&r, Duration::from_secs(3))
+                .ok_or_else(|| XskError::Unresolved(r.next_hop, r.iface.clone()))?;
+            let mut header = [0u8; 14];
+            header[..6].copy_from_slice(&dst);
+            header[6..12].copy_from_slice(&src);
+            header[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            headers.push((t, header));
+        }
+
+        let mut area: Box<[Page]> =
+            vec![Page([0; FRAME_SIZE as usize]); FRAMES as usize].into_boxed_slice();
+        let len = area.len() * FRAME_SIZE as usize;
+        let base = NonNull::new(area.as_mut_ptr().cast::<u8>()).expect("a boxed slice is not null");
+        let mem = NonNull::slice_from_raw_parts(base, len);
+        // Zero-copy first; a failed bind leaves the UMEM's rings set up, so copy mode gets a new one.
+        let (umem, bound) = match open(mem, &route, XDP_ZEROCOPY) {
+            Ok(ok) => ok,
+            Err(zc) => {
+                log::debug!("zero-copy AF_XDP refused: {zc}");
+                open(mem, &route, XDP_COPY)?
+            }
+        };
+        Ok(Self {
+            tx: bound.tx,
+            device: bound.device,
+            umem,
+            _area: area,
+            free: (0..FRAMES).rev().collect(),
+            batch: Vec::with_capacity(256),
+            headers,
+            iface: route.iface,
+            mode: bound.mode,
+            errors: 0,
+        })
+    }
+
+    /// Whether packets to `dst` go through this socket.
+    pub fn serves(&self, dst: Ipv4Addr) -> bool {
+        self.headers.iter().any(|(t, _)| *t == dst)
+    }
+
+    /// Queues one IPv4 packet to `dst` (sent at the next `flush`); counts it as an error when no
+    /// frame is free.
+    pub fn send(&mut self, dst: Ipv4Addr, packet: &[u8]) {
+        let Some(&(_, header)) = self.headers.iter().find(|(t, _)| *t == dst) else {
+            self.errors += 1;
+            return;
+        };
+        if self.free.is_empty() {
+            self.reap();
+        }
+        let Some(idx) = self.free.pop() else {
+            self.errors += 1;
+            return;
+        };
+        let len = header.len() + packet.len();
+        let Some(frame) = self.umem.frame(BufIdx(idx)) else {
+            self.errors += 1;
+            return;
+        };
+        if len > FRAME_SIZE as usize {
+            self.free.push(idx);
+            self.errors += 1;
+            return;
+        }
+        // SAFETY: the frame was on our free list, so the kernel neither reads nor writes it until
+        // we put its descriptor on the TX ring; `frame.addr` covers FRAME_SIZE bytes of the UMEM.
+        #[allow(unsafe_code)]
+        let buf = unsafe { &mut *frame.addr.as_ptr() };
+        buf[..14].copy_from_slice(&header);
+        buf[14..len].copy_from_slice(packet);
+        self.batch.push(XdpDesc {
+            addr: frame.offset,
+            len: u32::try_from(len).unwrap_or(0),
+            options: 0,
+        });
+    }
+
+    /// Hands the queued frames to the driver and wakes it if it asks to be woken.
+    pub fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let n = u32::try_from(self.batch.len()).unwrap_or(u32::MAX);
+            let mut writer = self.tx.transmit(n);
+            let sent = writer.insert(self.batch.iter().copied()) as usize;
+            writer.commit();
+            drop(writer);
+            // What did not fit goes back to the free list, counted.
+            for desc in self.batch.drain(..).skip(sent) {
+                self.free
+                    .push(u32::try_from(desc.addr / u64::from(FRAME_SIZE)).unwrap_or(0));
+                self.errors += 1;
+            }
+        }
+        if self.tx.needs_wakeup() {
+            self.tx.wake();
+        }
+        self.reap();
+    }
+
+    /// Returns completed frames to the free list.
+    fn reap(&mut self) {
+        let mut reader = self.device.complete(FRAMES);
+        while let Some(addr) = reader.read() {
+            self.free
+                .push(u32::try_from(addr / u64::from(FRAME_SIZE)).unwrap_or(0));
+        }
+        reader.release();
+    }
+}
+
+fn sock_err(route: &Route, step: &'static str, e: &xdpilone::Errno) -> XskError {
+    XskError::Socket {
+        iface: route.iface.clone(),
+        step,
+        errno: e.to_string(),
+    }
+}
+
+/// A UMEM over `mem` and a socket bound in `mode_flag` mode.
+fn open(mem: NonNull<[u8]>, route: &Route, mode_flag: u16) -> Result<(Umem, Bound), XskError> {
+    let config = UmemConfig {
+        frame_size: FRAME_SIZE,
+        ..UmemConfig::default()
+    };
+    // SAFETY: `mem` is the page-aligned allocation `XskSender::new` made, owned by the sender
+    // (`_area`, declared after `umem` so dropped after it and every ring mapped from it); nothing
+    // else reads or writes it except through UMEM frames. A UMEM from a failed attempt is dropped
+    // here before the next one is made over the same memory.
+    #[allow(unsafe_code)]
+    let umem = unsafe { Umem::new(config, mem) }.map_err(|e| sock_err(route, "umem", &e))?;
+    let bound = bind(&umem, route, mode_flag)?;
+    Ok((umem, bound))
+}
+
+fn bind(umem: &Umem, route: &Route, mode_flag: u16) -> Result<Bound, XskError> {
+    let name =
+        CString::new(route.iface.clone()).map_err(|_| XskError::NoMac(route.iface.clone()))?;
+    let mut info = IfInfo::invalid();
+    info.from_name(&name)
+        .map_err(|e| sock_err(route, "interface", &e))?;
+    info.set_queue(0);
+    let sock = Socket::with_shared(&info, umem).map_err(|e| sock_err(route, "socket", &e))?;
+    let device = umem
+        .fq_cq(&sock)
+        .map_err(|e| sock_err(route, "fill/completion rings", &e))?;
+    let config = SocketConfig {
+        rx_size: None,
+        tx_size: NonZeroU32::new(2048),
+        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag,
+    };
+    let user = umem
+        .rx_tx(&sock, &config)
+        .map_err(|e| sock_err(route, "tx ring", &e))?;
+    let tx = user.map_tx().map_err(|e| sock_err(route, "map tx", &e))?;
+    umem.bind(&user).map_err(|e| {
+        sock_err(
+            route,
+            if mode_flag == XDP_ZEROCOPY {
+                "bind (zero-copy)"
+            } else {
+                "bind (copy)"
+            },
+            &e,
+        )
+    })?;
+    let mode = if mode_flag == XDP_ZEROCOPY {
+        XskMode::ZeroCopy
+    } else {
+        XskMode::Copy
+    };
+    Ok(Bound { tx, device, mode })
+}
