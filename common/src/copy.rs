@@ -62,9 +62,7 @@ pub fn copy_frame<const N: usize>(
         buf[0..2].copy_from_slice(&(n as u16).to_ne_bytes());
         buf[2..4].copy_from_slice(&(wire as u16).to_ne_bytes());
     }
-    // SAFETY: reading the receive queue index from the context structure the kernel passed in.
-    let queue = unsafe { (*ctx.ctx).rx_queue_index };
-    buf[4..8].copy_from_slice(&queue.to_ne_bytes());
+    buf[4..8].copy_from_slice(&crate::parse::rx_queue(ctx).to_ne_bytes());
     let len = FRAME_HEADER_LEN + n as usize;
     if len > N {
         return;

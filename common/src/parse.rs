@@ -36,6 +36,15 @@ pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
 }
 
+/// The receive queue the frame arrived on.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn rx_queue(ctx: &XdpContext) -> u32 {
+    // SAFETY: `ctx.ctx` is the xdp_md the kernel passed to this program run; reading a field of it
+    // is what the verifier allows for the context pointer.
+    unsafe { (*ctx.ctx).rx_queue_index }
+}
+
 #[inline(always)]
 fn be16(ctx: &XdpContext, offset: usize) -> Result<u16, Malformed> {
     load::<[u8; 2]>(ctx, offset)

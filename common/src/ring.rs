@@ -1,6 +1,9 @@
 //! Reading the frames an XDP program copied into its ring buffer.
 
-use std::io;
+use std::{
+    io,
+    task::{Context, Poll},
+};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
@@ -42,8 +45,23 @@ impl FrameRing {
         max: usize,
         mut f: impl FnMut(&FrameHeader, &[u8]),
     ) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_read(cx, max, &mut f)).await
+    }
+
+    /// [`Self::read`] as a poll: `Ready(Ok(n))` with `n > 0` frames handed to `f`, or `Pending`
+    /// (the task is woken when frames arrive).
+    pub fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+        f: &mut impl FnMut(&FrameHeader, &[u8]),
+    ) -> Poll<io::Result<usize>> {
         loop {
-            let mut guard = self.fd.readable_mut().await?;
+            let mut guard = match self.fd.poll_read_ready_mut(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
             let ring = guard.get_inner_mut();
             let mut n = 0;
             while n < max {
@@ -56,11 +74,11 @@ impl FrameRing {
                 n += 1;
             }
             if n < max {
-                // Drained: wait for the next wake-up.
+                // Drained: the next poll waits for the next wake-up.
                 guard.clear_ready();
             }
             if n > 0 {
-                return Ok(n);
+                return Poll::Ready(Ok(n));
             }
         }
     }

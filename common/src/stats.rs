@@ -18,11 +18,13 @@ pub enum Stat {
     RingFull = 5,
     /// Matched frames longer than the snap length, copied truncated.
     Truncated = 6,
+    /// Matched frames redirected into an AF_XDP socket (tcpcopy `--mirror`).
+    Redirected = 7,
 }
 
 impl Stat {
     /// All counters, in index order.
-    pub const ALL: [Stat; 7] = [
+    pub const ALL: [Stat; 8] = [
         Stat::Seen,
         Stat::Matched,
         Stat::MatchedBytes,
@@ -30,6 +32,7 @@ impl Stat {
         Stat::Copied,
         Stat::RingFull,
         Stat::Truncated,
+        Stat::Redirected,
     ];
 
     /// Name used in log lines and stats output.
@@ -42,10 +45,11 @@ impl Stat {
             Stat::Copied => "copied",
             Stat::RingFull => "ring_full",
             Stat::Truncated => "truncated",
+            Stat::Redirected => "redirected",
         }
     }
 }
 
 /// Number of entries in the `STATS` array.
-pub const STAT_COUNT: u32 = 7;
+pub const STAT_COUNT: u32 = 8;
 const _: () = assert!(Stat::ALL.len() == STAT_COUNT as usize);

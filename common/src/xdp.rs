@@ -128,6 +128,24 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// Sets tcpcopy's mode (`maps::MODE_COPY` or `maps::MODE_MIRROR`).
+    pub fn set_mode(&mut self, mode: u32) -> Result<(), XdpError> {
+        let map_err = |e: aya::maps::MapError| XdpError::Map {
+            map: crate::maps::MODE,
+            reason: format!("{e}"),
+        };
+        let map = self
+            .ebpf
+            .map_mut(crate::maps::MODE)
+            .ok_or_else(|| XdpError::Map {
+                map: crate::maps::MODE,
+                reason: "not in the object".into(),
+            })?;
+        let mut array: aya::maps::Array<_, u32> =
+            aya::maps::Array::try_from(map).map_err(map_err)?;
+        array.set(0, mode, 0).map_err(map_err)
+    }
+
     /// Installs the compiled `-F` expression (a disabled program removes it).
     pub fn set_filter(&mut self, program: &crate::filter::FilterProgram) -> Result<(), XdpError> {
         let map_err = |e: aya::maps::MapError| XdpError::Map {

@@ -9,15 +9,18 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
     programs::XdpContext,
 };
 use tcpcopy_common::{
-    classify::{PortSide, classify},
+    classify::{PortSide, classify, count},
     copy::copy_frame,
     filter::FilterProgram,
-    maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, TCPCOPY_SNAP},
-    stats::STAT_COUNT,
+    maps::{
+        FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES, MODE_MIRROR, TCPCOPY_SNAP,
+    },
+    parse::rx_queue,
+    stats::{STAT_COUNT, Stat},
 };
 
 #[map]
@@ -35,6 +38,12 @@ static FRAMES: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
 const RECORD: usize = FRAME_HEADER_LEN + TCPCOPY_SNAP;
 
 #[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
+
+#[map]
+static MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
 static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
@@ -43,15 +52,21 @@ static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
     reason = "the #[xdp] macro fixes the entry point's signature"
 )]
 pub fn tcpcopy_capture(ctx: XdpContext) -> u32 {
-    if classify(
+    let selected = classify(
         &ctx,
         &FILTER_PORTS,
         &FILTER_EXPR,
         &STATS,
         PortSide::Destination,
-    )
-    .is_some()
-    {
+    );
+    if selected.is_some() {
+        if MODE.get(0).is_some_and(|m| *m == MODE_MIRROR)
+            && let Ok(action) = XSKS.redirect(rx_queue(&ctx), 0)
+        {
+            // A mirror port: the frame is a copy, tcpcopy's AF_XDP socket takes it whole.
+            count(&STATS, Stat::Redirected, 1);
+            return action;
+        }
         copy_frame(&ctx, &SCRATCH, &FRAMES, &STATS);
     }
     // Production traffic is never touched: whatever happens above, the frame goes on.

@@ -127,6 +127,11 @@ pub struct Cli {
     #[arg(long = "send", value_enum, default_value_t = SendMode::Auto)]
     pub send: SendMode,
 
+    /// The capture interface is a mirror/tap port: redirect the selected frames into AF_XDP
+    /// sockets (one per receive queue) instead of copying them.
+    #[arg(long)]
+    pub mirror: bool,
+
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.
     #[arg(long)]
     pub skb_mode: bool,

@@ -4,10 +4,13 @@
 //! live packets pass on untouched); the session engine replays each session to the target; the
 //! replies come back from intercept over the control channel.
 
+mod capture;
 mod cli;
 mod link;
+mod mirror;
 mod replay;
 mod send;
+mod xsk;
 
 use std::{net::UdpSocket, process::ExitCode};
 
@@ -103,6 +106,16 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let _rt = runtime.enter();
     let ring = FrameRing::take(&mut program)?;
+    let mirror = if cli.mirror {
+        program.set_mode(tcpcopy_common::maps::MODE_MIRROR)?;
+        Some(
+            mirror::MirrorRx::new(&mut program, &cli.iface)
+                .context("--mirror: AF_XDP receive sockets")?,
+        )
+    } else {
+        None
+    };
+    let capture = capture::Capture { ring, mirror };
     let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
     let sender = send::Sender::new(cli.send, &targets)
         .context("setting up the sender for replayed packets")?;
@@ -113,8 +126,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
+    let capture_via = match capture.mirror.as_ref().map(|m| m.mode) {
+        Some(xsk::XskMode::ZeroCopy) => "af_xdp-zerocopy",
+        Some(xsk::XskMode::Copy) => "af_xdp-copy",
+        None => "ring",
+    };
     println!(
-        "attached iface={} mode={mode} ports={ports:?} send={}",
+        "attached iface={} mode={mode} ports={ports:?} capture={capture_via} send={}",
         cli.iface,
         sender.describe()
     );
@@ -128,7 +146,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     runtime.block_on(replay::run(
         engine,
         &program,
-        ring,
+        capture,
         sender,
         &intercepts,
         cli.connections,

@@ -9,7 +9,6 @@ use std::{
 
 use tcpcopy_common::{
     proto::{ClientRecord, response_headers},
-    ring::{FrameRing, ip_payload},
     xdp::XdpProgram,
 };
 use tcpcopy_engine::{Engine, Event, Time};
@@ -20,6 +19,7 @@ use tokio::{
 };
 
 use crate::{
+    capture::Capture,
     link::{self, Link, LinkEvent},
     send::Sender,
 };
@@ -141,7 +141,7 @@ impl State {
 pub async fn run(
     engine: Engine,
     program: &XdpProgram,
-    mut ring: FrameRing,
+    mut capture: Capture,
     sender: Sender,
     intercepts: &[SocketAddr],
     connections: u16,
@@ -191,11 +191,7 @@ pub async fn run(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            r = ring.read(BATCH, |_, frame| {
-                if let Some(ip) = ip_payload(frame) {
-                    engine.handle_captured(now(start), ip);
-                }
-            }) => { r?; }
+            r = capture.read(BATCH, |ip| engine.handle_captured(now(start), ip)) => { r?; }
             ev = events_rx.recv() => {
                 if let Some(ev) = ev {
                     st.on_link(ev);

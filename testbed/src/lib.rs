@@ -42,6 +42,8 @@ pub const SUBNET_PREFIX: u8 = 24;
 pub const REPLAY_CLIENT_NET: &str = "192.0.2.0/24";
 /// The interface name of every host inside its namespace.
 pub const IFACE: &str = "veth0";
+/// The online host's mirror port (with `Options::mirror`).
+pub const MIRROR_IFACE: &str = "mirror0";
 
 /// One of the testbed's hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +90,9 @@ pub struct Options {
     pub persistent: bool,
     /// The id (namespace prefix); `None` for a unique one.
     pub id: Option<String>,
+    /// Give the online host a mirror port: `mirror0` receives a copy of every frame the client
+    /// sends (tc mirred in the bridge namespace), like a switch's SPAN port.
+    pub mirror: bool,
 }
 
 impl Default for Options {
@@ -96,6 +101,7 @@ impl Default for Options {
             queues: 1,
             persistent: false,
             id: None,
+            mirror: false,
         }
     }
 }
@@ -202,6 +208,9 @@ impl Testbed {
             cmd::ip(&["-n", &ns, "addr", "add", &addr, "dev", IFACE])?;
             cmd::ip(&["-n", &ns, "link", "set", IFACE, "up"])?;
         }
+        if opts.mirror {
+            self.add_mirror_port()?;
+        }
         let test = self.ns(Host::Test);
         let assistant = Host::Assistant.addr().to_string();
         cmd::ip(&[
@@ -220,6 +229,43 @@ impl Testbed {
             self.start_nginx(host)?;
         }
         self.wait_ready(Duration::from_secs(15))
+    }
+
+    /// `mirror0` on the online host, fed by a tc mirred copy of the client's port.
+    fn add_mirror_port(&self) -> anyhow::Result<()> {
+        let br = self.bridge_ns();
+        let online = self.ns(Host::Online);
+        cmd::ip(&[
+            "-n",
+            &br,
+            "link",
+            "add",
+            "p-mirror",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            MIRROR_IFACE,
+            "netns",
+            &online,
+        ])?;
+        cmd::ip(&["-n", &br, "link", "set", "p-mirror", "up"])?;
+        cmd::ip(&["-n", &online, "link", "set", MIRROR_IFACE, "up"])?;
+        cmd::run(
+            "ip",
+            &[
+                "netns", "exec", &br, "tc", "qdisc", "add", "dev", "p-client", "clsact",
+            ],
+        )?;
+        cmd::run(
+            "ip",
+            &[
+                "netns", "exec", &br, "tc", "filter", "add", "dev", "p-client", "ingress", "u32",
+                "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev",
+                "p-mirror",
+            ],
+        )?;
+        Ok(())
     }
 
     fn sysctl(&self, host: Host, key: &str, value: &str) -> anyhow::Result<()> {

@@ -423,3 +423,62 @@ fn both_run_as_daemons_with_pid_files() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited during start-up"));
 }
+
+#[test]
+fn a_mirror_port_is_read_through_af_xdp() {
+    let bed = Testbed::up_with(&tcpcopy_testbed::Options {
+        mirror: true,
+        ..Default::default()
+    })
+    .expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let mut cmd = bed.cmd(
+        Host::Online,
+        tcpcopy_testbed::binary("tcpcopy")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+    );
+    let target = format!("{}:80", Host::Test.addr());
+    cmd.args([
+        "-i",
+        tcpcopy_testbed::MIRROR_IFACE,
+        "--mirror",
+        "--target",
+        &target,
+        "-s",
+        "198.51.100.40",
+        "-c",
+        "192.0.2.x",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let mut tcpcopy = tcpcopy_testbed::Spawned::start(cmd).unwrap();
+    let attached = tcpcopy.wait_for_line("attached", WAIT).unwrap();
+    assert!(attached.contains("capture=af_xdp-copy"), "{attached}");
+    tcpcopy
+        .wait_for(|l| l.contains("intercept_links=2/2"), "links up", WAIT)
+        .unwrap();
+    assert_eq!(
+        curl_each(&bed, Host::Online, "mirrored", 200),
+        vec!["200"; 200]
+    );
+    assert!(
+        wait_until(WAIT, || logged(&bed, Host::Test, "mirrored").len() >= 200),
+        "replayed: {}",
+        logged(&bed, Host::Test, "mirrored").len()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(logged(&bed, Host::Test, "mirrored").len(), 200);
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    assert!(
+        counter(&last, "redirected") >= 800,
+        "frames went to the AF_XDP sockets: {last}"
+    );
+    assert_eq!(
+        counter(&last, "copied"),
+        0,
+        "none through the ring buffer: {last}"
+    );
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+}

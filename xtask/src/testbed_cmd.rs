@@ -22,6 +22,7 @@ pub fn up(queues: u16) -> anyhow::Result<()> {
         queues,
         persistent: true,
         id: Some(PERSISTENT_ID.into()),
+        mirror: true,
     })?;
     step(&format!("testbed {} is up", bed.id()));
     describe(&bed);

@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use clap::ValueEnum;
 pub use raw::RawSender;
-pub use xdp::{XskMode, XskSender};
+pub use xdp::XskSender;
+
+use crate::xsk::XskMode;
 
 /// `--send`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -3,23 +3,15 @@
 //!
 //! This is the thin ring layer: the only `unsafe` of tcpcopy lives here, each block explained.
 
-use std::{ffi::CString, net::Ipv4Addr, num::NonZeroU32, ptr::NonNull, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
-use xdpilone::{
-    BufIdx, DeviceQueue, IfInfo, RingTx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc,
-};
+use xdpilone::{BufIdx, DeviceQueue, RingTx, Umem, User, xdp::XdpDesc};
 
-use super::neigh::{self, Route};
+use super::neigh;
+use crate::xsk::{self, Area, FRAME_SIZE, XskMode, XskSetupError};
 
-/// Frames in the UMEM (each 4 KiB).
+/// Frames in the UMEM.
 const FRAMES: u32 = 4096;
-const FRAME_SIZE: u32 = 4096;
-const XDP_COPY: u16 = SocketConfig::XDP_BIND_COPY;
-const XDP_ZEROCOPY: u16 = SocketConfig::XDP_BIND_ZEROCOPY;
-
-#[repr(C, align(4096))]
-#[derive(Clone, Copy)]
-struct Page([u8; FRAME_SIZE as usize]);
 
 /// Why the AF_XDP sender could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -30,34 +22,18 @@ pub enum XskError {
     NoMac(String),
     #[error("the next hop {0} on {1} did not answer ARP")]
     Unresolved(Ipv4Addr, String),
-    #[error("AF_XDP socket on {iface}: {step}: {errno}")]
-    Socket {
-        iface: String,
-        step: &'static str,
-        errno: String,
-    },
-}
-
-/// Whether the socket is bound in zero-copy mode or copy mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XskMode {
-    ZeroCopy,
-    Copy,
-}
-
-struct Bound {
-    tx: RingTx,
-    device: DeviceQueue,
-    mode: XskMode,
+    #[error(transparent)]
+    Socket(#[from] XskSetupError),
 }
 
 /// An AF_XDP transmit socket on the interface that routes to the target.
 pub struct XskSender {
-    // Field order is drop order: the rings and the UMEM go before the memory they map.
+    // Field order is drop order: rings, socket and UMEM before the memory they use.
     tx: RingTx,
+    _user: User,
     device: DeviceQueue,
     umem: Umem,
-    _area: Box<[Page]>,
+    _area: Area,
     free: Vec<u32>,
     batch: Vec<XdpDesc>,
     /// Ethernet header per destination: the next hop's MAC, ours, IPv4.
@@ -92,23 +68,14 @@ impl XskSender {
             headers.push((t, header));
         }
 
-        let mut area: Box<[Page]> =
-            vec![Page([0; FRAME_SIZE as usize]); FRAMES as usize].into_boxed_slice();
-        let len = area.len() * FRAME_SIZE as usize;
-        let base = NonNull::new(area.as_mut_ptr().cast::<u8>()).expect("a boxed slice is not null");
-        let mem = NonNull::slice_from_raw_parts(base, len);
-        // Zero-copy first; a failed bind leaves the UMEM's rings set up, so copy mode gets a new one.
-        let (umem, bound) = match open(mem, &route, XDP_ZEROCOPY) {
-            Ok(ok) => ok,
-            Err(zc) => {
-                log::debug!("zero-copy AF_XDP refused: {zc}");
-                open(mem, &route, XDP_COPY)?
-            }
-        };
+        let mut area = Area::new(FRAMES);
+        let bound = xsk::open(&mut area, &route.iface, 0, false, true)?;
+        let tx = bound.tx.expect("asked for a TX ring");
         Ok(Self {
-            tx: bound.tx,
+            tx,
+            _user: bound.user,
             device: bound.device,
-            umem,
+            umem: bound.umem,
             _area: area,
             free: (0..FRAMES).rev().collect(),
             batch: Vec::with_capacity(256),
@@ -191,67 +158,4 @@ impl XskSender {
         }
         reader.release();
     }
-}
-
-fn sock_err(route: &Route, step: &'static str, e: &xdpilone::Errno) -> XskError {
-    XskError::Socket {
-        iface: route.iface.clone(),
-        step,
-        errno: e.to_string(),
-    }
-}
-
-/// A UMEM over `mem` and a socket bound in `mode_flag` mode.
-fn open(mem: NonNull<[u8]>, route: &Route, mode_flag: u16) -> Result<(Umem, Bound), XskError> {
-    let config = UmemConfig {
-        frame_size: FRAME_SIZE,
-        ..UmemConfig::default()
-    };
-    // SAFETY: `mem` is the page-aligned allocation `XskSender::new` made, owned by the sender
-    // (`_area`, declared after `umem` so dropped after it and every ring mapped from it); nothing
-    // else reads or writes it except through UMEM frames. A UMEM from a failed attempt is dropped
-    // here before the next one is made over the same memory.
-    #[allow(unsafe_code)]
-    let umem = unsafe { Umem::new(config, mem) }.map_err(|e| sock_err(route, "umem", &e))?;
-    let bound = bind(&umem, route, mode_flag)?;
-    Ok((umem, bound))
-}
-
-fn bind(umem: &Umem, route: &Route, mode_flag: u16) -> Result<Bound, XskError> {
-    let name =
-        CString::new(route.iface.clone()).map_err(|_| XskError::NoMac(route.iface.clone()))?;
-    let mut info = IfInfo::invalid();
-    info.from_name(&name)
-        .map_err(|e| sock_err(route, "interface", &e))?;
-    info.set_queue(0);
-    let sock = Socket::with_shared(&info, umem).map_err(|e| sock_err(route, "socket", &e))?;
-    let device = umem
-        .fq_cq(&sock)
-        .map_err(|e| sock_err(route, "fill/completion rings", &e))?;
-    let config = SocketConfig {
-        rx_size: None,
-        tx_size: NonZeroU32::new(2048),
-        bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag,
-    };
-    let user = umem
-        .rx_tx(&sock, &config)
-        .map_err(|e| sock_err(route, "tx ring", &e))?;
-    let tx = user.map_tx().map_err(|e| sock_err(route, "map tx", &e))?;
-    umem.bind(&user).map_err(|e| {
-        sock_err(
-            route,
-            if mode_flag == XDP_ZEROCOPY {
-                "bind (zero-copy)"
-            } else {
-                "bind (copy)"
-            },
-            &e,
-        )
-    })?;
-    let mode = if mode_flag == XDP_ZEROCOPY {
-        XskMode::ZeroCopy
-    } else {
-        XskMode::Copy
-    };
-    Ok(Bound { tx, device, mode })
 }

@@ -1,0 +1,50 @@
+//! Where captured frames come from: the XDP program's ring buffer, and with `--mirror` also the
+//! AF_XDP sockets of the mirror port's queues.
+
+use std::{future::poll_fn, io, task::Poll};
+
+use tcpcopy_common::ring::{FrameRing, ip_payload};
+
+use crate::mirror::MirrorRx;
+
+pub struct Capture {
+    pub ring: FrameRing,
+    pub mirror: Option<MirrorRx>,
+}
+
+impl Capture {
+    /// Waits for captured frames and hands up to `max` IP packets from each source to `f`.
+    pub async fn read(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        poll_fn(|cx| {
+            let mut got = 0;
+            let mut from_ring = |_: &_, frame: &[u8]| {
+                if let Some(ip) = ip_payload(frame) {
+                    f(ip);
+                }
+            };
+            match self.ring.poll_read(cx, max, &mut from_ring) {
+                Poll::Ready(Ok(n)) => got += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+            if let Some(m) = self.mirror.as_mut() {
+                let mut from_xsk = |frame: &[u8]| {
+                    if let Some(ip) = ip_payload(frame) {
+                        f(ip);
+                    }
+                };
+                match m.poll_read(cx, u32::try_from(max).unwrap_or(u32::MAX), &mut from_xsk) {
+                    Poll::Ready(Ok(n)) => got += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if got > 0 {
+                Poll::Ready(Ok(got))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
