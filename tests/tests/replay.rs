@@ -81,16 +81,16 @@ fn three_copies_from_three_client_sets() {
             .iter()
             .any(|l| l.starts_with("attached") && l.contains("send=raw"))
     );
-    let codes = curl_each(&bed, Host::Online, "three", 300);
-    assert_eq!(codes.iter().filter(|c| *c == "200").count(), 300);
+    let codes = curl_each(&bed, Host::Online, "three", 1000);
+    assert_eq!(codes.iter().filter(|c| *c == "200").count(), 1000);
     assert!(
-        wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 900),
+        wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 3000),
         "replayed: {}",
         logged(&bed, Host::Test, "three").len()
     );
     std::thread::sleep(Duration::from_millis(500));
     let test = logged(&bed, Host::Test, "three");
-    assert_eq!(test.len(), 900);
+    assert_eq!(test.len(), 3000);
     // Every URL three times, each from a different client address/port.
     let tuples: HashSet<(String, String)> = test
         .iter()
@@ -99,12 +99,12 @@ fn three_copies_from_three_client_sets() {
             (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
         })
         .collect();
-    assert_eq!(tuples.len(), 900, "900 distinct client address/port pairs");
+    assert_eq!(tuples.len(), 3000, "3000 distinct client address/port pairs");
     let mut per_uri = std::collections::HashMap::new();
     for u in uris(&test) {
         *per_uri.entry(u).or_insert(0) += 1;
     }
-    assert!(per_uri.values().all(|n| *n == 3) && per_uri.len() == 300);
+    assert!(per_uri.values().all(|n| *n == 3) && per_uri.len() == 1000);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "lost"), 0, "{last}");
 }
