@@ -21,6 +21,8 @@ pub mod copy;
 pub mod parse;
 
 #[cfg(feature = "user")]
+pub mod capture;
+#[cfg(feature = "user")]
 pub mod daemon;
 #[cfg(feature = "user")]
 pub mod filter_expr;
@@ -32,6 +34,10 @@ pub mod report;
 pub mod ring;
 #[cfg(feature = "user")]
 pub mod xdp;
+#[cfg(feature = "user")]
+pub mod xsk;
+#[cfg(feature = "user")]
+pub mod xsk_rx;
 
 // SAFETY: plain `#[repr(C)]` integer structs without padding (checked by the size assertions in
 // `filter`), so every bit pattern is valid and none is uninitialised.

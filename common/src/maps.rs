@@ -64,9 +64,10 @@ impl FrameHeader {
 pub const XSKS: &str = "XSKS";
 /// Receive queues an interface may have for `--mirror`.
 pub const MAX_QUEUES: u32 = 64;
-/// tcpcopy's mode: an array of one u32, [`MODE_COPY`] or [`MODE_MIRROR`].
+/// How selected frames reach userspace: an array of one u32, [`MODE_COPY`] or [`MODE_MIRROR`].
 pub const MODE: &str = "MODE";
 /// Copy selected frames into the ring buffer and pass every frame on (the default).
 pub const MODE_COPY: u32 = 0;
-/// A mirror/tap port: redirect selected frames into the AF_XDP socket of their queue.
+/// Redirect selected frames into the AF_XDP socket of their queue (tcpcopy on a mirror/tap
+/// port; intercept by default).
 pub const MODE_MIRROR: u32 = 1;

@@ -314,7 +314,11 @@ impl Engine {
             return;
         };
         let seg = p.tcp;
-        self.with_session(now, id, |s, _, _| s.on_response(now, &seg));
+        self.with_session(now, id, |s, _, stats| {
+            if !s.on_response(now, &seg) {
+                stats.responses_stale += 1;
+            }
+        });
     }
 
     /// Runs the timers whose deadline is `now` or earlier.

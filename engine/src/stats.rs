@@ -105,6 +105,8 @@ pub struct Stats {
     pub responses_malformed: u64,
     /// Reply headers for no session (late, or another instance's).
     pub responses_unknown: u64,
+    /// Reply headers a session could not accept: of an older connection on the same 4-tuple.
+    pub responses_stale: u64,
     /// Sessions (copies) started, and captured sessions `-r` left out.
     pub sessions_started: u64,
     pub sessions_skipped: u64,
@@ -127,13 +129,14 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={}",
+            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={}",
             self.captured,
             self.captured_malformed,
             self.captured_unmapped,
             self.captured_orphan,
             self.responses,
             self.responses_unknown,
+            self.responses_stale,
             self.responses_malformed,
             self.sessions_started,
             self.sessions_completed,

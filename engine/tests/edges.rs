@@ -418,3 +418,49 @@ fn an_ack_to_our_syn_for_an_older_connection_is_reset_and_the_syn_resent() {
         "established"
     );
 }
+
+#[test]
+fn segments_of_an_older_connection_on_the_same_tuple_are_ignored() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    let irs = open(&mut e, CLIENT, t(0));
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+    );
+    drain(&mut e, t(1));
+    // A late segment of an older connection: sequence number far from ours; and its RST.
+    e.handle_response(
+        t(2),
+        &pkt(
+            TARGET,
+            CLIENT,
+            irs.wrapping_add(1_500_000_000),
+            1007,
+            ACK | PSH,
+            b"",
+        ),
+    );
+    e.handle_response(
+        t(2),
+        &pkt(TARGET, CLIENT, irs.wrapping_add(1_500_000_001), 0, RST, b""),
+    );
+    assert_eq!(e.stats().responses_stale, 2);
+    assert_eq!(e.session_count(), 1, "the live session is unharmed");
+    // Our ACKs still carry the test server's real sequence number.
+    e.handle_captured(
+        t(3),
+        &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
+    );
+    e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1007, ACK, b""));
+    for p in drain(&mut e, t(4)) {
+        assert_eq!(parse(&p, Payload::Whole).unwrap().tcp.ack, Seq(irs + 1));
+    }
+    // A RST in SYN-SENT must acknowledge the SYN.
+    let mut e = engine(config("80-198.51.100.30:80"));
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+    drain(&mut e, t(0));
+    e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 4242, RST | ACK, b""));
+    assert_eq!(e.session_count(), 1);
+    e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 1001, RST | ACK, b""));
+    assert_eq!(e.stats().lost.get(LossReason::Refused), 1);
+}

@@ -9,15 +9,18 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
     programs::XdpContext,
 };
 use tcpcopy_common::{
-    classify::{PortSide, classify},
+    classify::{PortSide, classify, count},
     copy::copy_frame,
     filter::FilterProgram,
-    maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, INTERCEPT_SNAP},
-    stats::STAT_COUNT,
+    maps::{
+        FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, INTERCEPT_SNAP, MAX_QUEUES, MODE_MIRROR,
+    },
+    parse::rx_queue,
+    stats::{STAT_COUNT, Stat},
 };
 
 #[map]
@@ -35,6 +38,12 @@ static FRAMES: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
 const RECORD: usize = FRAME_HEADER_LEN + INTERCEPT_SNAP;
 
 #[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
+
+#[map]
+static MODE: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
 static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
 
 #[xdp]
@@ -43,11 +52,20 @@ static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
     reason = "the #[xdp] macro fixes the entry point's signature"
 )]
 pub fn intercept_capture(ctx: XdpContext) -> u32 {
-    if classify(&ctx, &FILTER_PORTS, &FILTER_EXPR, &STATS, PortSide::Source).is_some() {
-        copy_frame(&ctx, &SCRATCH, &FRAMES, &STATS);
-        return xdp_action::XDP_DROP;
+    let selected = classify(&ctx, &FILTER_PORTS, &FILTER_EXPR, &STATS, PortSide::Source);
+    if selected.is_none() {
+        return xdp_action::XDP_PASS;
     }
-    xdp_action::XDP_PASS
+    // The reply is consumed here, either way: into intercept's AF_XDP socket for this queue, or
+    // (no socket bound) its headers into the ring buffer and the frame dropped.
+    if MODE.get(0).is_some_and(|m| *m == MODE_MIRROR)
+        && let Ok(action) = XSKS.redirect(rx_queue(&ctx), 0)
+    {
+        count(&STATS, Stat::Redirected, 1);
+        return action;
+    }
+    copy_frame(&ctx, &SCRATCH, &FRAMES, &STATS);
+    xdp_action::XDP_DROP
 }
 
 #[cfg(target_arch = "bpf")]

@@ -14,10 +14,14 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use tcpcopy_common::{
+    capture::Capture,
     maps::INTERCEPT_PROGRAM,
+    maps::MODE_MIRROR,
     proto::{DEFAULT_BATCH, DEFAULT_PORT, encode_response},
-    ring::{FrameRing, ip_payload},
+    ring::FrameRing,
     xdp::XdpProgram,
+    xsk::XskMode,
+    xsk_rx::XskRx,
 };
 use tokio::{
     net::TcpListener,
@@ -73,6 +77,11 @@ struct Cli {
     #[arg(short = 'n', long = "batch", value_name = "N", default_value_t = DEFAULT_BATCH)]
     batch: usize,
 
+    /// How caught replies reach intercept: AF_XDP sockets (auto: falling back to the ring buffer
+    /// where they cannot be bound) or the ring buffer (headers only).
+    #[arg(long, value_enum, default_value_t = CaptureMode::Auto)]
+    capture: CaptureMode,
+
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.
     #[arg(long)]
     skb_mode: bool,
@@ -96,6 +105,14 @@ struct Cli {
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
+}
+
+/// `--capture`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CaptureMode {
+    Auto,
+    Xdp,
+    Ring,
 }
 
 fn main() -> ExitCode {
@@ -168,6 +185,28 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     let _rt = runtime.enter();
     let ring = FrameRing::take(&mut program)?;
+    let xsk = match cli.capture {
+        CaptureMode::Ring => None,
+        CaptureMode::Xdp => {
+            Some(XskRx::new(&mut program, &cli.iface).context("AF_XDP receive sockets")?)
+        }
+        CaptureMode::Auto => XskRx::new(&mut program, &cli.iface)
+            .inspect_err(|e| {
+                log::warn!(
+                    "AF_XDP receive unavailable ({e:#}); replies come through the ring buffer"
+                );
+            })
+            .ok(),
+    };
+    if xsk.is_some() {
+        program.set_mode(MODE_MIRROR)?;
+    }
+    let via = match xsk.as_ref().map(|x| x.mode) {
+        Some(XskMode::ZeroCopy) => "af_xdp-zerocopy",
+        Some(XskMode::Copy) => "af_xdp-copy",
+        None => "ring",
+    };
+    let capture = Capture { ring, xsk };
     let addr = SocketAddr::new(cli.bind, cli.port);
     let listener = runtime
         .block_on(TcpListener::bind(addr))
@@ -176,7 +215,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .attach(&cli.iface, cli.skb_mode)
         .with_context(|| format!("reply interface {}", cli.iface))?;
     println!(
-        "attached iface={} mode={mode} ports={ports:?} filter={:?} listen={addr}",
+        "attached iface={} mode={mode} ports={ports:?} filter={:?} capture={via} listen={addr}",
         cli.iface,
         cli.filter.as_deref().unwrap_or("")
     );
@@ -188,12 +227,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .context("writing the pid file")?;
     tcpcopy_common::daemon::notify_ready();
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
-    runtime.block_on(serve(&program, ring, listener, cli.batch, interval))
+    runtime.block_on(serve(&program, capture, listener, cli.batch, interval))
 }
 
 async fn serve(
     program: &XdpProgram,
-    mut ring: FrameRing,
+    mut capture: Capture,
     listener: TcpListener,
     batch: usize,
     interval: Option<Duration>,
@@ -244,11 +283,10 @@ async fn serve(
                     }
                 }
             }
-            r = ring.read(1024, |_, frame| {
-                let now = Instant::now();
-                match ip_payload(frame).map(encode_response) {
-                    Some(Ok(rec)) => router.on_reply(now, rec),
-                    _ => router.stats.not_ipv4_tcp += 1,
+            r = capture.read(1024, |ip| {
+                match encode_response(ip) {
+                    Ok(rec) => router.on_reply(Instant::now(), rec),
+                    Err(_) => router.stats.not_ipv4_tcp += 1,
                 }
             }) => { r?; }
             _ = flush.tick() => router.flush(Instant::now()),

@@ -4,13 +4,10 @@
 //! live packets pass on untouched); the session engine replays each session to the target; the
 //! replies come back from intercept over the control channel.
 
-mod capture;
 mod cli;
 mod link;
-mod mirror;
 mod replay;
 mod send;
-mod xsk;
 
 use std::{net::UdpSocket, process::ExitCode};
 
@@ -109,13 +106,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let mirror = if cli.mirror {
         program.set_mode(tcpcopy_common::maps::MODE_MIRROR)?;
         Some(
-            mirror::MirrorRx::new(&mut program, &cli.iface)
+            tcpcopy_common::xsk_rx::XskRx::new(&mut program, &cli.iface)
                 .context("--mirror: AF_XDP receive sockets")?,
         )
     } else {
         None
     };
-    let capture = capture::Capture { ring, mirror };
+    let capture = tcpcopy_common::capture::Capture { ring, xsk: mirror };
     let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
     let sender = send::Sender::new(cli.send, &targets)
         .context("setting up the sender for replayed packets")?;
@@ -126,9 +123,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
-    let capture_via = match capture.mirror.as_ref().map(|m| m.mode) {
-        Some(xsk::XskMode::ZeroCopy) => "af_xdp-zerocopy",
-        Some(xsk::XskMode::Copy) => "af_xdp-copy",
+    let capture_via = match capture.xsk.as_ref().map(|m| m.mode) {
+        Some(tcpcopy_common::xsk::XskMode::ZeroCopy) => "af_xdp-zerocopy",
+        Some(tcpcopy_common::xsk::XskMode::Copy) => "af_xdp-copy",
         None => "ring",
     };
     println!(

@@ -18,8 +18,9 @@ use tokio::{
     time::Instant,
 };
 
+use tcpcopy_common::capture::Capture;
+
 use crate::{
-    capture::Capture,
     link::{self, Link, LinkEvent},
     send::Sender,
 };

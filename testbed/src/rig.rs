@@ -102,7 +102,7 @@ pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
         Host::Assistant,
         binary("intercept").expect("built").to_str().expect("utf-8"),
     );
-    cmd.args(["-i", IFACE, "--stats-interval", "0"]);
+    cmd.args(["-i", IFACE, "--stats-interval", "1"]);
     cmd.args(extra);
     let mut p = Spawned::start(cmd).expect("start intercept");
     p.wait_for_line("attached", Duration::from_secs(20))

@@ -27,6 +27,14 @@ fn uris(lines: &[String]) -> Vec<String> {
 fn thousand_one_request_connections_arrive_exactly_once() {
     let bed = Testbed::up().expect("testbed");
     let mut intercept = start_intercept(&bed);
+    assert!(
+        intercept
+            .lines()
+            .iter()
+            .any(|l| l.contains("capture=af_xdp-copy")),
+        "{:?}",
+        intercept.lines()
+    );
     let mut tcpcopy = start_tcpcopy(&bed, &[]);
     let attached = tcpcopy
         .lines()
@@ -66,15 +74,20 @@ fn thousand_one_request_connections_arrive_exactly_once() {
     assert_eq!(counter(&last, "sessions"), 1000, "{last}");
     assert_eq!(counter(&last, "lost"), 0, "{last}");
     assert_eq!(counter(&last, "ring_full"), 0, "{last}");
-    intercept.finish(Duration::from_secs(10)).unwrap();
+    let icpt = intercept.finish(Duration::from_secs(10)).unwrap();
+    assert!(
+        counter(&icpt, "redirected") > 0 && counter(&icpt, "copied") == 0,
+        "replies through AF_XDP: {icpt}"
+    );
 }
 
 #[test]
 fn three_copies_from_three_client_sets() {
     let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept(&bed);
-    // The raw-socket sender, the fallback for drivers without XDP.
+    // The fallbacks for drivers without AF_XDP: the raw-socket sender, the ring-buffer replies.
+    let intercept = tcpcopy_tests::start_intercept_with(&bed, &["--capture", "ring"]);
     let mut tcpcopy = start_tcpcopy(&bed, &["-n", "3", "--send", "raw"]);
+    assert!(intercept.lines().iter().any(|l| l.contains("capture=ring")));
     assert!(
         tcpcopy
             .lines()
@@ -85,8 +98,10 @@ fn three_copies_from_three_client_sets() {
     assert_eq!(codes.iter().filter(|c| *c == "200").count(), 1000);
     assert!(
         wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 3000),
-        "replayed: {}",
-        logged(&bed, Host::Test, "three").len()
+        "replayed: {}; {:?}; {:?}",
+        logged(&bed, Host::Test, "three").len(),
+        tcpcopy.lines().last(),
+        intercept.lines().last()
     );
     std::thread::sleep(Duration::from_millis(500));
     let test = logged(&bed, Host::Test, "three");
@@ -99,7 +114,11 @@ fn three_copies_from_three_client_sets() {
             (f.next().unwrap().to_owned(), f.next().unwrap().to_owned())
         })
         .collect();
-    assert_eq!(tuples.len(), 3000, "3000 distinct client address/port pairs");
+    assert_eq!(
+        tuples.len(),
+        3000,
+        "3000 distinct client address/port pairs"
+    );
     let mut per_uri = std::collections::HashMap::new();
     for u in uris(&test) {
         *per_uri.entry(u).or_insert(0) += 1;

@@ -58,6 +58,8 @@ pub struct Session {
     snd_max: Seq,
     snd_wnd: u32,
     peer_wscale: u8,
+    /// Our window scale, once agreed (bounds the sequence numbers we accept).
+    our_wscale: u8,
     peer_mss: u16,
     /// The largest segment payload the path MTU allows (before options).
     mtu_mss: u16,
@@ -129,6 +131,7 @@ impl Session {
             snd_max: isn,
             snd_wnd: 0,
             peer_wscale: 0,
+            our_wscale: 0,
             peer_mss: 536,
             mtu_mss: cfg.mtu.saturating_sub(if dst.is_ipv4() { 40 } else { 60 }),
             ts_ok: false,
@@ -226,7 +229,13 @@ impl Session {
     }
 
     /// A reply header from the test server (via intercept).
-    pub fn on_response(&mut self, now: Time, seg: &TcpSegment<'_>) {
+    /// A reply header from the test server (via intercept). Returns false (and does nothing) for a
+    /// segment this connection cannot accept: one of an older connection on the same 4-tuple (a
+    /// late retransmission, a reply intercept parked), by the RFC 793/5961 sequence and PAWS tests.
+    pub fn on_response(&mut self, now: Time, seg: &TcpSegment<'_>) -> bool {
+        if !self.acceptable(seg) {
+            return false;
+        }
         self.last_activity = now;
         if seg.flags.rst() {
             let outcome = match self.state {
@@ -235,7 +244,7 @@ impl Session {
                 State::Established => Outcome::Lost(LossReason::ResetByTarget),
             };
             self.finish(outcome, false);
-            return;
+            return true;
         }
         match self.state {
             State::SynSent => self.on_syn_ack(now, seg),
@@ -247,6 +256,25 @@ impl Session {
         if self.fin_acked_at.is_some() && self.peer_fin {
             // Both directions closed; the final ACK of the server's FIN goes out on the way.
             self.finish(Outcome::Completed, false);
+        }
+        true
+    }
+
+    fn acceptable(&self, seg: &TcpSegment<'_>) -> bool {
+        match self.state {
+            // A SYN-ACK is checked by `on_syn_ack`; a RST must acknowledge our SYN.
+            State::SynSent => !seg.flags.rst() || (seg.flags.ack() && seg.ack == self.isn + 1),
+            State::Established => {
+                let window = i64::from(OUR_WINDOW) << self.our_wscale;
+                let d = i64::from(seg.seq.diff(self.rcv_nxt));
+                let in_window = (-window..=window).contains(&d);
+                let fresh = !self.ts_ok
+                    || seg
+                        .options
+                        .timestamps
+                        .is_none_or(|(val, _)| val.wrapping_sub(self.ts_recent).cast_signed() >= 0);
+                in_window && fresh
+            }
         }
     }
 

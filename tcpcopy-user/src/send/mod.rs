@@ -12,7 +12,7 @@ use clap::ValueEnum;
 pub use raw::RawSender;
 pub use xdp::XskSender;
 
-use crate::xsk::XskMode;
+use tcpcopy_common::xsk::XskMode;
 
 /// `--send`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

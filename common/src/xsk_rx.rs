@@ -1,6 +1,5 @@
-//! `--mirror`: on a mirror/tap port the selected frames are copies nobody else needs, so the XDP
-//! program redirects them whole into an AF_XDP socket per receive queue instead of copying them
-//! into the ring buffer; this reads them from those sockets.
+//! Receiving the frames an XDP program redirects into AF_XDP sockets, one per receive queue:
+//! tcpcopy `--mirror` (a mirror/tap port's copies) and intercept (the test server's replies).
 
 use std::{
     io,
@@ -8,15 +7,17 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::{format, vec::Vec};
+
 use aya::maps::XskMap;
-use tcpcopy_common::{
-    maps::{MAX_QUEUES, XSKS},
-    xdp::XdpProgram,
-};
 use tokio::io::unix::AsyncFd;
 use xdpilone::{BufIdx, DeviceQueue, RingRx, Umem, User};
 
-use crate::xsk::{self, Area, FRAME_SIZE, XskMode};
+use crate::{
+    maps::{MAX_QUEUES, XSKS},
+    xdp::XdpProgram,
+    xsk::{self, Area, FRAME_SIZE, XskMode},
+};
 
 /// Frames per queue (all of them on the fill ring at first).
 const FRAMES: u32 = 2048;
@@ -48,8 +49,8 @@ struct Rings {
     returned: Vec<u64>,
 }
 
-/// The AF_XDP receive sockets of every queue of the capture interface.
-pub struct MirrorRx {
+/// The AF_XDP receive sockets of every queue of an interface.
+pub struct XskRx {
     queues: Vec<Queue>,
     pub mode: XskMode,
 }
@@ -65,7 +66,7 @@ fn rx_queues(iface: &str) -> u32 {
         .map_or(1, |n| u32::try_from(n).unwrap_or(1).max(1))
 }
 
-impl MirrorRx {
+impl XskRx {
     /// Binds a socket on every receive queue of `iface` and enters it into the program's `XSKS`.
     pub fn new(program: &mut XdpProgram, iface: &str) -> anyhow::Result<Self> {
         let n = rx_queues(iface).min(MAX_QUEUES);
@@ -106,7 +107,7 @@ impl MirrorRx {
             });
         }
         log::info!(
-            "mirror port {iface}: AF_XDP sockets on {n} receive queue(s), {}",
+            "{iface}: AF_XDP receive sockets on {n} queue(s), {}",
             if mode == XskMode::ZeroCopy {
                 "zero-copy"
             } else {

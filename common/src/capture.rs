@@ -1,15 +1,16 @@
-//! Where captured frames come from: the XDP program's ring buffer, and with `--mirror` also the
-//! AF_XDP sockets of the mirror port's queues.
+//! Where the frames an XDP program selects come from: its ring buffer, and when it redirects into
+//! AF_XDP sockets (tcpcopy `--mirror`, intercept by default) also those sockets.
 
 use std::{future::poll_fn, io, task::Poll};
 
-use tcpcopy_common::ring::{FrameRing, ip_payload};
-
-use crate::mirror::MirrorRx;
+use crate::{
+    ring::{FrameRing, ip_payload},
+    xsk_rx::XskRx,
+};
 
 pub struct Capture {
     pub ring: FrameRing,
-    pub mirror: Option<MirrorRx>,
+    pub xsk: Option<XskRx>,
 }
 
 impl Capture {
@@ -27,7 +28,7 @@ impl Capture {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }
-            if let Some(m) = self.mirror.as_mut() {
+            if let Some(m) = self.xsk.as_mut() {
                 let mut from_xsk = |frame: &[u8]| {
                     if let Some(ip) = ip_payload(frame) {
                         f(ip);

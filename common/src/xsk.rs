@@ -1,9 +1,17 @@
-//! The thin AF_XDP layer over xdpilone shared by the sender and the mirror-port receiver: the
-//! UMEM's memory, its creation, and binding a socket to one queue (zero-copy if the driver allows,
-//! copy mode otherwise). The `unsafe` of tcpcopy lives here and in the frame accessors of its two
-//! users, each block explained.
+//! The thin AF_XDP layer over xdpilone shared by tcpcopy's sender and the AF_XDP receivers of
+//! both binaries: the UMEM's memory, its creation, and binding a socket to one queue (zero-copy if
+//! the driver allows, copy mode otherwise). Its `unsafe` blocks, and those of the frame accessors
+//! of its users, each say why they hold.
 
-use std::{ffi::CString, num::NonZeroU32, ptr::NonNull};
+use std::{
+    borrow::ToOwned,
+    boxed::Box,
+    ffi::CString,
+    num::NonZeroU32,
+    ptr::NonNull,
+    string::{String, ToString},
+    vec,
+};
 
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
