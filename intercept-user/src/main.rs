@@ -42,13 +42,14 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/in
     about = "Catches the test server's replies and reports them to tcpcopy",
     long_about = "Catches the test server's replies and reports them to tcpcopy.\n\n\
 Run it on the host the test server routes its replies for the replayed clients to. An XDP program \
-on --iface selects the replies (by source port), copies their headers to intercept and drops them; \
+on --iface selects the replies (by source port) and hands them to intercept (AF_XDP, or their headers \
+through a ring buffer); they are dropped there, so the assistant never answers them; \
 intercept sends each header to the tcpcopy instance that registered that client."
 )]
 struct Cli {
-    /// Interface the test server's replies arrive on.
+    /// Interface the test server's replies arrive on (default: the default route's interface).
     #[arg(short = 'i', long = "iface", value_name = "IFACE")]
-    iface: String,
+    iface: Option<String>,
 
     /// Source port(s) of the replies to catch (the test service's ports); may be repeated.
     /// Default 80, unless -F decides.
@@ -164,7 +165,26 @@ fn warn_ip_forward() {
     }
 }
 
+/// The interface of the IPv4 default route (`/proc/net/route`).
+fn default_route_iface() -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_owned())
+    })
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    let iface = match &cli.iface {
+        Some(i) => i.clone(),
+        None => {
+            let i = default_route_iface().context(
+                "no -i given and no default route to take the interface from; give -i IFACE",
+            )?;
+            log::info!("no -i given: catching replies on {i}, the default route's interface");
+            i
+        }
+    };
     warn_ip_forward();
     let mut program = XdpProgram::load(
         OBJECT,
@@ -188,9 +208,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let xsk = match cli.capture {
         CaptureMode::Ring => None,
         CaptureMode::Xdp => {
-            Some(XskRx::new(&mut program, &cli.iface).context("AF_XDP receive sockets")?)
+            Some(XskRx::new(&mut program, &iface).context("AF_XDP receive sockets")?)
         }
-        CaptureMode::Auto => XskRx::new(&mut program, &cli.iface)
+        CaptureMode::Auto => XskRx::new(&mut program, &iface)
             .inspect_err(|e| {
                 log::warn!(
                     "AF_XDP receive unavailable ({e:#}); replies come through the ring buffer"
@@ -212,11 +232,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .block_on(TcpListener::bind(addr))
         .with_context(|| format!("listening on {addr} for tcpcopy"))?;
     let mode = program
-        .attach(&cli.iface, cli.skb_mode)
-        .with_context(|| format!("reply interface {}", cli.iface))?;
+        .attach(&iface, cli.skb_mode)
+        .with_context(|| format!("reply interface {iface}"))?;
     println!(
         "attached iface={} mode={mode} ports={ports:?} filter={:?} capture={via} listen={addr}",
-        cli.iface,
+        iface,
         cli.filter.as_deref().unwrap_or("")
     );
     let _pid_file = cli

@@ -353,3 +353,35 @@ fn unsupported_filters_name_the_supported_forms() {
         "{err}"
     );
 }
+
+#[test]
+fn intercept_takes_the_default_routes_interface_or_says_why_not() {
+    let bed = Testbed::up().expect("testbed");
+    let icpt = binary("intercept").unwrap();
+    let out = bed
+        .cmd(Host::Assistant, icpt.to_str().unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no default route"),
+        "{err}"
+    );
+    // With a default route, `intercept` alone attaches to that route's interface.
+    let gw = Host::Test.addr().to_string();
+    assert!(
+        bed.cmd(Host::Assistant, "ip")
+            .args(["route", "add", "default", "via", &gw])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cmd = bed.cmd(Host::Assistant, icpt.to_str().unwrap());
+    cmd.args(["--stats-interval", "0"]);
+    let mut p = Spawned::start(cmd).unwrap();
+    let attached = p
+        .wait_for_line("attached", Duration::from_secs(20))
+        .unwrap();
+    assert!(attached.contains(&format!("iface={IFACE}")), "{attached}");
+    p.finish(Duration::from_secs(10)).unwrap();
+}
