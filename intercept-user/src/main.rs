@@ -175,15 +175,14 @@ fn default_route_iface() -> Option<String> {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let iface = match &cli.iface {
-        Some(i) => i.clone(),
-        None => {
-            let i = default_route_iface().context(
-                "no -i given and no default route to take the interface from; give -i IFACE",
-            )?;
-            log::info!("no -i given: catching replies on {i}, the default route's interface");
-            i
-        }
+    let iface = if let Some(i) = &cli.iface {
+        i.clone()
+    } else {
+        let i = default_route_iface().context(
+            "no -i given and no default route to take the interface from; give -i IFACE",
+        )?;
+        log::info!("no -i given: catching replies on {i}, the default route's interface");
+        i
     };
     warn_ip_forward();
     let mut program = XdpProgram::load(
