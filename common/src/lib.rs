@@ -19,6 +19,8 @@ pub mod classify;
 pub mod copy;
 #[cfg(feature = "ebpf")]
 pub mod parse;
+#[cfg(feature = "ebpf")]
+pub mod program;
 
 #[cfg(feature = "user")]
 pub mod capture;

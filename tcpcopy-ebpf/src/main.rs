@@ -1,91 +1,15 @@
 //! tcpcopy's XDP program on the online host: selects the requests to the replayed service's ports
-//! and copies them (up to the snap length) to userspace through a ring buffer. The live packet
-//! always goes on to the service (`XDP_PASS`).
+//! (and the `-F` expression) and copies them (up to the snap length) to userspace through a ring
+//! buffer, or on a mirror port (`--mirror`) redirects them into tcpcopy's AF_XDP sockets. Every
+//! other frame, and every copied one, goes on to the service untouched (`XDP_PASS`).
 // The program is for the BPF target; a host build (`cargo build --workspace`, clippy) compiles the
 // same items into an empty binary, so the workspace builds and lints as a whole.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
-    programs::XdpContext,
-};
-use tcpcopy_common::{
-    classify::{PortSide, classify, count},
-    copy::copy_frame,
-    filter::FilterProgram,
-    maps::{
-        FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES, MODE_MIRROR, TCPCOPY_SNAP,
-    },
-    parse::rx_queue,
-    stats::{STAT_COUNT, Stat},
-};
-
-#[map]
-static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(FILTER_PORTS_MAX, 0);
-
-#[map]
-static FILTER_EXPR: Array<FilterProgram> = Array::with_max_entries(1, 0);
-
-#[map]
-static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
-
-#[map]
-static FRAMES: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
-
-const RECORD: usize = FRAME_HEADER_LEN + TCPCOPY_SNAP;
-
-#[map]
-static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
-
-#[map]
-static MODE: Array<u32> = Array::with_max_entries(1, 0);
-
-#[map]
-static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
-
-#[xdp]
-#[allow(
-    clippy::needless_pass_by_value,
-    reason = "the #[xdp] macro fixes the entry point's signature"
-)]
-pub fn tcpcopy_capture(ctx: XdpContext) -> u32 {
-    let selected = classify(
-        &ctx,
-        &FILTER_PORTS,
-        &FILTER_EXPR,
-        &STATS,
-        PortSide::Destination,
-    );
-    if selected.is_some() {
-        if MODE.get(0).is_some_and(|m| *m == MODE_MIRROR)
-            && let Ok(action) = XSKS.redirect(rx_queue(&ctx), 0)
-        {
-            // A mirror port: the frame is a copy, tcpcopy's AF_XDP socket takes it whole.
-            count(&STATS, Stat::Redirected, 1);
-            return action;
-        }
-        copy_frame(&ctx, &SCRATCH, &FRAMES, &STATS);
-    }
-    // Production traffic is never touched: whatever happens above, the frame goes on.
-    xdp_action::XDP_PASS
-}
-
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {}
-
-#[allow(
-    unsafe_code,
-    reason = "the kernel reads the program's license from this section and symbol"
-)]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
+tcpcopy_common::xdp_program!(
+    tcpcopy_capture,
+    tcpcopy_common::classify::PortSide::Destination,
+    tcpcopy_common::maps::TCPCOPY_SNAP,
+    tcpcopy_common::program::Copied::Pass
+);
