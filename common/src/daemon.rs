@@ -100,3 +100,47 @@ impl Drop for PidFile {
         let _ = fs::remove_file(&self.0);
     }
 }
+
+/// The start of both binaries' `main`: goes to the background for `-d` (returning the exit code
+/// for this process), sets up logging to stderr or the `-l` file, then runs `run`, printing its
+/// error as one line `NAME: error: ...`.
+pub fn main_with<E: core::fmt::Display>(
+    name: &str,
+    log: Option<&Path>,
+    run: impl FnOnce() -> Result<(), E>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match spawn_if_requested(log) {
+        Ok(Some(pid)) => {
+            std::println!("{name} runs in the background, pid {pid}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            std::eprintln!("{name}: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format_timestamp_millis();
+    if let Some(path) = log {
+        match fs::OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => {
+                logger.target(env_logger::Target::Pipe(std::boxed::Box::new(f)));
+            }
+            Err(e) => {
+                std::eprintln!("{name}: error: log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    logger.init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            std::eprintln!("{name}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -118,43 +118,7 @@ enum CaptureMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match tcpcopy_common::daemon::spawn_if_requested(cli.log.as_deref()) {
-        Ok(Some(pid)) => {
-            println!("intercept runs in the background, pid {pid}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("intercept: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    logger.format_timestamp_millis();
-    if let Some(path) = &cli.log {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            Ok(f) => {
-                logger.target(env_logger::Target::Pipe(Box::new(f)));
-            }
-            Err(e) => {
-                eprintln!("intercept: error: log file {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    logger.init();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("intercept: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tcpcopy_common::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
 }
 
 fn warn_ip_forward() {

@@ -21,43 +21,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    match tcpcopy_common::daemon::spawn_if_requested(cli.log.as_deref()) {
-        Ok(Some(pid)) => {
-            println!("tcpcopy runs in the background, pid {pid}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("tcpcopy: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    logger.format_timestamp_millis();
-    if let Some(path) = &cli.log {
-        match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            Ok(f) => {
-                logger.target(env_logger::Target::Pipe(Box::new(f)));
-            }
-            Err(e) => {
-                eprintln!("tcpcopy: error: log file {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    logger.init();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tcpcopy: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tcpcopy_common::daemon::main_with("tcpcopy", cli.log.as_deref(), || run(&cli))
 }
 
 /// A target that is this host's own online service would replay into itself.
