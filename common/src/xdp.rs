@@ -128,40 +128,28 @@ impl XdpProgram {
         Ok(())
     }
 
-    /// Sets tcpcopy's mode (`maps::MODE_COPY` or `maps::MODE_MIRROR`).
+    /// Sets how selected frames reach userspace (`maps::MODE_COPY` or `maps::MODE_MIRROR`).
     pub fn set_mode(&mut self, mode: u32) -> Result<(), XdpError> {
-        let map_err = |e: aya::maps::MapError| XdpError::Map {
-            map: crate::maps::MODE,
-            reason: format!("{e}"),
-        };
-        let map = self
-            .ebpf
-            .map_mut(crate::maps::MODE)
-            .ok_or_else(|| XdpError::Map {
-                map: crate::maps::MODE,
-                reason: "not in the object".into(),
-            })?;
-        let mut array: aya::maps::Array<_, u32> =
-            aya::maps::Array::try_from(map).map_err(map_err)?;
-        array.set(0, mode, 0).map_err(map_err)
+        self.set_single(crate::maps::MODE, mode)
     }
 
     /// Installs the compiled `-F` expression (a disabled program removes it).
     pub fn set_filter(&mut self, program: &crate::filter::FilterProgram) -> Result<(), XdpError> {
+        self.set_single(crate::maps::FILTER_EXPR, *program)
+    }
+
+    /// Writes entry 0 of the one-entry array map `name`.
+    fn set_single<V: aya::Pod>(&mut self, name: &'static str, value: V) -> Result<(), XdpError> {
         let map_err = |e: aya::maps::MapError| XdpError::Map {
-            map: crate::maps::FILTER_EXPR,
+            map: name,
             reason: format!("{e}"),
         };
-        let map = self
-            .ebpf
-            .map_mut(crate::maps::FILTER_EXPR)
-            .ok_or_else(|| XdpError::Map {
-                map: crate::maps::FILTER_EXPR,
-                reason: "not in the object".into(),
-            })?;
-        let mut array: aya::maps::Array<_, crate::filter::FilterProgram> =
-            aya::maps::Array::try_from(map).map_err(map_err)?;
-        array.set(0, program, 0).map_err(map_err)
+        let map = self.ebpf.map_mut(name).ok_or_else(|| XdpError::Map {
+            map: name,
+            reason: "not in the object".into(),
+        })?;
+        let mut array: aya::maps::Array<_, V> = aya::maps::Array::try_from(map).map_err(map_err)?;
+        array.set(0, value, 0).map_err(map_err)
     }
 
     /// Attaches to `iface` through a bpf link: driver mode first, SKB mode when the driver refuses
