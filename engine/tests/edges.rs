@@ -464,3 +464,24 @@ fn segments_of_an_older_connection_on_the_same_tuple_are_ignored() {
     e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 1001, RST | ACK, b""));
     assert_eq!(e.stats().lost.get(LossReason::Refused), 1);
 }
+
+#[test]
+fn a_second_syn_ack_with_another_isn_replaces_the_first_before_any_data() {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    let irs = open(&mut e, CLIENT, t(0));
+    // The server answered a retransmitted SYN from scratch: a new ISN.
+    let new_irs = irs.wrapping_add(123_456_789);
+    e.handle_response(t(1), &pkt(TARGET, CLIENT, new_irs, 1001, SYN | ACK, b""));
+    e.handle_captured(
+        t(2),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+    );
+    let out = drain(&mut e, t(2));
+    let last = parse(out.last().unwrap(), Payload::Whole).unwrap();
+    assert_eq!(
+        last.tcp.ack,
+        Seq(new_irs + 1),
+        "acks follow the server's latest handshake"
+    );
+    assert_eq!(e.stats().responses_stale, 0);
+}

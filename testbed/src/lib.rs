@@ -226,6 +226,9 @@ impl Testbed {
         self.sysctl(Host::Test, "net.ipv4.conf.veth0.rp_filter", "0")?;
         self.sysctl(Host::Assistant, "net.ipv4.ip_forward", "0")?;
         for host in Host::ALL.into_iter().filter(|h| h.serves_http()) {
+            // Servers under replayed load: room for bursts of handshakes.
+            self.sysctl(host, "net.core.somaxconn", "4096")?;
+            self.sysctl(host, "net.ipv4.tcp_max_syn_backlog", "4096")?;
             self.start_nginx(host)?;
         }
         self.wait_ready(Duration::from_secs(15))

@@ -28,8 +28,8 @@ http {{
     keepalive_timeout 65;
     client_max_body_size 64m;
     server {{
-        listen 80 default_server;
-        listen [::]:80 default_server;
+        listen 80 default_server backlog=4096;
+        listen [::]:80 default_server backlog=4096;
         location / {{
             return 200 "{host} $request_uri\n";
         }}

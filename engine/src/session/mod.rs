@@ -65,6 +65,8 @@ pub struct Session {
     mtu_mss: u16,
     ts_ok: bool,
     ts_recent: u32,
+    /// The test server's initial sequence number.
+    irs: Seq,
     rcv_nxt: Seq,
     peer_fin: bool,
     dup_acks: u8,
@@ -136,10 +138,13 @@ impl Session {
             mtu_mss: cfg.mtu.saturating_sub(if dst.is_ipv4() { 40 } else { 60 }),
             ts_ok: false,
             ts_recent: 0,
+            irs: Seq(0),
             rcv_nxt: Seq(0),
             peer_fin: false,
             dup_acks: 0,
-            rto: cfg.rto_min.max(Duration::from_millis(200)),
+            // RFC 6298's initial 1 s: a SYN-ACK parked at intercept until our registration arrives
+            // is not worth a second SYN (which a busy server may answer with another ISN).
+            rto: cfg.rto_min.max(Duration::from_secs(1)),
             rto_bounds: (cfg.rto_min, cfg.rto_max),
             rto_at: None,
             retries: 0,
@@ -261,6 +266,10 @@ impl Session {
     }
 
     fn acceptable(&self, seg: &TcpSegment<'_>) -> bool {
+        if seg.flags.syn() && seg.flags.ack() && seg.ack == self.isn + 1 {
+            // A SYN-ACK for our SYN, whatever its sequence number (see `on_established`).
+            return true;
+        }
         match self.state {
             // A SYN-ACK is checked by `on_syn_ack`; a RST must acknowledge our SYN.
             State::SynSent => !seg.flags.rst() || (seg.flags.ack() && seg.ack == self.isn + 1),
@@ -294,6 +303,7 @@ impl Session {
             return;
         }
         let irs = seg.seq;
+        self.irs = irs;
         self.rcv_nxt = irs + 1;
         self.snd_una = self.isn + 1;
         self.snd_nxt = self.snd_una;
@@ -325,7 +335,23 @@ impl Session {
 
     fn on_established(&mut self, now: Time, seg: &TcpSegment<'_>) {
         if seg.flags.syn() {
-            // A retransmitted SYN-ACK: our handshake ACK was lost.
+            // A retransmitted SYN-ACK: our handshake ACK was lost. One with another initial
+            // sequence number means the server answered our SYN again from scratch (its first
+            // answer expired, or it fell back to SYN cookies): that one is the connection now,
+            // as long as nothing has come from the server yet.
+            if seg.flags.ack()
+                && seg.ack == self.isn + 1
+                && seg.seq + 1 != self.rcv_nxt
+                && self.rcv_nxt == self.resp_mark
+                && self.resp_mark == self.irs + 1
+            {
+                self.irs = seg.seq;
+                self.rcv_nxt = seg.seq + 1;
+                self.resp_mark = self.rcv_nxt;
+                if let Some((val, _)) = seg.options.timestamps {
+                    self.ts_recent = val;
+                }
+            }
             self.ack_due = true;
             return;
         }
