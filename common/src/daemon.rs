@@ -85,6 +85,14 @@ pub fn notify_ready() {
     }
 }
 
+/// Start-up is through: writes the pid file (if asked; removed when the guard drops) and tells a
+/// waiting `-d` parent.
+pub fn started(pid_file: Option<&Path>) -> std::io::Result<Option<PidFile>> {
+    let guard = pid_file.map(PidFile::create).transpose()?;
+    notify_ready();
+    Ok(guard)
+}
+
 /// A pid file, removed when dropped.
 pub struct PidFile(PathBuf);
 

@@ -202,13 +202,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         iface,
         cli.filter.as_deref().unwrap_or("")
     );
-    let _pid_file = cli
-        .pid_file
-        .as_deref()
-        .map(tcpcopy_common::daemon::PidFile::create)
-        .transpose()
-        .context("writing the pid file")?;
-    tcpcopy_common::daemon::notify_ready();
+    let _pid_file =
+        tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     runtime.block_on(serve(&program, capture, listener, cli.batch, interval))
 }

@@ -97,13 +97,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         cli.iface,
         sender.describe()
     );
-    let _pid_file = cli
-        .pid_file
-        .as_deref()
-        .map(tcpcopy_common::daemon::PidFile::create)
-        .transpose()
-        .context("writing the pid file")?;
-    tcpcopy_common::daemon::notify_ready();
+    let _pid_file =
+        tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     runtime.block_on(replay::run(
         engine,
         &program,

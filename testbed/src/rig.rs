@@ -145,6 +145,35 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
     p
 }
 
+/// POSTs `data` from the client to `http://online/upload/{name}` (nginx keeps the body in a file
+/// named in its access log); returns the HTTP status.
+pub fn upload(bed: &Testbed, name: &str, data: &[u8]) -> anyhow::Result<String> {
+    let body = bed.dir().join(format!("{name}.upload"));
+    std::fs::write(&body, data)?;
+    let out = bed
+        .cmd(Host::Client, "curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://{}/upload/{name}", Host::Online.addr()))
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The request body the test nginx stored for `/upload/{name}`, if it arrived.
+pub fn replayed_upload(bed: &Testbed, name: &str) -> Option<Vec<u8>> {
+    let line = logged(bed, Host::Test, "upload")
+        .into_iter()
+        .find(|l| l.contains(&format!("/upload/{name} ")))?;
+    std::fs::read(line.split(' ').next_back()?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -175,26 +175,10 @@ fn keep_alive_connections_and_a_one_megabyte_upload() {
     let children: Vec<_> = (0..20)
         .map(|c| curl(&bed, Host::Online, &format!("ka{c}"), 0..100, false))
         .collect();
-    let body = bed.dir().join("upload.bin");
     let data: Vec<u8> = (0..1_048_576u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
-    std::fs::write(&body, &data).unwrap();
-    let up = bed
-        .cmd(Host::Client, "curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--data-binary",
-        ])
-        .arg(format!("@{}", body.display()))
-        .arg(format!("http://{}/upload/big", Host::Online.addr()))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&up.stdout), "200");
+    assert_eq!(tcpcopy_tests::upload(&bed, "big", &data).unwrap(), "200");
     for c in children {
         assert_eq!(codes(c).len(), 100);
     }
@@ -212,9 +196,7 @@ fn keep_alive_connections_and_a_one_megabyte_upload() {
         all_ka()
     );
     assert_eq!(all_ka(), 2000);
-    let line = logged(&bed, Host::Test, "upload").pop().unwrap();
-    let file = line.split(' ').next_back().unwrap();
-    let got = std::fs::read(file).unwrap_or_else(|e| panic!("body file {file}: {e} ({line})"));
+    let got = tcpcopy_tests::replayed_upload(&bed, "big").expect("the upload was replayed");
     assert!(
         got == data,
         "the 1 MB body arrived intact ({} bytes)",

@@ -8,10 +8,13 @@
 
 use std::{thread, time::Duration};
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use tcpcopy_testbed::{
     Host, IFACE, Testbed,
-    rig::{codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_until},
+    rig::{
+        codes, counter, curl, logged, replayed_upload, start_intercept, start_tcpcopy, upload,
+        wait_until,
+    },
 };
 
 use crate::sh::step;
@@ -82,7 +85,7 @@ pub fn demo() -> anyhow::Result<()> {
         keep(Host::Test)?
     );
 
-    let intact = upload(&bed)?;
+    let intact = upload_phase(&bed)?;
 
     thread::sleep(Duration::from_secs(1));
     let last = tcpcopy.finish(Duration::from_secs(10))?;
@@ -94,40 +97,21 @@ pub fn demo() -> anyhow::Result<()> {
 }
 
 /// Uploads 1 MB to online; returns whether the test nginx stored an identical body.
-fn upload(bed: &Testbed) -> anyhow::Result<bool> {
+fn upload_phase(bed: &Testbed) -> anyhow::Result<bool> {
     step("a 1 MB upload");
-    let body = bed.dir().join("demo-upload.bin");
     let data: Vec<u8> = (0..1_048_576u32)
         .map(|i| i.to_le_bytes()[0] ^ i.to_le_bytes()[1])
         .collect();
-    std::fs::write(&body, &data)?;
-    let up = bed
-        .cmd(Host::Client, "curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--data-binary",
-        ])
-        .arg(format!("@{}", body.display()))
-        .arg(format!("http://{}/upload/demo", Host::Online.addr()))
-        .output()?;
-    ensure!(up.stdout == b"200", "the upload failed");
+    ensure!(upload(bed, "demo", &data)? == "200", "the upload failed");
     wait_until(Duration::from_secs(20), || {
-        !logged(bed, Host::Test, "upload").is_empty()
+        replayed_upload(bed, "demo").is_some()
     });
-    let line = logged(bed, Host::Test, "upload")
-        .pop()
-        .context("the upload was not replayed")?;
-    let file = line.split(' ').next_back().unwrap_or("-");
-    let intact = std::fs::read(file).is_ok_and(|b| b == data);
+    let got = replayed_upload(bed, "demo").unwrap_or_default();
+    let intact = got == data;
     println!(
         "    upload replayed: {} bytes, identical to the original: {intact}",
-        std::fs::metadata(file).map_or(0, |m| m.len())
+        got.len()
     );
-
     Ok(intact)
 }
 
