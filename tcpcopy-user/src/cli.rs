@@ -25,9 +25,36 @@ tcpcopy replays each session to the target; intercept, on the host the test serv
 replies to, reports the replies back over the control channel."
 )]
 pub struct Cli {
-    /// Capture interface on the online host (the one the requests arrive on).
-    #[arg(short = 'i', long = "iface", value_name = "IFACE")]
-    pub iface: String,
+    /// Capture interface on the online host (the one the requests arrive on), or a capture file
+    /// (pcap or pcapng) to replay offline.
+    #[arg(
+        short = 'i',
+        long = "iface",
+        value_name = "IFACE|FILE",
+        required_unless_present = "pcap"
+    )]
+    pub iface: Option<String>,
+
+    /// Replay this capture file (pcap or pcapng) instead of live traffic.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Offline: play the file N times faster.
+    #[arg(
+        short = 'a',
+        long = "accelerate",
+        value_name = "N",
+        default_value_t = 1.0
+    )]
+    pub accelerate: f64,
+
+    /// Offline: shorten idle gaps longer than MS milliseconds to MS.
+    #[arg(short = 'I', long = "idle-cap", value_name = "MS")]
+    pub idle_cap: Option<u64>,
+
+    /// Offline: play the file N times (the next pass starts when the sessions are done).
+    #[arg(short = 'T', long = "loops", value_name = "N", default_value_t = 1)]
+    pub loops: u32,
 
     /// Port mapping(s): [onlineIP:]onlinePort-targetIP:targetPort[,...]; may be repeated.
     #[arg(short = 'x', long = "map", value_name = "MAPPING")]
@@ -175,6 +202,16 @@ pub enum CliError {
 }
 
 impl Cli {
+    /// The capture file to replay offline: `--pcap`, or `-i` naming a file.
+    pub fn offline_file(&self) -> Option<PathBuf> {
+        self.pcap.clone().or_else(|| {
+            self.iface
+                .as_ref()
+                .map(PathBuf::from)
+                .filter(|p| p.is_file())
+        })
+    }
+
     /// Every mapping given with `-x` and `--target`; at least one is required.
     pub fn mappings(&self) -> Result<Vec<Mapping>, CliError> {
         let mut out = Vec::new();

@@ -6,6 +6,7 @@
 
 mod cli;
 mod link;
+mod offline;
 mod replay;
 mod send;
 
@@ -54,6 +55,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     ports.sort_unstable();
     ports.dedup();
 
+    if let Some(path) = cli.offline_file() {
+        return run_offline(cli, config, &intercepts, interval, &filter, &path);
+    }
+    let iface = cli
+        .iface
+        .clone()
+        .context("give -i IFACE (or a capture file with --pcap)")?;
     let mut program = XdpProgram::load(
         OBJECT,
         TCPCOPY_PROGRAM,
@@ -70,7 +78,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let mirror = if cli.mirror {
         program.set_mode(tcpcopy_common::maps::MODE_MIRROR)?;
         Some(
-            tcpcopy_common::xsk_rx::XskRx::new(&mut program, &cli.iface)
+            tcpcopy_common::xsk_rx::XskRx::new(&mut program, &iface)
                 .context("--mirror: AF_XDP receive sockets")?,
         )
     } else {
@@ -82,8 +90,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .context("setting up the sender for replayed packets")?;
     let engine = Engine::new(config.clone())?;
     let mode = program
-        .attach(&cli.iface, cli.skb_mode)
-        .with_context(|| format!("capture interface {}", cli.iface))?;
+        .attach(&iface, cli.skb_mode)
+        .with_context(|| format!("capture interface {iface}"))?;
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
@@ -93,18 +101,62 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         None => "ring",
     };
     println!(
-        "attached iface={} mode={mode} ports={ports:?} capture={capture_via} send={}",
-        cli.iface,
+        "attached iface={iface} mode={mode} ports={ports:?} capture={capture_via} send={}",
         sender.describe()
     );
     let _pid_file =
         tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     runtime.block_on(replay::run(
         engine,
-        &program,
-        capture,
+        Some(&program),
+        replay::Source::Live(capture),
         sender,
         &intercepts,
+        cli.connections,
+        interval,
+    ))
+}
+
+/// `-i FILE` / `--pcap FILE`: replays the file's sessions; no XDP program is loaded.
+fn run_offline(
+    cli: &cli::Cli,
+    config: tcpcopy_engine::Config,
+    intercepts: &[std::net::SocketAddr],
+    interval: Option<std::time::Duration>,
+    filter: &tcpcopy_common::filter::FilterProgram,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let play = offline::Playback {
+        speed: cli.accelerate,
+        idle_cap: cli.idle_cap.map(std::time::Duration::from_millis),
+        loops: cli.loops.max(1),
+        filter: *filter,
+    };
+    let file = offline::Offline::open(path, play)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let _rt = runtime.enter();
+    let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
+    let sender = send::Sender::new(cli.send, &targets)
+        .context("setting up the sender for replayed packets")?;
+    let engine = Engine::new(config)?;
+    println!(
+        "replaying file={} speed={} loops={} send={}",
+        path.display(),
+        cli.accelerate,
+        cli.loops.max(1),
+        sender.describe()
+    );
+    let _pid_file =
+        tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
+    runtime.block_on(replay::run(
+        engine,
+        None,
+        replay::Source::Offline(file),
+        sender,
+        intercepts,
         cli.connections,
         interval,
     ))

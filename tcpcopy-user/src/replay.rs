@@ -20,6 +20,8 @@ use tokio::{
 
 use tcpcopy_common::capture::Capture;
 
+use crate::offline::Offline;
+
 use crate::{
     link::{self, Link, LinkEvent},
     send::Sender,
@@ -120,11 +122,12 @@ impl State {
         }
     }
 
-    fn line(&self, program: &XdpProgram) -> String {
-        let xdp = program
-            .counters()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
+    fn line(&self, program: Option<&XdpProgram>, source: &Source) -> String {
+        let xdp = match (program, source) {
+            (Some(p), _) => p.counters().map(|c| c.to_string()).unwrap_or_default(),
+            (None, Source::Offline(f)) => f.progress(),
+            (None, Source::Live(_)) => String::new(),
+        };
         let up = self.links.iter().filter(|l| l.connected).count();
         format!(
             "{xdp} {} send_errors={} intercept_links={up}/{} registrations={} unsent_registrations={} unregistrable={}",
@@ -138,11 +141,28 @@ impl State {
     }
 }
 
-/// Runs until SIGINT or SIGTERM; prints `stats ...` every `interval` and `final ...` at the end.
+/// Where captured packets come from (one of them per run: the size difference does not matter).
+#[allow(clippy::large_enum_variant, reason = "one value per run")]
+pub enum Source {
+    /// The XDP program on the capture interface.
+    Live(Capture),
+    /// A capture file.
+    Offline(Offline),
+}
+
+/// How long sessions may take to finish after the end of a capture file.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs until SIGINT or SIGTERM (live) or the end of the file's last pass (offline); prints
+/// `stats ...` every `interval` and `final ...` at the end.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one event loop, its arms side by side"
+)]
 pub async fn run(
     engine: Engine,
-    program: &XdpProgram,
-    mut capture: Capture,
+    program: Option<&XdpProgram>,
+    mut source: Source,
     sender: Sender,
     intercepts: &[SocketAddr],
     connections: u16,
@@ -168,6 +188,7 @@ pub async fn run(
     if let Some(t) = ticker.as_mut() {
         t.tick().await;
     }
+    let mut drain_from: Option<Instant> = None;
     loop {
         let deadline = st.engine.poll_timeout().map(|t| {
             let ahead = t.saturating_since(now(st.start));
@@ -185,21 +206,45 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let drain_deadline = drain_from.map(|t| t + DRAIN);
+        let drained = async {
+            match drain_deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         let start = st.start;
         let engine = &mut st.engine;
+        let captured = async {
+            match &mut source {
+                Source::Live(capture) => {
+                    capture
+                        .read(BATCH, |ip| engine.handle_captured(now(start), ip))
+                        .await
+                }
+                Source::Offline(file) => match file.due(Instant::now()) {
+                    Some(due) => {
+                        tokio::time::sleep_until(due).await;
+                        Ok(file.feed(Instant::now(), |ip| engine.handle_captured(now(start), ip)))
+                    }
+                    None => std::future::pending().await,
+                },
+            }
+        };
         // Not biased: under load the ring is always ready, and replies must not wait behind it
         // (a SYN-ACK held back makes the engine retransmit its SYN).
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            r = capture.read(BATCH, |ip| engine.handle_captured(now(start), ip)) => { r?; }
+            r = captured => { r?; }
             ev = events_rx.recv() => {
                 if let Some(ev) = ev {
                     st.on_link(ev);
                 }
             }
             () = timer => st.engine.handle_timeout(now(st.start)),
-            () = tick => println!("stats {}", st.line(program)),
+            () = drained => {}
+            () = tick => println!("stats {}", st.line(program, &source)),
         }
         // Whatever else has arrived meanwhile, before the output goes out.
         for _ in 0..BATCH {
@@ -207,7 +252,36 @@ pub async fn run(
             st.on_link(ev);
         }
         st.flush();
+        if let Source::Offline(file) = &mut source
+            && file.at_end()
+        {
+            // The pass is over once its sessions are (or after `DRAIN`): then the next pass or
+            // the end; pausing only as long as the sessions need.
+            let since = *drain_from.get_or_insert_with(Instant::now);
+            if st.engine.session_count() == 0 || since.elapsed() > DRAIN {
+                drain_from = None;
+                if !file.next_pass()? {
+                    break;
+                }
+            }
+        }
     }
-    println!("final {}", st.line(program));
+    println!("final {}", st.line(program, &source));
+    if let Source::Offline(file) = &mut source {
+        if let Some(e) = file.error.take() {
+            return Err(anyhow::anyhow!(
+                "{e} (the sessions before it were replayed)"
+            ));
+        }
+        let s = st.engine.stats();
+        if s.sessions_started == 0 {
+            anyhow::bail!(
+                "no TCP session of the mapping in the file: {} packets read, {} to other ports, {} left out by the filter",
+                s.captured,
+                s.captured_unmapped,
+                file.filtered
+            );
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,136 @@
+//! Offline replay: traffic recorded with tcpdump (a real tool) in the testbed, replayed from the
+//! file to the test nginx, again, and faster; damaged files replay what precedes the damage.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use tcpcopy_testbed::{Host, IFACE, Testbed, binary};
+use tcpcopy_tests::{counter, curl_each, logged, start_intercept};
+
+/// Records `n` one-request connections from client to online (`/{path}/i`) into a pcap file.
+fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
+    let file = bed.dir().join(format!("{path}.pcap"));
+    let mut dump = bed
+        .cmd(Host::Online, "tcpdump")
+        .args(["-i", IFACE, "-U", "-Z", "root", "-s", "0", "-w"])
+        .arg(&file)
+        .args(["tcp", "port", "80"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tcpdump says "listening on ..." once it captures.
+    let mut line = String::new();
+    let mut err = std::io::BufReader::new(dump.stderr.take().unwrap());
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    // It says so a little before the first packet is caught.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-INT", &dump.id().to_string()])
+        .status()
+        .unwrap();
+    dump.wait().unwrap();
+    drop(err);
+    file
+}
+
+/// Replays `file` to the test host and waits for tcpcopy to finish by itself; its final line.
+fn replay(bed: &Testbed, file: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let target = format!("{}:80", Host::Test.addr());
+    let out = bed
+        .cmd(Host::Online, binary("tcpcopy").unwrap().to_str().unwrap())
+        .arg("--pcap")
+        .arg(file)
+        .args([
+            "--target",
+            &target,
+            "-s",
+            "198.51.100.40",
+            "-c",
+            "192.0.2.x",
+            "--stats-interval",
+            "0",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = stdout
+        .lines()
+        .find(|l| l.starts_with("final"))
+        .unwrap_or_default()
+        .to_owned();
+    (
+        out.status.success(),
+        last,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_recorded_capture_replays_completely_again_and_faster() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let file = record(&bed, "rec", 200);
+
+    let (ok, last, err) = replay(&bed, &file, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(counter(&last, "sessions"), 200, "{last}");
+    assert_eq!(counter(&last, "completed"), 200, "{last}");
+    let mut online: Vec<String> = logged(&bed, Host::Online, "rec")
+        .iter()
+        .map(|l| l.split('"').nth(1).unwrap().to_owned())
+        .collect();
+    let mut test: Vec<String> = logged(&bed, Host::Test, "rec")
+        .iter()
+        .map(|l| l.split('"').nth(1).unwrap().to_owned())
+        .collect();
+    online.sort();
+    test.sort();
+    assert_eq!(test, online, "every recorded request, once");
+
+    // Twice more, at double speed: all 200 each time.
+    let (ok, last, err) = replay(&bed, &file, &["-a", "2", "-T", "2"]);
+    assert!(ok, "{err}");
+    assert_eq!(counter(&last, "completed"), 400, "{last}");
+    assert!(last.contains("pass=2/2"), "{last}");
+    assert_eq!(logged(&bed, Host::Test, "rec").len(), 600);
+}
+
+#[test]
+fn a_truncated_capture_replays_what_precedes_the_damage_then_says_where() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let file = record(&bed, "cut", 40);
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.len() > 2000, "recorded {} bytes", bytes.len());
+    let cut = bed.dir().join("cut-half.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2 + 7]).unwrap();
+    let (ok, last, err) = replay(&bed, &cut, &[]);
+    assert!(!ok, "a damaged file is an error");
+    assert!(err.contains("damaged or truncated at byte"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let replayed = logged(&bed, Host::Test, "cut").len();
+    assert!(
+        (10..40).contains(&replayed),
+        "the sessions before the damage were replayed: {replayed}; {last}"
+    );
+
+    // Not a capture at all, and a capture without the mapped port.
+    std::fs::write(bed.dir().join("junk.pcap"), b"this is not a capture file").unwrap();
+    let (ok, _, err) = replay(&bed, &bed.dir().join("junk.pcap"), &[]);
+    assert!(
+        !ok && err.contains("neither a pcap nor a pcapng file"),
+        "{err}"
+    );
+    let (ok, _, err) = replay(&bed, &file, &["--online-port", "8080"]);
+    assert!(
+        !ok && err.contains("no TCP session of the mapping"),
+        "{err}"
+    );
+}
