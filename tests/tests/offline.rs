@@ -11,10 +11,15 @@ use tcpcopy_tests::{counter, curl_each, logged, start_intercept};
 
 /// Records `n` one-request connections from client to online (`/{path}/i`) into a pcap file.
 fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
+    record_on(bed, path, n, IFACE)
+}
+
+/// [`record`] on interface `iface` of the online host (`any`: Linux cooked capture).
+fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::PathBuf {
     let file = bed.dir().join(format!("{path}.pcap"));
     let mut dump = bed
         .cmd(Host::Online, "tcpdump")
-        .args(["-i", IFACE, "-U", "-Z", "root", "-s", "0", "-w"])
+        .args(["-i", iface, "-U", "-Z", "root", "-s", "0", "-w"])
         .arg(&file)
         .args(["tcp", "port", "80"])
         .stdout(Stdio::null())
@@ -24,8 +29,13 @@ fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
     // tcpdump says "listening on ..." once it captures.
     let mut line = String::new();
     let mut err = std::io::BufReader::new(dump.stderr.take().unwrap());
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    assert!(line.contains("listening on"), "{line}");
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+            "tcpdump ended"
+        );
+    }
     // It says so a little before the first packet is caught.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
@@ -133,4 +143,22 @@ fn a_truncated_capture_replays_what_precedes_the_damage_then_says_where() {
         !ok && err.contains("no TCP session of the mapping"),
         "{err}"
     );
+}
+
+#[test]
+fn a_linux_cooked_capture_replays() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    // `tcpdump -i any` writes Linux cooked frames (SLL or SLL2), not Ethernet.
+    let file = record_on(&bed, "cooked", 30, "any");
+    let head = std::fs::read(&file).unwrap();
+    let link = u32::from_le_bytes([head[20], head[21], head[22], head[23]]);
+    assert!(
+        link == 113 || link == 276,
+        "a cooked capture: link type {link}"
+    );
+    let (ok, last, err) = replay(&bed, &file, &["-I", "50"]);
+    assert!(ok, "{err}");
+    assert_eq!(counter(&last, "completed"), 30, "{last}");
+    assert_eq!(logged(&bed, Host::Test, "cooked").len(), 30);
 }
