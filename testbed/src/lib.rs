@@ -33,7 +33,7 @@ use anyhow::{Context as _, bail};
 
 pub use cmd::{in_ns, is_root, output, run};
 pub use process::{Spawned, binary};
-pub use sweep::{PREFIX, project_namespaces, sweep_stale, teardown};
+pub use sweep::{PREFIX, project_namespaces, stale_ids, sweep_stale, teardown};
 
 /// The testbed's subnet (a documentation range) and prefix length.
 pub const SUBNET_PREFIX: u8 = 24;

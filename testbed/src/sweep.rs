@@ -60,8 +60,8 @@ pub fn teardown(id: &str) {
     }
 }
 
-/// Tears down the testbeds of processes that no longer exist (`tcx-<pid>-<n>-*`); returns their ids.
-pub fn sweep_stale() -> Vec<String> {
+/// The ids of testbeds whose creating process no longer exists (`tcx-<pid>-<n>-*`): left behind.
+pub fn stale_ids() -> Vec<String> {
     let mut ids: Vec<String> = project_namespaces()
         .iter()
         .filter_map(|ns| id_of(ns))
@@ -76,6 +76,12 @@ pub fn sweep_stale() -> Vec<String> {
         .collect();
     ids.sort();
     ids.dedup();
+    ids
+}
+
+/// Tears down the testbeds of processes that no longer exist; returns their ids.
+pub fn sweep_stale() -> Vec<String> {
+    let ids = stale_ids();
     for id in &ids {
         teardown(id);
     }

@@ -176,7 +176,10 @@ fn test() -> anyhow::Result<()> {
     )?;
     sh::cargo(&["build", "--workspace"])?;
     sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
-    let left = tcpcopy_testbed::project_namespaces();
-    anyhow::ensure!(left.is_empty(), "tests left namespaces behind: {left:?}");
+    // Testbeds of the finished test processes that are still there were not torn down. (Other
+    // live processes' testbeds, such as `cargo xtask testbed up`, are not this run's.)
+    let left = tcpcopy_testbed::stale_ids();
+    tcpcopy_testbed::sweep_stale();
+    anyhow::ensure!(left.is_empty(), "tests left testbeds behind: {left:?}");
     Ok(())
 }
