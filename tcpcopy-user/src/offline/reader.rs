@@ -221,3 +221,56 @@ mod tests {
         assert_eq!(ip_of(DataLink::ETHERNET, &arp), None);
     }
 }
+
+#[cfg(test)]
+mod arbitrary_bytes {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn read_all(bytes: &[u8]) -> (usize, bool) {
+        let dir = std::env::temp_dir().join(format!("tcpcopy-reader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.pcap", bytes.len()));
+        std::fs::write(&path, bytes).unwrap();
+        let (mut n, mut failed) = (0, false);
+        match CaptureFile::open(&path) {
+            Ok(mut f) => {
+                while let Some(p) = f.next_packet() {
+                    match p {
+                        Ok(_) => n += 1,
+                        Err(e) => {
+                            assert!(e.to_string().contains("byte"), "{e}");
+                            failed = true;
+                            break;
+                        }
+                    }
+                    assert!(n < 100_000, "no endless loop on damaged input");
+                }
+            }
+            Err(_) => failed = true,
+        }
+        let _ = std::fs::remove_file(&path);
+        (n, failed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Arbitrary bytes, and valid headers followed by arbitrary bytes: an error or packets,
+        /// never a panic or a hang.
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..600), ng in any::<bool>()) {
+            let mut bytes = if ng {
+                // A pcapng section header block, then junk.
+                vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0]
+            } else {
+                // A classic pcap header (Ethernet), then junk.
+                vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]
+            };
+            bytes.extend(&tail);
+            let _ = read_all(&bytes);
+            let _ = read_all(&tail);
+        }
+    }
+}
