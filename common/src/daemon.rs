@@ -152,3 +152,10 @@ pub fn main_with<E: core::fmt::Display>(
         }
     }
 }
+
+/// The single-threaded tokio runtime both binaries run their loop on.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

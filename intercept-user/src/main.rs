@@ -162,10 +162,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     program.set_ports(&ports)?;
     program.set_filter(&filter)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
     let _rt = runtime.enter();
     let ring = FrameRing::take(&mut program)?;
     let xsk = match cli.capture {

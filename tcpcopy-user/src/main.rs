@@ -69,10 +69,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     )?;
     program.set_ports(&ports)?;
     program.set_filter(&filter)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
     let _rt = runtime.enter();
     let ring = FrameRing::take(&mut program)?;
     let mirror = if cli.mirror {
@@ -133,10 +130,7 @@ fn run_offline(
         filter: *filter,
     };
     let file = offline::Offline::open(path, play)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
     let _rt = runtime.enter();
     let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
     let sender = send::Sender::new(cli.send, &targets)

@@ -19,7 +19,7 @@ use crate::sh::{self, step};
 
 /// Debian packages the testbed, demo, tests and benchmarks use.
 const PACKAGES: &[&str] = &[
-    "iproute2", "procps", "nginx", "curl", "wrk", "tcpdump", "ethtool", "bpftool",
+    "iproute2", "procps", "nginx", "curl", "wrk", "tcpdump", "ethtool", "bpftool", "iputils-ping",
 ];
 
 pub fn setup() -> anyhow::Result<()> {

@@ -28,23 +28,8 @@ pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Re
     Ok(())
 }
 
-/// Standard output of `program args..`; fails if it exits non-zero.
-pub fn stdout(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{program} {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+/// Standard output of `program args..`; fails (with its stderr) if it exits non-zero.
+pub use tcpcopy_testbed::output as stdout;
 
 /// `cargo args..` (the pinned stable toolchain, from the repository root).
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
