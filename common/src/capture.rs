@@ -3,10 +3,7 @@
 
 use std::{future::poll_fn, io, task::Poll};
 
-use crate::{
-    ring::{FrameRing, ip_payload},
-    xsk_rx::XskRx,
-};
+use crate::{ether::ip_payload, ring::FrameRing, xsk_rx::XskRx};
 
 pub struct Capture {
     pub ring: FrameRing,

@@ -9,6 +9,7 @@
 #[cfg(feature = "user")]
 extern crate std;
 
+pub mod ether;
 pub mod filter;
 pub mod maps;
 pub mod stats;

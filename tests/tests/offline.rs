@@ -17,23 +17,29 @@ fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
 /// [`record`] on interface `iface` of the online host (`any`: Linux cooked capture).
 fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::PathBuf {
     let file = bed.dir().join(format!("{path}.pcap"));
-    let mut dump = bed
-        .cmd(Host::Online, "tcpdump")
-        .args(["-i", iface, "-U", "-Z", "root", "-s", "0", "-w"])
+    let mut dump = bed.cmd(Host::Online, "tcpdump");
+    dump.args(["-i", iface, "-U", "-Z", "root", "-s", "0", "-w"])
         .arg(&file)
-        .args(["tcp", "port", "80"])
+        .args(["tcp", "port", "80"]);
+    record_by(bed, dump, "listening on", path, n);
+    file
+}
+
+/// Runs the capture command `dump` until it prints `ready` on stderr, sends `n` one-request
+/// connections to `/{path}/i` on online, and stops it with SIGINT.
+fn record_by(bed: &Testbed, mut dump: Command, ready: &str, path: &str, n: usize) {
+    let mut dump = dump
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // tcpdump says "listening on ..." once it captures.
     let mut line = String::new();
     let mut err = std::io::BufReader::new(dump.stderr.take().unwrap());
-    while !line.contains("listening on") {
+    while !line.contains(ready) {
         line.clear();
         assert!(
             std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
-            "tcpdump ended"
+            "the capture tool ended"
         );
     }
     // It says so a little before the first packet is caught.
@@ -44,9 +50,9 @@ fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::Pat
         .args(["-INT", &dump.id().to_string()])
         .status()
         .unwrap();
+    // Drain what it says on the way out, so it never blocks on a full pipe.
+    let _ = std::io::Read::read_to_end(&mut err, &mut Vec::new());
     dump.wait().unwrap();
-    drop(err);
-    file
 }
 
 /// Replays `file` to the test host and waits for tcpcopy to finish by itself; its final line.
@@ -161,4 +167,34 @@ fn a_linux_cooked_capture_replays() {
     assert!(ok, "{err}");
     assert_eq!(counter(&last, "completed"), 30, "{last}");
     assert_eq!(logged(&bed, Host::Test, "cooked").len(), 30);
+}
+
+#[test]
+fn a_pcapng_of_two_interfaces_written_by_tshark_replays() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    // tshark (dumpcap) writes pcapng; two interfaces give two interface description blocks, and
+    // the packets of veth0 are those of interface 0.
+    let file = bed.dir().join("ng.pcapng");
+    let mut dump = bed.cmd(Host::Online, "tshark");
+    dump.args(["-i", "lo", "-i", IFACE, "-f", "tcp port 80", "-w"])
+        .arg(&file);
+    record_by(&bed, dump, "Capturing on", "ng", 30);
+    let head = std::fs::read(&file).unwrap();
+    assert_eq!(&head[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "a pcapng file");
+    let mut reader = tcpcopy_capfile::CaptureFile::open(&file).unwrap();
+    let mut packets = 0;
+    while let Some(p) = reader.next_packet() {
+        p.unwrap();
+        packets += 1;
+    }
+    assert!(
+        packets >= 30 * 5,
+        "handshake, request, answer, close: {packets}"
+    );
+    assert_eq!(reader.interfaces(), 2, "interfaces in the file");
+    let (ok, last, err) = replay(&bed, &file, &["-I", "50"]);
+    assert!(ok, "{err}");
+    assert_eq!(counter(&last, "completed"), 30, "{last}");
+    assert_eq!(logged(&bed, Host::Test, "ng").len(), 30);
 }

@@ -175,11 +175,43 @@ fn test() -> anyhow::Result<()> {
         ],
     )?;
     sh::cargo(&["build", "--workspace"])?;
-    sh::cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    let tests = sh::cargo(&["test", "--workspace", "--no-fail-fast"]);
+    // The fuzz targets, briefly: a smoke run that catches a reader panicking or looping on
+    // bytes no unit test thought of (`cargo +nightly fuzz run capture_reader` for longer runs).
+    let fuzz = fuzz_smoke();
     // Testbeds of the finished test processes that are still there were not torn down. (Other
     // live processes' testbeds, such as `cargo xtask testbed up`, are not this run's.)
     let left = tcpcopy_testbed::stale_ids();
     tcpcopy_testbed::sweep_stale();
+    tests?;
+    fuzz?;
     anyhow::ensure!(left.is_empty(), "tests left testbeds behind: {left:?}");
+    Ok(())
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SMOKE_SECS: u32 = 20;
+
+fn fuzz_smoke() -> anyhow::Result<()> {
+    sh::step(&format!(
+        "fuzz smoke: capture_reader for {FUZZ_SMOKE_SECS} s"
+    ));
+    let status = std::process::Command::new("cargo")
+        .current_dir("fuzz")
+        .args([
+            "+nightly",
+            "fuzz",
+            "run",
+            "capture_reader",
+            "--",
+            &format!("-max_total_time={FUZZ_SMOKE_SECS}"),
+            "-rss_limit_mb=1024",
+        ])
+        .stdin(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "the fuzz target capture_reader failed ({status}); the input is in fuzz/artifacts/"
+    );
     Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! - the nightly toolchain's `rust-src` (for `-Z build-std=core`),
 //! - `bpf-linker`, built against the nightly's own LLVM (Debian's LLVM is too old),
+//! - `cargo-fuzz` (the fuzz targets' smoke run),
 //! - the Debian packages the testbed, demo and tests use.
 //!
 //! Without root or without the package registries it says exactly what is missing and the
@@ -19,13 +20,22 @@ use crate::sh::{self, step};
 
 /// Debian packages the testbed, demo, tests and benchmarks use.
 const PACKAGES: &[&str] = &[
-    "iproute2", "procps", "nginx", "curl", "wrk", "tcpdump", "ethtool", "bpftool", "iputils-ping",
+    "iproute2",
+    "procps",
+    "nginx",
+    "curl",
+    "wrk",
+    "tcpdump",
+    "ethtool",
+    "bpftool",
+    "iputils-ping",
 ];
 
 pub fn setup() -> anyhow::Result<()> {
     let root = testbed_is_root();
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     debian_packages(root)?;
     if !root {
         bail!(
@@ -86,6 +96,21 @@ fn nightly_libllvm(sysroot: &Path) -> anyhow::Result<PathBuf> {
         .into_iter()
         .next()
         .with_context(|| format!("no libLLVM in {}", lib.display()))
+}
+
+/// cargo-fuzz, for the fuzz targets' smoke run in `cargo xtask test`.
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let works = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        step("cargo-fuzz: present");
+        return Ok(());
+    }
+    step("cargo-fuzz: installing (about a minute)");
+    sh::run("cargo", &["install", "cargo-fuzz", "--locked"])
+        .context("installing cargo-fuzz; by hand: `cargo install cargo-fuzz --locked`")
 }
 
 fn bpf_linker_works() -> bool {

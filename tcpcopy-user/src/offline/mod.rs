@@ -2,8 +2,6 @@
 //! target through the same engine and intercept as live traffic, in the capture's own timing
 //! (`-a` speeds it up, `-I` shortens idle gaps, `-T` loops).
 
-pub mod reader;
-
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -13,7 +11,7 @@ use tcpcopy_common::filter::{Fields, FilterProgram, v4_mapped};
 use tcpcopy_engine::wire::{Payload, parse};
 use tokio::time::Instant;
 
-use reader::{CaptureFile, Packet, ReadError};
+use tcpcopy_capfile::{CaptureFile, Packet, ReadError};
 
 /// How the file is played.
 #[derive(Clone, Debug)]
