@@ -5,10 +5,14 @@ use std::{
     time::Duration,
 };
 
-use crate::mapping::Mapping;
+use crate::{mapping::Mapping, select::WorkerShare};
 
 /// How many tcpcopy instances can share one target with `-f` (each gets a disjoint port set).
 pub const MAX_INSTANCES: u8 = 16;
+
+/// Workers one tcpcopy instance can run (with 16 instances, each worker still has 252 ports per
+/// client address).
+pub const MAX_WORKERS: u16 = 16;
 
 /// The engine's configuration. `Config::new(mappings)` gives the original tcpcopy's defaults.
 #[derive(Clone, Debug)]
@@ -25,6 +29,9 @@ pub struct Config {
     pub ramp: bool,
     /// `-f`: this instance's number when several tcpcopy instances replay to one target.
     pub instance: Option<u8>,
+    /// This engine's worker and how many workers replay side by side (each owns a disjoint share
+    /// of the client ports it hands out).
+    pub worker: WorkerShare,
     /// `-D`: MSS in faked SYNs (sessions captured mid-stream).
     pub mss: u16,
     /// `-M`: MTU towards the test server; no packet the engine writes is larger.
@@ -62,6 +69,7 @@ impl Config {
             percentage: 100,
             ramp: false,
             instance: None,
+            worker: WorkerShare::ALONE,
             mss: 1460,
             mtu: 1500,
             only_syn: false,
@@ -94,6 +102,12 @@ impl Config {
         {
             return Err(ConfigError::Instance(i));
         }
+        if self.worker.count == 0
+            || self.worker.count > MAX_WORKERS
+            || self.worker.index >= self.worker.count
+        {
+            return Err(ConfigError::Workers(self.worker.count));
+        }
         if self.mss < 64 {
             return Err(ConfigError::Mss(self.mss));
         }
@@ -125,6 +139,8 @@ pub enum ConfigError {
     Percentage(u8),
     #[error("-f {0}: the instance number must be below {MAX_INSTANCES}")]
     Instance(u8),
+    #[error("{0} workers: 1 to {MAX_WORKERS} (each owns a share of the client ports)")]
+    Workers(u16),
     #[error("-D {0}: MSS too small")]
     Mss(u16),
     #[error("-M {0}: MTU below 576")]

@@ -108,7 +108,12 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Self, ConfigError> {
         cfg.validate()?;
         Ok(Self {
-            tuples: TupleSource::new(cfg.client_addrs.clone(), cfg.instance),
+            tuples: TupleSource::for_worker(
+                cfg.client_addrs.clone(),
+                cfg.instance,
+                cfg.worker,
+                cfg.copies,
+            ),
             cfg,
             sessions: Vec::new(),
             free: Vec::new(),

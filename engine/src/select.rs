@@ -47,33 +47,86 @@ const COPY_STRIDE: u32 = 331;
 /// Candidate ports tried on one address before moving to the next.
 pub const PROBES_PER_ADDR: u32 = 1024;
 
+/// One worker's share of the tuple space when several workers (threads, each with its own engine)
+/// replay side by side: worker `index` of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerShare {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl WorkerShare {
+    /// The only worker.
+    pub const ALONE: Self = Self { index: 0, count: 1 };
+}
+
 /// Generates the candidate source addresses for a copy, most preferred first; the engine takes the
-/// first one not in use towards the same target. Candidates of different `-f` instances never
-/// overlap: each instance only uses ports `p` with `p % 16 == instance`.
+/// first one not in use towards the same target. The ports handed out are split into disjoint
+/// slots so that engines that cannot see each other never pick the same tuple: each `-f`
+/// instance only uses ports `p` with `p % 16 == instance`, and within it each worker its own
+/// share (`(p - 1024) / 16 % workers == worker` with instances, `(p - 1024) % workers == worker`
+/// without).
 #[derive(Clone, Debug)]
 pub struct TupleSource {
     addrs: Vec<IpAddr>,
     instance: Option<u8>,
+    worker: WorkerShare,
+    /// Every replayed tuple is a captured one (no `-c`, one copy): captured tuples are unique
+    /// among live connections and a connection's packets all reach one worker, so copy 0 keeps
+    /// its captured port whichever worker's share that port is in.
+    originals_only: bool,
 }
 
 impl TupleSource {
     pub fn new(addrs: Vec<IpAddr>, instance: Option<u8>) -> Self {
-        Self { addrs, instance }
+        Self::for_worker(addrs, instance, WorkerShare::ALONE, 1)
     }
 
-    fn space(&self) -> u32 {
-        match self.instance {
-            Some(_) => PORT_SPACE / u32::from(MAX_INSTANCES),
-            None => PORT_SPACE,
+    /// The tuple source of one worker, for sessions of `copies` copies each.
+    pub fn for_worker(
+        addrs: Vec<IpAddr>,
+        instance: Option<u8>,
+        worker: WorkerShare,
+        copies: u16,
+    ) -> Self {
+        let originals_only = addrs.is_empty() && copies == 1;
+        Self {
+            addrs,
+            instance,
+            worker: WorkerShare {
+                count: worker.count.max(1),
+                index: worker.index % worker.count.max(1),
+            },
+            originals_only,
         }
     }
 
-    fn port_at(&self, index: u32) -> u16 {
-        let port = match self.instance {
-            Some(f) => FIRST_PORT + index * u32::from(MAX_INSTANCES) + u32::from(f),
-            None => FIRST_PORT + index,
+    /// Distance between two ports of this source, and the first one's offset above `FIRST_PORT`.
+    fn slots(&self) -> (u32, u32) {
+        let (stride, offset) = match self.instance {
+            Some(f) => (u32::from(MAX_INSTANCES), u32::from(f)),
+            None => (1, 0),
         };
-        u16::try_from(port).unwrap_or(u16::MAX)
+        let workers = u32::from(self.worker.count);
+        (
+            stride * workers,
+            offset + stride * u32::from(self.worker.index),
+        )
+    }
+
+    fn space(&self) -> u32 {
+        PORT_SPACE / self.slots().0
+    }
+
+    fn port_at(&self, index: u32) -> u16 {
+        let (stride, offset) = self.slots();
+        u16::try_from(FIRST_PORT + index * stride + offset).unwrap_or(u16::MAX)
+    }
+
+    /// Whether `port` is one this source hands out.
+    fn owns(&self, port: u16) -> bool {
+        let (stride, offset) = self.slots();
+        u32::from(port) >= FIRST_PORT && (u32::from(port) - FIRST_PORT) % stride == offset
     }
 
     /// Candidate sources for copy `copy` (0-based) of the session of `client` towards `target`.
@@ -91,8 +144,11 @@ impl TupleSource {
         };
         let h = hash(client.ip(), client.port(), u64::from(copy) + 1);
         let first_addr = usize::try_from(h % own.len().max(1) as u64).unwrap_or(0);
-        // Copy 0 of a single instance keeps the captured port (and address, without -c) first.
-        let keep = (copy == 0 && self.instance.is_none()).then(|| {
+        // Copy 0 of a single instance keeps the captured port (and address, without -c) first,
+        // unless another worker might hand that port out.
+        let keep_port = self.instance.is_none()
+            && (self.worker.count == 1 || self.originals_only || self.owns(client.port()));
+        let keep = (copy == 0 && keep_port).then(|| {
             SocketAddr::new(
                 own.get(first_addr).copied().unwrap_or(client.ip()),
                 client.port(),
@@ -145,6 +201,36 @@ mod tests {
     }
 
     #[test]
+    fn workers_keep_captured_ports_only_where_no_other_worker_hands_them_out() {
+        let two = |index| WorkerShare { index, count: 2 };
+        let c: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap()];
+        let even: SocketAddr = "198.51.100.10:40000".parse().unwrap();
+        let odd: SocketAddr = "198.51.100.10:40001".parse().unwrap();
+        // One copy, no -c: every replayed tuple is a captured one, kept by whichever worker.
+        let plain = TupleSource::for_worker(vec![], None, two(1), 1);
+        assert_eq!(plain.candidates(even, 0, target()).next(), Some(even));
+        // With -c or -n, worker 1 hands out odd offsets above 1024 only (40001 - 1024 is odd).
+        for src in [
+            TupleSource::for_worker(c.clone(), None, two(1), 1),
+            TupleSource::for_worker(vec![], None, two(1), 3),
+        ] {
+            assert_eq!(
+                src.candidates(odd, 0, target()).next().unwrap().port(),
+                40001
+            );
+            assert_ne!(
+                src.candidates(even, 0, target()).next().unwrap().port(),
+                40000
+            );
+            assert!(
+                src.candidates(even, 2, target())
+                    .take(3000)
+                    .all(|t| (t.port() - 1024) % 2 == 1)
+            );
+        }
+    }
+
+    #[test]
     fn instances_use_disjoint_ports() {
         let client: SocketAddr = "192.0.2.1:40000".parse().unwrap();
         for f in 0..MAX_INSTANCES {
@@ -179,25 +265,34 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
-        /// Every copy of every concurrent session gets its own 4-tuple, for hundreds of copies and
-        /// several instances sharing a target.
+        /// Every copy of every concurrent session gets its own 4-tuple, for hundreds of copies,
+        /// several instances sharing a target and several workers in each instance.
         #[test]
         fn copies_get_unique_tuples(
-            ports in proptest::collection::vec(1u16.., 1..24),
+            // Concurrent connections of one client address: distinct ports.
+            ports in proptest::collection::hash_set(1u16.., 1..24),
             copies in 1u16..300,
             instances in 1u8..4,
+            workers in 1u16..4,
             with_c in any::<bool>(),
         ) {
             let addrs: Vec<IpAddr> = if with_c { (1..=20).map(|d| IpAddr::from([192, 0, 2, d])).collect() } else { vec![] };
             let mut used = HashSet::new();
             let mut got = 0usize;
             for f in 0..instances {
-                let src = TupleSource::new(addrs.clone(), (instances > 1).then_some(f));
-                for p in &ports {
-                    let client = SocketAddr::new("198.51.100.10".parse().unwrap(), *p);
-                    for copy in 0..copies {
-                        if allocate(&src, &mut used, client, copy).is_some() {
-                            got += 1;
+                for w in 0..workers {
+                    // Each worker allocates without seeing the others' tuples, as threads do.
+                    let share = WorkerShare { index: w, count: workers };
+                    let src = TupleSource::for_worker(addrs.clone(), (instances > 1).then_some(f), share, copies);
+                    let mut mine = HashSet::new();
+                    // A worker replays the sessions whose captured port falls to it.
+                    for p in ports.iter().filter(|p| **p % workers == w) {
+                        let client = SocketAddr::new("198.51.100.10".parse().unwrap(), *p);
+                        for copy in 0..copies {
+                            if let Some(t) = allocate(&src, &mut mine, client, copy) {
+                                prop_assert!(used.insert(t), "{t} taken by two workers or instances");
+                                got += 1;
+                            }
                         }
                     }
                 }

@@ -125,6 +125,40 @@ pub struct Stats {
     pub paced_by_timeout: u64,
 }
 
+impl std::ops::AddAssign<&Losses> for Losses {
+    fn add_assign(&mut self, other: &Losses) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+}
+
+impl std::ops::AddAssign<&Stats> for Stats {
+    /// Adds another worker's counters (the sum is what one engine would have counted).
+    fn add_assign(&mut self, o: &Stats) {
+        self.captured += o.captured;
+        self.captured_malformed += o.captured_malformed;
+        self.captured_unmapped += o.captured_unmapped;
+        self.captured_orphan += o.captured_orphan;
+        self.client_retransmitted_bytes += o.client_retransmitted_bytes;
+        self.responses += o.responses;
+        self.responses_malformed += o.responses_malformed;
+        self.responses_unknown += o.responses_unknown;
+        self.responses_stale += o.responses_stale;
+        self.sessions_started += o.sessions_started;
+        self.sessions_skipped += o.sessions_skipped;
+        self.sessions_faked_syn += o.sessions_faked_syn;
+        self.sessions_completed += o.sessions_completed;
+        self.lost += &o.lost;
+        self.packets_sent += o.packets_sent;
+        self.payload_bytes_sent += o.payload_bytes_sent;
+        self.retransmits += o.retransmits;
+        self.paced_by_bytes += o.paced_by_bytes;
+        self.paced_by_burst_end += o.paced_by_burst_end;
+        self.paced_by_timeout += o.paced_by_timeout;
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
