@@ -40,7 +40,7 @@ pub enum ReadError {
     },
 }
 
-type Source = BufReader<Box<dyn Read>>;
+type Source = BufReader<Box<dyn Read + Send>>;
 
 enum Inner {
     Pcap(PcapReader<Source>, DataLink),
@@ -83,13 +83,13 @@ impl CaptureFile {
     pub fn from_reader(
         name: String,
         size: u64,
-        mut source: impl Read + 'static,
+        mut source: impl Read + Send + 'static,
     ) -> Result<Self, ReadError> {
         let mut magic = [0u8; 4];
         source
             .read_exact(&mut magic)
             .map_err(|_| ReadError::Format(name.clone()))?;
-        let whole: Box<dyn Read> = Box::new(Cursor::new(magic).chain(source));
+        let whole: Box<dyn Read + Send> = Box::new(Cursor::new(magic).chain(source));
         let whole = BufReader::with_capacity(1 << 16, whole);
         let (inner, offset) = if magic == PCAPNG_MAGIC {
             let r = PcapNgReader::new(whole).map_err(|e| ReadError::Damaged {

@@ -18,8 +18,15 @@ pub const STATS: &str = "STATS";
 pub const TCPCOPY_PROGRAM: &str = "tcpcopy_capture";
 pub const INTERCEPT_PROGRAM: &str = "intercept_capture";
 
-/// Ring buffer of copied frames (`FrameHeader` then the frame's first bytes).
-pub const FRAMES: &str = "FRAMES";
+/// Ring buffers of copied frames (`FrameHeader` then the frame's first bytes), one per worker:
+/// a frame received on queue `q` goes into ring `q % workers` (the `MODE` map's
+/// [`MODE_WORKERS`] entry), so each worker sees every packet of the connections it owns (the NIC
+/// keeps a connection on one queue). Rings of workers that do not run are one page.
+pub const FRAMES: [&str; MAX_WORKERS as usize] = [
+    "FRAMES0", "FRAMES1", "FRAMES2", "FRAMES3", "FRAMES4", "FRAMES5", "FRAMES6", "FRAMES7",
+];
+/// Workers the XDP program can feed (ring buffers it has).
+pub const MAX_WORKERS: u32 = 8;
 /// Default ring buffer size in bytes (a power-of-2 multiple of the page size).
 pub const FRAMES_BYTES: u32 = 16 << 20;
 /// Per-CPU scratch buffer a frame is assembled in before it goes into the ring.
@@ -64,8 +71,13 @@ impl FrameHeader {
 pub const XSKS: &str = "XSKS";
 /// Receive queues an interface may have for `--mirror`.
 pub const MAX_QUEUES: u32 = 64;
-/// How selected frames reach userspace: an array of one u32, [`MODE_COPY`] or [`MODE_MIRROR`].
+/// How selected frames reach userspace: an array of u32, at [`MODE_INDEX`] [`MODE_COPY`] or
+/// [`MODE_MIRROR`], at [`MODE_WORKERS`] the number of workers (ring buffers in use; 0 means 1).
 pub const MODE: &str = "MODE";
+/// Entries of the `MODE` array.
+pub const MODE_ENTRIES: u32 = 2;
+pub const MODE_INDEX: u32 = 0;
+pub const MODE_WORKERS: u32 = 1;
 /// Copy selected frames into the ring buffer and pass every frame on (the default).
 pub const MODE_COPY: u32 = 0;
 /// Redirect selected frames into the AF_XDP socket of their queue (tcpcopy on a mirror/tap

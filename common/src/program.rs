@@ -15,7 +15,7 @@ use crate::{
     classify::{PortSide, classify, count},
     copy::copy_frame,
     filter::FilterProgram,
-    maps::MODE_MIRROR,
+    maps::{MAX_WORKERS, MODE_INDEX, MODE_MIRROR, MODE_WORKERS},
     parse::rx_queue,
     stats::Stat,
 };
@@ -25,7 +25,7 @@ pub struct Maps<'a, const N: usize> {
     pub ports: &'a HashMap<u16, u8>,
     pub expr: &'a Array<FilterProgram>,
     pub stats: &'a PerCpuArray<u64>,
-    pub frames: &'a RingBuf,
+    pub frames: [&'a RingBuf; MAX_WORKERS as usize],
     pub scratch: &'a PerCpuArray<[u8; N]>,
     pub xsks: &'a XskMap,
     pub mode: &'a Array<u32>,
@@ -52,13 +52,26 @@ pub fn run<const N: usize>(
     if classify(ctx, maps.ports, maps.expr, maps.stats, side).is_none() {
         return xdp_action::XDP_PASS;
     }
-    if maps.mode.get(0).is_some_and(|m| *m == MODE_MIRROR)
-        && let Ok(action) = maps.xsks.redirect(rx_queue(ctx), 0)
+    let queue = rx_queue(ctx);
+    if maps.mode.get(MODE_INDEX).is_some_and(|m| *m == MODE_MIRROR)
+        && let Ok(action) = maps.xsks.redirect(queue, 0)
     {
         count(maps.stats, Stat::Redirected, 1);
         return action;
     }
-    copy_frame(ctx, maps.scratch, maps.frames, maps.stats);
+    let workers = maps.mode.get(MODE_WORKERS).map_or(1, |w| (*w).max(1));
+    // One call per ring, each with its map as a constant the verifier can see (a map pointer
+    // picked at run time from a table would be refused).
+    match queue % workers {
+        0 => copy_frame(ctx, maps.scratch, maps.frames[0], maps.stats),
+        1 => copy_frame(ctx, maps.scratch, maps.frames[1], maps.stats),
+        2 => copy_frame(ctx, maps.scratch, maps.frames[2], maps.stats),
+        3 => copy_frame(ctx, maps.scratch, maps.frames[3], maps.stats),
+        4 => copy_frame(ctx, maps.scratch, maps.frames[4], maps.stats),
+        5 => copy_frame(ctx, maps.scratch, maps.frames[5], maps.stats),
+        6 => copy_frame(ctx, maps.scratch, maps.frames[6], maps.stats),
+        _ => copy_frame(ctx, maps.scratch, maps.frames[7], maps.stats),
+    }
     match copied {
         Copied::Pass => xdp_action::XDP_PASS,
         Copied::Drop => xdp_action::XDP_DROP,
@@ -77,7 +90,7 @@ macro_rules! xdp_program {
         };
         use $crate::{
             filter::FilterProgram,
-            maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES},
+            maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES, MODE_ENTRIES},
             program::{Maps, run},
             stats::STAT_COUNT,
         };
@@ -91,13 +104,27 @@ macro_rules! xdp_program {
         #[map]
         static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
         #[map]
-        static FRAMES: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        static FRAMES0: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES1: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES2: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES3: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES4: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES5: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES6: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
+        #[map]
+        static FRAMES7: RingBuf = RingBuf::with_byte_size(FRAMES_BYTES, 0);
         #[map]
         static SCRATCH: PerCpuArray<[u8; RECORD]> = PerCpuArray::with_max_entries(1, 0);
         #[map]
         static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
         #[map]
-        static MODE: Array<u32> = Array::with_max_entries(1, 0);
+        static MODE: Array<u32> = Array::with_max_entries(MODE_ENTRIES, 0);
 
         #[xdp]
         #[allow(
@@ -109,7 +136,9 @@ macro_rules! xdp_program {
                 ports: &FILTER_PORTS,
                 expr: &FILTER_EXPR,
                 stats: &STATS,
-                frames: &FRAMES,
+                frames: [
+                    &FRAMES0, &FRAMES1, &FRAMES2, &FRAMES3, &FRAMES4, &FRAMES5, &FRAMES6, &FRAMES7,
+                ],
                 scratch: &SCRATCH,
                 xsks: &XSKS,
                 mode: &MODE,

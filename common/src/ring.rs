@@ -13,30 +13,54 @@ use crate::{
     xdp::{XdpError, XdpProgram},
 };
 
-/// The `FRAMES` ring buffer of a loaded program, readable from tokio.
+/// One worker's `FRAMES` ring buffer of a loaded program, readable from tokio.
 pub struct FrameRing {
     fd: AsyncFd<RingBuf<MapData>>,
 }
 
-impl FrameRing {
-    /// Takes the ring out of `program` (once).
-    pub fn take(program: &mut XdpProgram) -> Result<Self, XdpError> {
-        let map = program.ebpf_mut().take_map(FRAMES).ok_or(XdpError::Map {
-            map: FRAMES,
+/// A worker's ring taken out of the program, not yet registered with a runtime: it can move to
+/// the worker's thread, which registers it with its own runtime.
+pub struct RingMap {
+    ring: RingBuf<MapData>,
+    name: &'static str,
+}
+
+impl RingMap {
+    /// Takes worker `worker`'s ring out of `program` (once).
+    pub fn take(program: &mut XdpProgram, worker: usize) -> Result<Self, XdpError> {
+        let name = FRAMES.get(worker).copied().ok_or(XdpError::Map {
+            map: "FRAMES",
+            reason: std::format!("no ring for worker {worker}"),
+        })?;
+        let map = program.ebpf_mut().take_map(name).ok_or(XdpError::Map {
+            map: name,
             reason: "not in the object".into(),
         })?;
         let ring = RingBuf::try_from(map).map_err(|e| XdpError::Map {
-            map: FRAMES,
+            map: name,
             reason: std::format!("{e}"),
         })?;
+        Ok(Self { ring, name })
+    }
+
+    /// Registers the ring with the current thread's runtime.
+    pub fn register(self) -> Result<FrameRing, XdpError> {
+        let name = self.name;
         // SAFETY: the RingBuf owns its map's file descriptor for as long as it lives (it is moved
         // into the AsyncFd and never taken out), and as_raw_fd always returns that one descriptor.
         #[allow(unsafe_code)]
-        let fd = unsafe { AsyncFd::register(ring) }.map_err(|e| XdpError::Map {
-            map: FRAMES,
+        let fd = unsafe { AsyncFd::register(self.ring) }.map_err(|e| XdpError::Map {
+            map: name,
             reason: std::format!("{e}"),
         })?;
-        Ok(Self { fd })
+        Ok(FrameRing { fd })
+    }
+}
+
+impl FrameRing {
+    /// Takes worker `worker`'s ring out of `program` and registers it with the current runtime.
+    pub fn take(program: &mut XdpProgram, worker: usize) -> Result<Self, XdpError> {
+        RingMap::take(program, worker)?.register()
     }
 
     /// Waits until frames are there, then hands up to `max` of them to `f`; returns how many.

@@ -83,8 +83,14 @@ fn effective_uid() -> u32 {
 
 impl XdpProgram {
     /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel,
-    /// with a frame ring of `ring_bytes` (rounded up to a power of two of at least a page).
-    pub fn load(object: &[u8], program: &'static str, ring_bytes: u32) -> Result<Self, XdpError> {
+    /// with a frame ring of `ring_bytes` (rounded up to a power of two of at least a page) for
+    /// each of `workers` workers (see [`crate::maps::FRAMES`]).
+    pub fn load(
+        object: &[u8],
+        program: &'static str,
+        ring_bytes: u32,
+        workers: u32,
+    ) -> Result<Self, XdpError> {
         if !is_root() {
             return Err(XdpError::NotRoot);
         }
@@ -92,8 +98,12 @@ impl XdpProgram {
             .max(4096)
             .checked_next_power_of_two()
             .unwrap_or(1 << 31);
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(crate::maps::FRAMES, ring_bytes)
+        let mut loader = EbpfLoader::new();
+        for (i, name) in crate::maps::FRAMES.iter().enumerate() {
+            let used = u32::try_from(i).unwrap_or(u32::MAX) < workers.max(1);
+            loader.map_max_entries(name, if used { ring_bytes } else { 4096 });
+        }
+        let mut ebpf = loader
             .load(object)
             .map_err(|e| XdpError::Load(format!("{e}")))?;
         let prog: &mut Xdp = ebpf
@@ -130,16 +140,26 @@ impl XdpProgram {
 
     /// Sets how selected frames reach userspace (`maps::MODE_COPY` or `maps::MODE_MIRROR`).
     pub fn set_mode(&mut self, mode: u32) -> Result<(), XdpError> {
-        self.set_single(crate::maps::MODE, mode)
+        self.set_entry(crate::maps::MODE, crate::maps::MODE_INDEX, mode)
+    }
+
+    /// How many workers (ring buffers) the program feeds, by receive queue.
+    pub fn set_workers(&mut self, workers: u32) -> Result<(), XdpError> {
+        self.set_entry(crate::maps::MODE, crate::maps::MODE_WORKERS, workers)
     }
 
     /// Installs the compiled `-F` expression (a disabled program removes it).
     pub fn set_filter(&mut self, program: &crate::filter::FilterProgram) -> Result<(), XdpError> {
-        self.set_single(crate::maps::FILTER_EXPR, *program)
+        self.set_entry(crate::maps::FILTER_EXPR, 0, *program)
     }
 
-    /// Writes entry 0 of the one-entry array map `name`.
-    fn set_single<V: aya::Pod>(&mut self, name: &'static str, value: V) -> Result<(), XdpError> {
+    /// Writes entry `index` of the array map `name`.
+    fn set_entry<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        index: u32,
+        value: V,
+    ) -> Result<(), XdpError> {
         let map_err = |e: aya::maps::MapError| XdpError::Map {
             map: name,
             reason: format!("{e}"),
@@ -149,7 +169,7 @@ impl XdpProgram {
             reason: "not in the object".into(),
         })?;
         let mut array: aya::maps::Array<_, V> = aya::maps::Array::try_from(map).map_err(map_err)?;
-        array.set(0, value, 0).map_err(map_err)
+        array.set(index, value, 0).map_err(map_err)
     }
 
     /// Attaches to `iface` through a bpf link: driver mode first, SKB mode when the driver refuses

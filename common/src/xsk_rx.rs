@@ -9,7 +9,9 @@ use std::{
 
 use std::{format, vec::Vec};
 
-use aya::maps::XskMap;
+use core::borrow::BorrowMut;
+
+use aya::maps::{MapData, XskMap};
 use tokio::io::unix::AsyncFd;
 use xdpilone::{BufIdx, DeviceQueue, RingRx, Umem, User};
 
@@ -56,14 +58,33 @@ pub struct XskRx {
 }
 
 /// Receive queues of `iface` (from sysfs; 1 if unknown).
-fn rx_queues(iface: &str) -> u32 {
+pub fn rx_queues(iface: &str) -> u32 {
+    queue_count(iface, "rx-")
+}
+
+/// Transmit queues of `iface` (from sysfs; 1 if unknown).
+pub fn tx_queues(iface: &str) -> u32 {
+    queue_count(iface, "tx-")
+}
+
+fn queue_count(iface: &str, prefix: &str) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
         .map(|d| {
             d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
                 .count()
         })
         .map_or(1, |n| u32::try_from(n).unwrap_or(1).max(1))
+}
+
+/// Takes the program's `XSKS` map out of it, for workers that bind their queues' sockets on
+/// their own threads.
+pub fn take_xsks(program: &mut XdpProgram) -> anyhow::Result<XskMap<MapData>> {
+    let map = program
+        .ebpf_mut()
+        .take_map(XSKS)
+        .ok_or_else(|| anyhow::anyhow!("no {XSKS} map in the object"))?;
+    Ok(XskMap::try_from(map)?)
 }
 
 impl XskRx {
@@ -75,9 +96,20 @@ impl XskRx {
             .map_mut(XSKS)
             .ok_or_else(|| anyhow::anyhow!("no {XSKS} map in the object"))?;
         let mut xsks = XskMap::try_from(map)?;
-        let mut queues = Vec::new();
+        Self::bind(&mut xsks, iface, 0..n)
+    }
+
+    /// Binds a socket on each of `queues` of `iface` and enters it into `xsks`.
+    pub fn bind<T: BorrowMut<MapData>>(
+        xsks: &mut XskMap<T>,
+        iface: &str,
+        queues: impl IntoIterator<Item = u32>,
+    ) -> anyhow::Result<Self> {
+        let mut sockets = Vec::new();
         let mut mode = XskMode::ZeroCopy;
-        for q in 0..n {
+        let mut n = 0;
+        for q in queues {
+            n += 1;
             let mut area = Area::new(FRAMES);
             let bound = xsk::open(&mut area, iface, q, true, false)?;
             if bound.mode == XskMode::Copy {
@@ -94,7 +126,7 @@ impl XskRx {
             #[allow(unsafe_code)]
             let ready = unsafe { AsyncFd::register(Fd(bound.user.as_raw_fd())) }
                 .map_err(|e| anyhow::anyhow!("registering queue {q}: {e}"))?;
-            queues.push(Queue {
+            sockets.push(Queue {
                 ready,
                 rings: Rings {
                     rx: bound.rx.expect("asked for an RX ring"),
@@ -114,7 +146,10 @@ impl XskRx {
                 "copy mode (the driver has no zero-copy AF_XDP)"
             }
         );
-        Ok(Self { queues, mode })
+        Ok(Self {
+            queues: sockets,
+            mode,
+        })
     }
 
     /// Hands up to `max` received frames (Ethernet) of each ready queue to `f`; `Pending` (with

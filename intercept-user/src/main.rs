@@ -153,6 +153,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         OBJECT,
         INTERCEPT_PROGRAM,
         cli.ring_mib.saturating_mul(1 << 20),
+        1,
     )?;
     let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let ports = match (&cli.filter, cli.src_ports.is_empty()) {
@@ -164,7 +165,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     program.set_filter(&filter)?;
     let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
     let _rt = runtime.enter();
-    let ring = FrameRing::take(&mut program)?;
+    let ring = FrameRing::take(&mut program, 0)?;
     let xsk = match cli.capture {
         CaptureMode::Ring => None,
         CaptureMode::Xdp => {

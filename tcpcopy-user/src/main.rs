@@ -8,14 +8,22 @@ mod cli;
 mod link;
 mod offline;
 mod replay;
+mod report;
 mod send;
+mod workers;
 
-use std::{net::UdpSocket, process::ExitCode};
+use std::{
+    net::UdpSocket,
+    process::ExitCode,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_common::{maps::TCPCOPY_PROGRAM, ring::FrameRing, xdp::XdpProgram};
-use tcpcopy_engine::{Engine, Mapping};
+use tcpcopy_common::{
+    capture::Capture, maps::TCPCOPY_PROGRAM, ring::RingMap, xdp::XdpProgram, xsk_rx::XskRx,
+};
+use tcpcopy_engine::{Mapping, WorkerShare};
 
 /// The XDP object built by build.rs from tcpcopy-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpcopy-xdp"));
@@ -40,6 +48,25 @@ fn refuse_replay_loop(mappings: &[Mapping]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Workers for `iface`: `--workers`, or one per receive queue, at most one per core and at most
+/// what the XDP program can feed.
+fn worker_count(cli: &cli::Cli, iface: &str) -> anyhow::Result<u16> {
+    let max = tcpcopy_common::maps::MAX_WORKERS.min(u32::from(tcpcopy_engine::MAX_WORKERS));
+    if let Some(n) = cli.workers {
+        if n == 0 || u32::from(n) > max {
+            bail!("--workers {n}: 1 to {max}");
+        }
+        return Ok(n);
+    }
+    let queues = tcpcopy_common::xsk_rx::rx_queues(iface);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let n = queues
+        .min(max)
+        .min(u32::try_from(cores).unwrap_or(u32::MAX))
+        .max(1);
+    Ok(u16::try_from(n).unwrap_or(1))
+}
+
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let config = cli.engine_config()?;
     let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
@@ -62,59 +89,88 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .iface
         .clone()
         .context("give -i IFACE (or a capture file with --pcap)")?;
+    if !std::path::Path::new("/sys/class/net").join(&iface).exists() {
+        return Err(tcpcopy_common::xdp::XdpError::NoSuchInterface(iface).into());
+    }
+    let workers = worker_count(cli, &iface)?;
     let mut program = XdpProgram::load(
         OBJECT,
         TCPCOPY_PROGRAM,
         cli.ring_mib.saturating_mul(1 << 20),
+        u32::from(workers),
     )?;
     program.set_ports(&ports)?;
     program.set_filter(&filter)?;
-    let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
-    let _rt = runtime.enter();
-    let ring = FrameRing::take(&mut program)?;
-    let mirror = if cli.mirror {
+    program.set_workers(u32::from(workers))?;
+    let xsks = if cli.mirror {
         program.set_mode(tcpcopy_common::maps::MODE_MIRROR)?;
-        Some(
-            tcpcopy_common::xsk_rx::XskRx::new(&mut program, &iface)
-                .context("--mirror: AF_XDP receive sockets")?,
-        )
+        Some(Arc::new(Mutex::new(tcpcopy_common::xsk_rx::take_xsks(
+            &mut program,
+        )?)))
     } else {
         None
     };
-    let capture = tcpcopy_common::capture::Capture { ring, xsk: mirror };
-    let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
-    let sender = send::Sender::new(cli.send, &targets)
-        .context("setting up the sender for replayed packets")?;
-    let engine = Engine::new(config.clone())?;
+    let queues = tcpcopy_common::xsk_rx::rx_queues(&iface).min(tcpcopy_common::maps::MAX_QUEUES);
+    let mut plans = Vec::new();
+    for w in 0..workers {
+        let ring = RingMap::take(&mut program, usize::from(w))?;
+        let xsks = xsks.clone();
+        let iface = iface.clone();
+        let mut engine = config.clone();
+        engine.worker = WorkerShare {
+            index: w,
+            count: workers,
+        };
+        plans.push(workers::Plan {
+            engine,
+            send: cli.send,
+            intercepts: intercepts.clone(),
+            connections: cli.connections,
+            source: Box::new(move || {
+                let ring = ring.register()?;
+                let xsk = match xsks {
+                    Some(map) => {
+                        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
+                        Some(
+                            XskRx::bind(&mut *map, &iface, mine)
+                                .context("--mirror: AF_XDP receive sockets")?,
+                        )
+                    }
+                    None => None,
+                };
+                Ok(replay::Source::Live(Capture { ring, xsk }))
+            }),
+        });
+    }
+    let started = workers::start(plans)?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("capture interface {iface}"))?;
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
-    let capture_via = match capture.xsk.as_ref().map(|m| m.mode) {
-        Some(tcpcopy_common::xsk::XskMode::ZeroCopy) => "af_xdp-zerocopy",
-        Some(tcpcopy_common::xsk::XskMode::Copy) => "af_xdp-copy",
-        None => "ring",
+    // Each is the same for every worker unless one fell back (then that one is named).
+    let mode_of = |modes: &[&'static str]| {
+        let first = modes.first().copied().unwrap_or("none");
+        if modes.iter().all(|m| *m == first) {
+            first.to_owned()
+        } else {
+            modes.join(",")
+        }
     };
+    let capture_via = mode_of(&started.capture_modes);
+    let send = mode_of(&started.send_modes);
     println!(
-        "attached iface={iface} mode={mode} ports={ports:?} capture={capture_via} send={}",
-        sender.describe()
+        "attached iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}"
     );
     let _pid_file =
         tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    runtime.block_on(replay::run(
-        engine,
-        Some(&program),
-        replay::Source::Live(capture),
-        sender,
-        &intercepts,
-        cli.connections,
-        interval,
-    ))
+    report::until_done(started, Some(&program), interval)
 }
 
-/// `-i FILE` / `--pcap FILE`: replays the file's sessions; no XDP program is loaded.
+/// `-i FILE` / `--pcap FILE`: replays the file's sessions in one worker; no XDP program is
+/// loaded.
 fn run_offline(
     cli: &cli::Cli,
     config: tcpcopy_engine::Config,
@@ -130,28 +186,21 @@ fn run_offline(
         filter: *filter,
     };
     let file = offline::Offline::open(path, play)?;
-    let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
-    let _rt = runtime.enter();
-    let targets: Vec<std::net::IpAddr> = config.mappings.iter().map(|m| m.target.ip()).collect();
-    let sender = send::Sender::new(cli.send, &targets)
-        .context("setting up the sender for replayed packets")?;
-    let engine = Engine::new(config)?;
+    let started = workers::start(vec![workers::Plan {
+        engine: config,
+        send: cli.send,
+        intercepts: intercepts.to_vec(),
+        connections: cli.connections,
+        source: Box::new(move || Ok(replay::Source::Offline(file))),
+    }])?;
     println!(
         "replaying file={} speed={} loops={} send={}",
         path.display(),
         cli.accelerate,
         cli.loops.max(1),
-        sender.describe()
+        started.send_modes.first().copied().unwrap_or("raw")
     );
     let _pid_file =
         tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    runtime.block_on(replay::run(
-        engine,
-        None,
-        replay::Source::Offline(file),
-        sender,
-        intercepts,
-        cli.connections,
-        interval,
-    ))
+    report::until_done(started, None, interval)
 }

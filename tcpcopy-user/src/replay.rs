@@ -7,16 +7,9 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_common::{
-    proto::{ClientRecord, response_headers},
-    xdp::XdpProgram,
-};
+use tcpcopy_common::proto::{ClientRecord, response_headers};
 use tcpcopy_engine::{Engine, Event, Time};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-    time::Instant,
-};
+use tokio::{sync::mpsc, time::Instant};
 
 use tcpcopy_common::capture::Capture;
 
@@ -25,6 +18,7 @@ use crate::offline::Offline;
 use crate::{
     link::{self, Link, LinkEvent},
     send::Sender,
+    workers::{Snapshot, WorkerCtx},
 };
 
 /// Frames or replies handled before the engine's output is flushed.
@@ -122,22 +116,20 @@ impl State {
         }
     }
 
-    fn line(&self, program: Option<&XdpProgram>, source: &Source) -> String {
-        let xdp = match (program, source) {
-            (Some(p), _) => p.counters().map(|c| c.to_string()).unwrap_or_default(),
-            (None, Source::Offline(f)) => f.progress(),
-            (None, Source::Live(_)) => String::new(),
-        };
-        let up = self.links.iter().filter(|l| l.connected).count();
-        format!(
-            "{xdp} {} send_errors={} intercept_links={up}/{} registrations={} unsent_registrations={} unregistrable={}",
-            self.engine.stats(),
-            self.sender.errors(),
-            self.links.len(),
-            self.registrations,
-            self.unsent_registrations,
-            self.unregistrable
-        )
+    fn snapshot(&self, source: &Source) -> Snapshot {
+        Snapshot {
+            engine: *self.engine.stats(),
+            send_errors: self.sender.errors(),
+            links_up: self.links.iter().filter(|l| l.connected).count(),
+            links: self.links.len(),
+            registrations: self.registrations,
+            unsent_registrations: self.unsent_registrations,
+            unregistrable: self.unregistrable,
+            progress: match source {
+                Source::Offline(f) => Some(f.progress()),
+                Source::Live(_) => None,
+            },
+        }
     }
 }
 
@@ -153,20 +145,22 @@ pub enum Source {
 /// How long sessions may take to finish after the end of a capture file.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Runs until SIGINT or SIGTERM (live) or the end of the file's last pass (offline); prints
-/// `stats ...` every `interval` and `final ...` at the end.
+/// How often a worker publishes its counters for the stats lines.
+const PUBLISH: Duration = Duration::from_millis(100);
+
+/// One worker's loop: runs until told to stop (live) or the end of the file's last pass
+/// (offline), publishing its counters every [`PUBLISH`] and at the end.
 #[expect(
     clippy::too_many_lines,
     reason = "one event loop, its arms side by side"
 )]
 pub async fn run(
     engine: Engine,
-    program: Option<&XdpProgram>,
     mut source: Source,
     sender: Sender,
     intercepts: &[SocketAddr],
     connections: u16,
-    interval: Option<Duration>,
+    ctx: &mut WorkerCtx,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
     let links = link::start(intercepts, connections, &events_tx);
@@ -182,12 +176,8 @@ pub async fn run(
         registrations: 0,
         unsent_registrations: 0,
     };
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut ticker = interval.map(tokio::time::interval);
-    if let Some(t) = ticker.as_mut() {
-        t.tick().await;
-    }
+    let mut publish = tokio::time::interval(PUBLISH);
+    publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_from: Option<Instant> = None;
     loop {
         let deadline = st.engine.poll_timeout().map(|t| {
@@ -197,12 +187,6 @@ pub async fn run(
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        let tick = async {
-            match ticker.as_mut() {
-                Some(t) => drop(t.tick().await),
                 None => std::future::pending().await,
             }
         };
@@ -234,8 +218,7 @@ pub async fn run(
         // Not biased: under load the ring is always ready, and replies must not wait behind it
         // (a SYN-ACK held back makes the engine retransmit its SYN).
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = ctx.stop.changed() => break,
             r = captured => { r?; }
             ev = events_rx.recv() => {
                 if let Some(ev) = ev {
@@ -244,7 +227,7 @@ pub async fn run(
             }
             () = timer => st.engine.handle_timeout(now(st.start)),
             () = drained => {}
-            () = tick => println!("stats {}", st.line(program, &source)),
+            _ = publish.tick() => ctx.publish(st.snapshot(&source)),
         }
         // Whatever else has arrived meanwhile, before the output goes out.
         for _ in 0..BATCH {
@@ -266,7 +249,7 @@ pub async fn run(
             }
         }
     }
-    println!("final {}", st.line(program, &source));
+    ctx.publish(st.snapshot(&source));
     if let Source::Offline(file) = &mut source {
         if let Some(e) = file.error.take() {
             return Err(anyhow::anyhow!(

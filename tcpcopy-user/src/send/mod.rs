@@ -37,8 +37,8 @@ fn dst_v4(packet: &[u8]) -> Option<Ipv4Addr> {
 }
 
 impl Sender {
-    /// Sets up the sender for `targets`.
-    pub fn new(mode: SendMode, targets: &[IpAddr]) -> anyhow::Result<Self> {
+    /// Sets up the sender for `targets`, on transmit queue `queue` for AF_XDP.
+    pub fn new(mode: SendMode, targets: &[IpAddr], queue: u32) -> anyhow::Result<Self> {
         let v4: Vec<Ipv4Addr> = targets
             .iter()
             .filter_map(|t| match t {
@@ -49,8 +49,8 @@ impl Sender {
         let xsk = match mode {
             SendMode::Raw => None,
             _ if v4.is_empty() => None,
-            SendMode::Xdp => Some(XskSender::new(&v4)?),
-            SendMode::Auto => match XskSender::new(&v4) {
+            SendMode::Xdp => Some(XskSender::new(&v4, queue)?),
+            SendMode::Auto => match XskSender::new(&v4, queue) {
                 Ok(x) => Some(x),
                 Err(e) => {
                     log::warn!("AF_XDP transmit unavailable ({e}); sending through a raw socket");
@@ -63,7 +63,11 @@ impl Sender {
                 XskMode::ZeroCopy => "zero-copy",
                 XskMode::Copy => "copy mode (the driver has no zero-copy AF_XDP)",
             };
-            log::info!("sending through AF_XDP on {} queue 0, {how}", x.iface);
+            log::info!(
+                "sending through AF_XDP on {} queue {}, {how}",
+                x.iface,
+                x.queue
+            );
         } else {
             log::info!("sending through a raw IP socket");
         }

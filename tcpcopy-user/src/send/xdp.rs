@@ -22,6 +22,10 @@ pub enum XskError {
     NoMac(String),
     #[error("the next hop {0} on {1} did not answer ARP")]
     Unresolved(Ipv4Addr, String),
+    #[error(
+        "{0} has {1} transmit queue(s): none left for worker {2} (fewer workers, or more queues)"
+    )]
+    NoQueue(String, u32, u32),
     #[error(transparent)]
     Socket(#[from] XskSetupError),
 }
@@ -39,6 +43,7 @@ pub struct XskSender {
     /// Ethernet header per destination: the next hop's MAC, ours, IPv4.
     headers: Vec<(Ipv4Addr, [u8; 14])>,
     pub iface: String,
+    pub queue: u32,
     pub mode: XskMode,
     pub errors: u64,
 }
@@ -46,8 +51,9 @@ pub struct XskSender {
 impl XskSender {
     /// Opens a sender for packets to `targets` (IPv4): finds the first one's route, resolves the
     /// next hop's MAC of every target routed through the same interface, creates the UMEM and a
-    /// socket on queue 0 of that interface (zero-copy if the driver allows, copy mode otherwise).
-    pub fn new(targets: &[Ipv4Addr]) -> Result<Self, XskError> {
+    /// socket on queue `queue` of that interface (zero-copy if the driver allows, copy mode
+    /// otherwise).
+    pub fn new(targets: &[Ipv4Addr], queue: u32) -> Result<Self, XskError> {
         let first = *targets
             .first()
             .ok_or(XskError::NoRoute(Ipv4Addr::UNSPECIFIED))?;
@@ -68,8 +74,12 @@ impl XskSender {
             headers.push((t, header));
         }
 
+        let queues = tcpcopy_common::xsk_rx::tx_queues(&route.iface);
+        if queue >= queues {
+            return Err(XskError::NoQueue(route.iface, queues, queue));
+        }
         let mut area = Area::new(FRAMES);
-        let bound = xsk::open(&mut area, &route.iface, 0, false, true)?;
+        let bound = xsk::open(&mut area, &route.iface, queue, false, true)?;
         let tx = bound.tx.expect("asked for a TX ring");
         Ok(Self {
             tx,
@@ -81,6 +91,7 @@ impl XskSender {
             batch: Vec::with_capacity(256),
             headers,
             iface: route.iface,
+            queue,
             mode: bound.mode,
             errors: 0,
         })
