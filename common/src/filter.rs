@@ -60,6 +60,26 @@ pub struct Fields {
     pub dst: [u64; 2],
 }
 
+impl Fields {
+    /// A hash of the connection (addresses and ports): every packet of one connection gets the
+    /// same value, so it picks the worker that owns the connection (the XDP program's ring
+    /// choice, `hash % workers`).
+    #[inline(always)]
+    #[allow(clippy::inline_always, reason = "eBPF: inlined into the program")]
+    pub const fn flow_hash(&self) -> u32 {
+        let ports = ((self.src_port as u64) << 16) | self.dst_port as u64;
+        let h = ports
+            ^ self.src[0]
+            ^ self.src[1].rotate_left(17)
+            ^ self.dst[0].rotate_left(31)
+            ^ self.dst[1].rotate_left(47);
+        let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        #[allow(clippy::cast_possible_truncation, reason = "the hash's high half")]
+        let high = (h >> 32) as u32;
+        high
+    }
+}
+
 /// An IPv4 address in the filter's 128-bit form (`::ffff:a.b.c.d`).
 pub const fn v4_mapped(octets: [u8; 4]) -> [u64; 2] {
     let low = 0x0000_ffff_0000_0000
@@ -126,3 +146,32 @@ const _: () = assert!(core::mem::size_of::<Atom>() == 48);
 const _: () = assert!(core::mem::size_of::<Term>() == 48 * MAX_ATOMS + 8);
 const _: () =
     assert!(core::mem::size_of::<FilterProgram>() == (48 * MAX_ATOMS + 8) * MAX_TERMS + 8);
+
+#[cfg(test)]
+mod tests {
+    use super::{Fields, v4_mapped};
+
+    #[test]
+    fn flow_hash_is_per_connection_and_spreads_connections() {
+        let conn = |port| Fields {
+            src_port: port,
+            dst_port: 80,
+            src: v4_mapped([198, 51, 100, 10]),
+            dst: v4_mapped([198, 51, 100, 20]),
+        };
+        assert_eq!(conn(40000).flow_hash(), conn(40000).flow_hash());
+        for workers in [2u32, 3, 8] {
+            let mut per = [0u32; 8];
+            for port in 32768..33768 {
+                per[(conn(port).flow_hash() % workers) as usize] += 1;
+            }
+            let fair = 1000 / workers;
+            assert!(
+                per[..workers as usize]
+                    .iter()
+                    .all(|n| n * 10 > fair * 7 && n * 10 < fair * 13),
+                "{workers} workers: {per:?}"
+            );
+        }
+    }
+}

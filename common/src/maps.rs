@@ -19,9 +19,9 @@ pub const TCPCOPY_PROGRAM: &str = "tcpcopy_capture";
 pub const INTERCEPT_PROGRAM: &str = "intercept_capture";
 
 /// Ring buffers of copied frames (`FrameHeader` then the frame's first bytes), one per worker:
-/// a frame received on queue `q` goes into ring `q % workers` (the `MODE` map's
-/// [`MODE_WORKERS`] entry), so each worker sees every packet of the connections it owns (the NIC
-/// keeps a connection on one queue). Rings of workers that do not run are one page.
+/// a frame goes into ring `hash(addresses, ports) % workers` (the `MODE` map's [`MODE_WORKERS`]
+/// entry), so each worker sees every packet of the connections it owns, whichever queue or CPU
+/// they arrive on. Rings of workers that do not run are one page.
 pub const FRAMES: [&str; MAX_WORKERS as usize] = [
     "FRAMES0", "FRAMES1", "FRAMES2", "FRAMES3", "FRAMES4", "FRAMES5", "FRAMES6", "FRAMES7",
 ];

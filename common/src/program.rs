@@ -49,9 +49,9 @@ pub fn run<const N: usize>(
     side: PortSide,
     copied: Copied,
 ) -> u32 {
-    if classify(ctx, maps.ports, maps.expr, maps.stats, side).is_none() {
+    let Some(fields) = classify(ctx, maps.ports, maps.expr, maps.stats, side) else {
         return xdp_action::XDP_PASS;
-    }
+    };
     let queue = rx_queue(ctx);
     if maps.mode.get(MODE_INDEX).is_some_and(|m| *m == MODE_MIRROR)
         && let Ok(action) = maps.xsks.redirect(queue, 0)
@@ -62,7 +62,7 @@ pub fn run<const N: usize>(
     let workers = maps.mode.get(MODE_WORKERS).map_or(1, |w| (*w).max(1));
     // One call per ring, each with its map as a constant the verifier can see (a map pointer
     // picked at run time from a table would be refused).
-    match queue % workers {
+    match fields.flow_hash() % workers {
         0 => copy_frame(ctx, maps.scratch, maps.frames[0], maps.stats),
         1 => copy_frame(ctx, maps.scratch, maps.frames[1], maps.stats),
         2 => copy_frame(ctx, maps.scratch, maps.frames[2], maps.stats),

@@ -159,9 +159,9 @@ pub struct Cli {
     #[arg(long)]
     pub mirror: bool,
 
-    /// Worker threads, each pinned to a core and owning the connections of its receive queues
-    /// (queue % workers); default: one per receive queue of the capture interface, at most one
-    /// per core, at most 8.
+    /// Worker threads, each pinned to a core and owning the connections whose address/port hash
+    /// falls to it; default: one per receive queue of the capture interface, at most one per
+    /// core, at most 8.
     #[arg(long, value_name = "N")]
     pub workers: Option<u16>,
 

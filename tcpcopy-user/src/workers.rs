@@ -2,9 +2,11 @@
 //! own replay loop with its own engine, frame ring, AF_XDP transmit queue and intercept
 //! connections. Nothing is shared on the packet path:
 //!
-//! - the XDP program puts a frame received on queue `q` into ring `q % workers` (and, with
-//!   `--mirror`, worker `w` owns the AF_XDP sockets of the queues `q % workers == w`); the NIC
-//!   keeps each connection on one queue, so one worker sees all of it;
+//! - the XDP program puts each selected frame into ring `hash(addresses, ports) % workers`, so
+//!   one worker sees all of a connection, whatever queue or CPU its packets arrive on (NIC
+//!   hashing, irqbalance moving interrupts, or a single-queue veth); with `--mirror` frames go to
+//!   the AF_XDP socket of their queue and worker `w` owns the queues `q % workers == w` (the NIC
+//!   keeps a connection on one queue);
 //! - each worker hands out client ports from its own share (`tcpcopy_engine::WorkerShare`), so
 //!   workers never pick the same 4-tuple;
 //! - each worker has its own connections to every intercept and registers its sessions there;

@@ -112,7 +112,7 @@ pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
 
 /// Starts tcpcopy on the online host replaying port 80 to the test host through the assistant's
 /// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
-/// plus `extra` options; waits until both control connections are up.
+/// plus `extra` options; waits until every control connection (2 per worker) is up.
 pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
     let mut cmd = bed.cmd(
         Host::Online,
@@ -137,7 +137,12 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
     p.wait_for_line("attached", Duration::from_secs(20))
         .expect("tcpcopy attaches");
     p.wait_for(
-        |l| l.contains("intercept_links=2/2"),
+        |l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("intercept_links="))
+                .and_then(|v| v.split_once('/'))
+                .is_some_and(|(up, all)| up == all && all != "0")
+        },
         "intercept links up",
         Duration::from_secs(20),
     )

@@ -1,0 +1,68 @@
+//! Several workers: the testbed's veths get two queues, so tcpcopy runs one worker per queue
+//! (each with its own frame ring, AF_XDP transmit queue, engine and intercept connections).
+//! Connections spread over both; every request still arrives exactly once per copy, and the
+//! copies of different workers never share a client address/port.
+
+use std::{collections::HashSet, time::Duration};
+
+use tcpcopy_testbed::{Host, Options, Testbed};
+use tcpcopy_tests::{codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_until};
+
+const WAIT: Duration = Duration::from_mins(1);
+
+#[test]
+fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
+    let bed = Testbed::up_with(&Options {
+        queues: 2,
+        ..Default::default()
+    })
+    .expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &["-n", "2"]);
+    let attached = tcpcopy
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("attached"))
+        .unwrap();
+    assert!(attached.contains("workers=2"), "{attached}");
+    assert!(
+        attached.contains("send=af_xdp-copy"),
+        "each worker transmits on its own queue: {attached}"
+    );
+
+    let a = curl(&bed, Host::Online, "mq", 0..300, true);
+    let b = curl(&bed, Host::Online, "mq", 300..600, true);
+    let mut answered = codes(a);
+    answered.extend(codes(b));
+    assert_eq!(answered.iter().filter(|c| *c == "200").count(), 600);
+    assert!(
+        wait_until(WAIT, || logged(&bed, Host::Test, "mq").len() >= 1200),
+        "replayed: {}",
+        logged(&bed, Host::Test, "mq").len()
+    );
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    let lines = logged(&bed, Host::Test, "mq");
+    assert_eq!(lines.len(), 1200, "two copies of each request, no more");
+    let tuples: HashSet<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let mut f = l.split(' ');
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect();
+    assert_eq!(tuples.len(), 1200, "every copy from its own address/port");
+    let per_worker: Vec<u64> = last
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("captured_by_worker="))
+        .unwrap()
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(per_worker.len(), 2, "{last}");
+    assert!(
+        per_worker.iter().all(|n| *n > 0),
+        "connections spread over both queues: {per_worker:?}"
+    );
+    assert_eq!(per_worker.iter().sum::<u64>(), counter(&last, "captured"));
+    assert_eq!(counter(&last, "completed"), 1200, "{last}");
+}
