@@ -219,10 +219,7 @@ async fn serve(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut flush = tokio::time::interval(Duration::from_millis(2));
-    let mut ticker = interval.map(tokio::time::interval);
-    if let Some(t) = ticker.as_mut() {
-        t.tick().await;
-    }
+    let mut ticker = tcpcopy_common::report::ticker(interval).await;
     let line = |router: &Router| {
         let xdp = program
             .counters()
@@ -240,12 +237,6 @@ async fn serve(
         )
     };
     loop {
-        let tick = async {
-            match ticker.as_mut() {
-                Some(t) => drop(t.tick().await),
-                None => std::future::pending().await,
-            }
-        };
         // Not biased: under load the ring is always ready; registrations and the 2 ms flush must
         // still get their turn.
         tokio::select! {
@@ -266,7 +257,7 @@ async fn serve(
                 }
             }) => { r?; }
             _ = flush.tick() => router.flush(Instant::now()),
-            () = tick => println!("stats {}", line(&router)),
+            () = tcpcopy_common::report::tick(ticker.as_mut()) => println!("stats {}", line(&router)),
         }
     }
     router.flush(Instant::now());

@@ -7,7 +7,10 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_common::proto::{ClientRecord, response_headers};
+use tcpcopy_common::{
+    proto::{ClientRecord, response_headers},
+    report::sleep_until,
+};
 use tcpcopy_engine::{Engine, Event, Time};
 use tokio::{sync::mpsc, time::Instant};
 
@@ -150,10 +153,6 @@ const PUBLISH: Duration = Duration::from_millis(100);
 
 /// One worker's loop: runs until told to stop (live) or the end of the file's last pass
 /// (offline), publishing its counters every [`PUBLISH`] and at the end.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one event loop, its arms side by side"
-)]
 pub async fn run(
     engine: Engine,
     mut source: Source,
@@ -184,19 +183,9 @@ pub async fn run(
             let ahead = t.saturating_since(now(st.start));
             Instant::now() + ahead
         });
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let timer = sleep_until(deadline);
         let drain_deadline = drain_from.map(|t| t + DRAIN);
-        let drained = async {
-            match drain_deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let drained = sleep_until(drain_deadline);
         let start = st.start;
         let engine = &mut st.engine;
         let captured = async {

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tcpcopy_common::xdp::XdpProgram;
+use tcpcopy_common::{
+    report::{tick, ticker},
+    xdp::XdpProgram,
+};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::workers::Workers;
@@ -33,18 +36,9 @@ pub fn until_done(
     runtime.block_on(async {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let mut ticker = interval.map(tokio::time::interval);
-        if let Some(t) = ticker.as_mut() {
-            t.tick().await;
-        }
+        let mut ticker = ticker(interval).await;
         let mut ended = 0;
         while ended < n {
-            let tick = async {
-                match ticker.as_mut() {
-                    Some(t) => drop(t.tick().await),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -52,7 +46,7 @@ pub fn until_done(
                     Some(_) => ended += 1,
                     None => break,
                 },
-                () = tick => println!("stats {}", line(program, &workers)),
+                () = tick(ticker.as_mut()) => println!("stats {}", line(program, &workers)),
             }
         }
         anyhow::Ok(())
