@@ -485,3 +485,49 @@ fn a_second_syn_ack_with_another_isn_replaces_the_first_before_any_data() {
     );
     assert_eq!(e.stats().responses_stale, 0);
 }
+
+/// Request 2 of a keep-alive session, captured after online's 100-byte answer to request 1, and
+/// the test server's answer to request 1 (`answer` bytes, pushed) at t(3): whether request 2
+/// goes out at once, and after the quiet period.
+fn second_request_after_answer(answer: usize) -> (bool, bool) {
+    let mut e = engine(config("80-198.51.100.30:80"));
+    let irs = open(&mut e, CLIENT, t(0));
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /a\n"),
+    );
+    assert_eq!(drain(&mut e, t(1)).len(), 1, "request 1 goes out");
+    // Online answered with 100 bytes: the client acks 5101 with its next request.
+    e.handle_captured(
+        t(2),
+        &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /b\n"),
+    );
+    assert!(
+        drain(&mut e, t(2)).iter().all(|p| parse(p, Payload::Whole)
+            .unwrap()
+            .tcp
+            .payload
+            .is_empty()),
+        "request 2 waits for the test server's answer"
+    );
+    let body = vec![b'x'; answer];
+    e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1008, ACK | PSH, &body));
+    let carries_b = |out: Vec<Vec<u8>>| {
+        out.iter()
+            .any(|p| parse(p, Payload::Whole).unwrap().tcp.payload == b"GET /b\n")
+    };
+    let at_once = carries_b(drain(&mut e, t(3)));
+    e.handle_timeout(t(5));
+    let later = at_once || carries_b(drain(&mut e, t(5)));
+    (at_once, later)
+}
+
+#[test]
+fn an_answer_about_as_long_as_onlines_releases_the_next_request_at_once() {
+    // 98 of 100 bytes (the same answer from another host): no waiting for a quiet period, so
+    // back-to-back keep-alive requests replay at the test server's pace.
+    assert_eq!(second_request_after_answer(98), (true, true));
+    assert_eq!(second_request_after_answer(76), (true, true));
+    // A much shorter answer may be the first part of a longer one: released once quiet.
+    assert_eq!(second_request_after_answer(40), (false, true));
+}

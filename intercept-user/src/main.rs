@@ -255,7 +255,12 @@ async fn serve(
                     Ok(rec) => router.on_reply(Instant::now(), rec),
                     Err(_) => router.stats.not_ipv4_tcp += 1,
                 }
-            }) => { r?; }
+            }) => {
+                r?;
+                // What this read brought goes out now: a reply waits for no timer (under load
+                // the reads are large and so are the batches).
+                router.send_pending();
+            }
             _ = flush.tick() => router.flush(Instant::now()),
             () = tcpcopy_common::report::tick(ticker.as_mut()) => println!("stats {}", line(&router)),
         }

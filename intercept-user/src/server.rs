@@ -157,13 +157,18 @@ impl Router {
         }
     }
 
-    /// Sends every partial batch and expires parked replies (the 2 ms flush of the original).
-    pub fn flush(&mut self, now: Instant) {
+    /// Sends every partial batch.
+    pub fn send_pending(&mut self) {
         for conn in self.conns.values_mut() {
             if !conn.pending.is_empty() {
                 Self::send(conn, self.batch, &mut self.stats);
             }
         }
+    }
+
+    /// Sends every partial batch and expires parked replies (the 2 ms flush of the original).
+    pub fn flush(&mut self, now: Instant) {
+        self.send_pending();
         while let Some((at, _, _)) = self.parked.front() {
             if now.duration_since(*at) < PARK_FOR {
                 break;

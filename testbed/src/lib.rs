@@ -32,7 +32,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub use cmd::{in_ns, is_root, output, run};
-pub use process::{Spawned, binary};
+pub use process::{Spawned, binary, use_binaries_from};
 pub use sweep::{PREFIX, project_namespaces, stale_ids, sweep_stale, teardown};
 
 /// The testbed's subnet (a documentation range) and prefix length.

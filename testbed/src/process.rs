@@ -10,11 +10,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Path of a workspace binary (`tcpcopy`, `intercept`): `$TCPCOPY_BIN_DIR`, or the cargo target
-/// folder the running executable lives in or under (`target/debug/deps/<test>` or
-/// `target/debug/xtask`); `cargo xtask test` builds them first.
+static BIN_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes [`binary`] take the binaries from `dir` (e.g. `target/release` for benchmarks); the
+/// first call wins.
+pub fn use_binaries_from(dir: PathBuf) {
+    let _ = BIN_DIR.set(dir);
+}
+
+/// Path of a workspace binary (`tcpcopy`, `intercept`): the folder [`use_binaries_from`] gave,
+/// `$TCPCOPY_BIN_DIR`, or the cargo target folder the running executable lives in or under
+/// (`target/debug/deps/<test>` or `target/debug/xtask`); `cargo xtask test` builds them first.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
-    let dir = if let Some(dir) = std::env::var_os("TCPCOPY_BIN_DIR") {
+    let dir = if let Some(dir) = BIN_DIR.get() {
+        dir.clone()
+    } else if let Some(dir) = std::env::var_os("TCPCOPY_BIN_DIR") {
         PathBuf::from(dir)
     } else {
         let exe = std::env::current_exe()?;

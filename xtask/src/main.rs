@@ -47,7 +47,11 @@ enum Task {
     /// Every check CI runs: fmt, clippy (host and BPF), unit and end-to-end tests.
     Test,
     /// The benchmarks; figures go to target/bench/.
-    Bench,
+    Bench {
+        /// engine (criterion, no root), testbed (namespaces, release binaries) or all.
+        #[arg(value_enum, default_value_t = bench::Which::All)]
+        which: bench::Which,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
             .and_then(|()| build(false))
             .and_then(|()| demo::demo()),
         Task::Test => setup::setup().and_then(|()| test()),
-        Task::Bench => bench::bench(),
+        Task::Bench { which } => bench::bench(which),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,5 @@
-//! `cargo xtask bench`: the benchmarks, with their figures written to `target/bench/`.
-//!
-//! Today: the session engine alone (criterion): packets per second through the engine on a
-//! keep-alive mix, and heap bytes per idle session. The testbed benchmarks (replay rate against
-//! the raw AF_XDP rate on the same veth, harm to production) come with the live data path.
+//! The session engine alone (criterion): packets per second through the engine on a keep-alive
+//! mix, and heap bytes per idle session; figures to `target/bench/engine.md`.
 
 use std::{fmt::Write as _, fs, process::Command};
 
@@ -10,7 +7,7 @@ use anyhow::{Context as _, bail};
 
 use crate::sh::step;
 
-pub fn bench() -> anyhow::Result<()> {
+pub fn engine() -> anyhow::Result<()> {
     step("cargo bench -p tcpcopy-engine --bench engine");
     let out = Command::new("cargo")
         .args(["bench", "-p", "tcpcopy-engine", "--bench", "engine"])

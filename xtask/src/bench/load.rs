@@ -1,0 +1,113 @@
+//! Replay at increasing load: wrk against online's nginx with 1 to 64 connections, one request
+//! per connection and keep-alive; per level the online and replayed rates, their ratio, the CPU
+//! of tcpcopy and intercept, and the losses by reason.
+
+use std::fmt::Write as _;
+
+use tcpcopy_testbed::{Host, Spawned, Testbed};
+
+use super::rig::{Wrk, cpu_seconds, loss_diff, losses, percent, served, settle};
+
+/// Concurrent connections of the load levels.
+const LEVELS: [u32; 4] = [1, 4, 16, 64];
+
+/// One load level's figures.
+pub struct Level {
+    pub mode: &'static str,
+    pub connections: u32,
+    pub online_rate: f64,
+    pub replayed_rate: f64,
+    pub online: usize,
+    pub replayed: usize,
+    pub tcpcopy_cpu: f64,
+    pub intercept_cpu: f64,
+    /// tcpcopy's CPU, in % of a core, per 1000 replayed requests per second.
+    pub cpu_per_1000: f64,
+    pub losses: String,
+}
+
+pub fn run(bed: &Testbed, tcpcopy: &Spawned, intercept: &Spawned) -> anyhow::Result<Vec<Level>> {
+    let mut levels = Vec::new();
+    for (mode, close) in [("one request per connection", true), ("keep-alive", false)] {
+        for connections in LEVELS {
+            let path = format!("load-{}{connections}", if close { "c" } else { "k" });
+            let lost_before = losses(tcpcopy);
+            let (t0, i0) = (cpu_seconds(tcpcopy.pid()), cpu_seconds(intercept.pid()));
+            let (_, took) = Wrk {
+                connections,
+                threads: 2,
+                close,
+                script: None,
+                path: &path,
+            }
+            .run(bed)?;
+            let (t1, i1) = (cpu_seconds(tcpcopy.pid()), cpu_seconds(intercept.pid()));
+            let online = served(bed, Host::Online, &path).0;
+            let replayed = settle(bed, &path);
+            let t_all = cpu_seconds(tcpcopy.pid()) - t0;
+            let secs = took.as_secs_f64();
+            #[expect(clippy::cast_precision_loss, reason = "request counts")]
+            let (online_rate, replayed_rate) = (online as f64 / secs, replayed as f64 / secs);
+            #[expect(clippy::cast_precision_loss, reason = "request counts")]
+            let cpu_per_1000 = if replayed > 0 {
+                // CPU seconds per request x 1000 requests per second, as % of a core.
+                t_all / replayed as f64 * 1000.0 * 100.0
+            } else {
+                0.0
+            };
+            let level = Level {
+                mode,
+                connections,
+                online_rate,
+                replayed_rate,
+                online,
+                replayed,
+                tcpcopy_cpu: 100.0 * (t1 - t0) / secs,
+                intercept_cpu: 100.0 * (i1 - i0) / secs,
+                cpu_per_1000,
+                losses: loss_diff(&lost_before, &losses(tcpcopy)),
+            };
+            println!(
+                "    {mode:<28} c={connections:<3} online {:>8.0} req/s  replayed {:>8.0} req/s  {}",
+                level.online_rate,
+                level.replayed_rate,
+                percent(level.replayed_rate, level.online_rate)
+            );
+            levels.push(level);
+        }
+    }
+    Ok(levels)
+}
+
+/// The levels as a markdown table.
+pub fn table(levels: &[Level]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| mode | connections | online req/s | replayed req/s | replayed/online | tcpcopy CPU | intercept CPU | tcpcopy CPU per 1000 replayed req/s | losses |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for l in levels {
+        #[expect(clippy::cast_precision_loss, reason = "request counts")]
+        let ratio = percent(l.replayed as f64, l.online as f64);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | {} ({} of {}) | {:.0}% | {:.0}% | {:.1}% of a core | {} |",
+            l.mode,
+            l.connections,
+            l.online_rate,
+            l.replayed_rate,
+            ratio,
+            l.replayed,
+            l.online,
+            l.tcpcopy_cpu,
+            l.intercept_cpu,
+            l.cpu_per_1000,
+            l.losses
+        );
+    }
+    md
+}

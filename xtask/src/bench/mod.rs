@@ -1,0 +1,79 @@
+//! `cargo xtask bench`: the benchmarks, with their figures written to `target/bench/`.
+//!
+//! - `engine.md`: the session engine alone (criterion): packets per second, bytes per idle
+//!   session.
+//! - `testbed.md`: the release binaries in the namespace testbed, each figure a ratio of two
+//!   measurements of the same run: replay at increasing load (replayed vs online requests),
+//!   bulk uploads (replayed vs online Gbit/s), harm to production (online throughput with
+//!   tcpcopy vs without), CPU per 1000 replayed requests per second.
+
+mod bulk;
+mod engine;
+mod harm;
+mod load;
+mod rig;
+
+use std::{fmt::Write as _, fs, path::PathBuf};
+
+use tcpcopy_testbed::{
+    Testbed,
+    rig::{start_intercept, start_tcpcopy},
+};
+
+use crate::sh::{self, step};
+
+/// Which benchmarks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    All,
+    Engine,
+    Testbed,
+}
+
+pub fn bench(which: Which) -> anyhow::Result<()> {
+    if which != Which::Testbed {
+        engine::engine()?;
+    }
+    if which != Which::Engine {
+        testbed()?;
+    }
+    Ok(())
+}
+
+fn testbed() -> anyhow::Result<()> {
+    sh::cargo(&["build", "--release", "--workspace"])?;
+    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    step(&format!(
+        "testbed benchmarks ({cores} cores shared by client, online, test and assistant)"
+    ));
+    let bed = Testbed::up()?;
+    let intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    step("replay at increasing load (wrk on the client against online's nginx, 5 s a level)");
+    let levels = load::run(&bed, &tcpcopy, &intercept)?;
+    step("bulk: 1 MB uploads on keep-alive connections");
+    let bulk = bulk::run(&bed, &tcpcopy)?;
+    tcpcopy.finish(std::time::Duration::from_secs(20))?;
+    step("harm to production: online throughput with and without tcpcopy");
+    let harm = harm::run(&bed)?;
+    drop(bed);
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Testbed benchmarks\n\nOne run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share.\n"
+    );
+    let _ = writeln!(
+        md,
+        "## Replay at increasing load\n\n{}",
+        load::table(&levels)
+    );
+    let _ = writeln!(md, "## Bulk uploads\n\n{}", bulk::table(&bulk));
+    let _ = writeln!(md, "## Harm to production\n\n{}", harm::table(&harm));
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/testbed.md", &md)?;
+    step("written to target/bench/testbed.md");
+    print!("{md}");
+    Ok(())
+}

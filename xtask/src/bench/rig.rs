@@ -1,0 +1,159 @@
+//! What the testbed benchmarks share: wrk runs, CPU time of processes, counters of tcpcopy's
+//! `stats` lines, and waiting for the replay to catch up.
+
+use std::{
+    collections::BTreeMap,
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use tcpcopy_testbed::{Host, Spawned, Testbed};
+
+/// How long each measured run of wrk lasts.
+pub const RUN: Duration = Duration::from_secs(5);
+
+/// One wrk run from the client against online.
+pub struct Wrk<'a> {
+    pub connections: u32,
+    pub threads: u32,
+    /// `Connection: close`: one connection per request.
+    pub close: bool,
+    /// A Lua script (for POST bodies).
+    pub script: Option<&'a std::path::Path>,
+    pub path: &'a str,
+}
+
+impl Wrk<'_> {
+    /// Runs wrk for [`RUN`]; its `Requests/sec` and the wall time it ran.
+    pub fn run(&self, bed: &Testbed) -> anyhow::Result<(f64, Duration)> {
+        let url = format!("http://{}/{}/x", Host::Online.addr(), self.path);
+        let mut cmd = bed.cmd(Host::Client, "wrk");
+        cmd.args([
+            "-t",
+            &self.threads.min(self.connections).to_string(),
+            "-c",
+            &self.connections.to_string(),
+            "-d",
+            &format!("{}s", RUN.as_secs()),
+            "--timeout",
+            "5s",
+        ]);
+        if self.close {
+            cmd.args(["-H", "Connection: close"]);
+        }
+        if let Some(s) = self.script {
+            cmd.arg("-s").arg(s);
+        }
+        cmd.arg(&url);
+        let started = Instant::now();
+        let out = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running wrk")?;
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!("wrk failed: {text}");
+        }
+        let rate = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no Requests/sec in wrk's output: {text}"))?;
+        Ok((rate, took))
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    tcpcopy_testbed::output("getconf", &["CLK_TCK"])
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Lines of `host`'s access log for `/{path}/`, and the request bytes they add up to.
+pub fn served(bed: &Testbed, host: Host, path: &str) -> (usize, u64) {
+    let lines = tcpcopy_testbed::rig::logged(bed, host, path);
+    // addr port "METHOD uri proto" status request_length ...
+    let bytes = lines
+        .iter()
+        .filter_map(|l| l.rsplit('"').next())
+        .filter_map(|rest| rest.split_whitespace().nth(1))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    (lines.len(), bytes)
+}
+
+/// Waits until the test host's count for `path` stops growing (1 s without change, at most
+/// 20 s); returns it.
+pub fn settle(bed: &Testbed, path: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = served(bed, Host::Test, path).0;
+    let mut still_since = Instant::now();
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(250));
+        let now = served(bed, Host::Test, path).0;
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= Duration::from_secs(1) {
+            break;
+        }
+    }
+    last
+}
+
+/// The `lost_<reason>=N` counters of tcpcopy's latest counters line.
+pub fn losses(tcpcopy: &Spawned) -> BTreeMap<String, u64> {
+    let lines = tcpcopy.lines();
+    let Some(last) = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("stats") || l.starts_with("final"))
+    else {
+        return BTreeMap::new();
+    };
+    last.split_whitespace()
+        .filter_map(|kv| kv.strip_prefix("lost_"))
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+/// What grew between two loss readings, as `reason=n, ...` (`none`).
+pub fn loss_diff(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let grown: Vec<String> = after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| format!("{k}={d}"))
+        })
+        .collect();
+    if grown.is_empty() {
+        "none".into()
+    } else {
+        grown.join(", ")
+    }
+}
+
+/// `a / b` as a percentage with one decimal.
+pub fn percent(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1}%", 100.0 * a / b)
+    } else {
+        "-".into()
+    }
+}
