@@ -531,3 +531,51 @@ fn an_answer_about_as_long_as_onlines_releases_the_next_request_at_once() {
     // A much shorter answer may be the first part of a longer one: released once quiet.
     assert_eq!(second_request_after_answer(40), (false, true));
 }
+
+#[test]
+fn requests_before_a_client_reset_are_replayed_before_the_reset() {
+    // wrk and browsers close with a RST when answers are still unread: the requests before it
+    // reached online, so they are replayed (paced), and only then the connection is reset.
+    let mut e = engine(config("80-198.51.100.30:80"));
+    let irs = open(&mut e, CLIENT, t(0));
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /a\n"),
+    );
+    e.handle_captured(
+        t(1),
+        &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /b\n"),
+    );
+    e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1015, 5201, RST | ACK, b""));
+    let first = drain(&mut e, t(1));
+    let payloads = |out: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        out.iter()
+            .map(|p| parse(p, Payload::Whole).unwrap().tcp.payload.to_vec())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    assert_eq!(payloads(&first), vec![b"GET /a\n".to_vec()]);
+    assert!(
+        first
+            .iter()
+            .all(|p| !parse(p, Payload::Whole).unwrap().tcp.flags.rst())
+    );
+    assert_eq!(e.session_count(), 1, "still replaying");
+    // The answer to /a releases /b; its acknowledgement ends the session with a RST.
+    e.handle_response(
+        t(2),
+        &pkt(TARGET, CLIENT, irs + 1, 1008, ACK | PSH, &[b'x'; 100]),
+    );
+    assert_eq!(payloads(&drain(&mut e, t(2))), vec![b"GET /b\n".to_vec()]);
+    e.handle_response(
+        t(3),
+        &pkt(TARGET, CLIENT, irs + 101, 1015, ACK | PSH, &[b'x'; 100]),
+    );
+    let last = drain(&mut e, t(3));
+    assert!(
+        last.iter()
+            .any(|p| parse(p, Payload::Whole).unwrap().tcp.flags.rst())
+    );
+    assert_eq!(e.stats().sessions_completed, 1);
+    assert_eq!(e.session_count(), 0);
+}

@@ -33,6 +33,11 @@ http {{
         location / {{
             return 200 "{host} $request_uri\n";
         }}
+        # Bulk uploads (benchmarks): the body is read into memory and dropped.
+        location /bulk {{
+            client_body_buffer_size 2m;
+            proxy_pass http://127.0.0.1:8081;
+        }}
         # Request bodies are kept in files (named in the access log) so tests can compare them.
         location /upload {{
             client_body_in_file_only on;

@@ -69,6 +69,8 @@ pub struct Session {
     irs: Seq,
     rcv_nxt: Seq,
     peer_fin: bool,
+    /// The client reset the connection: end with a RST once what it sent is delivered.
+    client_reset: bool,
     dup_acks: u8,
 
     rto: Duration,
@@ -154,6 +156,7 @@ impl Session {
             resp_mark: Seq(0),
             last_resp_at: now,
             last_resp_psh: false,
+            client_reset: false,
             waiting_since: None,
             syn_due: true,
             challenge_rst: None,
@@ -196,6 +199,16 @@ impl Session {
         }
     }
 
+    /// After the client's reset: ends the session (with a RST) once every byte it sent before
+    /// is acknowledged by the test server (at once if there is nothing to deliver).
+    fn reset_if_delivered(&mut self) {
+        let nothing_sent = self.stream.end() == self.isn + 1;
+        let delivered = self.state == State::Established && self.snd_una >= self.stream.end();
+        if self.client_reset && (nothing_sent || delivered) {
+            self.finish(Outcome::Completed, true);
+        }
+    }
+
     /// Every captured byte and the client's FIN (if any) acknowledged by the test server.
     pub fn all_delivered(&self) -> bool {
         self.state == State::Established
@@ -208,8 +221,10 @@ impl Session {
     pub fn on_captured(&mut self, now: Time, seg: &TcpSegment<'_>) -> Accepted {
         self.last_activity = now;
         if seg.flags.rst() {
-            // The client aborted: so do we, and the replay is as complete as the original.
-            self.finish(Outcome::Completed, true);
+            // The client aborted. What it sent before had reached online: the replay delivers
+            // it (paced as ever), then resets the connection as the client did.
+            self.client_reset = true;
+            self.reset_if_delivered();
             return Accepted::default();
         }
         if seg.flags.syn() {
@@ -255,6 +270,7 @@ impl Session {
             State::SynSent => self.on_syn_ack(now, seg),
             State::Established => self.on_established(now, seg),
         }
+        self.reset_if_delivered();
         if self.fin_sent && self.snd_una == self.snd_max && self.fin_acked_at.is_none() {
             self.fin_acked_at = Some(now);
         }

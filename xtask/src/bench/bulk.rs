@@ -17,6 +17,8 @@ pub struct Bulk {
     pub online: usize,
     pub replayed: usize,
     pub tcpcopy_cpu: f64,
+    /// How long after online's last upload the replay's last one arrived.
+    pub lag: std::time::Duration,
 }
 
 pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
@@ -41,7 +43,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
         .run(bed)?;
         let t1 = cpu_seconds(tcpcopy.pid());
         let (online, online_bytes) = served(bed, Host::Online, &path);
-        settle(bed, &path);
+        let (_, lag) = settle(bed, &path);
         let (replayed, replayed_bytes) = served(bed, Host::Test, &path);
         let secs = took.as_secs_f64();
         #[expect(clippy::cast_precision_loss, reason = "byte counts")]
@@ -53,6 +55,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
             online,
             replayed,
             tcpcopy_cpu: 100.0 * (t1 - t0) / secs,
+            lag,
         };
         println!(
             "    1 MB POSTs c={connections}: online {:.2} Gbit/s, replayed {:.2} Gbit/s ({})",
@@ -69,19 +72,20 @@ pub fn table(runs: &[Bulk]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| keep-alive connections uploading 1 MB bodies | online Gbit/s | replayed Gbit/s | replayed/online | uploads online / replayed | tcpcopy CPU |"
+        "| keep-alive connections uploading 1 MB bodies | online Gbit/s | replayed Gbit/s | replayed/online | uploads online / replayed | replay lag | tcpcopy CPU |"
     );
-    let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in runs {
         let _ = writeln!(
             md,
-            "| {} | {:.2} | {:.2} | {} | {} / {} | {:.0}% |",
+            "| {} | {:.2} | {:.2} | {} | {} / {} | {:.1} s | {:.0}% |",
             r.connections,
             r.online_gbps,
             r.replayed_gbps,
             percent(r.replayed_gbps, r.online_gbps),
             r.online,
             r.replayed,
+            r.lag.as_secs_f64(),
             r.tcpcopy_cpu
         );
     }

@@ -24,6 +24,8 @@ pub struct Level {
     /// tcpcopy's CPU, in % of a core, per 1000 replayed requests per second.
     pub cpu_per_1000: f64,
     pub losses: String,
+    /// How long after online's last request the replay's last one arrived.
+    pub lag: std::time::Duration,
 }
 
 pub fn run(bed: &Testbed, tcpcopy: &Spawned, intercept: &Spawned) -> anyhow::Result<Vec<Level>> {
@@ -43,11 +45,14 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned, intercept: &Spawned) -> anyhow::Res
             .run(bed)?;
             let (t1, i1) = (cpu_seconds(tcpcopy.pid()), cpu_seconds(intercept.pid()));
             let online = served(bed, Host::Online, &path).0;
-            let replayed = settle(bed, &path);
+            let (replayed, lag) = settle(bed, &path);
             let t_all = cpu_seconds(tcpcopy.pid()) - t0;
             let secs = took.as_secs_f64();
             #[expect(clippy::cast_precision_loss, reason = "request counts")]
-            let (online_rate, replayed_rate) = (online as f64 / secs, replayed as f64 / secs);
+            let (online_rate, replayed_rate) = (
+                online as f64 / secs,
+                replayed as f64 / (secs + lag.as_secs_f64()),
+            );
             #[expect(clippy::cast_precision_loss, reason = "request counts")]
             let cpu_per_1000 = if replayed > 0 {
                 // CPU seconds per request x 1000 requests per second, as % of a core.
@@ -66,6 +71,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned, intercept: &Spawned) -> anyhow::Res
                 intercept_cpu: 100.0 * (i1 - i0) / secs,
                 cpu_per_1000,
                 losses: loss_diff(&lost_before, &losses(tcpcopy)),
+                lag,
             };
             println!(
                 "    {mode:<28} c={connections:<3} online {:>8.0} req/s  replayed {:>8.0} req/s  {}",
@@ -84,7 +90,7 @@ pub fn table(levels: &[Level]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| mode | connections | online req/s | replayed req/s | replayed/online | tcpcopy CPU | intercept CPU | tcpcopy CPU per 1000 replayed req/s | losses |"
+        "| mode | connections | online req/s | replayed req/s | replayed/online | replay lag | tcpcopy CPU | intercept CPU | tcpcopy CPU per 1000 replayed req/s | losses |"
     );
     let _ = writeln!(
         md,
@@ -95,7 +101,7 @@ pub fn table(levels: &[Level]) -> String {
         let ratio = percent(l.replayed as f64, l.online as f64);
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {:.0} | {} ({} of {}) | {:.0}% | {:.0}% | {:.1}% of a core | {} |",
+            "| {} | {} | {:.0} | {:.0} | {} ({} of {}) | {:.1} s | {:.0}% | {:.0}% | {:.1}% of a core | {} |",
             l.mode,
             l.connections,
             l.online_rate,
@@ -103,6 +109,7 @@ pub fn table(levels: &[Level]) -> String {
             ratio,
             l.replayed,
             l.online,
+            l.lag.as_secs_f64(),
             l.tcpcopy_cpu,
             l.intercept_cpu,
             l.cpu_per_1000,

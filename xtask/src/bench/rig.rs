@@ -98,22 +98,23 @@ pub fn served(bed: &Testbed, host: Host, path: &str) -> (usize, u64) {
 }
 
 /// Waits until the test host's count for `path` stops growing (1 s without change, at most
-/// 20 s); returns it.
-pub fn settle(bed: &Testbed, path: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// 60 s); returns it and how long after the call it last grew (the replay's lag behind online).
+pub fn settle(bed: &Testbed, path: &str) -> (usize, Duration) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_mins(1);
     let mut last = served(bed, Host::Test, path).0;
-    let mut still_since = Instant::now();
+    let mut grew_at = start;
     while Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(250));
+        thread::sleep(Duration::from_millis(100));
         let now = served(bed, Host::Test, path).0;
         if now != last {
             last = now;
-            still_since = Instant::now();
-        } else if still_since.elapsed() >= Duration::from_secs(1) {
+            grew_at = Instant::now();
+        } else if grew_at.elapsed() >= Duration::from_secs(1) {
             break;
         }
     }
-    last
+    (last, grew_at - start)
 }
 
 /// The `lost_<reason>=N` counters of tcpcopy's latest counters line.
