@@ -40,6 +40,8 @@ struct State {
     /// Registrations sent, and those no connected link could take.
     registrations: u64,
     unsent_registrations: u64,
+    /// Packets are waiting for the sender to have room.
+    held_back: bool,
 }
 
 /// Engine time: microseconds since the Unix epoch, read once at start and then advanced by the
@@ -79,10 +81,17 @@ impl State {
                 Event::Closed { .. } => {}
             }
         }
-        while let Some(n) = self.engine.poll_transmit(t, &mut self.buf) {
+        self.held_back = false;
+        while self.sender.has_room() {
+            let Some(n) = self.engine.poll_transmit(t, &mut self.buf) else {
+                self.sender.flush();
+                return;
+            };
             self.sender.send(&self.buf[..n]);
         }
+        // No frame free: the engine keeps the rest until the driver has sent some.
         self.sender.flush();
+        self.held_back = true;
     }
 
     /// Registers on one connected link of every intercept (round robin among its links).
@@ -145,6 +154,9 @@ pub enum Source {
     Offline(Offline),
 }
 
+/// How soon packets held back for want of transmit room are tried again.
+const RETRY_SEND: Duration = Duration::from_micros(50);
+
 /// How long sessions may take to finish after the end of a capture file.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -174,6 +186,7 @@ pub async fn run(
         unregistrable: 0,
         registrations: 0,
         unsent_registrations: 0,
+        held_back: false,
     };
     let mut publish = tokio::time::interval(PUBLISH);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,6 +199,8 @@ pub async fn run(
         let timer = sleep_until(deadline);
         let drain_deadline = drain_from.map(|t| t + DRAIN);
         let drained = sleep_until(drain_deadline);
+        // Held-back packets are tried again shortly.
+        let retry = sleep_until(st.held_back.then(|| Instant::now() + RETRY_SEND));
         let start = st.start;
         let engine = &mut st.engine;
         let captured = async {
@@ -216,6 +231,7 @@ pub async fn run(
             }
             () = timer => st.engine.handle_timeout(now(st.start)),
             () = drained => {}
+            () = retry => {}
             _ = publish.tick() => ctx.publish(st.snapshot(&source)),
         }
         // Whatever else has arrived meanwhile, before the output goes out.

@@ -93,6 +93,11 @@ impl Sender {
         self.raw.send(packet);
     }
 
+    /// Whether the next packet can be taken now (AF_XDP: a frame is free).
+    pub fn has_room(&mut self) -> bool {
+        self.xsk.as_mut().is_none_or(XskSender::has_room)
+    }
+
     /// Hands queued packets to the driver.
     pub fn flush(&mut self) {
         if let Some(x) = self.xsk.as_mut() {

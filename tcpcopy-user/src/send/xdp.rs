@@ -103,14 +103,14 @@ impl XskSender {
     }
 
     /// Queues one IPv4 packet to `dst` (sent at the next `flush`); counts it as an error when no
-    /// frame is free.
+    /// frame is free (callers ask [`Self::has_room`] first).
     pub fn send(&mut self, dst: Ipv4Addr, packet: &[u8]) {
         let Some(&(_, header)) = self.headers.iter().find(|(t, _)| *t == dst) else {
             self.errors += 1;
             return;
         };
         if self.free.is_empty() {
-            self.reap();
+            self.flush();
         }
         let Some(idx) = self.free.pop() else {
             self.errors += 1;
@@ -139,7 +139,19 @@ impl XskSender {
         });
     }
 
-    /// Hands the queued frames to the driver and wakes it if it asks to be woken.
+    /// Whether a frame is free for the next packet (after taking back what the driver is done
+    /// with). The caller holds its packets back while there is none: a packet is never dropped
+    /// for want of room, it waits.
+    pub fn has_room(&mut self) -> bool {
+        if self.free.is_empty() {
+            self.flush();
+        }
+        !self.free.is_empty()
+    }
+
+    /// Hands the queued frames to the driver, wakes it until it has taken them (in copy mode
+    /// each wake-up sends a few dozen frames) or stops making progress, and takes back the
+    /// completed frames. Frames the ring has no room for stay queued for the next flush.
     pub fn flush(&mut self) {
         if !self.batch.is_empty() {
             let n = u32::try_from(self.batch.len()).unwrap_or(u32::MAX);
@@ -147,15 +159,19 @@ impl XskSender {
             let sent = writer.insert(self.batch.iter().copied()) as usize;
             writer.commit();
             drop(writer);
-            // What did not fit goes back to the free list, counted.
-            for desc in self.batch.drain(..).skip(sent) {
-                self.free
-                    .push(u32::try_from(desc.addr / u64::from(FRAME_SIZE)).unwrap_or(0));
-                self.errors += 1;
-            }
+            self.batch.drain(..sent);
         }
-        if self.tx.needs_wakeup() {
-            self.tx.wake();
+        let mut pending = self.tx.pending();
+        while pending > 0 {
+            // Copy mode sends only from within a wake-up call, whatever the flag says.
+            if self.mode == XskMode::Copy || self.tx.needs_wakeup() {
+                self.tx.wake();
+            }
+            let now = self.tx.pending();
+            if now >= pending {
+                break;
+            }
+            pending = now;
         }
         self.reap();
     }
