@@ -36,6 +36,8 @@ pub mod report;
 #[cfg(feature = "user")]
 pub mod ring;
 #[cfg(feature = "user")]
+pub mod workers;
+#[cfg(feature = "user")]
 pub mod xdp;
 #[cfg(feature = "user")]
 pub mod xsk;

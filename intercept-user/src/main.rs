@@ -3,6 +3,7 @@
 //! instance that registered each client, over the control channel.
 
 mod server;
+mod workers;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -14,23 +15,10 @@ use std::{
 use anyhow::Context as _;
 use clap::Parser;
 use tcpcopy_common::{
-    capture::Capture,
-    maps::INTERCEPT_PROGRAM,
-    maps::MODE_MIRROR,
-    proto::{DEFAULT_BATCH, DEFAULT_PORT, encode_response},
-    ring::FrameRing,
+    maps::{INTERCEPT_PROGRAM, MODE_MIRROR},
+    proto::{DEFAULT_BATCH, DEFAULT_PORT},
     xdp::XdpProgram,
-    xsk::XskMode,
-    xsk_rx::XskRx,
 };
-use tokio::{
-    net::TcpListener,
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-    time::Instant,
-};
-
-use crate::server::Router;
 
 /// The XDP object built by build.rs from intercept-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
@@ -82,6 +70,12 @@ struct Cli {
     /// where they cannot be bound) or the ring buffer (headers only).
     #[arg(long, value_enum, default_value_t = CaptureMode::Auto)]
     capture: CaptureMode,
+
+    /// Worker threads, each pinned to a core and handling the replies whose address/port hash
+    /// falls to it; default: one per receive queue of the interface, at most one per core, at
+    /// most 8.
+    #[arg(long, value_name = "N")]
+    workers: Option<u16>,
 
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.
     #[arg(long)]
@@ -149,11 +143,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         i
     };
     warn_ip_forward();
+    let workers = tcpcopy_common::workers::count(cli.workers, &iface)?;
     let mut program = XdpProgram::load(
         OBJECT,
         INTERCEPT_PROGRAM,
         cli.ring_mib.saturating_mul(1 << 20),
-        1,
+        u32::from(workers),
     )?;
     let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let ports = match (&cli.filter, cli.src_ports.is_empty()) {
@@ -163,109 +158,64 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     program.set_ports(&ports)?;
     program.set_filter(&filter)?;
-    let runtime = tcpcopy_common::daemon::runtime().context("starting the runtime")?;
-    let _rt = runtime.enter();
-    let ring = FrameRing::take(&mut program, 0)?;
-    let xsk = match cli.capture {
-        CaptureMode::Ring => None,
-        CaptureMode::Xdp => {
-            Some(XskRx::new(&mut program, &iface).context("AF_XDP receive sockets")?)
-        }
-        CaptureMode::Auto => XskRx::new(&mut program, &iface)
-            .inspect_err(|e| {
-                log::warn!(
-                    "AF_XDP receive unavailable ({e:#}); replies come through the ring buffer"
-                );
-            })
-            .ok(),
-    };
-    if xsk.is_some() {
-        program.set_mode(MODE_MIRROR)?;
-    }
-    let via = match xsk.as_ref().map(|x| x.mode) {
-        Some(XskMode::ZeroCopy) => "af_xdp-zerocopy",
-        Some(XskMode::Copy) => "af_xdp-copy",
-        None => "ring",
-    };
-    let capture = Capture { ring, xsk };
+    program.set_workers(u32::from(workers))?;
+    let af_xdp = cli.capture != CaptureMode::Ring;
     let addr = SocketAddr::new(cli.bind, cli.port);
-    let listener = runtime
-        .block_on(TcpListener::bind(addr))
+    let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("listening on {addr} for tcpcopy"))?;
+    // AF_XDP where it can be had (auto: else the ring buffer, with a warning).
+    let (pool, via, senders) = match start_workers(&mut program, &iface, workers, af_xdp, cli.batch)
+    {
+        Ok(started) => started,
+        Err(e) if cli.capture == CaptureMode::Auto => {
+            log::warn!("AF_XDP receive unavailable ({e:#}); replies come through the ring buffer");
+            program = XdpProgram::load(
+                OBJECT,
+                INTERCEPT_PROGRAM,
+                cli.ring_mib.saturating_mul(1 << 20),
+                u32::from(workers),
+            )?;
+            program.set_ports(&ports)?;
+            program.set_filter(&filter)?;
+            program.set_workers(u32::from(workers))?;
+            start_workers(&mut program, &iface, workers, false, cli.batch)?
+        }
+        Err(e) => return Err(e),
+    };
+    workers::control(listener, senders)?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
     println!(
-        "attached iface={} mode={mode} ports={ports:?} filter={:?} capture={via} listen={addr}",
+        "attached iface={} mode={mode} ports={ports:?} filter={:?} workers={workers} capture={via} listen={addr}",
         iface,
         cli.filter.as_deref().unwrap_or("")
     );
     let _pid_file =
         tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
-    runtime.block_on(serve(&program, capture, listener, cli.batch, interval))
+    pool.until_done(interval, |p| workers::line(&program, p))
 }
 
-async fn serve(
-    program: &XdpProgram,
-    mut capture: Capture,
-    listener: TcpListener,
+type Started = (
+    tcpcopy_common::workers::Pool<workers::Snapshot>,
+    &'static str,
+    Vec<tokio::sync::mpsc::UnboundedSender<server::ConnEvent>>,
+);
+
+/// Starts the workers, with AF_XDP sockets (`af_xdp`) or the ring buffers.
+fn start_workers(
+    program: &mut XdpProgram,
+    iface: &str,
+    workers: u16,
+    af_xdp: bool,
     batch: usize,
-    interval: Option<Duration>,
-) -> anyhow::Result<()> {
-    let (events_tx, mut events_rx) = mpsc::channel(65536);
-    tokio::spawn(server::accept(listener, events_tx));
-    let mut router = Router::new(batch);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut flush = tokio::time::interval(Duration::from_millis(2));
-    let mut ticker = tcpcopy_common::report::ticker(interval).await;
-    let line = |router: &Router| {
-        let xdp = program
-            .counters()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
-        let s = router.stats;
-        format!(
-            "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_ipv4_tcp={} tcpcopy_connections={}",
-            s.forwarded,
-            s.parked,
-            s.expired,
-            s.dropped_slow,
-            s.not_ipv4_tcp,
-            router.connections()
-        )
-    };
-    loop {
-        // Not biased: under load the ring is always ready; registrations and the 2 ms flush must
-        // still get their turn.
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            ev = events_rx.recv() => {
-                if let Some(ev) = ev {
-                    router.on_event(ev);
-                    while let Ok(ev) = events_rx.try_recv() {
-                        router.on_event(ev);
-                    }
-                }
-            }
-            r = capture.read(1024, |ip| {
-                match encode_response(ip) {
-                    Ok(rec) => router.on_reply(Instant::now(), rec),
-                    Err(_) => router.stats.not_ipv4_tcp += 1,
-                }
-            }) => {
-                r?;
-                // What this read brought goes out now: a reply waits for no timer (under load
-                // the reads are large and so are the batches).
-                router.send_pending();
-            }
-            _ = flush.tick() => router.flush(Instant::now()),
-            () = tcpcopy_common::report::tick(ticker.as_mut()) => println!("stats {}", line(&router)),
-        }
+) -> anyhow::Result<Started> {
+    if af_xdp {
+        program.set_mode(MODE_MIRROR)?;
     }
-    router.flush(Instant::now());
-    println!("final {}", line(&router));
-    Ok(())
+    let (plans, senders) = workers::plans(program, iface, workers, af_xdp, batch)?;
+    let (pool, vias) = workers::start(plans)?;
+    let first = vias.first().copied().unwrap_or("ring");
+    Ok((pool, first, senders))
 }

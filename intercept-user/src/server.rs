@@ -26,7 +26,8 @@ const PARK_FOR: Duration = Duration::from_secs(1);
 /// Replies parked at most (the oldest go first).
 const PARK_MAX: usize = 65536;
 
-/// What connection tasks tell the main loop.
+/// What connection tasks tell the workers (each gets every event).
+#[derive(Clone, Debug)]
 pub enum ConnEvent {
     Open(ConnId, SocketAddr, mpsc::Sender<Vec<u8>>),
     Register(ConnId, Key),
@@ -65,6 +66,17 @@ fn key_of(rec: &Record) -> Key {
         SocketAddrV4::new(ip(16), port(22)),
         SocketAddrV4::new(ip(12), port(20)),
     )
+}
+
+impl RouterStats {
+    /// Adds another worker's counters.
+    pub fn add(&mut self, o: &RouterStats) {
+        self.forwarded += o.forwarded;
+        self.parked += o.parked;
+        self.expired += o.expired;
+        self.dropped_slow += o.dropped_slow;
+        self.not_ipv4_tcp += o.not_ipv4_tcp;
+    }
 }
 
 impl Router {

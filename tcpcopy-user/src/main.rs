@@ -48,25 +48,6 @@ fn refuse_replay_loop(mappings: &[Mapping]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Workers for `iface`: `--workers`, or one per receive queue, at most one per core and at most
-/// what the XDP program can feed.
-fn worker_count(cli: &cli::Cli, iface: &str) -> anyhow::Result<u16> {
-    let max = tcpcopy_common::maps::MAX_WORKERS.min(u32::from(tcpcopy_engine::MAX_WORKERS));
-    if let Some(n) = cli.workers {
-        if n == 0 || u32::from(n) > max {
-            bail!("--workers {n}: 1 to {max}");
-        }
-        return Ok(n);
-    }
-    let queues = tcpcopy_common::xsk_rx::rx_queues(iface);
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let n = queues
-        .min(max)
-        .min(u32::try_from(cores).unwrap_or(u32::MAX))
-        .max(1);
-    Ok(u16::try_from(n).unwrap_or(1))
-}
-
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let config = cli.engine_config()?;
     let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
@@ -92,7 +73,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     if !std::path::Path::new("/sys/class/net").join(&iface).exists() {
         return Err(tcpcopy_common::xdp::XdpError::NoSuchInterface(iface).into());
     }
-    let workers = worker_count(cli, &iface)?;
+    let workers = tcpcopy_common::workers::count(cli.workers, &iface)?;
     let mut program = XdpProgram::load(
         OBJECT,
         TCPCOPY_PROGRAM,
@@ -143,7 +124,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             }),
         });
     }
-    let started = workers::start(plans)?;
+    let (pool, started) = workers::start(plans)?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("capture interface {iface}"))?;
@@ -159,14 +140,14 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             modes.join(",")
         }
     };
-    let capture_via = mode_of(&started.capture_modes);
-    let send = mode_of(&started.send_modes);
+    let capture_via = mode_of(&started.iter().map(|s| s.capture).collect::<Vec<_>>());
+    let send = mode_of(&started.iter().map(|s| s.send).collect::<Vec<_>>());
     println!(
         "attached iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}"
     );
     let _pid_file =
         tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    report::until_done(started, Some(&program), interval)
+    pool.until_done(interval, |p| report::line(Some(&program), p))
 }
 
 /// `-i FILE` / `--pcap FILE`: replays the file's sessions in one worker; no XDP program is
@@ -186,7 +167,7 @@ fn run_offline(
         filter: *filter,
     };
     let file = offline::Offline::open(path, play)?;
-    let started = workers::start(vec![workers::Plan {
+    let (pool, started) = workers::start(vec![workers::Plan {
         engine: config,
         send: cli.send,
         intercepts: intercepts.to_vec(),
@@ -198,9 +179,9 @@ fn run_offline(
         path.display(),
         cli.accelerate,
         cli.loops.max(1),
-        started.send_modes.first().copied().unwrap_or("raw")
+        started.first().map_or("raw", |s| s.send)
     );
     let _pid_file =
         tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    report::until_done(started, None, interval)
+    pool.until_done(interval, |p| report::line(None, p))
 }

@@ -1,12 +1,15 @@
-//! Several workers: the testbed's veths get two queues, so tcpcopy runs one worker per queue
-//! (each with its own frame ring, AF_XDP transmit queue, engine and intercept connections).
+//! Several workers: the testbed's veths get two queues, so tcpcopy and intercept run one worker
+//! per queue (tcpcopy's each with its own frame ring, AF_XDP transmit queue, engine and intercept
+//! connections; intercept's each with its own AF_XDP socket and copy of the routing table).
 //! Connections spread over both; every request still arrives exactly once per copy, and the
 //! copies of different workers never share a client address/port.
 
 use std::{collections::HashSet, time::Duration};
 
 use tcpcopy_testbed::{Host, Options, Testbed};
-use tcpcopy_tests::{codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_until};
+use tcpcopy_tests::{
+    codes, counter, curl, logged, start_intercept_with, start_tcpcopy, wait_until,
+};
 
 const WAIT: Duration = Duration::from_mins(1);
 
@@ -17,7 +20,17 @@ fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
         ..Default::default()
     })
     .expect("testbed");
-    let _intercept = start_intercept(&bed);
+    // intercept through its ring buffers, which the XDP program picks by a hash of the
+    // connection (its AF_XDP sockets get what each queue receives, and a veth, unlike a NIC's
+    // RSS, puts every connection on queue 0).
+    let mut intercept = start_intercept_with(&bed, &["--capture", "ring"]);
+    let attached = intercept
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("attached"))
+        .unwrap();
+    assert!(attached.contains("workers=2"), "{attached}");
+    assert!(attached.contains("capture=ring"), "{attached}");
     let mut tcpcopy = start_tcpcopy(&bed, &["-n", "2"]);
     let attached = tcpcopy
         .lines()
@@ -65,4 +78,18 @@ fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
     );
     assert_eq!(per_worker.iter().sum::<u64>(), counter(&last, "captured"));
     assert_eq!(counter(&last, "completed"), 1200, "{last}");
+
+    // intercept's two workers both routed replies, and every reply went to tcpcopy.
+    let last = intercept.finish(Duration::from_secs(10)).unwrap();
+    let per_worker: Vec<u64> = last
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("forwarded_by_worker="))
+        .unwrap()
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(per_worker.len(), 2, "{last}");
+    assert!(per_worker.iter().all(|n| *n > 0), "{per_worker:?}");
+    assert_eq!(counter(&last, "dropped_slow"), 0, "{last}");
+    assert!(counter(&last, "forwarded") >= 1200 * 3, "{last}");
 }

@@ -94,7 +94,7 @@ pub fn table(levels: &[Level]) -> String {
     );
     let _ = writeln!(
         md,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for l in levels {
         #[expect(clippy::cast_precision_loss, reason = "request counts")]

@@ -1,0 +1,205 @@
+//! intercept's workers: one per receive queue (or `--workers`), each pinned to a core, reading
+//! the replies of its share (the XDP program picks ring `hash(addresses, ports) % workers`, or
+//! the AF_XDP sockets of the queues `q % workers == w`) and routing them itself to the tcpcopy
+//! connections. The control thread accepts tcpcopy's connections and hands every connection
+//! event (open, registration, close) to every worker over its channel, so each worker keeps its
+//! own copy of the routing table and sends its batches straight to the connections' writers:
+//! no lock and no shared table on the reply path. The replies of one connection all reach one
+//! worker, so they stay in order.
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tcpcopy_common::{
+    capture::Capture,
+    proto::encode_response,
+    ring::RingMap,
+    workers::{self, Ctx, Pool, Ready, SetupFn},
+    xdp::XdpProgram,
+    xsk::XskMode,
+    xsk_rx::XskRx,
+};
+use tokio::{sync::mpsc, time::Instant};
+
+use crate::server::{self, ConnEvent, Router, RouterStats};
+
+/// A worker's counters: the router's, and how many tcpcopy connections it knows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    pub router: RouterStats,
+    pub connections: usize,
+}
+
+/// The `stats`/`final` line: the XDP counters, then the workers' router counters summed.
+pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
+    let xdp = program
+        .counters()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let all = pool.slots.all();
+    let mut s = RouterStats::default();
+    for w in &all {
+        s.add(&w.router);
+    }
+    let per_worker: Vec<String> = all.iter().map(|w| w.router.forwarded.to_string()).collect();
+    format!(
+        "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_ipv4_tcp={} tcpcopy_connections={} forwarded_by_worker={}",
+        s.forwarded,
+        s.parked,
+        s.expired,
+        s.dropped_slow,
+        s.not_ipv4_tcp,
+        all.first().map_or(0, |w| w.connections),
+        per_worker.join(",")
+    )
+}
+
+/// What a worker sets itself up from.
+pub struct Plan {
+    batch: usize,
+    events: mpsc::UnboundedReceiver<ConnEvent>,
+    capture: SetupFn<Capture>,
+}
+
+/// The capture of each worker: its ring, and with AF_XDP the sockets of its queues.
+pub fn plans(
+    program: &mut XdpProgram,
+    iface: &str,
+    workers: u16,
+    af_xdp: bool,
+    batch: usize,
+) -> anyhow::Result<(Vec<Plan>, Vec<mpsc::UnboundedSender<ConnEvent>>)> {
+    let xsks = if af_xdp {
+        Some(Arc::new(Mutex::new(tcpcopy_common::xsk_rx::take_xsks(
+            program,
+        )?)))
+    } else {
+        None
+    };
+    let queues = tcpcopy_common::xsk_rx::rx_queues(iface).min(tcpcopy_common::maps::MAX_QUEUES);
+    let mut plans = Vec::new();
+    let mut senders = Vec::new();
+    for w in 0..workers {
+        let ring = RingMap::take(program, usize::from(w))?;
+        let xsks = xsks.clone();
+        let iface = iface.to_owned();
+        let (tx, events) = mpsc::unbounded_channel();
+        senders.push(tx);
+        plans.push(Plan {
+            batch,
+            events,
+            capture: Box::new(move || {
+                let ring = ring.register()?;
+                let xsk = match xsks {
+                    Some(map) => {
+                        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
+                        Some(
+                            XskRx::bind(&mut *map, &iface, mine)
+                                .context("AF_XDP receive sockets")?,
+                        )
+                    }
+                    None => None,
+                };
+                Ok(Capture { ring, xsk })
+            }),
+        });
+    }
+    Ok((plans, senders))
+}
+
+/// Starts the workers; what each receives through (`ring`, `af_xdp-copy`, `af_xdp-zerocopy`).
+pub fn start(plans: Vec<Plan>) -> anyhow::Result<(Pool<Snapshot>, Vec<&'static str>)> {
+    workers::start(plans, worker)
+}
+
+/// How often a worker publishes its counters.
+const PUBLISH: Duration = Duration::from_millis(100);
+
+fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> anyhow::Result<()> {
+    let Some((runtime, mut capture, ready)) = workers::setup(ready, plan.capture) else {
+        return Ok(());
+    };
+    ready.ok(match capture.xsk.as_ref().map(|x| x.mode) {
+        Some(XskMode::ZeroCopy) => "af_xdp-zerocopy",
+        Some(XskMode::Copy) => "af_xdp-copy",
+        None => "ring",
+    });
+    let mut events = plan.events;
+    let mut router = Router::new(plan.batch);
+    runtime.block_on(async {
+        let mut flush = tokio::time::interval(Duration::from_millis(2));
+        let mut publish = tokio::time::interval(PUBLISH);
+        loop {
+            // Not biased: under load the capture is always ready; registrations and the 2 ms
+            // flush must still get their turn.
+            tokio::select! {
+                _ = ctx.stop.changed() => break,
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    router.on_event(ev);
+                    while let Ok(ev) = events.try_recv() {
+                        router.on_event(ev);
+                    }
+                }
+                r = capture.read(1024, |ip| {
+                    match encode_response(ip) {
+                        Ok(rec) => router.on_reply(Instant::now(), rec),
+                        Err(_) => router.stats.not_ipv4_tcp += 1,
+                    }
+                }) => {
+                    r?;
+                    // What this read brought goes out now: a reply waits for no timer (under
+                    // load the reads are large and so are the batches).
+                    router.send_pending();
+                }
+                _ = flush.tick() => router.flush(Instant::now()),
+                _ = publish.tick() => ctx.publish(Snapshot {
+                    router: router.stats,
+                    connections: router.connections(),
+                }),
+            }
+        }
+        router.flush(Instant::now());
+        ctx.publish(Snapshot {
+            router: router.stats,
+            connections: router.connections(),
+        });
+        anyhow::Ok(())
+    })
+}
+
+/// The control thread: accepts tcpcopy's connections on `listener` and hands every connection
+/// event to every worker, until the process ends.
+pub fn control(
+    listener: std::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<ConnEvent>>,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let Ok(runtime) = tcpcopy_common::daemon::runtime() else {
+                log::error!("control thread: no runtime");
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    log::error!("control thread: cannot use the listening socket");
+                    return;
+                };
+                let (tx, mut rx) = mpsc::channel(65536);
+                tokio::spawn(server::accept(listener, tx));
+                while let Some(ev) = rx.recv().await {
+                    for w in &workers {
+                        let _ = w.send(ev.clone());
+                    }
+                }
+            });
+        })
+        .context("starting the control thread")?;
+    Ok(())
+}
