@@ -5,12 +5,14 @@
 //! - `testbed.md`: the release binaries in the namespace testbed, each figure a ratio of two
 //!   measurements of the same run: replay at increasing load (replayed vs online requests),
 //!   bulk uploads (replayed vs online Gbit/s), harm to production (online throughput with
-//!   tcpcopy vs without), CPU per 1000 replayed requests per second.
+//!   tcpcopy vs without), CPU per 1000 replayed requests per second, the AF_XDP packet path
+//!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth).
 
 mod bulk;
 mod engine;
 mod harm;
 mod load;
+mod path;
 mod rig;
 
 use std::{fmt::Write as _, fs, path::PathBuf};
@@ -57,6 +59,8 @@ fn testbed() -> anyhow::Result<()> {
     tcpcopy.finish(std::time::Duration::from_secs(20))?;
     step("harm to production: online throughput with and without tcpcopy");
     let harm = harm::run(&bed)?;
+    step("the packet path: AF_XDP raw forwarding against tcpcopy's rewrite, same veth");
+    let path = path::run(&bed)?;
     drop(bed);
 
     let mut md = String::new();
@@ -71,6 +75,7 @@ fn testbed() -> anyhow::Result<()> {
     );
     let _ = writeln!(md, "## Bulk uploads\n\n{}", bulk::table(&bulk));
     let _ = writeln!(md, "## Harm to production\n\n{}", harm::table(&harm));
+    let _ = writeln!(md, "## The packet path\n\n{}", path::table(&path));
     fs::create_dir_all("target/bench")?;
     fs::write("target/bench/testbed.md", &md)?;
     step("written to target/bench/testbed.md");
