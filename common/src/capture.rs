@@ -10,7 +10,19 @@ pub struct Capture {
     pub xsk: Option<XskRx>,
 }
 
+/// How often readers sweep their ring for frames the XDP program did not announce.
+pub const SWEEP: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl Capture {
+    /// Hands up to `max` IP packets already in the ring to `f`, without waiting (the sweep).
+    pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        self.ring.read_now(max, |_, frame| {
+            if let Some(ip) = ip_payload(frame) {
+                f(ip);
+            }
+        })
+    }
+
     /// Waits for captured frames and hands up to `max` IP packets from each source to `f`.
     pub async fn read(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
         poll_fn(|cx| {

@@ -29,6 +29,8 @@ pub struct Maps<'a, const N: usize> {
     pub scratch: &'a PerCpuArray<[u8; N]>,
     pub xsks: &'a XskMap,
     pub mode: &'a Array<u32>,
+    /// When this CPU last woke a ring's reader (see `copy::copy_frame`).
+    pub last_wake: &'a PerCpuArray<u64>,
 }
 
 /// What becomes of a selected frame that is not redirected into an AF_XDP socket, once copied.
@@ -63,14 +65,62 @@ pub fn run<const N: usize>(
     // One call per ring, each with its map as a constant the verifier can see (a map pointer
     // picked at run time from a table would be refused).
     match fields.flow_hash() % workers {
-        0 => copy_frame(ctx, maps.scratch, maps.frames[0], maps.stats),
-        1 => copy_frame(ctx, maps.scratch, maps.frames[1], maps.stats),
-        2 => copy_frame(ctx, maps.scratch, maps.frames[2], maps.stats),
-        3 => copy_frame(ctx, maps.scratch, maps.frames[3], maps.stats),
-        4 => copy_frame(ctx, maps.scratch, maps.frames[4], maps.stats),
-        5 => copy_frame(ctx, maps.scratch, maps.frames[5], maps.stats),
-        6 => copy_frame(ctx, maps.scratch, maps.frames[6], maps.stats),
-        _ => copy_frame(ctx, maps.scratch, maps.frames[7], maps.stats),
+        0 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[0],
+            maps.stats,
+            maps.last_wake,
+        ),
+        1 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[1],
+            maps.stats,
+            maps.last_wake,
+        ),
+        2 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[2],
+            maps.stats,
+            maps.last_wake,
+        ),
+        3 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[3],
+            maps.stats,
+            maps.last_wake,
+        ),
+        4 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[4],
+            maps.stats,
+            maps.last_wake,
+        ),
+        5 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[5],
+            maps.stats,
+            maps.last_wake,
+        ),
+        6 => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[6],
+            maps.stats,
+            maps.last_wake,
+        ),
+        _ => copy_frame(
+            ctx,
+            maps.scratch,
+            maps.frames[7],
+            maps.stats,
+            maps.last_wake,
+        ),
     }
     match copied {
         Copied::Pass => xdp_action::XDP_PASS,
@@ -125,6 +175,8 @@ macro_rules! xdp_program {
         static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
         #[map]
         static MODE: Array<u32> = Array::with_max_entries(MODE_ENTRIES, 0);
+        #[map]
+        static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
         #[xdp]
         #[allow(
@@ -142,6 +194,7 @@ macro_rules! xdp_program {
                 scratch: &SCRATCH,
                 xsks: &XSKS,
                 mode: &MODE,
+                last_wake: &LAST_WAKE,
             };
             run(&ctx, &maps, $side, $copied)
         }

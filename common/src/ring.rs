@@ -63,6 +63,24 @@ impl FrameRing {
         RingMap::take(program, worker)?.register()
     }
 
+    /// Hands up to `max` frames already in the ring to `f`, without waiting; returns how many.
+    /// The XDP program wakes the reader at most once per 100 µs per CPU, so the last frames of a
+    /// burst may sit there unannounced: readers sweep the ring every millisecond with this.
+    pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&FrameHeader, &[u8])) -> usize {
+        let ring = self.fd.get_mut();
+        let mut n = 0;
+        while n < max {
+            let Some(item) = ring.next() else {
+                break;
+            };
+            if let Some((header, frame)) = FrameHeader::read(&item) {
+                f(&header, frame);
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// Waits until frames are there, then hands up to `max` of them to `f`; returns how many.
     pub async fn read(
         &mut self,

@@ -131,7 +131,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
     let mut events = plan.events;
     let mut router = Router::new(plan.batch);
     runtime.block_on(async {
-        let mut flush = tokio::time::interval(Duration::from_millis(2));
+        let mut flush = tokio::time::interval(tcpcopy_common::capture::SWEEP);
         let mut publish = tokio::time::interval(PUBLISH);
         loop {
             // Not biased: under load the capture is always ready; registrations and the 2 ms
@@ -156,7 +156,14 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
                     // load the reads are large and so are the batches).
                     router.send_pending();
                 }
-                _ = flush.tick() => router.flush(Instant::now()),
+                _ = flush.tick() => {
+                    // The sweep of the ring (see `Capture::read_now`), then the timed flush.
+                    capture.read_now(1024, |ip| match encode_response(ip) {
+                        Ok(rec) => router.on_reply(Instant::now(), rec),
+                        Err(_) => router.stats.not_ipv4_tcp += 1,
+                    });
+                    router.flush(Instant::now());
+                }
                 _ = publish.tick() => ctx.publish(Snapshot {
                     router: router.stats,
                     connections: router.connections(),

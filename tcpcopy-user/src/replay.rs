@@ -188,6 +188,8 @@ pub async fn run(
         unsent_registrations: 0,
         held_back: false,
     };
+    let mut sweep = tokio::time::interval(tcpcopy_common::capture::SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publish = tokio::time::interval(PUBLISH);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_from: Option<Instant> = None;
@@ -233,6 +235,12 @@ pub async fn run(
             () = drained => {}
             () = retry => {}
             _ = publish.tick() => ctx.publish(st.snapshot(&source)),
+            _ = sweep.tick() => {
+                if let Source::Live(capture) = &mut source {
+                    let engine = &mut st.engine;
+                    capture.read_now(BATCH, |ip| engine.handle_captured(now(start), ip));
+                }
+            }
         }
         // Whatever else has arrived meanwhile, before the output goes out.
         for _ in 0..BATCH {
@@ -255,21 +263,27 @@ pub async fn run(
         }
     }
     ctx.publish(st.snapshot(&source));
-    if let Source::Offline(file) = &mut source {
-        if let Some(e) = file.error.take() {
-            return Err(anyhow::anyhow!(
-                "{e} (the sessions before it were replayed)"
-            ));
-        }
-        let s = st.engine.stats();
-        if s.sessions_started == 0 {
-            anyhow::bail!(
-                "no TCP session of the mapping in the file: {} packets read, {} to other ports, {} left out by the filter",
-                s.captured,
-                s.captured_unmapped,
-                file.filtered
-            );
-        }
+    match &mut source {
+        Source::Offline(file) => offline_outcome(file, st.engine.stats()),
+        Source::Live(_) => Ok(()),
+    }
+}
+
+/// How an offline replay ended: the file's damage, or a file with nothing to replay, is an
+/// error.
+fn offline_outcome(file: &mut Offline, s: &tcpcopy_engine::Stats) -> anyhow::Result<()> {
+    if let Some(e) = file.error.take() {
+        return Err(anyhow::anyhow!(
+            "{e} (the sessions before it were replayed)"
+        ));
+    }
+    if s.sessions_started == 0 {
+        anyhow::bail!(
+            "no TCP session of the mapping in the file: {} packets read, {} to other ports, {} left out by the filter",
+            s.captured,
+            s.captured_unmapped,
+            file.filtered
+        );
     }
     Ok(())
 }
