@@ -3,7 +3,58 @@
 
 use std::{future::poll_fn, io, task::Poll};
 
-use crate::{ether::ip_payload, ring::FrameRing, xsk_rx::XskRx};
+use std::{
+    borrow::ToOwned,
+    boxed::Box,
+    sync::{Arc, Mutex, PoisonError},
+    vec::Vec,
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    ether::ip_payload,
+    ring::{FrameRing, RingMap},
+    workers::SetupFn,
+    xdp::XdpProgram,
+    xsk_rx::{XskRx, rx_queues, take_xsks},
+};
+
+/// The capture of each of `workers` workers of `program` on `iface`, to be set up on the
+/// worker's own thread: its ring, and with `af_xdp` (the program in AF_XDP mode) the AF_XDP
+/// sockets of the queues `q % workers == w`.
+pub fn per_worker(
+    program: &mut XdpProgram,
+    iface: &str,
+    workers: u16,
+    af_xdp: bool,
+) -> anyhow::Result<Vec<SetupFn<Capture>>> {
+    let xsks = if af_xdp {
+        Some(Arc::new(Mutex::new(take_xsks(program)?)))
+    } else {
+        None
+    };
+    let queues = rx_queues(iface).min(crate::maps::MAX_QUEUES);
+    let mut out: Vec<SetupFn<Capture>> = Vec::new();
+    for w in 0..workers {
+        let ring = RingMap::take(program, usize::from(w))?;
+        let xsks = xsks.clone();
+        let iface = iface.to_owned();
+        out.push(Box::new(move || {
+            let ring = ring.register()?;
+            let xsk = match xsks {
+                Some(map) => {
+                    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
+                    Some(XskRx::bind(&mut *map, &iface, mine).context("AF_XDP receive sockets")?)
+                }
+                None => None,
+            };
+            Ok(Capture { ring, xsk })
+        }));
+    }
+    Ok(out)
+}
 
 pub struct Capture {
     pub ring: FrameRing,

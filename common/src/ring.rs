@@ -57,6 +57,25 @@ impl RingMap {
     }
 }
 
+/// Hands up to `max` records of `ring` to `f`; how many there were.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    max: usize,
+    f: &mut impl FnMut(&FrameHeader, &[u8]),
+) -> usize {
+    let mut n = 0;
+    while n < max {
+        let Some(item) = ring.next() else {
+            break;
+        };
+        if let Some((header, frame)) = FrameHeader::read(&item) {
+            f(&header, frame);
+        }
+        n += 1;
+    }
+    n
+}
+
 impl FrameRing {
     /// Takes worker `worker`'s ring out of `program` and registers it with the current runtime.
     pub fn take(program: &mut XdpProgram, worker: usize) -> Result<Self, XdpError> {
@@ -67,18 +86,7 @@ impl FrameRing {
     /// The XDP program wakes the reader at most once per 100 µs per CPU, so the last frames of a
     /// burst may sit there unannounced: readers sweep the ring every millisecond with this.
     pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&FrameHeader, &[u8])) -> usize {
-        let ring = self.fd.get_mut();
-        let mut n = 0;
-        while n < max {
-            let Some(item) = ring.next() else {
-                break;
-            };
-            if let Some((header, frame)) = FrameHeader::read(&item) {
-                f(&header, frame);
-            }
-            n += 1;
-        }
-        n
+        drain(self.fd.get_mut(), max, &mut f)
     }
 
     /// Waits until frames are there, then hands up to `max` of them to `f`; returns how many.
@@ -104,17 +112,7 @@ impl FrameRing {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             };
-            let ring = guard.get_inner_mut();
-            let mut n = 0;
-            while n < max {
-                let Some(item) = ring.next() else {
-                    break;
-                };
-                if let Some((header, frame)) = FrameHeader::read(&item) {
-                    f(&header, frame);
-                }
-                n += 1;
-            }
+            let n = drain(guard.get_inner_mut(), max, f);
             if n < max {
                 // Drained: the next poll waits for the next wake-up.
                 guard.clear_ready();

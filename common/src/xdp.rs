@@ -119,6 +119,23 @@ impl XdpProgram {
         })
     }
 
+    /// [`Self::load`], then the port filter, the compiled `-F` expression and the number of
+    /// workers set: the program ready to attach.
+    pub fn load_configured(
+        object: &[u8],
+        program: &'static str,
+        ring_bytes: u32,
+        workers: u32,
+        ports: &[u16],
+        filter: &crate::filter::FilterProgram,
+    ) -> Result<Self, XdpError> {
+        let mut p = Self::load(object, program, ring_bytes, workers)?;
+        p.set_ports(ports)?;
+        p.set_filter(filter)?;
+        p.set_workers(workers)?;
+        Ok(p)
+    }
+
     /// Selects the TCP ports the program matches (replacing nothing already there).
     pub fn set_ports(&mut self, ports: &[u16]) -> Result<(), XdpError> {
         let map_err = |e: aya::maps::MapError| XdpError::Map {

@@ -144,21 +144,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     warn_ip_forward();
     let workers = tcpcopy_common::workers::count(cli.workers, &iface)?;
-    let mut program = XdpProgram::load(
-        OBJECT,
-        INTERCEPT_PROGRAM,
-        cli.ring_mib.saturating_mul(1 << 20),
-        u32::from(workers),
-    )?;
     let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let ports = match (&cli.filter, cli.src_ports.is_empty()) {
         (_, false) => cli.src_ports.clone(),
         (Some(_), true) => vec![tcpcopy_common::maps::ANY_PORT],
         (None, true) => vec![80],
     };
-    program.set_ports(&ports)?;
-    program.set_filter(&filter)?;
-    program.set_workers(u32::from(workers))?;
+    let load = || {
+        XdpProgram::load_configured(
+            OBJECT,
+            INTERCEPT_PROGRAM,
+            cli.ring_mib.saturating_mul(1 << 20),
+            u32::from(workers),
+            &ports,
+            &filter,
+        )
+    };
+    let mut program = load()?;
     let af_xdp = cli.capture != CaptureMode::Ring;
     let addr = SocketAddr::new(cli.bind, cli.port);
     let listener = std::net::TcpListener::bind(addr)
@@ -169,15 +171,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Ok(started) => started,
         Err(e) if cli.capture == CaptureMode::Auto => {
             log::warn!("AF_XDP receive unavailable ({e:#}); replies come through the ring buffer");
-            program = XdpProgram::load(
-                OBJECT,
-                INTERCEPT_PROGRAM,
-                cli.ring_mib.saturating_mul(1 << 20),
-                u32::from(workers),
-            )?;
-            program.set_ports(&ports)?;
-            program.set_filter(&filter)?;
-            program.set_workers(u32::from(workers))?;
+            program = load()?;
             start_workers(&mut program, &iface, workers, false, cli.batch)?
         }
         Err(e) => return Err(e),

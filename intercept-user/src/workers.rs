@@ -7,20 +7,16 @@
 //! no lock and no shared table on the reply path. The replies of one connection all reach one
 //! worker, so they stay in order.
 
-use std::{
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::time::Duration;
 
 use anyhow::Context as _;
+
 use tcpcopy_common::{
     capture::Capture,
     proto::encode_response,
-    ring::RingMap,
     workers::{self, Ctx, Pool, Ready, SetupFn},
     xdp::XdpProgram,
     xsk::XskMode,
-    xsk_rx::XskRx,
 };
 use tokio::{sync::mpsc, time::Instant};
 
@@ -64,7 +60,8 @@ pub struct Plan {
     capture: SetupFn<Capture>,
 }
 
-/// The capture of each worker: its ring, and with AF_XDP the sockets of its queues.
+/// One plan per worker (its capture: see `capture::per_worker`), and the channels that feed
+/// them the connection events.
 pub fn plans(
     program: &mut XdpProgram,
     iface: &str,
@@ -72,40 +69,15 @@ pub fn plans(
     af_xdp: bool,
     batch: usize,
 ) -> anyhow::Result<(Vec<Plan>, Vec<mpsc::UnboundedSender<ConnEvent>>)> {
-    let xsks = if af_xdp {
-        Some(Arc::new(Mutex::new(tcpcopy_common::xsk_rx::take_xsks(
-            program,
-        )?)))
-    } else {
-        None
-    };
-    let queues = tcpcopy_common::xsk_rx::rx_queues(iface).min(tcpcopy_common::maps::MAX_QUEUES);
     let mut plans = Vec::new();
     let mut senders = Vec::new();
-    for w in 0..workers {
-        let ring = RingMap::take(program, usize::from(w))?;
-        let xsks = xsks.clone();
-        let iface = iface.to_owned();
+    for capture in tcpcopy_common::capture::per_worker(program, iface, workers, af_xdp)? {
         let (tx, events) = mpsc::unbounded_channel();
         senders.push(tx);
         plans.push(Plan {
             batch,
             events,
-            capture: Box::new(move || {
-                let ring = ring.register()?;
-                let xsk = match xsks {
-                    Some(map) => {
-                        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-                        let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
-                        Some(
-                            XskRx::bind(&mut *map, &iface, mine)
-                                .context("AF_XDP receive sockets")?,
-                        )
-                    }
-                    None => None,
-                };
-                Ok(Capture { ring, xsk })
-            }),
+            capture,
         });
     }
     Ok((plans, senders))

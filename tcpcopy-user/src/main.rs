@@ -12,17 +12,11 @@ mod report;
 mod send;
 mod workers;
 
-use std::{
-    net::UdpSocket,
-    process::ExitCode,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::{net::UdpSocket, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_common::{
-    capture::Capture, maps::TCPCOPY_PROGRAM, ring::RingMap, xdp::XdpProgram, xsk_rx::XskRx,
-};
+use tcpcopy_common::{maps::TCPCOPY_PROGRAM, xdp::XdpProgram};
 use tcpcopy_engine::{Mapping, WorkerShare};
 
 /// The XDP object built by build.rs from tcpcopy-ebpf.
@@ -74,29 +68,21 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         return Err(tcpcopy_common::xdp::XdpError::NoSuchInterface(iface).into());
     }
     let workers = tcpcopy_common::workers::count(cli.workers, &iface)?;
-    let mut program = XdpProgram::load(
+    let mut program = XdpProgram::load_configured(
         OBJECT,
         TCPCOPY_PROGRAM,
         cli.ring_mib.saturating_mul(1 << 20),
         u32::from(workers),
+        &ports,
+        &filter,
     )?;
-    program.set_ports(&ports)?;
-    program.set_filter(&filter)?;
-    program.set_workers(u32::from(workers))?;
-    let xsks = if cli.mirror {
+    if cli.mirror {
         program.set_mode(tcpcopy_common::maps::MODE_MIRROR)?;
-        Some(Arc::new(Mutex::new(tcpcopy_common::xsk_rx::take_xsks(
-            &mut program,
-        )?)))
-    } else {
-        None
-    };
-    let queues = tcpcopy_common::xsk_rx::rx_queues(&iface).min(tcpcopy_common::maps::MAX_QUEUES);
+    }
+    let captures = tcpcopy_common::capture::per_worker(&mut program, &iface, workers, cli.mirror)
+        .context("--mirror")?;
     let mut plans = Vec::new();
-    for w in 0..workers {
-        let ring = RingMap::take(&mut program, usize::from(w))?;
-        let xsks = xsks.clone();
-        let iface = iface.clone();
+    for (w, capture) in (0..workers).zip(captures) {
         let mut engine = config.clone();
         engine.worker = WorkerShare {
             index: w,
@@ -107,21 +93,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             send: cli.send,
             intercepts: intercepts.clone(),
             connections: cli.connections,
-            source: Box::new(move || {
-                let ring = ring.register()?;
-                let xsk = match xsks {
-                    Some(map) => {
-                        let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-                        let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
-                        Some(
-                            XskRx::bind(&mut *map, &iface, mine)
-                                .context("--mirror: AF_XDP receive sockets")?,
-                        )
-                    }
-                    None => None,
-                };
-                Ok(replay::Source::Live(Capture { ring, xsk }))
-            }),
+            source: Box::new(move || Ok(replay::Source::Live(capture()?))),
         });
     }
     let (pool, started) = workers::start(plans)?;
