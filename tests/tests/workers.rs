@@ -13,6 +13,19 @@ use tcpcopy_tests::{
 
 const WAIT: Duration = Duration::from_mins(1);
 
+/// The two per-worker figures of `key=a,b` in a counters line.
+fn each_worker(line: &str, key: &str) -> Vec<u64> {
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(v.len(), 2, "two workers: {line}");
+    v
+}
+
 #[test]
 fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
     let bed = Testbed::up_with(&Options {
@@ -64,14 +77,7 @@ fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
         })
         .collect();
     assert_eq!(tuples.len(), 1200, "every copy from its own address/port");
-    let per_worker: Vec<u64> = last
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("captured_by_worker="))
-        .unwrap()
-        .split(',')
-        .map(|n| n.parse().unwrap())
-        .collect();
-    assert_eq!(per_worker.len(), 2, "{last}");
+    let per_worker = each_worker(&last, "captured_by_worker");
     assert!(
         per_worker.iter().all(|n| *n > 0),
         "connections spread over both queues: {per_worker:?}"
@@ -81,14 +87,7 @@ fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
 
     // intercept's two workers both routed replies, and every reply went to tcpcopy.
     let last = intercept.finish(Duration::from_secs(10)).unwrap();
-    let per_worker: Vec<u64> = last
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("forwarded_by_worker="))
-        .unwrap()
-        .split(',')
-        .map(|n| n.parse().unwrap())
-        .collect();
-    assert_eq!(per_worker.len(), 2, "{last}");
+    let per_worker = each_worker(&last, "forwarded_by_worker");
     assert!(per_worker.iter().all(|n| *n > 0), "{per_worker:?}");
     assert_eq!(counter(&last, "dropped_slow"), 0, "{last}");
     assert!(counter(&last, "forwarded") >= 1200 * 3, "{last}");
