@@ -159,6 +159,16 @@ pub struct Cli {
     #[arg(long)]
     pub mirror: bool,
 
+    /// Bytes one session may buffer (captured, not yet acknowledged by the test server) before it
+    /// is dropped (`buffer_limit`), MiB. Raise it for bulk uploads the test server takes slower
+    /// than online does: the replay then lags and catches up.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub session_buffer_mib: usize,
+
+    /// Bytes all sessions together may buffer before new data drops sessions (`memory_cap`), MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    pub memory_mib: usize,
+
     /// Worker threads, each pinned to a core and owning the connections whose address/port hash
     /// falls to it; default: one per receive queue of the capture interface, at most one per
     /// core, at most 8.
@@ -276,6 +286,8 @@ impl Cli {
         cfg.mss = self.mss;
         cfg.only_syn = self.only_syn;
         cfg.no_wait = self.no_wait;
+        cfg.session_buffer_limit = self.session_buffer_mib.max(1).saturating_mul(1 << 20);
+        cfg.memory_limit = self.memory_mib.max(1).saturating_mul(1 << 20);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -341,6 +353,21 @@ mod tests {
         .unwrap();
         assert_eq!(cli.mappings().unwrap()[0].online_port, 80);
         assert_eq!(cli.intercepts().unwrap().len(), 2);
+        assert_eq!(cli.engine_config().unwrap().session_buffer_limit, 64 << 20);
+        let cli = parse(&[
+            "-i",
+            "eth1",
+            "--target",
+            "10.0.0.12:80",
+            "--session-buffer-mib",
+            "1024",
+            "--memory-mib",
+            "8192",
+        ])
+        .unwrap();
+        let cfg = cli.engine_config().unwrap();
+        assert_eq!(cfg.session_buffer_limit, 1 << 30);
+        assert_eq!(cfg.memory_limit, 8 << 30);
     }
 
     #[test]

@@ -248,6 +248,10 @@ pub async fn run(
             st.on_link(ev);
         }
         st.flush();
+        // Let the intercept connections' tasks run: under load this loop is always ready, and
+        // on this one-thread runtime replies waiting in their sockets would otherwise queue up
+        // (tens of milliseconds of ACK delay: the test server's window stalls).
+        tokio::task::yield_now().await;
         if let Source::Offline(file) = &mut source
             && file.at_end()
         {

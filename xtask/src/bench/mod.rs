@@ -54,7 +54,9 @@ fn testbed() -> anyhow::Result<()> {
     let mut tcpcopy = start_tcpcopy(&bed, &[]);
     step("replay at increasing load (wrk on the client against online's nginx, 5 s a level)");
     let levels = load::run(&bed, &tcpcopy, &intercept)?;
-    step("bulk: 1 MB uploads on keep-alive connections");
+    tcpcopy.finish(std::time::Duration::from_secs(20))?;
+    step("bulk: 1 MB uploads on keep-alive connections (tcpcopy --session-buffer-mib 2048)");
+    let mut tcpcopy = start_tcpcopy(&bed, &["--session-buffer-mib", "2048"]);
     let bulk = bulk::run(&bed, &tcpcopy)?;
     tcpcopy.finish(std::time::Duration::from_secs(20))?;
     step("harm to production: online throughput with and without tcpcopy");
