@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use tcpcopy_testbed::{Host, Spawned, Testbed};
 
-use super::rig::{Wrk, cpu_seconds, percent, served, settle};
+use super::rig::{Wrk, cpu_seconds, loss_diff, losses, percent, served, settle};
 
 /// Bytes of each uploaded body.
 const BODY: usize = 1 << 20;
@@ -19,6 +19,7 @@ pub struct Bulk {
     pub tcpcopy_cpu: f64,
     /// How long after online's last upload the replay's last one arrived.
     pub lag: std::time::Duration,
+    pub losses: String,
 }
 
 pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
@@ -33,6 +34,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
     for connections in [1, 4] {
         let path = format!("bulk-{connections}");
         let t0 = cpu_seconds(tcpcopy.pid());
+        let lost_before = losses(tcpcopy);
         let (_, took) = Wrk {
             connections,
             threads: 2,
@@ -56,6 +58,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
             replayed,
             tcpcopy_cpu: 100.0 * (t1 - t0) / secs,
             lag,
+            losses: loss_diff(&lost_before, &losses(tcpcopy)),
         };
         println!(
             "    1 MB POSTs c={connections}: online {:.2} Gbit/s, replayed {:.2} Gbit/s ({})",
@@ -72,13 +75,16 @@ pub fn table(runs: &[Bulk]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| keep-alive connections uploading 1 MB bodies | online Gbit/s | replayed Gbit/s | replayed/online | uploads online / replayed | replay lag | tcpcopy CPU |"
+        "| keep-alive connections uploading 1 MB bodies | online Gbit/s | replayed Gbit/s | replayed/online | uploads online / replayed | replay lag | tcpcopy CPU | losses |"
     );
-    let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     for r in runs {
         let _ = writeln!(
             md,
-            "| {} | {:.2} | {:.2} | {} | {} / {} | {:.1} s | {:.0}% |",
+            "| {} | {:.2} | {:.2} | {} | {} / {} | {:.1} s | {:.0}% | {} |",
             r.connections,
             r.online_gbps,
             r.replayed_gbps,
@@ -86,7 +92,8 @@ pub fn table(runs: &[Bulk]) -> String {
             r.online,
             r.replayed,
             r.lag.as_secs_f64(),
-            r.tcpcopy_cpu
+            r.tcpcopy_cpu,
+            r.losses
         );
     }
     md

@@ -97,8 +97,9 @@ pub fn served(bed: &Testbed, host: Host, path: &str) -> (usize, u64) {
     (lines.len(), bytes)
 }
 
-/// Waits until the test host's count for `path` stops growing (1 s without change, at most
-/// 60 s); returns it and how long after the call it last grew (the replay's lag behind online).
+/// Waits until the test host's count for `path` stops growing (3 s without change: longer than
+/// a retransmission timeout; at most 60 s); returns it and how long after the call it last grew
+/// (the replay's lag behind online).
 pub fn settle(bed: &Testbed, path: &str) -> (usize, Duration) {
     let start = Instant::now();
     let deadline = start + Duration::from_mins(1);
@@ -110,7 +111,7 @@ pub fn settle(bed: &Testbed, path: &str) -> (usize, Duration) {
         if now != last {
             last = now;
             grew_at = Instant::now();
-        } else if grew_at.elapsed() >= Duration::from_secs(1) {
+        } else if grew_at.elapsed() >= Duration::from_secs(3) {
             break;
         }
     }
