@@ -198,16 +198,13 @@ impl Engine {
                     return;
                 }
             }
-            // The client's port carries a new connection: the old one ends here.
+            // The client's port carries a new connection. The old replay may still be behind
+            // (online's server closed first, so the client could reuse the port at once): it
+            // keeps its own tuple, delivers what it has and then resets, as after a client
+            // reset; the new connection gets a session (and a tuple) of its own.
+            self.by_capture.remove(&key);
             for &id in ids {
-                self.with_session(now, id, |s, _, _| {
-                    let outcome = if s.all_delivered() {
-                        Outcome::Completed
-                    } else {
-                        Outcome::Lost(LossReason::PortReused)
-                    };
-                    s.finish(outcome, true);
-                });
+                self.with_session(now, id, |s, _, _| s.supersede());
             }
         }
         self.start(now, key, mapping.target, &seg);

@@ -23,12 +23,10 @@ pub enum LossReason {
     RetransmitLimit,
     /// No free (address, port) was left for this copy towards the target.
     NoFreeTuple,
-    /// The client reused the port for a new connection before this one was delivered.
-    PortReused,
 }
 
 impl LossReason {
-    pub const ALL: [LossReason; 10] = [
+    pub const ALL: [LossReason; 9] = [
         LossReason::CaptureGap,
         LossReason::HandshakeTimeout,
         LossReason::Refused,
@@ -38,7 +36,6 @@ impl LossReason {
         LossReason::IdleTimeout,
         LossReason::RetransmitLimit,
         LossReason::NoFreeTuple,
-        LossReason::PortReused,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -52,7 +49,6 @@ impl LossReason {
             LossReason::IdleTimeout => "idle_timeout",
             LossReason::RetransmitLimit => "retransmit_limit",
             LossReason::NoFreeTuple => "no_free_tuple",
-            LossReason::PortReused => "port_reused",
         }
     }
 

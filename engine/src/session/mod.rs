@@ -199,6 +199,13 @@ impl Session {
         }
     }
 
+    /// A new connection took over the client's port: no more captured packets come for this
+    /// one, which delivers what it has and then resets (see [`Self::reset_if_delivered`]).
+    pub fn supersede(&mut self) {
+        self.client_reset = true;
+        self.reset_if_delivered();
+    }
+
     /// After the client's reset: ends the session (with a RST) once every byte it sent before
     /// is acknowledged by the test server (at once if there is nothing to deliver).
     fn reset_if_delivered(&mut self) {
