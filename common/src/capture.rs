@@ -1,12 +1,13 @@
 //! Where the frames an XDP program selects come from: its ring buffer, and when it redirects into
 //! AF_XDP sockets (tcpcopy `--mirror`, intercept by default) also those sockets.
 
-use std::{future::poll_fn, io, task::Poll};
-
 use std::{
     borrow::ToOwned,
     boxed::Box,
+    future::poll_fn,
+    io,
     sync::{Arc, Mutex, PoisonError},
+    task::Poll,
     vec::Vec,
 };
 
@@ -46,7 +47,7 @@ pub fn per_worker(
                 Some(map) => {
                     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
                     let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
-                    Some(XskRx::bind(&mut *map, &iface, mine).context("AF_XDP receive sockets")?)
+                    Some(XskRx::bind(&mut map, &iface, mine).context("AF_XDP receive sockets")?)
                 }
                 None => None,
             };
@@ -65,6 +66,11 @@ pub struct Capture {
 pub const SWEEP: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl Capture {
+    /// How frames arrive, for the start-up line: `ring`, `af_xdp-copy` or `af_xdp-zerocopy`.
+    pub fn describe(&self) -> &'static str {
+        self.xsk.as_ref().map_or("ring", |x| x.mode.name())
+    }
+
     /// Hands up to `max` IP packets already in the ring to `f`, without waiting (the sweep).
     pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         self.ring.read_now(max, |_, frame| {

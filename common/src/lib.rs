@@ -30,6 +30,8 @@ pub mod daemon;
 #[cfg(feature = "user")]
 pub mod filter_expr;
 #[cfg(feature = "user")]
+pub mod neigh;
+#[cfg(feature = "user")]
 pub mod proto;
 #[cfg(feature = "user")]
 pub mod report;

@@ -64,63 +64,16 @@ pub fn run<const N: usize>(
     let workers = maps.mode.get(MODE_WORKERS).map_or(1, |w| (*w).max(1));
     // One call per ring, each with its map as a constant the verifier can see (a map pointer
     // picked at run time from a table would be refused).
+    let copy = |ring| copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
     match fields.flow_hash() % workers {
-        0 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[0],
-            maps.stats,
-            maps.last_wake,
-        ),
-        1 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[1],
-            maps.stats,
-            maps.last_wake,
-        ),
-        2 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[2],
-            maps.stats,
-            maps.last_wake,
-        ),
-        3 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[3],
-            maps.stats,
-            maps.last_wake,
-        ),
-        4 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[4],
-            maps.stats,
-            maps.last_wake,
-        ),
-        5 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[5],
-            maps.stats,
-            maps.last_wake,
-        ),
-        6 => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[6],
-            maps.stats,
-            maps.last_wake,
-        ),
-        _ => copy_frame(
-            ctx,
-            maps.scratch,
-            maps.frames[7],
-            maps.stats,
-            maps.last_wake,
-        ),
+        0 => copy(maps.frames[0]),
+        1 => copy(maps.frames[1]),
+        2 => copy(maps.frames[2]),
+        3 => copy(maps.frames[3]),
+        4 => copy(maps.frames[4]),
+        5 => copy(maps.frames[5]),
+        6 => copy(maps.frames[6]),
+        _ => copy(maps.frames[7]),
     }
     match copied {
         Copied::Pass => xdp_action::XDP_PASS,

@@ -1,13 +1,8 @@
-//! The common run loop of both binaries: print the XDP counters now and then, stop on a signal.
+//! Timers of the run loops of both binaries: the `stats` ticker and optional deadlines.
 
-use std::{println, time::Duration};
+use std::time::Duration;
 
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    time::{Instant, Interval},
-};
-
-use crate::xdp::{Counters, XdpError, XdpProgram};
+use tokio::time::{Instant, Interval};
 
 /// An interval for the `stats` lines (none: only the final line), its immediate first tick
 /// already taken.
@@ -33,27 +28,4 @@ pub async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Prints `stats <counters>` every `interval` (if any) until SIGINT or SIGTERM, then prints and
-/// returns the final counters as `final <counters>`.
-pub async fn report_until_signal(
-    program: &XdpProgram,
-    interval: Option<Duration>,
-) -> Result<Counters, XdpError> {
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| XdpError::Load(std::format!("signal handler: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| XdpError::Load(std::format!("signal handler: {e}")))?;
-    let mut ticker = ticker(interval).await;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            () = tick(ticker.as_mut()) => println!("stats {}", program.counters()?),
-        }
-    }
-    let last = program.counters()?;
-    println!("final {last}");
-    Ok(last)
 }

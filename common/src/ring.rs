@@ -77,11 +77,6 @@ fn drain(
 }
 
 impl FrameRing {
-    /// Takes worker `worker`'s ring out of `program` and registers it with the current runtime.
-    pub fn take(program: &mut XdpProgram, worker: usize) -> Result<Self, XdpError> {
-        RingMap::take(program, worker)?.register()
-    }
-
     /// Hands up to `max` frames already in the ring to `f`, without waiting; returns how many.
     /// The XDP program wakes the reader at most once per 100 µs per CPU, so the last frames of a
     /// burst may sit there unannounced: readers sweep the ring every millisecond with this.

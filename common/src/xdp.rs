@@ -160,7 +160,7 @@ impl XdpProgram {
         self.set_entry(crate::maps::MODE, crate::maps::MODE_INDEX, mode)
     }
 
-    /// How many workers (ring buffers) the program feeds, by receive queue.
+    /// How many workers (ring buffers) the program feeds, by a hash of addresses and ports.
     pub fn set_workers(&mut self, workers: u32) -> Result<(), XdpError> {
         self.set_entry(crate::maps::MODE, crate::maps::MODE_WORKERS, workers)
     }

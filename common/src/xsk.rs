@@ -46,6 +46,16 @@ pub enum XskMode {
     Copy,
 }
 
+impl XskMode {
+    /// How the start-up lines name it (`capture=..`, `send=..`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            XskMode::ZeroCopy => "af_xdp-zerocopy",
+            XskMode::Copy => "af_xdp-copy",
+        }
+    }
+}
+
 /// Why an AF_XDP socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("AF_XDP socket on {iface} queue {queue}: {step}: {errno}")]

@@ -9,14 +9,12 @@ use std::{
 
 use std::{format, vec::Vec};
 
-use core::borrow::BorrowMut;
-
 use aya::maps::{MapData, XskMap};
 use tokio::io::unix::AsyncFd;
 use xdpilone::{BufIdx, DeviceQueue, RingRx, Umem, User};
 
 use crate::{
-    maps::{MAX_QUEUES, XSKS},
+    maps::XSKS,
     xdp::XdpProgram,
     xsk::{self, Area, FRAME_SIZE, XskMode},
 };
@@ -88,20 +86,9 @@ pub fn take_xsks(program: &mut XdpProgram) -> anyhow::Result<XskMap<MapData>> {
 }
 
 impl XskRx {
-    /// Binds a socket on every receive queue of `iface` and enters it into the program's `XSKS`.
-    pub fn new(program: &mut XdpProgram, iface: &str) -> anyhow::Result<Self> {
-        let n = rx_queues(iface).min(MAX_QUEUES);
-        let map = program
-            .ebpf_mut()
-            .map_mut(XSKS)
-            .ok_or_else(|| anyhow::anyhow!("no {XSKS} map in the object"))?;
-        let mut xsks = XskMap::try_from(map)?;
-        Self::bind(&mut xsks, iface, 0..n)
-    }
-
     /// Binds a socket on each of `queues` of `iface` and enters it into `xsks`.
-    pub fn bind<T: BorrowMut<MapData>>(
-        xsks: &mut XskMap<T>,
+    pub fn bind(
+        xsks: &mut XskMap<MapData>,
         iface: &str,
         queues: impl IntoIterator<Item = u32>,
     ) -> anyhow::Result<Self> {

@@ -204,7 +204,7 @@ impl Engine {
             // reset; the new connection gets a session (and a tuple) of its own.
             self.by_capture.remove(&key);
             for &id in ids {
-                self.with_session(now, id, |s, _, _| s.supersede());
+                self.with_session(now, id, |s, _, _| s.end_after_delivery());
             }
         }
         self.start(now, key, mapping.target, &seg);

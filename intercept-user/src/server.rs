@@ -9,6 +9,7 @@ use std::{
 
 use tcpcopy_common::proto::{
     ClientDecoder, RESPONSE_RECORD_LEN, TYPE_DELETE, TYPE_REGISTER, VERSION, encode_batch,
+    encode_response,
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -145,6 +146,14 @@ impl Router {
         }
     }
 
+    /// A caught reply (its IP packet): routed, or counted when it is no IPv4 TCP packet.
+    pub fn on_packet(&mut self, now: Instant, ip: &[u8]) {
+        match encode_response(ip) {
+            Ok(rec) => self.on_reply(now, rec),
+            Err(_) => self.stats.not_ipv4_tcp += 1,
+        }
+    }
+
     fn deliver(&mut self, id: ConnId, rec: Record) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -178,7 +187,8 @@ impl Router {
         }
     }
 
-    /// Sends every partial batch and expires parked replies (the 2 ms flush of the original).
+    /// Sends every partial batch and expires parked replies (the timed flush: every millisecond
+    /// here, every 2 ms in the original).
     pub fn flush(&mut self, now: Instant) {
         self.send_pending();
         while let Some((at, _, _)) = self.parked.front() {

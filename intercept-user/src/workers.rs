@@ -13,10 +13,8 @@ use anyhow::Context as _;
 
 use tcpcopy_common::{
     capture::Capture,
-    proto::encode_response,
     workers::{self, Ctx, Pool, Ready, SetupFn},
     xdp::XdpProgram,
-    xsk::XskMode,
 };
 use tokio::{sync::mpsc, time::Instant};
 
@@ -95,19 +93,15 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
     let Some((runtime, mut capture, ready)) = workers::setup(ready, plan.capture) else {
         return Ok(());
     };
-    ready.ok(match capture.xsk.as_ref().map(|x| x.mode) {
-        Some(XskMode::ZeroCopy) => "af_xdp-zerocopy",
-        Some(XskMode::Copy) => "af_xdp-copy",
-        None => "ring",
-    });
+    ready.ok(capture.describe());
     let mut events = plan.events;
     let mut router = Router::new(plan.batch);
     runtime.block_on(async {
         let mut flush = tokio::time::interval(tcpcopy_common::capture::SWEEP);
         let mut publish = tokio::time::interval(PUBLISH);
         loop {
-            // Not biased: under load the capture is always ready; registrations and the 2 ms
-            // flush must still get their turn.
+            // Not biased: under load the capture is always ready; registrations and the
+            // millisecond sweep and flush must still get their turn.
             tokio::select! {
                 _ = ctx.stop.changed() => break,
                 ev = events.recv() => {
@@ -117,12 +111,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
                         router.on_event(ev);
                     }
                 }
-                r = capture.read(1024, |ip| {
-                    match encode_response(ip) {
-                        Ok(rec) => router.on_reply(Instant::now(), rec),
-                        Err(_) => router.stats.not_ipv4_tcp += 1,
-                    }
-                }) => {
+                r = capture.read(1024, |ip| router.on_packet(Instant::now(), ip)) => {
                     r?;
                     // What this read brought goes out now: a reply waits for no timer (under
                     // load the reads are large and so are the batches).
@@ -130,10 +119,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
                 }
                 _ = flush.tick() => {
                     // The sweep of the ring (see `Capture::read_now`), then the timed flush.
-                    capture.read_now(1024, |ip| match encode_response(ip) {
-                        Ok(rec) => router.on_reply(Instant::now(), rec),
-                        Err(_) => router.stats.not_ipv4_tcp += 1,
-                    });
+                    capture.read_now(1024, |ip| router.on_packet(Instant::now(), ip));
                     router.flush(Instant::now());
                 }
                 _ = publish.tick() => ctx.publish(Snapshot {

@@ -121,11 +121,7 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         return Ok(());
     };
     let capture = match &source {
-        Source::Live(c) => match c.xsk.as_ref().map(|x| x.mode) {
-            Some(tcpcopy_common::xsk::XskMode::ZeroCopy) => "af_xdp-zerocopy",
-            Some(tcpcopy_common::xsk::XskMode::Copy) => "af_xdp-copy",
-            None => "ring",
-        },
+        Source::Live(c) => c.describe(),
         Source::Offline(_) => "file",
     };
     ready.ok(Started {

@@ -69,6 +69,14 @@ fn two_queues_two_workers_replay_every_copy_once_from_distinct_tuples() {
         "replayed: {}",
         logged(&bed, Host::Test, "mq").len()
     );
+    // Every session closes once its last answer and FIN are through (a moment after the log).
+    tcpcopy
+        .wait_for(
+            |l| l.split_whitespace().any(|kv| kv == "completed=1200"),
+            "all sessions completed",
+            WAIT,
+        )
+        .unwrap();
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     let lines = logged(&bed, Host::Test, "mq");
     assert_eq!(lines.len(), 1200, "two copies of each request, no more");

@@ -69,8 +69,9 @@ pub struct Session {
     irs: Seq,
     rcv_nxt: Seq,
     peer_fin: bool,
-    /// The client reset the connection: end with a RST once what it sent is delivered.
-    client_reset: bool,
+    /// The client is gone from this connection (it reset it, or a new connection took its port):
+    /// end with a RST once what it sent is delivered.
+    reset_after_delivery: bool,
     dup_acks: u8,
 
     rto: Duration,
@@ -156,7 +157,7 @@ impl Session {
             resp_mark: Seq(0),
             last_resp_at: now,
             last_resp_psh: false,
-            client_reset: false,
+            reset_after_delivery: false,
             waiting_since: None,
             syn_due: true,
             challenge_rst: None,
@@ -199,19 +200,20 @@ impl Session {
         }
     }
 
-    /// A new connection took over the client's port: no more captured packets come for this
-    /// one, which delivers what it has and then resets (see [`Self::reset_if_delivered`]).
-    pub fn supersede(&mut self) {
-        self.client_reset = true;
+    /// The client is gone from this connection (it reset it, or a new connection took over its
+    /// port): what it sent had reached online, so the session delivers it (paced as ever), then
+    /// resets the test server's connection (see [`Self::reset_if_delivered`]).
+    pub fn end_after_delivery(&mut self) {
+        self.reset_after_delivery = true;
         self.reset_if_delivered();
     }
 
-    /// After the client's reset: ends the session (with a RST) once every byte it sent before
-    /// is acknowledged by the test server (at once if there is nothing to deliver).
+    /// Once the client is gone: ends the session (with a RST) when every byte it sent before is
+    /// acknowledged by the test server (at once if there is nothing to deliver).
     fn reset_if_delivered(&mut self) {
         let nothing_sent = self.stream.end() == self.isn + 1;
         let delivered = self.state == State::Established && self.snd_una >= self.stream.end();
-        if self.client_reset && (nothing_sent || delivered) {
+        if self.reset_after_delivery && (nothing_sent || delivered) {
             self.finish(Outcome::Completed, true);
         }
     }
@@ -228,10 +230,7 @@ impl Session {
     pub fn on_captured(&mut self, now: Time, seg: &TcpSegment<'_>) -> Accepted {
         self.last_activity = now;
         if seg.flags.rst() {
-            // The client aborted. What it sent before had reached online: the replay delivers
-            // it (paced as ever), then resets the connection as the client did.
-            self.client_reset = true;
-            self.reset_if_delivered();
+            self.end_after_delivery();
             return Accepted::default();
         }
         if seg.flags.syn() {

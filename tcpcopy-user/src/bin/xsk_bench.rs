@@ -22,6 +22,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use tcpcopy_common::{
     maps::{MODE_MIRROR, TCPCOPY_PROGRAM},
+    neigh,
     xdp::XdpProgram,
     xsk::{self, Area, FRAME_SIZE},
 };
@@ -75,19 +76,11 @@ fn cpu_seconds() -> (f64, f64) {
 }
 
 fn mac_of(iface: &str) -> anyhow::Result<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .with_context(|| format!("MAC address of {iface}"))?;
-    parse_mac(text.trim())
+    neigh::iface_mac(iface).with_context(|| format!("MAC address of {iface}"))
 }
 
 fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.split(':').collect();
-    anyhow::ensure!(parts.len() == 6, "not a MAC address: {text}");
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16).with_context(|| format!("not a MAC address: {text}"))?;
-    }
-    Ok(mac)
+    neigh::parse_mac(text).with_context(|| format!("not a MAC address: {text}"))
 }
 
 /// A request frame of client port `port`.
@@ -183,12 +176,16 @@ struct Forwarder {
     free_tx: Vec<u32>,
     /// Receive frames to give back to the fill ring.
     refill: Vec<u64>,
+    /// A round's received, to-send and completed descriptors (kept: no allocation per round).
+    descs: Vec<XdpDesc>,
+    sends: Vec<XdpDesc>,
+    completed: Vec<u64>,
 }
 
 fn forward(iface: &str, rewrite: bool, time: Duration) -> anyhow::Result<(u64, Duration)> {
-    let mut program = XdpProgram::load(OBJECT, TCPCOPY_PROGRAM, 1 << 20, 1)?;
-    program.set_ports(&[80])?;
-    program.set_filter(&tcpcopy_common::filter_expr::compile("")?)?;
+    let all = tcpcopy_common::filter_expr::compile("")?;
+    let mut program =
+        XdpProgram::load_configured(OBJECT, TCPCOPY_PROGRAM, 1 << 20, 1, &[80], &all)?;
     program.set_mode(MODE_MIRROR)?;
     let mut xsks = tcpcopy_common::xsk_rx::take_xsks(&mut program)?;
     let mut area = Area::new(FRAMES);
@@ -210,6 +207,9 @@ fn forward(iface: &str, rewrite: bool, time: Duration) -> anyhow::Result<(u64, D
         b,
         free_tx: (half..FRAMES).collect(),
         refill: Vec::new(),
+        descs: Vec::with_capacity(BATCH as usize),
+        sends: Vec::with_capacity(BATCH as usize),
+        completed: Vec::with_capacity(FRAMES as usize),
     };
     let mut out = vec![0u8; FRAME_SIZE as usize];
     let start = Instant::now();
@@ -243,14 +243,18 @@ fn wait_readable(fd: std::os::fd::RawFd, ms: i32) {
 impl Forwarder {
     /// Receives a batch, forwards it, reaps completions; packets forwarded.
     fn round(&mut self, rewrite: bool, out: &mut [u8]) -> u64 {
-        let mut descs: Vec<XdpDesc> = Vec::with_capacity(BATCH as usize);
+        let mut descs = std::mem::take(&mut self.descs);
+        let mut sends = std::mem::take(&mut self.sends);
+        let mut completed = std::mem::take(&mut self.completed);
+        descs.clear();
+        sends.clear();
+        completed.clear();
         let mut reader = self.rx.receive(BATCH);
         while let Some(d) = reader.read() {
             descs.push(d);
         }
         reader.release();
         drop(reader);
-        let mut sends: Vec<XdpDesc> = Vec::with_capacity(descs.len());
         for d in &descs {
             let idx = u32::try_from(d.addr / u64::from(FRAME_SIZE)).unwrap_or(0);
             let offset = usize::try_from(d.addr % u64::from(FRAME_SIZE)).unwrap_or(0);
@@ -297,14 +301,13 @@ impl Forwarder {
         }
         self.tx.wake();
         let mut c = self.b.device.complete(FRAMES);
-        let mut completed = Vec::new();
         while let Some(addr) = c.read() {
             completed.push(addr);
         }
         c.release();
         drop(c);
         let done = completed.len() as u64;
-        for addr in completed {
+        for &addr in &completed {
             self.give_back(addr, rewrite);
         }
         let mut fill = self
@@ -315,6 +318,7 @@ impl Forwarder {
         fill.commit();
         drop(fill);
         self.refill.drain(..put);
+        (self.descs, self.sends, self.completed) = (descs, sends, completed);
         done
     }
 

@@ -2,7 +2,6 @@
 //! the target (the default), or a raw IP socket (`--send raw`, and for what AF_XDP cannot carry:
 //! IPv6, or targets behind another interface).
 
-mod neigh;
 mod raw;
 mod xdp;
 
@@ -107,11 +106,7 @@ impl Sender {
 
     /// `af_xdp-zerocopy`, `af_xdp-copy` or `raw`, for the start-up line.
     pub fn describe(&self) -> &'static str {
-        match self.xsk.as_ref().map(|x| x.mode) {
-            Some(XskMode::ZeroCopy) => "af_xdp-zerocopy",
-            Some(XskMode::Copy) => "af_xdp-copy",
-            None => "raw",
-        }
+        self.xsk.as_ref().map_or("raw", |x| x.mode.name())
     }
 
     /// Packets that could not be sent.

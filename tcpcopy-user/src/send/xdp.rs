@@ -7,7 +7,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use xdpilone::{BufIdx, DeviceQueue, RingTx, Umem, User, xdp::XdpDesc};
 
-use super::neigh;
+use tcpcopy_common::neigh;
 use tcpcopy_common::xsk::{self, Area, FRAME_SIZE, XskMode, XskSetupError};
 
 /// Frames in the UMEM.

@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use tcpcopy_testbed::{Host, Spawned, Testbed};
+use tcpcopy_testbed::{Spawned, Testbed};
 
-use super::rig::{Wrk, cpu_seconds, loss_diff, losses, percent, served, settle};
+use super::rig::{Wrk, measure, percent};
 
 /// Bytes of each uploaded body.
 const BODY: usize = 1 << 20;
@@ -33,32 +33,27 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
     let mut runs = Vec::new();
     for connections in [1, 4] {
         let path = format!("bulk-{connections}");
-        let t0 = cpu_seconds(tcpcopy.pid());
-        let lost_before = losses(tcpcopy);
-        let (_, took) = Wrk {
+        let wrk = Wrk {
             connections,
             threads: 2,
             close: false,
             script: Some(&script),
             path: &path,
-        }
-        .run(bed)?;
-        let t1 = cpu_seconds(tcpcopy.pid());
-        let (online, online_bytes) = served(bed, Host::Online, &path);
-        let (_, lag) = settle(bed, &path);
-        let (replayed, replayed_bytes) = served(bed, Host::Test, &path);
-        let secs = took.as_secs_f64();
+        };
+        let m = measure(bed, &wrk, tcpcopy, None)?;
+        // Bits over the time each side took: online during wrk's run, the replay until its
+        // last upload arrived.
         #[expect(clippy::cast_precision_loss, reason = "byte counts")]
-        let gbps = |bytes: u64| bytes as f64 * 8.0 / secs / 1e9;
+        let gbps = |bytes: u64, secs: f64| bytes as f64 * 8.0 / secs / 1e9;
         let run = Bulk {
             connections,
-            online_gbps: gbps(online_bytes),
-            replayed_gbps: gbps(replayed_bytes),
-            online,
-            replayed,
-            tcpcopy_cpu: 100.0 * (t1 - t0) / secs,
-            lag,
-            losses: loss_diff(&lost_before, &losses(tcpcopy)),
+            online_gbps: gbps(m.online_bytes, m.secs),
+            replayed_gbps: gbps(m.replayed_bytes, m.replay_secs()),
+            online: m.online,
+            replayed: m.replayed,
+            tcpcopy_cpu: 100.0 * m.tcpcopy_cpu / m.secs,
+            lag: m.lag,
+            losses: m.losses,
         };
         println!(
             "    1 MB POSTs c={connections}: online {:.2} Gbit/s, replayed {:.2} Gbit/s ({})",

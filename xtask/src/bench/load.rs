@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use tcpcopy_testbed::{Host, Spawned, Testbed};
+use tcpcopy_testbed::{Spawned, Testbed};
 
-use super::rig::{Wrk, cpu_seconds, loss_diff, losses, percent, served, settle};
+use super::rig::{Wrk, measure, percent};
 
 /// Concurrent connections of the load levels.
 const LEVELS: [u32; 4] = [1, 4, 16, 64];
@@ -33,30 +33,23 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned, intercept: &Spawned) -> anyhow::Res
     for (mode, close) in [("one request per connection", true), ("keep-alive", false)] {
         for connections in LEVELS {
             let path = format!("load-{}{connections}", if close { "c" } else { "k" });
-            let lost_before = losses(tcpcopy);
-            let (t0, i0) = (cpu_seconds(tcpcopy.pid()), cpu_seconds(intercept.pid()));
-            let (_, took) = Wrk {
+            let wrk = Wrk {
                 connections,
                 threads: 2,
                 close,
                 script: None,
                 path: &path,
-            }
-            .run(bed)?;
-            let (t1, i1) = (cpu_seconds(tcpcopy.pid()), cpu_seconds(intercept.pid()));
-            let online = served(bed, Host::Online, &path).0;
-            let (replayed, lag) = settle(bed, &path);
-            let t_all = cpu_seconds(tcpcopy.pid()) - t0;
-            let secs = took.as_secs_f64();
+            };
+            let m = measure(bed, &wrk, tcpcopy, Some(intercept))?;
             #[expect(clippy::cast_precision_loss, reason = "request counts")]
             let (online_rate, replayed_rate) = (
-                online as f64 / secs,
-                replayed as f64 / (secs + lag.as_secs_f64()),
+                m.online as f64 / m.secs,
+                m.replayed as f64 / m.replay_secs(),
             );
             #[expect(clippy::cast_precision_loss, reason = "request counts")]
-            let cpu_per_1000 = if replayed > 0 {
+            let cpu_per_1000 = if m.replayed > 0 {
                 // CPU seconds per request x 1000 requests per second, as % of a core.
-                t_all / replayed as f64 * 1000.0 * 100.0
+                m.tcpcopy_cpu_all / m.replayed as f64 * 1000.0 * 100.0
             } else {
                 0.0
             };
@@ -65,13 +58,13 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned, intercept: &Spawned) -> anyhow::Res
                 connections,
                 online_rate,
                 replayed_rate,
-                online,
-                replayed,
-                tcpcopy_cpu: 100.0 * (t1 - t0) / secs,
-                intercept_cpu: 100.0 * (i1 - i0) / secs,
+                online: m.online,
+                replayed: m.replayed,
+                tcpcopy_cpu: 100.0 * m.tcpcopy_cpu / m.secs,
+                intercept_cpu: 100.0 * m.intercept_cpu / m.secs,
                 cpu_per_1000,
-                losses: loss_diff(&lost_before, &losses(tcpcopy)),
-                lag,
+                losses: m.losses,
+                lag: m.lag,
             };
             println!(
                 "    {mode:<28} c={connections:<3} online {:>8.0} req/s  replayed {:>8.0} req/s  {}",

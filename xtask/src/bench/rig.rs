@@ -66,6 +66,9 @@ impl Wrk<'_> {
     }
 }
 
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`: 100 in Linux's ABI).
+const USER_HZ: f64 = 100.0;
+
 /// CPU seconds (user + system) a process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -74,14 +77,61 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks()
+    (ticks(11) + ticks(12)) / USER_HZ
 }
 
-fn clock_ticks() -> f64 {
-    tcpcopy_testbed::output("getconf", &["CLK_TCK"])
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+/// One wrk run against online and its replay: what online served and what reached the test
+/// host, how long each took, the CPU tcpcopy (and intercept) used, the losses by reason.
+pub struct Measured {
+    pub online: usize,
+    pub online_bytes: u64,
+    pub replayed: usize,
+    pub replayed_bytes: u64,
+    /// wrk's run, seconds.
+    pub secs: f64,
+    /// How long after online's last request the replay's last one arrived.
+    pub lag: Duration,
+    /// CPU seconds during wrk's run: tcpcopy's, intercept's; tcpcopy's until the replay settled.
+    pub tcpcopy_cpu: f64,
+    pub intercept_cpu: f64,
+    pub tcpcopy_cpu_all: f64,
+    pub losses: String,
+}
+
+impl Measured {
+    /// Seconds the replay took: wrk's run and the lag behind it.
+    pub fn replay_secs(&self) -> f64 {
+        self.secs + self.lag.as_secs_f64()
+    }
+}
+
+/// Runs `wrk` and waits for its replay to settle.
+pub fn measure(
+    bed: &Testbed,
+    wrk: &Wrk<'_>,
+    tcpcopy: &Spawned,
+    intercept: Option<&Spawned>,
+) -> anyhow::Result<Measured> {
+    let intercept_cpu = || intercept.map_or(0.0, |i| cpu_seconds(i.pid()));
+    let lost_before = losses(tcpcopy);
+    let (t0, i0) = (cpu_seconds(tcpcopy.pid()), intercept_cpu());
+    let (_, took) = wrk.run(bed)?;
+    let (t1, i1) = (cpu_seconds(tcpcopy.pid()), intercept_cpu());
+    let (online, online_bytes) = served(bed, Host::Online, wrk.path);
+    let lag = settle(bed, wrk.path);
+    let (replayed, replayed_bytes) = served(bed, Host::Test, wrk.path);
+    Ok(Measured {
+        online,
+        online_bytes,
+        replayed,
+        replayed_bytes,
+        secs: took.as_secs_f64(),
+        lag,
+        tcpcopy_cpu: t1 - t0,
+        intercept_cpu: i1 - i0,
+        tcpcopy_cpu_all: cpu_seconds(tcpcopy.pid()) - t0,
+        losses: loss_diff(&lost_before, &losses(tcpcopy)),
+    })
 }
 
 /// Lines of `host`'s access log for `/{path}/`, and the request bytes they add up to.
@@ -98,9 +148,9 @@ pub fn served(bed: &Testbed, host: Host, path: &str) -> (usize, u64) {
 }
 
 /// Waits until the test host's count for `path` stops growing (3 s without change: longer than
-/// a retransmission timeout; at most 60 s); returns it and how long after the call it last grew
+/// a retransmission timeout; at most 60 s); returns how long after the call it last grew
 /// (the replay's lag behind online).
-pub fn settle(bed: &Testbed, path: &str) -> (usize, Duration) {
+pub fn settle(bed: &Testbed, path: &str) -> Duration {
     let start = Instant::now();
     let deadline = start + Duration::from_mins(1);
     let mut last = served(bed, Host::Test, path).0;
@@ -115,7 +165,7 @@ pub fn settle(bed: &Testbed, path: &str) -> (usize, Duration) {
             break;
         }
     }
-    (last, grew_at - start)
+    grew_at - start
 }
 
 /// The `lost_<reason>=N` counters of tcpcopy's latest counters line.

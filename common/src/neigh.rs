@@ -2,10 +2,13 @@
 //! and the next hop's MAC address (`/proc/net/arp`, resolved by the kernel on demand).
 
 use std::{
-    fs,
+    borrow::ToOwned,
+    format, fs,
     net::{Ipv4Addr, UdpSocket},
+    string::String,
     thread,
     time::{Duration, Instant},
+    vec::Vec,
 };
 
 /// The interface and next hop for a destination.
@@ -77,7 +80,7 @@ pub fn arp_from(table: &str, ip: Ipv4Addr, iface: &str) -> Option<[u8; 6]> {
     None
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut mac {
