@@ -6,11 +6,12 @@ use anyhow::{Context as _, bail};
 
 /// Runs `program args..`, failing with its stderr when it exits non-zero.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<Output> {
+    crate::tools::require(program)?;
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("running {program} (is it installed? `cargo xtask setup`)"))?;
+        .with_context(|| format!("running {program}"))?;
     if !out.status.success() {
         bail!(
             "`{program} {}` failed ({}): {}",
@@ -33,7 +34,13 @@ pub fn output(program: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// A `Command` that runs `program` inside network namespace `ns` (`ip netns exec`).
+///
+/// # Panics
+/// When `program` is not installed or not on [`TOOLS`](crate::tools::TOOLS): the message names
+/// it and the command that installs it.
 pub fn in_ns(ns: &str, program: &str) -> Command {
+    crate::tools::require_or_panic("ip");
+    crate::tools::require_or_panic(program);
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns, program]);
     cmd

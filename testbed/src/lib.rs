@@ -18,6 +18,7 @@ mod nginx;
 mod process;
 pub mod rig;
 mod sweep;
+pub mod tools;
 
 use std::{
     fs,

@@ -3,7 +3,8 @@
 //! - the nightly toolchain's `rust-src` (for `-Z build-std=core`),
 //! - `bpf-linker`, built against the nightly's own LLVM (Debian's LLVM is too old),
 //! - `cargo-fuzz` (the fuzz targets' smoke run),
-//! - the Debian packages the testbed, demo and tests use.
+//! - the Debian packages of every program the tests, testbed, demo and benchmarks start (the list
+//!   in `testbed/src/tools.rs`, which the README prints and a unit test keeps complete).
 //!
 //! Without root or without the package registries it says exactly what is missing and the
 //! command that would install it.
@@ -16,20 +17,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::sh::{self, step};
+use tcpcopy_testbed::tools;
 
-/// Debian packages the testbed, demo, tests and benchmarks use.
-const PACKAGES: &[&str] = &[
-    "iproute2",
-    "procps",
-    "nginx",
-    "curl",
-    "wrk",
-    "tcpdump",
-    "ethtool",
-    "bpftool",
-    "iputils-ping",
-];
+use crate::sh::{self, step};
 
 pub fn setup() -> anyhow::Result<()> {
     let root = testbed_is_root();
@@ -168,10 +158,16 @@ fn bpf_linker() -> anyhow::Result<()> {
 }
 
 fn debian_packages(root: bool) -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .copied()
-        .filter(|pkg| !dpkg_installed(pkg))
+    // A package counts as missing when dpkg does not have it or one of its programs is not
+    // there (a package removed but not purged still has a dpkg entry).
+    let missing: Vec<&str> = tools::debian_packages()
+        .into_iter()
+        .filter(|pkg| {
+            !dpkg_installed(pkg)
+                || tools::TOOLS.iter().any(|t| {
+                    t.source == tools::Source::Debian(pkg) && tools::locate(t.program).is_none()
+                })
+        })
         .collect();
     if missing.is_empty() {
         step("Debian packages: present");
@@ -200,7 +196,17 @@ fn debian_packages(root: bool) -> anyhow::Result<()> {
         sh::run("chmod", &["755", "/usr/sbin/policy-rc.d"])?;
     }
     let result = sh::run("apt-get", &["update", "-qq"]).and_then(|()| {
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        // Non-interactive: no debconf question (tshark asks about its capture group) blocks a run.
+        let mut args = vec![
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+        ];
         args.extend(&missing);
         sh::run_env("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
     });
