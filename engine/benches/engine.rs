@@ -63,8 +63,8 @@ fn packet(
     let seg = OutSegment {
         src: src.parse().unwrap(),
         dst: dst.parse().unwrap(),
-        seq: Seq(seq),
-        ack: Seq(ack),
+        seq: Seq::new(seq),
+        ack: Seq::new(ack),
         flags,
         window: 65535,
         options: opts,

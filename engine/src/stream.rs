@@ -74,7 +74,7 @@ impl ClientStream {
 
     /// Whether captured bytes are missing: before some parked ones, or before the client's FIN.
     pub fn has_gap(&self) -> bool {
-        !self.parked.is_empty() || self.fin.is_some_and(|f| f > self.end())
+        !self.parked.is_empty() || self.fin.is_some_and(|f| f.after(self.end()))
     }
 
     /// The client's FIN, once captured.
@@ -115,20 +115,13 @@ impl ClientStream {
             acc.jump = true;
             return acc;
         }
-        let starts_new_data = (seq + len) > end || (fin && self.fin.is_none());
+        let starts_new_data = (seq + len).after(end) || (fin && self.fin.is_none());
         if starts_new_data && let Some(ack) = ack {
             self.note_request_ack(seq.max(end), ack);
         }
         if len > 0 {
-            if seq <= end {
-                // In order (possibly overlapping what we have): take the new tail.
-                let skip = u32::try_from(end.diff(seq)).unwrap_or(0).min(len);
-                acc.duplicate = skip;
-                let fresh = &payload[skip as usize..];
-                acc.new = u32::try_from(fresh.len()).unwrap_or(u32::MAX);
-                self.buf.extend(fresh);
-                self.unpark();
-            } else {
+            if seq.after(end) {
+                // Beyond what we have: parked until the bytes before it arrive.
                 let off = u32::try_from(seq.diff(self.base)).unwrap_or(0);
                 let had = self.parked.get(&off).map_or(0, Vec::len);
                 if had < payload.len() {
@@ -138,6 +131,14 @@ impl ClientStream {
                 } else {
                     acc.duplicate = len;
                 }
+            } else {
+                // In order (possibly overlapping what we have): take the new tail.
+                let skip = u32::try_from(end.diff(seq)).unwrap_or(0).min(len);
+                acc.duplicate = skip;
+                let fresh = &payload[skip as usize..];
+                acc.new = u32::try_from(fresh.len()).unwrap_or(u32::MAX);
+                self.buf.extend(fresh);
+                self.unpark();
             }
         }
         if fin && self.fin.is_none() {
@@ -149,11 +150,11 @@ impl ClientStream {
     /// Records the boundary a request starting at `at` with the client's `ack` implies.
     fn note_request_ack(&mut self, at: Seq, ack: Seq) {
         match self.last_request_ack {
-            Some(prev) if ack > prev => {
+            Some(prev) if ack.after(prev) => {
                 let expected = u32::try_from(ack.diff(prev)).unwrap_or(0);
                 // Requests are paced in order: a boundary behind the last one is a capture
                 // reordering artefact and is merged into it.
-                if self.boundaries.back().is_none_or(|b| at > b.seq) {
+                if self.boundaries.back().is_none_or(|b| at.after(b.seq)) {
                     self.boundaries.push_back(Boundary { seq: at, expected });
                 } else if let Some(b) = self.boundaries.back_mut() {
                     b.expected += expected;
@@ -233,61 +234,61 @@ mod tests {
 
     #[test]
     fn reassembles_out_of_order_and_trims_overlaps() {
-        let mut s = ClientStream::new(Seq(100));
-        assert_eq!(s.insert(Seq(105), b"fghij", None, false).new, 5);
+        let mut s = ClientStream::new(Seq::new(100));
+        assert_eq!(s.insert(Seq::new(105), b"fghij", None, false).new, 5);
         assert!(s.has_gap());
-        assert_eq!(s.end(), Seq(100));
-        let a = s.insert(Seq(100), b"abcdefg", None, false);
+        assert_eq!(s.end(), Seq::new(100));
+        let a = s.insert(Seq::new(100), b"abcdefg", None, false);
         assert_eq!((a.new, a.duplicate), (7, 0));
         assert!(!s.has_gap());
         assert_eq!(collect(&s), b"abcdefghij");
-        let a = s.insert(Seq(98), b"xxabc", None, false);
+        let a = s.insert(Seq::new(98), b"xxabc", None, false);
         assert_eq!((a.new, a.duplicate), (0, 5));
-        s.release(Seq(104));
+        s.release(Seq::new(104));
         assert_eq!(collect(&s), b"efghij");
-        assert_eq!(s.end(), Seq(110));
+        assert_eq!(s.end(), Seq::new(110));
     }
 
     #[test]
     fn boundaries_come_from_the_ack_moving() {
-        let mut s = ClientStream::new(Seq(1));
-        s.on_client_ack(Seq(5001)); // third handshake ACK: online ISN + 1
-        s.insert(Seq(1), b"req1", Some(Seq(5001)), false);
+        let mut s = ClientStream::new(Seq::new(1));
+        s.on_client_ack(Seq::new(5001)); // third handshake ACK: online ISN + 1
+        s.insert(Seq::new(1), b"req1", Some(Seq::new(5001)), false);
         assert_eq!(s.next_boundary(), None, "the first request goes right away");
-        s.insert(Seq(5), b"req2", Some(Seq(5101)), false);
+        s.insert(Seq::new(5), b"req2", Some(Seq::new(5101)), false);
         assert_eq!(
             s.next_boundary(),
             Some(Boundary {
-                seq: Seq(5),
+                seq: Seq::new(5),
                 expected: 100
             })
         );
         // A retransmission of req2 adds nothing.
-        s.insert(Seq(5), b"req2", Some(Seq(5101)), false);
+        s.insert(Seq::new(5), b"req2", Some(Seq::new(5101)), false);
         s.pass_boundary();
         assert_eq!(s.next_boundary(), None);
         // FIN after the online server's response and FIN.
-        s.insert(Seq(9), b"", Some(Seq(5152)), true);
+        s.insert(Seq::new(9), b"", Some(Seq::new(5152)), true);
         assert_eq!(
             s.next_boundary(),
             Some(Boundary {
-                seq: Seq(9),
+                seq: Seq::new(9),
                 expected: 51
             })
         );
-        assert_eq!(s.fin(), Some(Seq(9)));
+        assert_eq!(s.fin(), Some(Seq::new(9)));
     }
 
     #[test]
     fn server_first_greeting_holds_the_first_request() {
-        let mut s = ClientStream::new(Seq(1));
-        s.on_client_ack(Seq(1001));
-        s.on_client_ack(Seq(1021)); // the client acks a 20-byte greeting: not a baseline change
-        s.insert(Seq(1), b"HELO", Some(Seq(1021)), false);
+        let mut s = ClientStream::new(Seq::new(1));
+        s.on_client_ack(Seq::new(1001));
+        s.on_client_ack(Seq::new(1021)); // the client acks a 20-byte greeting: not a baseline change
+        s.insert(Seq::new(1), b"HELO", Some(Seq::new(1021)), false);
         assert_eq!(
             s.next_boundary(),
             Some(Boundary {
-                seq: Seq(1),
+                seq: Seq::new(1),
                 expected: 20
             })
         );
@@ -295,11 +296,14 @@ mod tests {
 
     #[test]
     fn wraparound_and_jumps() {
-        let mut s = ClientStream::new(Seq(u32::MAX - 1));
-        s.insert(Seq(u32::MAX - 1), b"abcd", None, false);
-        assert_eq!(s.end(), Seq(2));
-        assert!(s.insert(Seq(2) + (MAX_JUMP + 1), b"x", None, false).jump);
-        let [a, b] = s.slice(Seq(u32::MAX), 2);
+        let mut s = ClientStream::new(Seq::new(u32::MAX - 1));
+        s.insert(Seq::new(u32::MAX - 1), b"abcd", None, false);
+        assert_eq!(s.end(), Seq::new(2));
+        assert!(
+            s.insert(Seq::new(2) + (MAX_JUMP + 1), b"x", None, false)
+                .jump
+        );
+        let [a, b] = s.slice(Seq::new(u32::MAX), 2);
         assert_eq!([a, b].concat(), b"bc");
     }
 }

@@ -18,8 +18,8 @@ fn pkt(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> V
     let seg = OutSegment {
         src: src.parse().unwrap(),
         dst: dst.parse().unwrap(),
-        seq: Seq(seq),
-        ack: Seq(ack),
+        seq: Seq::new(seq),
+        ack: Seq::new(ack),
         flags,
         window: 65535,
         options: if flags & SYN != 0 {
@@ -97,7 +97,7 @@ fn ipv6_sessions_are_replayed_as_ipv6() {
     let out = drain(&mut e, t(0));
     let syn = parse(&out[0], Payload::Whole).unwrap();
     assert_eq!(syn.dst, "2001:db8::30".parse::<std::net::IpAddr>().unwrap());
-    assert_eq!(syn.tcp.seq, Seq(42));
+    assert_eq!(syn.tcp.seq, Seq::new(42));
     assert!(syn.tcp.flags.syn());
 }
 
@@ -113,8 +113,8 @@ fn acks_are_rewritten_into_the_test_servers_sequence_space() {
     );
     let out = drain(&mut e, t(1));
     let data = parse(&out[0], Payload::Whole).unwrap();
-    assert_eq!(data.tcp.seq, Seq(1001));
-    assert_eq!(data.tcp.ack, Seq(irs + 1));
+    assert_eq!(data.tcp.seq, Seq::new(1001));
+    assert_eq!(data.tcp.ack, Seq::new(irs + 1));
     assert_eq!(data.tcp.payload, b"GET /\n");
     assert_eq!(
         data.dst,
@@ -160,7 +160,7 @@ fn a_reused_port_starts_a_new_session_and_the_old_one_still_delivers() {
     let syn = out
         .iter()
         .map(|p| parse(p, Payload::Whole).unwrap())
-        .find(|p| p.tcp.seq == Seq(900_000))
+        .find(|p| p.tcp.seq == Seq::new(900_000))
         .expect("the new connection's SYN");
     assert!(syn.tcp.flags.syn());
     assert_ne!(
@@ -396,7 +396,7 @@ fn three_duplicate_acks_trigger_a_fast_retransmit() {
     let p = parse(&again[0], Payload::Whole).unwrap();
     assert_eq!(
         p.tcp.seq,
-        Seq(1001),
+        Seq::new(1001),
         "the first unacknowledged segment again"
     );
     assert_eq!(e.stats().retransmits, 1);
@@ -414,12 +414,12 @@ fn an_ack_to_our_syn_for_an_older_connection_is_reset_and_the_syn_resent() {
     assert!(rst.tcp.flags.rst() && !rst.tcp.flags.ack());
     assert_eq!(
         rst.tcp.seq,
-        Seq(777_777),
+        Seq::new(777_777),
         "RST at the sequence number the ACK expects"
     );
     let syn = parse(&out[1], Payload::Whole).unwrap();
     assert!(syn.tcp.flags.syn());
-    assert_eq!(syn.tcp.seq, Seq(1000));
+    assert_eq!(syn.tcp.seq, Seq::new(1000));
     e.handle_response(t(2), &pkt(TARGET, CLIENT, 9000, 1001, SYN | ACK, b""));
     assert!(
         parse(&drain(&mut e, t(2))[0], Payload::Whole)
@@ -465,7 +465,10 @@ fn segments_of_an_older_connection_on_the_same_tuple_are_ignored() {
     );
     e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1007, ACK, b""));
     for p in drain(&mut e, t(4)) {
-        assert_eq!(parse(&p, Payload::Whole).unwrap().tcp.ack, Seq(irs + 1));
+        assert_eq!(
+            parse(&p, Payload::Whole).unwrap().tcp.ack,
+            Seq::new(irs + 1)
+        );
     }
     // A RST in SYN-SENT must acknowledge the SYN.
     let mut e = engine(config("80-198.51.100.30:80"));
@@ -492,7 +495,7 @@ fn a_second_syn_ack_with_another_isn_replaces_the_first_before_any_data() {
     let last = parse(out.last().unwrap(), Payload::Whole).unwrap();
     assert_eq!(
         last.tcp.ack,
-        Seq(new_irs + 1),
+        Seq::new(new_irs + 1),
         "acks follow the server's latest handshake"
     );
     assert_eq!(e.stats().responses_stale, 0);

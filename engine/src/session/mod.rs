@@ -141,8 +141,8 @@ impl Session {
             mtu_mss: cfg.mtu.saturating_sub(if dst.is_ipv4() { 40 } else { 60 }),
             ts_ok: false,
             ts_recent: 0,
-            irs: Seq(0),
-            rcv_nxt: Seq(0),
+            irs: Seq::new(0),
+            rcv_nxt: Seq::new(0),
             peer_fin: false,
             dup_acks: 0,
             // RFC 6298's initial 1 s: a SYN-ACK parked at intercept until our registration arrives
@@ -154,7 +154,7 @@ impl Session {
             srtt: None,
             syn_sent_at: None,
             syn_retransmitted: false,
-            resp_mark: Seq(0),
+            resp_mark: Seq::new(0),
             last_resp_at: now,
             last_resp_psh: false,
             reset_after_delivery: false,
@@ -169,7 +169,7 @@ impl Session {
             created: now,
             last_activity: now,
             gap_since: None,
-            ip_id: (isn.0 >> 16) as u16,
+            ip_id: (isn.raw() >> 16) as u16,
             outcome: None,
             rst_due: false,
             timer_at: None,
@@ -212,7 +212,7 @@ impl Session {
     /// acknowledged by the test server (at once if there is nothing to deliver).
     fn reset_if_delivered(&mut self) {
         let nothing_sent = self.stream.end() == self.isn + 1;
-        let delivered = self.state == State::Established && self.snd_una >= self.stream.end();
+        let delivered = self.state == State::Established && !self.snd_una.before(self.stream.end());
         if self.reset_after_delivery && (nothing_sent || delivered) {
             self.finish(Outcome::Completed, true);
         }
@@ -222,8 +222,8 @@ impl Session {
     pub fn all_delivered(&self) -> bool {
         self.state == State::Established
             && !self.stream.has_gap()
-            && self.snd_una >= self.stream.end()
-            && self.stream.fin().is_none_or(|f| self.snd_una > f)
+            && !self.snd_una.before(self.stream.end())
+            && self.stream.fin().is_none_or(|f| self.snd_una.after(f))
     }
 
     /// A captured client segment of this session.
@@ -381,18 +381,18 @@ impl Session {
         self.snd_wnd = u32::from(seg.window) << self.peer_wscale;
         if seg.flags.ack() {
             let ack = seg.ack;
-            if ack > self.snd_una && ack <= self.snd_max {
+            if ack.after(self.snd_una) && !ack.after(self.snd_max) {
                 self.snd_una = ack;
                 self.stream.release(ack);
                 self.dup_acks = 0;
                 self.retries = 0;
-                if self.snd_nxt < self.snd_una {
+                if self.snd_nxt.before(self.snd_una) {
                     self.snd_nxt = self.snd_una;
                 }
-                self.rto_at = (self.snd_una < self.snd_max).then(|| now + self.rto);
+                self.rto_at = self.snd_una.before(self.snd_max).then(|| now + self.rto);
             } else if ack == self.snd_una
                 && seg.seq_len() == 0
-                && self.snd_max > self.snd_una
+                && self.snd_max.after(self.snd_una)
                 && old_wnd == self.snd_wnd
             {
                 self.dup_acks = self.dup_acks.saturating_add(1);
@@ -405,7 +405,7 @@ impl Session {
         if len > 0 {
             self.ack_due = true;
             let end = seg.seq + len;
-            if end > self.rcv_nxt {
+            if end.after(self.rcv_nxt) {
                 self.rcv_nxt = end;
                 if seg.payload_len > 0 || seg.flags.fin() {
                     self.last_resp_at = now;
@@ -463,7 +463,7 @@ impl Session {
                 self.syn_due = true;
                 self.syn_retransmitted = true;
             }
-            State::Established if self.snd_una < self.snd_max => {
+            State::Established if self.snd_una.before(self.snd_max) => {
                 self.retries += 1;
                 if self.retries > cfg.max_retransmits {
                     self.finish(Outcome::Lost(LossReason::RetransmitLimit), true);
@@ -492,11 +492,11 @@ impl Session {
                 self.stream.pass_boundary();
                 continue;
             }
-            if self.state != State::Established || self.snd_nxt < b.seq {
+            if self.state != State::Established || self.snd_nxt.before(b.seq) {
                 return;
             }
             let got = u32::try_from(self.rcv_nxt.diff(self.resp_mark)).unwrap_or(0);
-            if self.snd_una >= b.seq {
+            if !self.snd_una.before(b.seq) {
                 self.waiting_since.get_or_insert(now);
             }
             if got >= b.expected {
@@ -542,9 +542,9 @@ impl Session {
         if let Some(b) = self.stream.next_boundary()
             && !cfg.no_wait
             && self.state == State::Established
-            && self.snd_nxt >= b.seq
+            && !self.snd_nxt.before(b.seq)
         {
-            if self.last_resp_psh && self.rcv_nxt > self.resp_mark {
+            if self.last_resp_psh && self.rcv_nxt.after(self.resp_mark) {
                 consider(Some(self.last_resp_at + self.settle()));
             }
             consider(

@@ -38,9 +38,9 @@ impl Session {
             State::Established => {
                 self.ack_due
                     || self.rexmit_one
-                    || self.snd_nxt < self.send_limit(cfg)
+                    || self.snd_nxt.before(self.send_limit(cfg))
                     || self.fin_allowed(cfg)
-                    || (self.probe_due && self.snd_nxt < self.stream.end())
+                    || (self.probe_due && self.snd_nxt.before(self.stream.end()))
             }
         }
     }
@@ -61,7 +61,7 @@ impl Session {
         let Some(fin) = self.stream.fin() else {
             return false;
         };
-        let paced = cfg.no_wait || self.stream.next_boundary().is_none_or(|b| b.seq > fin);
+        let paced = cfg.no_wait || self.stream.next_boundary().is_none_or(|b| b.seq.after(fin));
         self.snd_nxt == fin && self.stream.end() == fin && !self.stream.has_gap() && paced
     }
 
@@ -99,7 +99,7 @@ impl Session {
         options: TcpOptions,
     ) -> Result<usize, WireError> {
         let ack = if self.state == State::SynSent {
-            Seq(0)
+            Seq::new(0)
         } else {
             self.rcv_nxt
         };
@@ -185,12 +185,12 @@ impl Session {
             }
         }
         let limit = self.send_limit(cfg);
-        if self.snd_nxt < limit {
+        if self.snd_nxt.before(limit) {
             let n = usize::try_from(limit.diff(self.snd_nxt))
                 .unwrap_or(0)
                 .min(self.mss());
             let seq = self.snd_nxt;
-            let retransmit = seq < self.snd_max;
+            let retransmit = seq.before(self.snd_max);
             return self.send_data(now, buf, seq, n, retransmit);
         }
         if self.fin_allowed(cfg) {
@@ -211,7 +211,7 @@ impl Session {
                 retransmit,
             });
         }
-        if self.probe_due && self.snd_nxt < self.stream.end() {
+        if self.probe_due && self.snd_nxt.before(self.stream.end()) {
             // Zero-window probe: one byte past the window.
             self.probe_due = false;
             let seq = self.snd_nxt;
@@ -247,7 +247,7 @@ impl Session {
         let len = self.write_with(buf, seq, flags, payload, opts).ok()?;
         let sent = u32::try_from(sent).unwrap_or(0);
         let end = seq + sent;
-        if end > self.snd_nxt {
+        if end.after(self.snd_nxt) {
             self.snd_nxt = end;
         }
         self.snd_max = self.snd_max.max(self.snd_nxt);

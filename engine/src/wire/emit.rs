@@ -75,8 +75,8 @@ pub fn emit(seg: &OutSegment<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
     let t = rest;
     t[0..2].copy_from_slice(&seg.src.port().to_be_bytes());
     t[2..4].copy_from_slice(&seg.dst.port().to_be_bytes());
-    t[4..8].copy_from_slice(&seg.seq.0.to_be_bytes());
-    t[8..12].copy_from_slice(&seg.ack.0.to_be_bytes());
+    t[4..8].copy_from_slice(&seg.seq.raw().to_be_bytes());
+    t[8..12].copy_from_slice(&seg.ack.raw().to_be_bytes());
     #[expect(clippy::cast_possible_truncation, reason = "header_len <= 60")]
     let offset = ((header_len / 4) as u8) << 4;
     t[12] = offset;
@@ -102,8 +102,8 @@ mod tests {
         OutSegment {
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
-            seq: Seq(1000),
-            ack: Seq(2000),
+            seq: Seq::new(1000),
+            ack: Seq::new(2000),
             flags: 0x18,
             window: 5000,
             options: TcpOptions {
@@ -127,7 +127,7 @@ mod tests {
             assert_eq!(n, segment_len(&s));
             let p = parse(&buf[..n], Payload::Whole).unwrap();
             assert_eq!(p.tcp.payload, b"GET / HTTP/1.1\r\n");
-            assert_eq!(p.tcp.seq, Seq(1000));
+            assert_eq!(p.tcp.seq, Seq::new(1000));
             assert_eq!(p.tcp.options.timestamps, Some((7, 9)));
             assert_eq!(p.src, s.src.ip());
             // The TCP checksum over the pseudo-header verifies to zero.

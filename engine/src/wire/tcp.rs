@@ -170,8 +170,8 @@ impl<'a> TcpSegment<'a> {
         Ok(Self {
             src_port: u16::from_be_bytes([h[0], h[1]]),
             dst_port: u16::from_be_bytes([h[2], h[3]]),
-            seq: Seq(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
-            ack: Seq(u32::from_be_bytes([h[8], h[9], h[10], h[11]])),
+            seq: Seq::new(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
+            ack: Seq::new(u32::from_be_bytes([h[8], h[9], h[10], h[11]])),
             flags: TcpFlags(h[13]),
             window: u16::from_be_bytes([h[14], h[15]]),
             options: TcpOptions::parse(opts)?,
