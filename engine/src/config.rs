@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{mapping::Mapping, select::WorkerShare};
+use crate::mapping::Mapping;
 
 /// How many tcpcopy instances can share one target with `-f` (each gets a disjoint port set).
 pub const MAX_INSTANCES: u8 = 16;
@@ -13,6 +13,19 @@ pub const MAX_INSTANCES: u8 = 16;
 /// Workers one tcpcopy instance can run (with 16 instances, each worker still has 252 ports per
 /// client address).
 pub const MAX_WORKERS: u16 = 16;
+
+/// One worker's share of the tuple space when several workers (threads, each with its own engine)
+/// replay side by side: worker `index` of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerShare {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl WorkerShare {
+    /// The only worker.
+    pub const ALONE: Self = Self { index: 0, count: 1 };
+}
 
 /// The engine's configuration. `Config::new(mappings)` gives the original tcpcopy's defaults.
 #[derive(Clone, Debug)]

@@ -17,10 +17,9 @@ pub mod stream;
 pub mod time;
 pub mod wire;
 
-pub use config::{Config, ConfigError, MAX_WORKERS, parse_client_addrs};
+pub use config::{Config, ConfigError, MAX_WORKERS, WorkerShare, parse_client_addrs};
 pub use engine::{Engine, Event};
 pub use mapping::{Mapping, MappingError};
-pub use select::WorkerShare;
 pub use seq::Seq;
 pub use stats::{LossReason, Outcome, Stats};
 pub use time::Time;

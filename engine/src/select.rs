@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use crate::config::MAX_INSTANCES;
+use crate::config::{MAX_INSTANCES, WorkerShare};
 
 /// FNV-1a over an address, a port and a salt: fixed, so selections repeat from run to run.
 pub fn hash(ip: IpAddr, port: u16, salt: u64) -> u64 {
@@ -46,19 +46,6 @@ const PORT_SPACE: u32 = 65536 - FIRST_PORT;
 const COPY_STRIDE: u32 = 331;
 /// Candidate ports tried on one address before moving to the next.
 pub const PROBES_PER_ADDR: u32 = 1024;
-
-/// One worker's share of the tuple space when several workers (threads, each with its own engine)
-/// replay side by side: worker `index` of `count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WorkerShare {
-    pub index: u16,
-    pub count: u16,
-}
-
-impl WorkerShare {
-    /// The only worker.
-    pub const ALONE: Self = Self { index: 0, count: 1 };
-}
 
 /// Generates the candidate source addresses for a copy, most preferred first; the engine takes the
 /// first one not in use towards the same target. The ports handed out are split into disjoint
