@@ -1,7 +1,13 @@
-//! The engine driven by hand-made packets: IPv6, limits, resets, reused ports, ramping, instances,
-//! and arbitrary bytes (never a panic, always counted).
+//! The engine driven by hand-made packets, grouped by the state of the replayed connection towards
+//! the test server (RFC 793 names): packets that start no session, SYN-SENT, ESTABLISHED, the
+//! states after the client's FIN (FIN-WAIT-1, FIN-WAIT-2, CLOSING, TIME-WAIT), the states after
+//! the test server's FIN (CLOSE-WAIT, LAST-ACK), and damaged input.
+//!
+//! Every helper takes the time: [`capture`] hands in a captured client packet, [`reply`] a reply
+//! of the test server, [`recv`] drains what the engine sends the test server and [`expect`]
+//! compares it with the segments a test names (seq, ack, flags, payload).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, time::Duration};
 
 use proptest::prelude::*;
 use tcpcopy_engine::{
@@ -13,6 +19,19 @@ const SYN: u8 = TcpFlags::SYN;
 const ACK: u8 = TcpFlags::ACK;
 const PSH: u8 = TcpFlags::PSH;
 const RST: u8 = TcpFlags::RST;
+const FIN: u8 = TcpFlags::FIN;
+
+const CLIENT: &str = "198.51.100.10:5000";
+const ONLINE: &str = "198.51.100.20:80";
+const TARGET: &str = "198.51.100.30:80";
+const MAP: &str = "80-198.51.100.30:80";
+
+/// The captured client's initial sequence number (its SYN), as [`open`] sends it.
+const ISN: u32 = 1000;
+/// The test server's initial sequence number, as [`open`] answers.
+const IRS: u32 = 7000;
+/// The online server's initial sequence number + 1: the client's ack in its first request.
+const ONLINE_ACK: u32 = 5001;
 
 fn pkt(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let seg = OutSegment {
@@ -60,537 +79,889 @@ fn t(ms: u64) -> Time {
     Time::from_millis(ms)
 }
 
-const CLIENT: &str = "198.51.100.10:5000";
-const ONLINE: &str = "198.51.100.20:80";
-const TARGET: &str = "198.51.100.30:80";
+/// A segment as the test server receives it.
+#[derive(Clone, PartialEq, Eq)]
+struct Seg {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: Vec<u8>,
+}
+
+impl fmt::Debug for Seg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{:?}] seq={} ack={} len={}",
+            TcpFlags(self.flags),
+            self.seq,
+            self.ack,
+            self.payload.len()
+        )
+    }
+}
+
+/// The segment `flags` at `seq` acknowledging `ack`, carrying `payload`.
+fn seg(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Seg {
+    Seg {
+        seq,
+        ack,
+        flags,
+        payload: payload.to_vec(),
+    }
+}
+
+/// A captured packet of the client of [`CLIENT`] to the online server, at `now`.
+fn capture(e: &mut Engine, now: Time, flags: u8, seq: u32, ack: u32, payload: &[u8]) {
+    e.handle_captured(now, &pkt(CLIENT, ONLINE, seq, ack, flags, payload));
+}
+
+/// A reply of the test server to the replayed client (copy 0 keeps the captured tuple), at `now`.
+fn reply(e: &mut Engine, now: Time, flags: u8, seq: u32, ack: u32, payload: &[u8]) {
+    e.handle_response(now, &pkt(TARGET, CLIENT, seq, ack, flags, payload));
+}
+
+/// Everything the engine sends the test server at `now`.
+fn recv(e: &mut Engine, now: Time) -> Vec<Seg> {
+    drain(e, now)
+        .iter()
+        .map(|p| {
+            let p = parse(p, Payload::Whole).unwrap();
+            Seg {
+                seq: p.tcp.seq.raw(),
+                ack: p.tcp.ack.raw(),
+                flags: p.tcp.flags.0,
+                payload: p.tcp.payload.to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// The engine sends exactly `expected` at `now`.
+#[track_caller]
+fn expect(e: &mut Engine, now: Time, expected: &[Seg]) {
+    assert_eq!(recv(e, now), expected, "at {now:?}; {}", e.stats());
+}
 
 /// Opens a session: captured SYN and the test server's SYN-ACK; returns the test server's ISN.
 fn open(e: &mut Engine, client: &str, now: Time) -> u32 {
-    e.handle_captured(now, &pkt(client, ONLINE, 1000, 0, SYN, b""));
+    e.handle_captured(now, &pkt(client, ONLINE, ISN, 0, SYN, b""));
     let out = drain(e, now);
     let syn = parse(&out[0], Payload::Whole).unwrap();
     assert!(syn.tcp.flags.syn());
     let src = SocketAddr::new(syn.src, syn.tcp.src_port).to_string();
-    e.handle_response(now, &pkt(TARGET, &src, 7000, 1001, SYN | ACK, b""));
+    e.handle_response(now, &pkt(TARGET, &src, IRS, ISN + 1, SYN | ACK, b""));
     let out = drain(e, now);
     assert!(
         parse(&out[0], Payload::Whole).unwrap().tcp.flags.ack(),
         "handshake ACK"
     );
-    7000
+    IRS
 }
 
-#[test]
-fn ipv6_sessions_are_replayed_as_ipv6() {
-    let mut e = engine(config("80-[2001:db8::30]:80"));
-    e.handle_captured(
-        t(0),
-        &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 42, 0, SYN, b""),
-    );
-    assert_eq!(
-        e.poll_event(),
-        Some(Event::Register {
-            client: "[2001:db8::10]:5000".parse().unwrap(),
-            target: "[2001:db8::30]:80".parse().unwrap()
-        })
-    );
-    let out = drain(&mut e, t(0));
-    let syn = parse(&out[0], Payload::Whole).unwrap();
-    assert_eq!(syn.dst, "2001:db8::30".parse::<std::net::IpAddr>().unwrap());
-    assert_eq!(syn.tcp.seq, Seq::new(42));
-    assert!(syn.tcp.flags.syn());
-}
+/// No session yet: what starts one, and what is counted instead.
+mod no_session {
+    use super::*;
 
-#[test]
-fn acks_are_rewritten_into_the_test_servers_sequence_space() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    let irs = open(&mut e, CLIENT, t(0));
-    // The client's request carries the online server's ack (5001); it goes out with the test
-    // server's (irs + 1) and the client's own sequence number.
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
-    );
-    let out = drain(&mut e, t(1));
-    let data = parse(&out[0], Payload::Whole).unwrap();
-    assert_eq!(data.tcp.seq, Seq::new(1001));
-    assert_eq!(data.tcp.ack, Seq::new(irs + 1));
-    assert_eq!(data.tcp.payload, b"GET /\n");
-    assert_eq!(
-        data.dst,
-        "198.51.100.30".parse::<std::net::IpAddr>().unwrap()
-    );
-}
-
-#[test]
-fn reset_by_the_test_server_is_a_loss_with_its_reason() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    open(&mut e, CLIENT, t(0));
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
-    );
-    drain(&mut e, t(1));
-    e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, RST | ACK, b""));
-    assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
-    assert_eq!(e.session_count(), 0);
-    // Later packets of that connection do not start a partial replay.
-    e.handle_captured(
-        t(3),
-        &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
-    );
-    assert_eq!(e.stats().sessions_started, 1);
-}
-
-#[test]
-fn a_reused_port_starts_a_new_session_and_the_old_one_still_delivers() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    let irs = open(&mut e, CLIENT, t(0));
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
-    );
-    drain(&mut e, t(1));
-    // Online closed first, so the client reuses its port at once while the replay of the
-    // first connection is still waiting for the test server.
-    e.handle_captured(t(2), &pkt(CLIENT, ONLINE, 900_000, 0, SYN, b""));
-    assert_eq!(e.stats().sessions_started, 2);
-    assert_eq!(e.stats().lost.total(), 0);
-    let out = drain(&mut e, t(2));
-    let syn = out
-        .iter()
-        .map(|p| parse(p, Payload::Whole).unwrap())
-        .find(|p| p.tcp.seq == Seq::new(900_000))
-        .expect("the new connection's SYN");
-    assert!(syn.tcp.flags.syn());
-    assert_ne!(
-        syn.tcp.src_port, 5000,
-        "the old replay still holds the client's tuple"
-    );
-    assert!(
-        out.iter()
-            .all(|p| !parse(p, Payload::Whole).unwrap().tcp.flags.rst()),
-        "the old one is not cut off"
-    );
-    // The test server acknowledges the old request: that replay is complete and resets.
-    e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1007, ACK, b""));
-    let out = drain(&mut e, t(3));
-    assert!(
-        out.iter()
-            .any(|p| parse(p, Payload::Whole).unwrap().tcp.flags.rst())
-    );
-    assert_eq!(e.stats().sessions_completed, 1);
-    assert_eq!(e.session_count(), 1, "the new one goes on");
-}
-
-#[test]
-fn buffer_limit_and_memory_cap_end_sessions_with_reasons() {
-    let mut cfg = config("80-198.51.100.30:80");
-    cfg.session_buffer_limit = 1000;
-    cfg.memory_limit = 1500;
-    let mut e = engine(cfg);
-    // No SYN-ACK ever: captured bytes pile up.
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1001, 1, ACK, &[b'x'; 800]));
-    e.handle_captured(t(0), &pkt("198.51.100.11:6000", ONLINE, 1000, 0, SYN, b""));
-    e.handle_captured(
-        t(0),
-        &pkt("198.51.100.11:6000", ONLINE, 1001, 1, ACK, &[b'y'; 800]),
-    );
-    assert_eq!(
-        e.stats().lost.get(LossReason::MemoryCap),
-        1,
-        "{}",
-        e.stats()
-    );
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1801, 1, ACK, &[b'x'; 300]));
-    assert_eq!(
-        e.stats().lost.get(LossReason::BufferLimit),
-        1,
-        "{}",
-        e.stats()
-    );
-    assert_eq!(e.memory(), 0);
-}
-
-#[test]
-fn idle_sessions_with_undelivered_bytes_time_out() {
-    let mut cfg = config("80-198.51.100.30:80");
-    cfg.idle_timeout = Duration::from_secs(5);
-    let mut e = engine(cfg);
-    open(&mut e, CLIENT, t(0));
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
-    );
-    drain(&mut e, t(1));
-    let mut now = t(1);
-    // The test server never acknowledges: retransmissions, then the idle timeout or the limit.
-    while e.session_count() > 0 && now < t(600_000) {
-        now = e.poll_timeout().expect("a timer is armed");
-        e.handle_timeout(now);
-        drain(&mut e, now);
-    }
-    let st = e.stats();
-    assert_eq!(
-        st.lost.get(LossReason::IdleTimeout) + st.lost.get(LossReason::RetransmitLimit),
-        1,
-        "{st}"
-    );
-    assert!(st.retransmits > 0);
-}
-
-#[test]
-fn handshake_timeout_after_three_seconds() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
-    let mut now = t(0);
-    let mut syns = 0;
-    while e.session_count() > 0 {
-        syns += drain(&mut e, now).len();
-        now = e.poll_timeout().unwrap();
-        e.handle_timeout(now);
-    }
-    assert!(syns >= 2, "the SYN was retransmitted");
-    assert_eq!(e.stats().lost.get(LossReason::HandshakeTimeout), 1);
-    assert!(now >= t(3000) && now < t(3100), "{now:?}");
-}
-
-#[test]
-fn ramp_starts_at_one_percent() {
-    let mut cfg = config("80-198.51.100.30:80");
-    cfg.ramp = true;
-    let mut e = engine(cfg);
-    for p in 0..2000u16 {
-        let client = format!("198.51.100.10:{}", 10_000 + p);
-        e.handle_captured(t(0), &pkt(&client, ONLINE, 1000, 0, SYN, b""));
-    }
-    let early = e.stats().sessions_started;
-    assert!(early < 60, "about 1% at first: {early}");
-    for p in 0..2000u16 {
-        let client = format!("198.51.100.11:{}", 10_000 + p);
-        e.handle_captured(t(49_000), &pkt(&client, ONLINE, 1000, 0, SYN, b""));
-    }
-    let later = e.stats().sessions_started - early;
-    assert!(
-        (850..=1150).contains(&later),
-        "about 50% after 49 s: {later}"
-    );
-}
-
-#[test]
-fn instances_take_their_own_ports() {
-    let mut cfg = config("80-198.51.100.30:80");
-    cfg.instance = Some(3);
-    cfg.copies = 4;
-    let mut e = engine(cfg);
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
-    let syns = drain(&mut e, t(0));
-    assert_eq!(syns.len(), 4);
-    for s in syns {
-        assert_eq!(parse(&s, Payload::Whole).unwrap().tcp.src_port % 16, 3);
-    }
-}
-
-#[test]
-fn unmapped_and_orphan_packets_are_counted() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    e.handle_captured(t(0), &pkt(CLIENT, "198.51.100.20:443", 1, 0, SYN, b""));
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1, 1, ACK, b""));
-    e.handle_response(t(0), &pkt(TARGET, CLIENT, 1, 1, ACK, b""));
-    let st = e.stats();
-    assert_eq!(
-        (
-            st.captured_unmapped,
-            st.captured_orphan,
-            st.responses_unknown
-        ),
-        (1, 1, 1)
-    );
-}
-
-proptest! {
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let mut e = engine(config("80-198.51.100.30:80"));
-        e.handle_captured(t(0), &bytes);
-        e.handle_response(t(0), &bytes);
-        let _ = drain(&mut e, t(0));
+    fn unmapped_and_orphan_packets_are_counted() {
+        let mut e = engine(config(MAP));
+        e.handle_captured(t(0), &pkt(CLIENT, "198.51.100.20:443", 1, 0, SYN, b""));
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1, 1, ACK, b""));
+        e.handle_response(t(0), &pkt(TARGET, CLIENT, 1, 1, ACK, b""));
         let st = e.stats();
-        prop_assert_eq!(st.captured, 1);
-        prop_assert_eq!(st.responses, 1);
+        assert_eq!(
+            (
+                st.captured_unmapped,
+                st.captured_orphan,
+                st.responses_unknown
+            ),
+            (1, 1, 1)
+        );
     }
 
     #[test]
-    fn damaged_packets_are_counted_or_handled(cut in 0usize..80, flip in 0usize..80, bit in 0u8..8) {
-        let mut e = engine(config("80-198.51.100.30:80"));
-        let mut p = pkt(CLIENT, ONLINE, 1000, 0, SYN, b"");
-        open(&mut e, CLIENT, t(0));
-        let mut data = pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /index.html HTTP/1.1\r\n\r\n");
-        if flip < data.len() {
-            data[flip] ^= 1 << bit;
+    fn ramp_starts_at_one_percent() {
+        let mut cfg = config(MAP);
+        cfg.ramp = true;
+        let mut e = engine(cfg);
+        for p in 0..2000u16 {
+            let client = format!("198.51.100.10:{}", 10_000 + p);
+            e.handle_captured(t(0), &pkt(&client, ONLINE, 1000, 0, SYN, b""));
         }
-        data.truncate(data.len().saturating_sub(cut));
-        e.handle_captured(t(1), &data);
-        p.truncate(cut.min(p.len()));
-        e.handle_response(t(1), &p);
-        let _ = drain(&mut e, t(1));
-        e.handle_timeout(t(10_000));
-        let _ = drain(&mut e, t(10_000));
+        let early = e.stats().sessions_started;
+        assert!(early < 60, "about 1% at first: {early}");
+        for p in 0..2000u16 {
+            let client = format!("198.51.100.11:{}", 10_000 + p);
+            e.handle_captured(t(49_000), &pkt(&client, ONLINE, 1000, 0, SYN, b""));
+        }
+        let later = e.stats().sessions_started - early;
+        assert!(
+            (850..=1150).contains(&later),
+            "about 50% after 49 s: {later}"
+        );
     }
 }
 
-#[test]
-fn no_wait_sends_every_request_at_once() {
-    for no_wait in [false, true] {
-        let mut cfg = config("80-198.51.100.30:80");
-        cfg.no_wait = no_wait;
+/// SYN-SENT: our SYN is out, the test server has not answered it yet.
+mod syn_sent {
+    use super::*;
+
+    #[test]
+    fn ipv6_sessions_are_replayed_as_ipv6() {
+        let mut e = engine(config("80-[2001:db8::30]:80"));
+        e.handle_captured(
+            t(0),
+            &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 42, 0, SYN, b""),
+        );
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::Register {
+                client: "[2001:db8::10]:5000".parse().unwrap(),
+                target: "[2001:db8::30]:80".parse().unwrap()
+            })
+        );
+        let out = drain(&mut e, t(0));
+        let syn = parse(&out[0], Payload::Whole).unwrap();
+        assert_eq!(syn.dst, "2001:db8::30".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(syn.tcp.seq, Seq::new(42));
+        assert!(syn.tcp.flags.syn());
+    }
+
+    #[test]
+    fn instances_take_their_own_ports() {
+        let mut cfg = config(MAP);
+        cfg.instance = Some(3);
+        cfg.copies = 4;
         let mut e = engine(cfg);
-        open(&mut e, CLIENT, t(0));
-        // Two requests, the online server answered 100 bytes in between.
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        let syns = drain(&mut e, t(0));
+        assert_eq!(syns.len(), 4);
+        for s in syns {
+            assert_eq!(parse(&s, Payload::Whole).unwrap().tcp.src_port % 16, 3);
+        }
+    }
+
+    #[test]
+    fn handshake_timeout_after_three_seconds() {
+        let mut e = engine(config(MAP));
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        let mut now = t(0);
+        let mut syns = 0;
+        while e.session_count() > 0 {
+            syns += drain(&mut e, now).len();
+            now = e.poll_timeout().unwrap();
+            e.handle_timeout(now);
+        }
+        assert!(syns >= 2, "the SYN was retransmitted");
+        assert_eq!(e.stats().lost.get(LossReason::HandshakeTimeout), 1);
+        assert!(now >= t(3000) && now < t(3100), "{now:?}");
+    }
+
+    #[test]
+    fn the_syn_is_retransmitted_after_one_second() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        assert_eq!(recv(&mut e, t(0)).len(), 1);
+        e.handle_timeout(t(999));
+        expect(&mut e, t(999), &[]);
+        e.handle_timeout(t(1000));
+        let again = recv(&mut e, t(1000));
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].flags, again[0].seq), (SYN, ISN));
+        assert_eq!(e.stats().retransmits, 1);
+    }
+
+    #[test]
+    fn an_ack_to_our_syn_for_an_older_connection_is_reset_and_the_syn_resent() {
+        let mut e = engine(config(MAP));
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        drain(&mut e, t(0));
+        // The test server still holds an older connection on this 4-tuple: it answers with an ACK.
+        e.handle_response(t(1), &pkt(TARGET, CLIENT, 5555, 777_777, ACK, b""));
+        let out = drain(&mut e, t(1));
+        let rst = parse(&out[0], Payload::Whole).unwrap();
+        assert!(rst.tcp.flags.rst() && !rst.tcp.flags.ack());
+        assert_eq!(
+            rst.tcp.seq,
+            Seq::new(777_777),
+            "RST at the sequence number the ACK expects"
+        );
+        let syn = parse(&out[1], Payload::Whole).unwrap();
+        assert!(syn.tcp.flags.syn());
+        assert_eq!(syn.tcp.seq, Seq::new(1000));
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 9000, 1001, SYN | ACK, b""));
+        assert!(
+            parse(&drain(&mut e, t(2))[0], Payload::Whole)
+                .unwrap()
+                .tcp
+                .flags
+                .ack(),
+            "established"
+        );
+    }
+
+    #[test]
+    fn a_reset_must_acknowledge_our_syn() {
+        let mut e = engine(config(MAP));
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        drain(&mut e, t(0));
+        e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 4242, RST | ACK, b""));
+        assert_eq!(e.session_count(), 1);
+        e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 1001, RST | ACK, b""));
+        assert_eq!(e.stats().lost.get(LossReason::Refused), 1);
+    }
+
+    #[test]
+    fn buffer_limit_and_memory_cap_end_sessions_with_reasons() {
+        let mut cfg = config(MAP);
+        cfg.session_buffer_limit = 1000;
+        cfg.memory_limit = 1500;
+        let mut e = engine(cfg);
+        // No SYN-ACK ever: captured bytes pile up.
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1001, 1, ACK, &[b'x'; 800]));
+        e.handle_captured(t(0), &pkt("198.51.100.11:6000", ONLINE, 1000, 0, SYN, b""));
+        e.handle_captured(
+            t(0),
+            &pkt("198.51.100.11:6000", ONLINE, 1001, 1, ACK, &[b'y'; 800]),
+        );
+        assert_eq!(
+            e.stats().lost.get(LossReason::MemoryCap),
+            1,
+            "{}",
+            e.stats()
+        );
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1801, 1, ACK, &[b'x'; 300]));
+        assert_eq!(
+            e.stats().lost.get(LossReason::BufferLimit),
+            1,
+            "{}",
+            e.stats()
+        );
+        assert_eq!(e.memory(), 0);
+    }
+}
+
+/// ESTABLISHED: requests go out, paced by the test server's answers.
+mod established {
+    use super::*;
+
+    #[test]
+    fn acks_are_rewritten_into_the_test_servers_sequence_space() {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        // The client's request carries the online server's ack (5001); it goes out with the test
+        // server's (irs + 1) and the client's own sequence number.
         e.handle_captured(
             t(1),
-            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /1\n"),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
         );
+        let out = drain(&mut e, t(1));
+        let data = parse(&out[0], Payload::Whole).unwrap();
+        assert_eq!(data.tcp.seq, Seq::new(1001));
+        assert_eq!(data.tcp.ack, Seq::new(irs + 1));
+        assert_eq!(data.tcp.payload, b"GET /\n");
+        assert_eq!(
+            data.dst,
+            "198.51.100.30".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn reset_by_the_test_server_is_a_loss_with_its_reason() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+        );
+        drain(&mut e, t(1));
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, RST | ACK, b""));
+        assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
+        assert_eq!(e.session_count(), 0);
+        // Later packets of that connection do not start a partial replay.
+        e.handle_captured(
+            t(3),
+            &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
+        );
+        assert_eq!(e.stats().sessions_started, 1);
+    }
+
+    #[test]
+    fn a_reused_port_starts_a_new_session_and_the_old_one_still_delivers() {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+        );
+        drain(&mut e, t(1));
+        // Online closed first, so the client reuses its port at once while the replay of the
+        // first connection is still waiting for the test server.
+        e.handle_captured(t(2), &pkt(CLIENT, ONLINE, 900_000, 0, SYN, b""));
+        assert_eq!(e.stats().sessions_started, 2);
+        assert_eq!(e.stats().lost.total(), 0);
+        let out = drain(&mut e, t(2));
+        let syn = out
+            .iter()
+            .map(|p| parse(p, Payload::Whole).unwrap())
+            .find(|p| p.tcp.seq == Seq::new(900_000))
+            .expect("the new connection's SYN");
+        assert!(syn.tcp.flags.syn());
+        assert_ne!(
+            syn.tcp.src_port, 5000,
+            "the old replay still holds the client's tuple"
+        );
+        assert!(
+            out.iter()
+                .all(|p| !parse(p, Payload::Whole).unwrap().tcp.flags.rst()),
+            "the old one is not cut off"
+        );
+        // The test server acknowledges the old request: that replay is complete and resets.
+        e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1007, ACK, b""));
+        let out = drain(&mut e, t(3));
+        assert!(
+            out.iter()
+                .any(|p| parse(p, Payload::Whole).unwrap().tcp.flags.rst())
+        );
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.session_count(), 1, "the new one goes on");
+    }
+
+    #[test]
+    fn idle_sessions_with_undelivered_bytes_time_out() {
+        let mut cfg = config(MAP);
+        cfg.idle_timeout = Duration::from_secs(5);
+        let mut e = engine(cfg);
+        open(&mut e, CLIENT, t(0));
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+        );
+        drain(&mut e, t(1));
+        let mut now = t(1);
+        // The test server never acknowledges: retransmissions, then the idle timeout or the limit.
+        while e.session_count() > 0 && now < t(600_000) {
+            now = e.poll_timeout().expect("a timer is armed");
+            e.handle_timeout(now);
+            drain(&mut e, now);
+        }
+        let st = e.stats();
+        assert_eq!(
+            st.lost.get(LossReason::IdleTimeout) + st.lost.get(LossReason::RetransmitLimit),
+            1,
+            "{st}"
+        );
+        assert!(st.retransmits > 0);
+    }
+
+    #[test]
+    fn no_wait_sends_every_request_at_once() {
+        for no_wait in [false, true] {
+            let mut cfg = config(MAP);
+            cfg.no_wait = no_wait;
+            let mut e = engine(cfg);
+            open(&mut e, CLIENT, t(0));
+            // Two requests, the online server answered 100 bytes in between.
+            e.handle_captured(
+                t(1),
+                &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /1\n"),
+            );
+            e.handle_captured(
+                t(2),
+                &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /2\n"),
+            );
+            let data: Vec<u8> = drain(&mut e, t(2))
+                .iter()
+                .flat_map(|p| parse(p, Payload::Whole).unwrap().tcp.payload.to_vec())
+                .collect();
+            let expected: &[u8] = if no_wait {
+                b"GET /1\nGET /2\n"
+            } else {
+                b"GET /1\n"
+            };
+            assert_eq!(data, expected, "no_wait={no_wait}");
+        }
+    }
+
+    #[test]
+    fn a_client_reset_is_replayed() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1001, 5001, RST | ACK, b""));
+        let out = drain(&mut e, t(1));
+        assert!(parse(&out[0], Payload::Whole).unwrap().tcp.flags.rst());
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn three_duplicate_acks_trigger_a_fast_retransmit() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        let body = vec![b'z'; 4000];
+        e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1001, 5001, ACK, &body));
+        let first = drain(&mut e, t(1));
+        assert!(first.len() >= 3, "segmented to the MSS: {}", first.len());
+        // The first segment is lost: the test server acks 1001 three more times.
+        for _ in 0..3 {
+            e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, ACK, b""));
+        }
+        let again = drain(&mut e, t(2));
+        let p = parse(&again[0], Payload::Whole).unwrap();
+        assert_eq!(
+            p.tcp.seq,
+            Seq::new(1001),
+            "the first unacknowledged segment again"
+        );
+        assert_eq!(e.stats().retransmits, 1);
+    }
+
+    #[test]
+    fn segments_of_an_older_connection_on_the_same_tuple_are_ignored() {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+        );
+        drain(&mut e, t(1));
+        // A late segment of an older connection: sequence number far from ours; and its RST.
+        e.handle_response(
+            t(2),
+            &pkt(
+                TARGET,
+                CLIENT,
+                irs.wrapping_add(1_500_000_000),
+                1007,
+                ACK | PSH,
+                b"",
+            ),
+        );
+        e.handle_response(
+            t(2),
+            &pkt(TARGET, CLIENT, irs.wrapping_add(1_500_000_001), 0, RST, b""),
+        );
+        assert_eq!(e.stats().responses_stale, 2);
+        assert_eq!(e.session_count(), 1, "the live session is unharmed");
+        // Our ACKs still carry the test server's real sequence number.
+        e.handle_captured(
+            t(3),
+            &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
+        );
+        e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1007, ACK, b""));
+        for p in drain(&mut e, t(4)) {
+            assert_eq!(
+                parse(&p, Payload::Whole).unwrap().tcp.ack,
+                Seq::new(irs + 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_syn_ack_with_another_isn_replaces_the_first_before_any_data() {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        // The server answered a retransmitted SYN from scratch: a new ISN.
+        let new_irs = irs.wrapping_add(123_456_789);
+        e.handle_response(t(1), &pkt(TARGET, CLIENT, new_irs, 1001, SYN | ACK, b""));
         e.handle_captured(
             t(2),
-            &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /2\n"),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
         );
-        let data: Vec<u8> = drain(&mut e, t(2))
-            .iter()
-            .flat_map(|p| parse(p, Payload::Whole).unwrap().tcp.payload.to_vec())
-            .collect();
-        let expected: &[u8] = if no_wait {
-            b"GET /1\nGET /2\n"
-        } else {
-            b"GET /1\n"
-        };
-        assert_eq!(data, expected, "no_wait={no_wait}");
-    }
-}
-
-#[test]
-fn a_client_reset_is_replayed() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    open(&mut e, CLIENT, t(0));
-    e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1001, 5001, RST | ACK, b""));
-    let out = drain(&mut e, t(1));
-    assert!(parse(&out[0], Payload::Whole).unwrap().tcp.flags.rst());
-    assert_eq!(e.stats().sessions_completed, 1);
-    assert_eq!(e.session_count(), 0);
-}
-
-#[test]
-fn three_duplicate_acks_trigger_a_fast_retransmit() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    open(&mut e, CLIENT, t(0));
-    let body = vec![b'z'; 4000];
-    e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1001, 5001, ACK, &body));
-    let first = drain(&mut e, t(1));
-    assert!(first.len() >= 3, "segmented to the MSS: {}", first.len());
-    // The first segment is lost: the test server acks 1001 three more times.
-    for _ in 0..3 {
-        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, ACK, b""));
-    }
-    let again = drain(&mut e, t(2));
-    let p = parse(&again[0], Payload::Whole).unwrap();
-    assert_eq!(
-        p.tcp.seq,
-        Seq::new(1001),
-        "the first unacknowledged segment again"
-    );
-    assert_eq!(e.stats().retransmits, 1);
-}
-
-#[test]
-fn an_ack_to_our_syn_for_an_older_connection_is_reset_and_the_syn_resent() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
-    drain(&mut e, t(0));
-    // The test server still holds an older connection on this 4-tuple: it answers with an ACK.
-    e.handle_response(t(1), &pkt(TARGET, CLIENT, 5555, 777_777, ACK, b""));
-    let out = drain(&mut e, t(1));
-    let rst = parse(&out[0], Payload::Whole).unwrap();
-    assert!(rst.tcp.flags.rst() && !rst.tcp.flags.ack());
-    assert_eq!(
-        rst.tcp.seq,
-        Seq::new(777_777),
-        "RST at the sequence number the ACK expects"
-    );
-    let syn = parse(&out[1], Payload::Whole).unwrap();
-    assert!(syn.tcp.flags.syn());
-    assert_eq!(syn.tcp.seq, Seq::new(1000));
-    e.handle_response(t(2), &pkt(TARGET, CLIENT, 9000, 1001, SYN | ACK, b""));
-    assert!(
-        parse(&drain(&mut e, t(2))[0], Payload::Whole)
-            .unwrap()
-            .tcp
-            .flags
-            .ack(),
-        "established"
-    );
-}
-
-#[test]
-fn segments_of_an_older_connection_on_the_same_tuple_are_ignored() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    let irs = open(&mut e, CLIENT, t(0));
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
-    );
-    drain(&mut e, t(1));
-    // A late segment of an older connection: sequence number far from ours; and its RST.
-    e.handle_response(
-        t(2),
-        &pkt(
-            TARGET,
-            CLIENT,
-            irs.wrapping_add(1_500_000_000),
-            1007,
-            ACK | PSH,
-            b"",
-        ),
-    );
-    e.handle_response(
-        t(2),
-        &pkt(TARGET, CLIENT, irs.wrapping_add(1_500_000_001), 0, RST, b""),
-    );
-    assert_eq!(e.stats().responses_stale, 2);
-    assert_eq!(e.session_count(), 1, "the live session is unharmed");
-    // Our ACKs still carry the test server's real sequence number.
-    e.handle_captured(
-        t(3),
-        &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
-    );
-    e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1007, ACK, b""));
-    for p in drain(&mut e, t(4)) {
+        let out = drain(&mut e, t(2));
+        let last = parse(out.last().unwrap(), Payload::Whole).unwrap();
         assert_eq!(
-            parse(&p, Payload::Whole).unwrap().tcp.ack,
-            Seq::new(irs + 1)
+            last.tcp.ack,
+            Seq::new(new_irs + 1),
+            "acks follow the server's latest handshake"
         );
+        assert_eq!(e.stats().responses_stale, 0);
     }
-    // A RST in SYN-SENT must acknowledge the SYN.
-    let mut e = engine(config("80-198.51.100.30:80"));
-    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
-    drain(&mut e, t(0));
-    e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 4242, RST | ACK, b""));
-    assert_eq!(e.session_count(), 1);
-    e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 1001, RST | ACK, b""));
-    assert_eq!(e.stats().lost.get(LossReason::Refused), 1);
+
+    /// Request 2 of a keep-alive session, captured after online's 100-byte answer to request 1,
+    /// and the test server's answer to request 1 (`answer` bytes, pushed) at t(3): whether
+    /// request 2 goes out at once, and after the quiet period.
+    fn second_request_after_answer(answer: usize) -> (bool, bool) {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /a\n"),
+        );
+        assert_eq!(drain(&mut e, t(1)).len(), 1, "request 1 goes out");
+        // Online answered with 100 bytes: the client acks 5101 with its next request.
+        e.handle_captured(
+            t(2),
+            &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /b\n"),
+        );
+        assert!(
+            drain(&mut e, t(2)).iter().all(|p| parse(p, Payload::Whole)
+                .unwrap()
+                .tcp
+                .payload
+                .is_empty()),
+            "request 2 waits for the test server's answer"
+        );
+        let body = vec![b'x'; answer];
+        e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1008, ACK | PSH, &body));
+        let carries_b = |out: Vec<Vec<u8>>| {
+            out.iter()
+                .any(|p| parse(p, Payload::Whole).unwrap().tcp.payload == b"GET /b\n")
+        };
+        let at_once = carries_b(drain(&mut e, t(3)));
+        e.handle_timeout(t(5));
+        let later = at_once || carries_b(drain(&mut e, t(5)));
+        (at_once, later)
+    }
+
+    #[test]
+    fn an_answer_about_as_long_as_onlines_releases_the_next_request_at_once() {
+        // 98 of 100 bytes (the same answer from another host): no waiting for a quiet period, so
+        // back-to-back keep-alive requests replay at the test server's pace.
+        assert_eq!(second_request_after_answer(98), (true, true));
+        assert_eq!(second_request_after_answer(76), (true, true));
+        // A much shorter answer may be the first part of a longer one: released once quiet.
+        assert_eq!(second_request_after_answer(40), (false, true));
+    }
+
+    #[test]
+    fn a_request_is_released_by_the_response_wait_when_the_answer_never_comes() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, 1001, ONLINE_ACK, b"GET /a\n");
+        expect(&mut e, t(1), &[seg(ACK | PSH, 1001, IRS + 1, b"GET /a\n")]);
+        capture(&mut e, t(2), ACK | PSH, 1008, ONLINE_ACK + 100, b"GET /b\n");
+        expect(&mut e, t(2), &[]);
+        // Request 1 is acknowledged at t(3), no answer follows: request 2 waits the response wait
+        // (500 ms) from then.
+        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
+        e.handle_timeout(t(502));
+        expect(&mut e, t(502), &[]);
+        e.handle_timeout(t(503));
+        expect(
+            &mut e,
+            t(503),
+            &[seg(ACK | PSH, 1008, IRS + 1, b"GET /b\n")],
+        );
+        assert_eq!(e.stats().paced_by_timeout, 1);
+    }
+
+    #[test]
+    fn requests_before_a_client_reset_are_replayed_before_the_reset() {
+        // wrk and browsers close with a RST when answers are still unread: the requests before it
+        // reached online, so they are replayed (paced), and only then the connection is reset.
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /a\n"),
+        );
+        e.handle_captured(
+            t(1),
+            &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /b\n"),
+        );
+        e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1015, 5201, RST | ACK, b""));
+        let first = drain(&mut e, t(1));
+        let payloads = |out: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            out.iter()
+                .map(|p| parse(p, Payload::Whole).unwrap().tcp.payload.to_vec())
+                .filter(|p| !p.is_empty())
+                .collect()
+        };
+        assert_eq!(payloads(&first), vec![b"GET /a\n".to_vec()]);
+        assert!(
+            first
+                .iter()
+                .all(|p| !parse(p, Payload::Whole).unwrap().tcp.flags.rst())
+        );
+        assert_eq!(e.session_count(), 1, "still replaying");
+        // The answer to /a releases /b; its acknowledgement ends the session with a RST.
+        e.handle_response(
+            t(2),
+            &pkt(TARGET, CLIENT, irs + 1, 1008, ACK | PSH, &[b'x'; 100]),
+        );
+        assert_eq!(payloads(&drain(&mut e, t(2))), vec![b"GET /b\n".to_vec()]);
+        e.handle_response(
+            t(3),
+            &pkt(TARGET, CLIENT, irs + 101, 1015, ACK | PSH, &[b'x'; 100]),
+        );
+        let last = drain(&mut e, t(3));
+        assert!(
+            last.iter()
+                .any(|p| parse(p, Payload::Whole).unwrap().tcp.flags.rst())
+        );
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.session_count(), 0);
+    }
 }
 
-#[test]
-fn a_second_syn_ack_with_another_isn_replaces_the_first_before_any_data() {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    let irs = open(&mut e, CLIENT, t(0));
-    // The server answered a retransmitted SYN from scratch: a new ISN.
-    let new_irs = irs.wrapping_add(123_456_789);
-    e.handle_response(t(1), &pkt(TARGET, CLIENT, new_irs, 1001, SYN | ACK, b""));
-    e.handle_captured(
-        t(2),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
-    );
-    let out = drain(&mut e, t(2));
-    let last = parse(out.last().unwrap(), Payload::Whole).unwrap();
-    assert_eq!(
-        last.tcp.ack,
-        Seq::new(new_irs + 1),
-        "acks follow the server's latest handshake"
-    );
-    assert_eq!(e.stats().responses_stale, 0);
+/// The client closed first: FIN-WAIT-1 (our FIN is out), FIN-WAIT-2 (it is acknowledged),
+/// CLOSING (both FINs crossed) and TIME-WAIT (both FINs acknowledged: the replay is over).
+mod fin_wait {
+    use super::*;
+
+    /// A session whose one request and the client's FIN have gone out (FIN-WAIT-1); the FIN is at
+    /// 1007, the request unacknowledged.
+    fn fin_wait_1() -> Engine {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, 1001, ONLINE_ACK, b"GET /\n");
+        capture(&mut e, t(1), FIN | ACK, 1007, ONLINE_ACK, b"");
+        expect(
+            &mut e,
+            t(1),
+            &[
+                seg(ACK | PSH, 1001, IRS + 1, b"GET /\n"),
+                seg(FIN | ACK, 1007, IRS + 1, b""),
+            ],
+        );
+        e
+    }
+
+    #[test]
+    fn the_clients_fin_follows_its_data() {
+        let e = fin_wait_1();
+        assert_eq!(e.session_count(), 1);
+        assert_eq!(e.stats().retransmits, 0);
+    }
+
+    #[test]
+    fn an_unacknowledged_fin_is_retransmitted() {
+        let mut e = fin_wait_1();
+        // The request is acknowledged, the FIN is not (the handshake measured no delay: the
+        // retransmission timeout is rto_min, 100 ms).
+        reply(&mut e, t(2), ACK, IRS + 1, 1007, b"");
+        e.handle_timeout(t(101));
+        expect(&mut e, t(101), &[]);
+        e.handle_timeout(t(102));
+        expect(&mut e, t(102), &[seg(FIN | ACK, 1007, IRS + 1, b"")]);
+        assert_eq!(e.stats().retransmits, 1);
+        assert_eq!(e.session_count(), 1);
+    }
+
+    #[test]
+    fn a_reset_before_our_fin_is_acknowledged_is_a_loss() {
+        let mut e = fin_wait_1();
+        reply(&mut e, t(2), ACK, IRS + 1, 1007, b"");
+        reply(&mut e, t(3), RST | ACK, IRS + 1, 1007, b"");
+        expect(&mut e, t(3), &[]);
+        assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn a_server_that_keeps_its_side_open_is_reset_after_the_response_wait() {
+        let mut e = fin_wait_1();
+        // FIN-WAIT-2 from t(3): the test server's side stays open for the response wait (500 ms).
+        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
+        expect(&mut e, t(3), &[]);
+        e.handle_timeout(t(502));
+        expect(&mut e, t(502), &[]);
+        assert_eq!(e.session_count(), 1);
+        e.handle_timeout(t(503));
+        expect(&mut e, t(503), &[seg(RST | ACK, 1008, IRS + 1, b"")]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn the_servers_fin_is_acknowledged_and_the_replay_completes() {
+        let mut e = fin_wait_1();
+        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
+        // FIN-WAIT-2, then the test server's answer and FIN: TIME-WAIT, the last ACK goes out.
+        reply(&mut e, t(4), FIN | ACK | PSH, IRS + 1, 1008, b"200\n");
+        expect(&mut e, t(4), &[seg(ACK, 1008, IRS + 6, b"")]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.stats().lost.total(), 0);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn a_fin_that_acknowledges_ours_completes_at_once() {
+        let mut e = fin_wait_1();
+        // FIN-WAIT-1 straight to TIME-WAIT.
+        reply(&mut e, t(3), FIN | ACK, IRS + 1, 1008, b"");
+        expect(&mut e, t(3), &[seg(ACK, 1008, IRS + 2, b"")]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn crossing_fins_pass_through_closing() {
+        let mut e = fin_wait_1();
+        // The test server's FIN acknowledges the request, not our FIN: CLOSING. Its FIN is
+        // acknowledged.
+        reply(&mut e, t(3), FIN | ACK, IRS + 1, 1007, b"");
+        expect(&mut e, t(3), &[seg(ACK, 1008, IRS + 2, b"")]);
+        assert_eq!(e.session_count(), 1);
+        // Then our FIN is acknowledged: TIME-WAIT, nothing more to send.
+        reply(&mut e, t(4), ACK, IRS + 2, 1008, b"");
+        expect(&mut e, t(4), &[]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn a_reset_after_everything_was_delivered_completes() {
+        let mut e = fin_wait_1();
+        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
+        reply(&mut e, t(4), RST | ACK, IRS + 1, 1008, b"");
+        expect(&mut e, t(4), &[]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.stats().lost.total(), 0);
+    }
 }
 
-/// Request 2 of a keep-alive session, captured after online's 100-byte answer to request 1, and
-/// the test server's answer to request 1 (`answer` bytes, pushed) at t(3): whether request 2
-/// goes out at once, and after the quiet period.
-fn second_request_after_answer(answer: usize) -> (bool, bool) {
-    let mut e = engine(config("80-198.51.100.30:80"));
-    let irs = open(&mut e, CLIENT, t(0));
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /a\n"),
-    );
-    assert_eq!(drain(&mut e, t(1)).len(), 1, "request 1 goes out");
-    // Online answered with 100 bytes: the client acks 5101 with its next request.
-    e.handle_captured(
-        t(2),
-        &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /b\n"),
-    );
-    assert!(
-        drain(&mut e, t(2)).iter().all(|p| parse(p, Payload::Whole)
-            .unwrap()
-            .tcp
-            .payload
-            .is_empty()),
-        "request 2 waits for the test server's answer"
-    );
-    let body = vec![b'x'; answer];
-    e.handle_response(t(3), &pkt(TARGET, CLIENT, irs + 1, 1008, ACK | PSH, &body));
-    let carries_b = |out: Vec<Vec<u8>>| {
-        out.iter()
-            .any(|p| parse(p, Payload::Whole).unwrap().tcp.payload == b"GET /b\n")
-    };
-    let at_once = carries_b(drain(&mut e, t(3)));
-    e.handle_timeout(t(5));
-    let later = at_once || carries_b(drain(&mut e, t(5)));
-    (at_once, later)
+/// The test server closed first: CLOSE-WAIT (its FIN is acknowledged), LAST-ACK (the client's
+/// FIN followed), CLOSED.
+mod close_wait {
+    use super::*;
+
+    /// A session whose request the test server answered and closed (CLOSE-WAIT): its answer
+    /// `200\n` and FIN end at `IRS + 6`.
+    fn close_wait(cfg: Config) -> Engine {
+        let mut e = engine(cfg);
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, 1001, ONLINE_ACK, b"GET /\n");
+        expect(&mut e, t(1), &[seg(ACK | PSH, 1001, IRS + 1, b"GET /\n")]);
+        reply(&mut e, t(2), FIN | ACK | PSH, IRS + 1, 1007, b"200\n");
+        expect(&mut e, t(2), &[seg(ACK, 1007, IRS + 6, b"")]);
+        e
+    }
+
+    #[test]
+    fn the_clients_fin_follows_and_its_acknowledgement_ends_the_replay() {
+        let mut e = close_wait(config(MAP));
+        // Online answered 5 bytes (answer and FIN) too: the client's FIN acknowledges them, and
+        // the test server's 5 release it by byte count.
+        capture(&mut e, t(3), FIN | ACK, 1007, ONLINE_ACK + 5, b"");
+        expect(&mut e, t(3), &[seg(FIN | ACK, 1007, IRS + 6, b"")]);
+        assert_eq!(e.stats().paced_by_bytes, 1);
+        // LAST-ACK, then CLOSED without another segment.
+        reply(&mut e, t(4), ACK, IRS + 6, 1008, b"");
+        expect(&mut e, t(4), &[]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.stats().lost.total(), 0);
+        assert_eq!(e.session_count(), 0);
+    }
+
+    #[test]
+    fn a_client_that_never_closes_is_reset_at_the_idle_timeout() {
+        let mut cfg = config(MAP);
+        cfg.idle_timeout = Duration::from_secs(5);
+        let mut e = close_wait(cfg);
+        // Last activity at t(2): everything was delivered, so the idle end is a completion.
+        e.handle_timeout(t(5001));
+        expect(&mut e, t(5001), &[]);
+        e.handle_timeout(t(5002));
+        expect(&mut e, t(5002), &[seg(RST | ACK, 1007, IRS + 6, b"")]);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.stats().lost.total(), 0);
+    }
 }
 
-#[test]
-fn an_answer_about_as_long_as_onlines_releases_the_next_request_at_once() {
-    // 98 of 100 bytes (the same answer from another host): no waiting for a quiet period, so
-    // back-to-back keep-alive requests replay at the test server's pace.
-    assert_eq!(second_request_after_answer(98), (true, true));
-    assert_eq!(second_request_after_answer(76), (true, true));
-    // A much shorter answer may be the first part of a longer one: released once quiet.
-    assert_eq!(second_request_after_answer(40), (false, true));
-}
+/// Damaged and arbitrary input, in any state: never a panic, always counted or handled.
+mod damaged {
+    use super::*;
 
-#[test]
-fn requests_before_a_client_reset_are_replayed_before_the_reset() {
-    // wrk and browsers close with a RST when answers are still unread: the requests before it
-    // reached online, so they are replayed (paced), and only then the connection is reset.
-    let mut e = engine(config("80-198.51.100.30:80"));
-    let irs = open(&mut e, CLIENT, t(0));
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /a\n"),
-    );
-    e.handle_captured(
-        t(1),
-        &pkt(CLIENT, ONLINE, 1008, 5101, ACK | PSH, b"GET /b\n"),
-    );
-    e.handle_captured(t(1), &pkt(CLIENT, ONLINE, 1015, 5201, RST | ACK, b""));
-    let first = drain(&mut e, t(1));
-    let payloads = |out: &[Vec<u8>]| -> Vec<Vec<u8>> {
-        out.iter()
-            .map(|p| parse(p, Payload::Whole).unwrap().tcp.payload.to_vec())
-            .filter(|p| !p.is_empty())
-            .collect()
-    };
-    assert_eq!(payloads(&first), vec![b"GET /a\n".to_vec()]);
-    assert!(
-        first
-            .iter()
-            .all(|p| !parse(p, Payload::Whole).unwrap().tcp.flags.rst())
-    );
-    assert_eq!(e.session_count(), 1, "still replaying");
-    // The answer to /a releases /b; its acknowledgement ends the session with a RST.
-    e.handle_response(
-        t(2),
-        &pkt(TARGET, CLIENT, irs + 1, 1008, ACK | PSH, &[b'x'; 100]),
-    );
-    assert_eq!(payloads(&drain(&mut e, t(2))), vec![b"GET /b\n".to_vec()]);
-    e.handle_response(
-        t(3),
-        &pkt(TARGET, CLIENT, irs + 101, 1015, ACK | PSH, &[b'x'; 100]),
-    );
-    let last = drain(&mut e, t(3));
-    assert!(
-        last.iter()
-            .any(|p| parse(p, Payload::Whole).unwrap().tcp.flags.rst())
-    );
-    assert_eq!(e.stats().sessions_completed, 1);
-    assert_eq!(e.session_count(), 0);
+    /// The request [`damaged_packets_are_counted_or_handled`] damages.
+    const REQUEST: &[u8] = b"GET /index.html HTTP/1.1\r\n\r\n";
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut e = engine(config(MAP));
+            e.handle_captured(t(0), &bytes);
+            e.handle_response(t(0), &bytes);
+            let _ = drain(&mut e, t(0));
+            let st = e.stats();
+            prop_assert_eq!(st.captured, 1);
+            prop_assert_eq!(st.responses, 1);
+        }
+
+        /// A request of an established session with one bit flipped and its tail cut off, and a
+        /// reply header cut short: each is counted as a drop (malformed, unmapped, orphan) or
+        /// taken by a session, as what the bytes parse to says.
+        #[test]
+        fn damaged_packets_are_counted_or_handled(cut in 0usize..80, flip in 0usize..80, bit in 0u8..8) {
+            let mut e = engine(config(MAP));
+            let mut p = pkt(CLIENT, ONLINE, 1000, 0, SYN, b"");
+            prop_assert_eq!(p.len(), 44, "IPv4 and TCP headers, MSS option");
+            open(&mut e, CLIENT, t(0));
+            let mut data = pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, REQUEST);
+            if flip < data.len() {
+                data[flip] ^= 1 << bit;
+            }
+            data.truncate(data.len().saturating_sub(cut));
+            e.handle_captured(t(1), &data);
+            let st = *e.stats();
+            let out = recv(&mut e, t(1));
+            let drops = (st.captured_malformed, st.captured_unmapped, st.captured_orphan);
+            match parse(&data, Payload::Whole) {
+                Err(_) => {
+                    prop_assert_eq!(drops, (1, 0, 0));
+                    prop_assert_eq!(st.sessions_started, 1);
+                    prop_assert_eq!(out, vec![]);
+                }
+                Ok(q) if q.tcp.dst_port != 80 => {
+                    prop_assert_eq!(drops, (0, 1, 0));
+                    prop_assert_eq!(st.sessions_started, 1);
+                    prop_assert_eq!(out, vec![]);
+                }
+                Ok(q) if SocketAddr::new(q.src, q.tcp.src_port) == CLIENT.parse().unwrap()
+                    && SocketAddr::new(q.dst, q.tcp.dst_port) == ONLINE.parse().unwrap() =>
+                {
+                    // The open session's packet: it takes it.
+                    prop_assert_eq!(drops, (0, 0, 0));
+                    let f = q.tcp.flags;
+                    if f.rst() {
+                        // The client reset before any byte: the replay resets at once.
+                        prop_assert_eq!(out, vec![seg(RST | ACK, 1001, IRS + 1, b"")]);
+                        prop_assert_eq!(st.sessions_completed, 1);
+                        prop_assert_eq!(e.session_count(), 0);
+                    } else if !f.syn() && q.tcp.seq == Seq::new(1001) && q.tcp.payload_len > 0 {
+                        // In order: the bytes go out as captured (damage included).
+                        prop_assert!(
+                            out.iter().any(|s| s.seq == 1001 && s.payload == q.tcp.payload),
+                            "{:?}", out
+                        );
+                    }
+                }
+                Ok(q) => {
+                    // Another connection of the mapped service: a SYN starts its replay, data
+                    // starts it with a faked SYN, anything else of it is an orphan.
+                    let f = q.tcp.flags;
+                    prop_assert_eq!((drops.0, drops.1), (0, 0));
+                    if f.syn() && !f.ack() {
+                        prop_assert_eq!((st.sessions_started, st.sessions_faked_syn, drops.2), (2, 0, 0));
+                    } else if f.rst() || q.tcp.payload_len == 0 {
+                        prop_assert_eq!((st.sessions_started, drops.2), (1, 1));
+                    } else {
+                        prop_assert_eq!((st.sessions_started, st.sessions_faked_syn, drops.2), (2, 1, 0));
+                    }
+                }
+            }
+            p.truncate(cut.min(p.len()));
+            e.handle_response(t(1), &p);
+            let st = *e.stats();
+            // A reply header cut inside its headers is malformed; whole, it is a client's SYN to
+            // online, which no replayed session expects.
+            if cut < 44 {
+                prop_assert_eq!((st.responses_malformed, st.responses_unknown), (1, 0));
+            } else {
+                prop_assert_eq!((st.responses_malformed, st.responses_unknown), (0, 1));
+            }
+            let _ = drain(&mut e, t(1));
+            e.handle_timeout(t(10_000));
+            let _ = drain(&mut e, t(10_000));
+            // Every session started is still running or ended with an outcome.
+            let st = e.stats();
+            prop_assert_eq!(
+                st.sessions_started,
+                e.session_count() as u64 + st.sessions_completed + st.lost.total()
+            );
+        }
+    }
 }

@@ -115,16 +115,49 @@ mod tests {
         }
     }
 
+    /// The packets `seg` describes, written out apart from the emitter (with Python's `struct`
+    /// and an RFC 1071 sum): IPv4 with header checksum 0x4e5e and TCP checksum 0x9449, IPv6 with
+    /// TCP checksum 0x2528.
+    const IPV4_PACKET: &str = "450000440003400040064e5ec0000201c633641e04d20050000003e8000007d0\
+                               80181388944900000101080a0000000700000009474554202f20485454502f31\
+                               2e310d0a";
+    const IPV6_PACKET: &str = "600000000030064020010db80000000000000000000000012001\
+                               0db800000000000000000000000204d20050000003e8000007d0\
+                               80181388252800000101080a0000000700000009474554202f20\
+                               485454502f312e310d0a";
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn emitted_packets_parse_back_with_valid_checksums() {
-        for (src, dst) in [
-            ("192.0.2.1:1234", "198.51.100.30:80"),
-            ("[2001:db8::1]:1234", "[2001:db8::2]:80"),
+    fn emitted_packets_match_packets_written_by_hand() {
+        for (src, dst, expected) in [
+            ("192.0.2.1:1234", "198.51.100.30:80", IPV4_PACKET),
+            ("[2001:db8::1]:1234", "[2001:db8::2]:80", IPV6_PACKET),
         ] {
             let s = seg(src, dst, [b"GET / HT", b"TP/1.1\r\n"]);
             let mut buf = [0u8; 200];
             let n = emit(&s, &mut buf).unwrap();
-            assert_eq!(n, segment_len(&s));
+            assert_eq!(&buf[..n], hex(expected), "{src}");
+        }
+    }
+
+    #[test]
+    fn emitted_packets_parse_back_with_valid_checksums() {
+        for (src, dst, len) in [
+            ("192.0.2.1:1234", "198.51.100.30:80", 68),
+            ("[2001:db8::1]:1234", "[2001:db8::2]:80", 88),
+        ] {
+            let s = seg(src, dst, [b"GET / HT", b"TP/1.1\r\n"]);
+            let mut buf = [0u8; 200];
+            let n = emit(&s, &mut buf).unwrap();
+            // IP header, 20 bytes of TCP header, 12 of timestamps option, 16 of payload.
+            assert_eq!(n, len);
+            assert_eq!(segment_len(&s), len);
             let p = parse(&buf[..n], Payload::Whole).unwrap();
             assert_eq!(p.tcp.payload, b"GET / HTTP/1.1\r\n");
             assert_eq!(p.tcp.seq, Seq::new(1000));
