@@ -1,11 +1,11 @@
-//! Builds the XDP program (intercept-ebpf) for the BPF target with the nightly toolchain and leaves
-//! the object in `OUT_DIR`, where `src/main.rs` embeds it: a built `intercept` binary runs alone.
+//! Builds the kernel programs (`ebpf/`, both XDP programs) for the BPF target with the nightly
+//! toolchain and leaves the objects in `OUT_DIR`, where `src/main.rs` embeds `intercept-xdp`: a
+//! built `intercept` binary runs alone.
 fn main() -> anyhow::Result<()> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../intercept-ebpf");
     aya_build::build_ebpf(
         [aya_build::Package {
-            name: "intercept-ebpf",
-            root_dir: root,
+            name: "tcpcopy-ebpf",
+            root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf"),
             ..Default::default()
         }],
         aya_build::Toolchain::default(),

@@ -9,12 +9,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::{
-    filter::FilterProgram,
-    maps::ANY_PORT,
-    parse::{Fields, tcp_fields},
-    stats::Stat,
-};
+use tcpcopy_abi::{filter::FilterProgram, maps::ANY_PORT, stats::Stat};
+
+use crate::parse::{Fields, tcp_fields};
 
 /// Which port of a segment the filter applies to.
 #[derive(Clone, Copy)]

@@ -11,7 +11,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::{classify::count, maps::FRAME_HEADER_LEN, stats::Stat};
+use tcpcopy_abi::{maps::FRAME_HEADER_LEN, stats::Stat};
+
+use crate::classify::count;
 
 /// Copies the first `N - 8` bytes of the frame, behind a frame header, into `ring`, assembling
 /// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.

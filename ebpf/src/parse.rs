@@ -19,8 +19,8 @@ const IPV6_HLEN: usize = 40;
 /// The frame is shorter than a header it announces.
 pub struct Malformed;
 
-pub use crate::filter::Fields;
-use crate::filter::v4_mapped;
+pub use tcpcopy_abi::filter::Fields;
+use tcpcopy_abi::filter::v4_mapped;
 
 /// Reads a `T` at `offset` bytes into the frame, or `None` past its end.
 #[inline(always)]

@@ -11,13 +11,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
+use tcpcopy_abi::{
+    filter::FilterProgram,
+    maps::{MAX_WORKERS, MODE_INDEX, MODE_MIRROR, MODE_WORKERS},
+    stats::Stat,
+};
+
 use crate::{
     classify::{PortSide, classify, count},
     copy::copy_frame,
-    filter::FilterProgram,
-    maps::{MAX_WORKERS, MODE_INDEX, MODE_MIRROR, MODE_WORKERS},
     parse::rx_queue,
-    stats::Stat,
 };
 
 /// The maps of one program (the statics `xdp_program!` declares).
@@ -92,10 +95,14 @@ macro_rules! xdp_program {
             programs::XdpContext,
         };
         use $crate::{
-            filter::FilterProgram,
-            maps::{FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES, MODE_ENTRIES},
+            abi::{
+                filter::FilterProgram,
+                maps::{
+                    FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES, MODE_ENTRIES,
+                },
+                stats::STAT_COUNT,
+            },
             program::{Maps, run},
-            stats::STAT_COUNT,
         };
 
         const RECORD: usize = FRAME_HEADER_LEN + $snap;

@@ -22,8 +22,8 @@ use tokio::{
 
 use crate::report::{tick, ticker};
 
-/// Workers the XDP programs can feed (see [`crate::maps::FRAMES`]).
-pub const MAX: u32 = crate::maps::MAX_WORKERS;
+/// Workers the XDP programs can feed (see [`tcpcopy_abi::maps::FRAMES`]).
+pub const MAX: u32 = tcpcopy_abi::maps::MAX_WORKERS;
 
 /// Workers for interface `iface`: `asked` if given (1 to [`MAX`]), else one per receive queue,
 /// at most one per core and at most [`MAX`].
@@ -32,7 +32,7 @@ pub fn count(asked: Option<u16>, iface: &str) -> anyhow::Result<u16> {
         anyhow::ensure!(n > 0 && u32::from(n) <= MAX, "--workers {n}: 1 to {MAX}");
         return Ok(n);
     }
-    let queues = crate::xsk_rx::rx_queues(iface);
+    let queues = crate::iface::rx_queues(iface);
     let cores = std::thread::available_parallelism().map_or(1, core::num::NonZero::get);
     let n = queues
         .min(MAX)

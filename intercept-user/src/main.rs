@@ -14,11 +14,9 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser;
-use tcpcopy_common::{
-    maps::{INTERCEPT_PROGRAM, MODE_MIRROR},
-    proto::{DEFAULT_BATCH, DEFAULT_PORT},
-    xdp::XdpProgram,
-};
+use tcpcopy_abi::maps::{INTERCEPT_PROGRAM, MODE_MIRROR};
+use tcpcopy_proto::{DEFAULT_BATCH, DEFAULT_PORT};
+use tcpcopy_xsk::program::XdpProgram;
 
 /// The XDP object built by build.rs from intercept-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
@@ -112,7 +110,7 @@ enum CaptureMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tcpcopy_common::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
+    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
 }
 
 fn warn_ip_forward() {
@@ -143,11 +141,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         i
     };
     warn_ip_forward();
-    let workers = tcpcopy_common::workers::count(cli.workers, &iface)?;
-    let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
+    let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
+    let filter = tcpcopy_abi::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let ports = match (&cli.filter, cli.src_ports.is_empty()) {
         (_, false) => cli.src_ports.clone(),
-        (Some(_), true) => vec![tcpcopy_common::maps::ANY_PORT],
+        (Some(_), true) => vec![tcpcopy_abi::maps::ANY_PORT],
         (None, true) => vec![80],
     };
     let load = || {
@@ -186,13 +184,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         cli.filter.as_deref().unwrap_or("")
     );
     let _pid_file =
-        tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
+        tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     pool.until_done(interval, |p| workers::line(&program, p))
 }
 
 type Started = (
-    tcpcopy_common::workers::Pool<workers::Snapshot>,
+    tcpcopy_host::workers::Pool<workers::Snapshot>,
     &'static str,
     Vec<tokio::sync::mpsc::UnboundedSender<server::ConnEvent>>,
 );

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_common::proto::{
+use tcpcopy_proto::{
     ClientDecoder, RESPONSE_RECORD_LEN, TYPE_DELETE, TYPE_REGISTER, VERSION, encode_batch,
     encode_response,
 };

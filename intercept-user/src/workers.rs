@@ -11,11 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use tcpcopy_common::{
-    capture::Capture,
-    workers::{self, Ctx, Pool, Ready, SetupFn},
-    xdp::XdpProgram,
-};
+use tcpcopy_host::workers::{self, Ctx, Pool, Ready, SetupFn};
+use tcpcopy_xsk::{capture::Capture, program::XdpProgram};
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::server::{self, ConnEvent, Router, RouterStats};
@@ -69,7 +66,7 @@ pub fn plans(
 ) -> anyhow::Result<(Vec<Plan>, Vec<mpsc::UnboundedSender<ConnEvent>>)> {
     let mut plans = Vec::new();
     let mut senders = Vec::new();
-    for capture in tcpcopy_common::capture::per_worker(program, iface, workers, af_xdp)? {
+    for capture in tcpcopy_xsk::capture::per_worker(program, iface, workers, af_xdp)? {
         let (tx, events) = mpsc::unbounded_channel();
         senders.push(tx);
         plans.push(Plan {
@@ -97,7 +94,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
     let mut events = plan.events;
     let mut router = Router::new(plan.batch);
     runtime.block_on(async {
-        let mut flush = tokio::time::interval(tcpcopy_common::capture::SWEEP);
+        let mut flush = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
         let mut publish = tokio::time::interval(PUBLISH);
         loop {
             // Not biased: under load the capture is always ready; registrations and the
@@ -147,7 +144,7 @@ pub fn control(
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            let Ok(runtime) = tcpcopy_common::daemon::runtime() else {
+            let Ok(runtime) = tcpcopy_host::daemon::runtime() else {
                 log::error!("control thread: no runtime");
                 return;
             };

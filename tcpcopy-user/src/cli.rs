@@ -7,8 +7,8 @@ use std::{
 };
 
 use clap::Parser;
-use tcpcopy_common::proto::DEFAULT_PORT;
 use tcpcopy_engine::{Config, Mapping, MappingError, parse_client_addrs};
+use tcpcopy_proto::DEFAULT_PORT;
 
 use crate::send::SendMode;
 

@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use tcpcopy_common::proto::{BatchDecoder, ClientRecord, RESPONSE_RECORD_LEN};
+use tcpcopy_proto::{BatchDecoder, ClientRecord, RESPONSE_RECORD_LEN};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,

@@ -16,15 +16,16 @@ use std::{net::UdpSocket, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_common::{maps::TCPCOPY_PROGRAM, xdp::XdpProgram};
+use tcpcopy_abi::maps::TCPCOPY_PROGRAM;
 use tcpcopy_engine::{Mapping, WorkerShare};
+use tcpcopy_xsk::program::XdpProgram;
 
 /// The XDP object built by build.rs from tcpcopy-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpcopy-xdp"));
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tcpcopy_common::daemon::main_with("tcpcopy", cli.log.as_deref(), || run(&cli))
+    tcpcopy_host::daemon::main_with("tcpcopy", cli.log.as_deref(), || run(&cli))
 }
 
 /// A target that is this host's own online service would replay into itself.
@@ -44,7 +45,7 @@ fn refuse_replay_loop(mappings: &[Mapping]) -> anyhow::Result<()> {
 
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let config = cli.engine_config()?;
-    let filter = tcpcopy_common::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
+    let filter = tcpcopy_abi::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let interval = cli.stats_interval()?;
     let intercepts = cli.intercepts()?;
     if intercepts.is_empty() {
@@ -65,9 +66,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .clone()
         .context("give -i IFACE (or a capture file with --pcap)")?;
     if !std::path::Path::new("/sys/class/net").join(&iface).exists() {
-        return Err(tcpcopy_common::xdp::XdpError::NoSuchInterface(iface).into());
+        return Err(tcpcopy_xsk::program::XdpError::NoSuchInterface(iface).into());
     }
-    let workers = tcpcopy_common::workers::count(cli.workers, &iface)?;
+    let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
     let mut program = XdpProgram::load_configured(
         OBJECT,
         TCPCOPY_PROGRAM,
@@ -77,9 +78,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         &filter,
     )?;
     if cli.mirror {
-        program.set_mode(tcpcopy_common::maps::MODE_MIRROR)?;
+        program.set_mode(tcpcopy_abi::maps::MODE_MIRROR)?;
     }
-    let captures = tcpcopy_common::capture::per_worker(&mut program, &iface, workers, cli.mirror)
+    let captures = tcpcopy_xsk::capture::per_worker(&mut program, &iface, workers, cli.mirror)
         .context("--mirror")?;
     let mut plans = Vec::new();
     for (w, capture) in (0..workers).zip(captures) {
@@ -118,7 +119,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         "attached iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}"
     );
     let _pid_file =
-        tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
+        tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     pool.until_done(interval, |p| report::line(Some(&program), p))
 }
 
@@ -129,7 +130,7 @@ fn run_offline(
     config: tcpcopy_engine::Config,
     intercepts: &[std::net::SocketAddr],
     interval: Option<std::time::Duration>,
-    filter: &tcpcopy_common::filter::FilterProgram,
+    filter: &tcpcopy_abi::filter::FilterProgram,
     path: &std::path::Path,
 ) -> anyhow::Result<()> {
     let play = offline::Playback {
@@ -154,6 +155,6 @@ fn run_offline(
         started.first().map_or("raw", |s| s.send)
     );
     let _pid_file =
-        tcpcopy_common::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
+        tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     pool.until_done(interval, |p| report::line(None, p))
 }

@@ -7,14 +7,12 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_common::{
-    proto::{ClientRecord, response_headers},
-    report::sleep_until,
-};
 use tcpcopy_engine::{Engine, Event, Time};
+use tcpcopy_host::report::sleep_until;
+use tcpcopy_proto::{ClientRecord, response_headers};
 use tokio::{sync::mpsc, time::Instant};
 
-use tcpcopy_common::capture::Capture;
+use tcpcopy_xsk::capture::Capture;
 
 use crate::offline::Offline;
 
@@ -34,7 +32,6 @@ struct State {
     registered: HashSet<(SocketAddrV4, SocketAddrV4)>,
     next_link: usize,
     start: Instant,
-    buf: Vec<u8>,
     /// Registrations the control channel cannot carry (IPv6 with protocol 6).
     unregistrable: u64,
     /// Registrations sent, and those no connected link could take.
@@ -83,11 +80,15 @@ impl State {
         }
         self.held_back = false;
         while self.sender.has_room() {
-            let Some(n) = self.engine.poll_transmit(t, &mut self.buf) else {
+            let engine = &mut self.engine;
+            if self
+                .sender
+                .emit(|buf| engine.poll_transmit(t, buf))
+                .is_none()
+            {
                 self.sender.flush();
                 return;
-            };
-            self.sender.send(&self.buf[..n]);
+            }
         }
         // No frame free: the engine keeps the rest until the driver has sent some.
         self.sender.flush();
@@ -182,13 +183,12 @@ pub async fn run(
         registered: HashSet::new(),
         next_link: 0,
         start: Instant::now(),
-        buf: vec![0; 65536],
         unregistrable: 0,
         registrations: 0,
         unsent_registrations: 0,
         held_back: false,
     };
-    let mut sweep = tokio::time::interval(tcpcopy_common::capture::SWEEP);
+    let mut sweep = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publish = tokio::time::interval(PUBLISH);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

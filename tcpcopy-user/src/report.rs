@@ -1,7 +1,8 @@
 //! tcpcopy's counters line: the XDP program's counters (or the file's progress), then the
 //! workers' counters summed, then how many packets each worker captured.
 
-use tcpcopy_common::{workers::Pool, xdp::XdpProgram};
+use tcpcopy_host::workers::Pool;
+use tcpcopy_xsk::program::XdpProgram;
 
 use crate::workers::{Snapshot, total};
 

@@ -14,13 +14,13 @@
 //!   the owning worker directly, with no hop through another thread.
 //!
 //! The main thread only attaches the program, prints the summed counters and tells the workers
-//! to stop (`tcpcopy_common::workers`, shared with intercept).
+//! to stop (`tcpcopy_host::workers`, shared with intercept).
 
 use std::{fmt, net::SocketAddr};
 
 use anyhow::Context as _;
-use tcpcopy_common::workers;
 use tcpcopy_engine::{Engine, Stats};
+use tcpcopy_host::workers;
 
 use crate::{
     replay::{self, Source},

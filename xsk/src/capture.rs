@@ -13,12 +13,13 @@ use std::{
 
 use anyhow::Context as _;
 
+use tcpcopy_abi::{ether::ip_payload, maps::MAX_QUEUES};
+use tcpcopy_host::{iface::rx_queues, workers::SetupFn};
+
 use crate::{
-    ether::ip_payload,
+    program::XdpProgram,
     ring::{FrameRing, RingMap},
-    workers::SetupFn,
-    xdp::XdpProgram,
-    xsk_rx::{XskRx, rx_queues, take_xsks},
+    rx::{XskRx, take_xsks},
 };
 
 /// The capture of each of `workers` workers of `program` on `iface`, to be set up on the
@@ -35,7 +36,7 @@ pub fn per_worker(
     } else {
         None
     };
-    let queues = rx_queues(iface).min(crate::maps::MAX_QUEUES);
+    let queues = rx_queues(iface).min(MAX_QUEUES);
     let mut out: Vec<SetupFn<Capture>> = Vec::new();
     for w in 0..workers {
         let ring = RingMap::take(program, usize::from(w))?;

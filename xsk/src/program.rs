@@ -15,8 +15,9 @@ use aya::{
 };
 use log::{info, warn};
 
-use crate::{
-    maps::{FILTER_PORTS, STATS},
+use tcpcopy_abi::{
+    filter::FilterProgram,
+    maps::{self, FILTER_PORTS, STATS},
     stats::Stat,
 };
 
@@ -75,7 +76,6 @@ fn is_root() -> bool {
     effective_uid() == 0
 }
 
-#[allow(unsafe_code)]
 fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -84,7 +84,7 @@ fn effective_uid() -> u32 {
 impl XdpProgram {
     /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel,
     /// with a frame ring of `ring_bytes` (rounded up to a power of two of at least a page) for
-    /// each of `workers` workers (see [`crate::maps::FRAMES`]).
+    /// each of `workers` workers (see [`maps::FRAMES`]).
     pub fn load(
         object: &[u8],
         program: &'static str,
@@ -99,7 +99,7 @@ impl XdpProgram {
             .checked_next_power_of_two()
             .unwrap_or(1 << 31);
         let mut loader = EbpfLoader::new();
-        for (i, name) in crate::maps::FRAMES.iter().enumerate() {
+        for (i, name) in maps::FRAMES.iter().enumerate() {
             let used = u32::try_from(i).unwrap_or(u32::MAX) < workers.max(1);
             loader.map_max_entries(name, if used { ring_bytes } else { 4096 });
         }
@@ -127,7 +127,7 @@ impl XdpProgram {
         ring_bytes: u32,
         workers: u32,
         ports: &[u16],
-        filter: &crate::filter::FilterProgram,
+        filter: &FilterProgram,
     ) -> Result<Self, XdpError> {
         let mut p = Self::load(object, program, ring_bytes, workers)?;
         p.set_ports(ports)?;
@@ -157,17 +157,17 @@ impl XdpProgram {
 
     /// Sets how selected frames reach userspace (`maps::MODE_COPY` or `maps::MODE_MIRROR`).
     pub fn set_mode(&mut self, mode: u32) -> Result<(), XdpError> {
-        self.set_entry(crate::maps::MODE, crate::maps::MODE_INDEX, mode)
+        self.set_entry(maps::MODE, maps::MODE_INDEX, mode)
     }
 
     /// How many workers (ring buffers) the program feeds, by a hash of addresses and ports.
     pub fn set_workers(&mut self, workers: u32) -> Result<(), XdpError> {
-        self.set_entry(crate::maps::MODE, crate::maps::MODE_WORKERS, workers)
+        self.set_entry(maps::MODE, maps::MODE_WORKERS, workers)
     }
 
     /// Installs the compiled `-F` expression (a disabled program removes it).
-    pub fn set_filter(&mut self, program: &crate::filter::FilterProgram) -> Result<(), XdpError> {
-        self.set_entry(crate::maps::FILTER_EXPR, 0, *program)
+    pub fn set_filter(&mut self, program: &FilterProgram) -> Result<(), XdpError> {
+        self.set_entry(maps::FILTER_EXPR, 0, *program)
     }
 
     /// Writes entry `index` of the array map `name`.

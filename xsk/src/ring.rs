@@ -8,10 +8,9 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
-use crate::{
-    maps::{FRAMES, FrameHeader},
-    xdp::{XdpError, XdpProgram},
-};
+use tcpcopy_abi::maps::{FRAMES, FrameHeader};
+
+use crate::program::{XdpError, XdpProgram};
 
 /// One worker's `FRAMES` ring buffer of a loaded program, readable from tokio.
 pub struct FrameRing {
@@ -48,7 +47,6 @@ impl RingMap {
         let name = self.name;
         // SAFETY: the RingBuf owns its map's file descriptor for as long as it lives (it is moved
         // into the AsyncFd and never taken out), and as_raw_fd always returns that one descriptor.
-        #[allow(unsafe_code)]
         let fd = unsafe { AsyncFd::register(self.ring) }.map_err(|e| XdpError::Map {
             map: name,
             reason: std::format!("{e}"),

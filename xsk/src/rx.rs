@@ -7,16 +7,16 @@ use std::{
     task::{Context, Poll},
 };
 
-use std::{format, vec::Vec};
+use std::vec::Vec;
 
 use aya::maps::{MapData, XskMap};
 use tokio::io::unix::AsyncFd;
-use xdpilone::{BufIdx, DeviceQueue, RingRx, Umem, User};
+
+use tcpcopy_abi::maps::XSKS;
 
 use crate::{
-    maps::XSKS,
-    xdp::XdpProgram,
-    xsk::{self, Area, FRAME_SIZE, XskMode},
+    program::XdpProgram,
+    umem::{Bound, FRAME_SIZE, XskMode, frame_bytes},
 };
 
 /// Frames per queue (all of them on the fill ring at first).
@@ -38,13 +38,9 @@ struct Queue {
     rings: Rings,
 }
 
-/// A queue's rings, socket, UMEM and memory (in drop order).
+/// A queue's socket with its RX ring, UMEM and memory.
 struct Rings {
-    rx: RingRx,
-    device: DeviceQueue,
-    _user: User,
-    umem: Umem,
-    _area: Area,
+    bound: Bound,
     /// Frames read and not yet back on the fill ring.
     returned: Vec<u64>,
 }
@@ -53,26 +49,6 @@ struct Rings {
 pub struct XskRx {
     queues: Vec<Queue>,
     pub mode: XskMode,
-}
-
-/// Receive queues of `iface` (from sysfs; 1 if unknown).
-pub fn rx_queues(iface: &str) -> u32 {
-    queue_count(iface, "rx-")
-}
-
-/// Transmit queues of `iface` (from sysfs; 1 if unknown).
-pub fn tx_queues(iface: &str) -> u32 {
-    queue_count(iface, "tx-")
-}
-
-fn queue_count(iface: &str, prefix: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-                .count()
-        })
-        .map_or(1, |n| u32::try_from(n).unwrap_or(1).max(1))
 }
 
 /// Takes the program's `XSKS` map out of it, for workers that bind their queues' sockets on
@@ -97,30 +73,23 @@ impl XskRx {
         let mut n = 0;
         for q in queues {
             n += 1;
-            let mut area = Area::new(FRAMES);
-            let bound = xsk::open(&mut area, iface, q, true, false)?;
-            if bound.mode == XskMode::Copy {
+            let mut bound = Bound::open(FRAMES, iface, q, true, false)?;
+            if bound.mode() == XskMode::Copy {
                 mode = XskMode::Copy;
             }
-            let mut device = bound.device;
-            let mut fill = device.fill(FRAMES);
+            let mut fill = bound.device.fill(FRAMES);
             fill.insert((0..u64::from(FRAMES)).map(|i| i * u64::from(FRAME_SIZE)));
             fill.commit();
             drop(fill);
-            xsks.set(q, bound.user.as_raw_fd(), 0)?;
-            // SAFETY: the descriptor belongs to `bound.user`, which is stored in the same `Queue`
-            // and dropped after `ready` (field order), so it stays open while registered.
-            #[allow(unsafe_code)]
-            let ready = unsafe { AsyncFd::register(Fd(bound.user.as_raw_fd())) }
+            xsks.set(q, bound.fd(), 0)?;
+            // SAFETY: the descriptor belongs to `bound`, stored in the same `Queue` and dropped
+            // after `ready` (field order), so it stays open while registered.
+            let ready = unsafe { AsyncFd::register(Fd(bound.fd())) }
                 .map_err(|e| anyhow::anyhow!("registering queue {q}: {e}"))?;
             sockets.push(Queue {
                 ready,
                 rings: Rings {
-                    rx: bound.rx.expect("asked for an RX ring"),
-                    device,
-                    _user: bound.user,
-                    umem: bound.umem,
-                    _area: area,
+                    bound,
                     returned: Vec::with_capacity(FRAMES as usize),
                 },
             });
@@ -171,37 +140,30 @@ impl XskRx {
 impl Rings {
     fn drain(&mut self, max: u32, f: &mut impl FnMut(&[u8])) -> usize {
         let mut n = 0;
-        let mut reader = self.rx.receive(max);
+        let Rings { bound, returned } = self;
+        let Some(rx) = bound.rx.as_mut() else {
+            return 0;
+        };
+        let mut reader = rx.receive(max);
         while let Some(desc) = reader.read() {
-            let base = desc.addr - desc.addr % u64::from(FRAME_SIZE);
-            let offset = usize::try_from(desc.addr - base).unwrap_or(0);
-            let len = desc.len as usize;
-            if let Some(chunk) = u32::try_from(base / u64::from(FRAME_SIZE))
-                .ok()
-                .and_then(|i| self.umem.frame(BufIdx(i)))
-                && offset + len <= FRAME_SIZE as usize
-            {
-                // SAFETY: the kernel handed this frame to us on the RX ring and does not touch it
-                // again until we put it back on the fill ring below; `chunk.addr` covers the
-                // frame and offset + len was checked against its size.
-                #[allow(unsafe_code)]
-                let frame = unsafe { &(&*chunk.addr.as_ptr())[offset..offset + len] };
+            // SAFETY: the kernel handed this frame to us on the RX ring and does not touch it
+            // again until we put it back on the fill ring below; no other borrow of it exists.
+            if let Some(frame) = unsafe { frame_bytes(&bound.umem, desc.addr, desc.len as usize) } {
                 f(frame);
             }
-            self.returned.push(base);
+            returned.push(desc.addr - desc.addr % u64::from(FRAME_SIZE));
             n += 1;
         }
         reader.release();
         drop(reader);
-        let mut fill = self
-            .device
-            .fill(u32::try_from(self.returned.len()).unwrap_or(u32::MAX));
-        let put = fill.insert(self.returned.iter().copied()) as usize;
+        let device = &mut bound.device;
+        let mut fill = device.fill(u32::try_from(returned.len()).unwrap_or(u32::MAX));
+        let put = fill.insert(returned.iter().copied()) as usize;
         fill.commit();
         drop(fill);
-        self.returned.drain(..put);
-        if self.device.needs_wakeup() {
-            self.device.wake();
+        returned.drain(..put);
+        if device.needs_wakeup() {
+            device.wake();
         }
         n
     }

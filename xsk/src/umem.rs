@@ -1,7 +1,7 @@
-//! The thin AF_XDP layer over xdpilone shared by tcpcopy's sender and the AF_XDP receivers of
-//! both binaries: the UMEM's memory, its creation, and binding a socket to one queue (zero-copy if
-//! the driver allows, copy mode otherwise). Its `unsafe` blocks, and those of the frame accessors
-//! of its users, each say why they hold.
+//! The thin AF_XDP layer over xdpilone under the receivers ([`crate::rx`]) and the transmit queue
+//! ([`crate::tx`]): the UMEM's memory, its creation, and binding a socket to one queue (zero-copy
+//! if the driver allows, copy mode otherwise). A [`Bound`] owns its memory; each `unsafe` block
+//! says why it holds.
 
 use std::{
     borrow::ToOwned,
@@ -13,7 +13,9 @@ use std::{
     vec,
 };
 
-use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+use xdpilone::{
+    BufIdx, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+};
 
 /// Bytes per UMEM frame.
 pub const FRAME_SIZE: u32 = 4096;
@@ -22,12 +24,11 @@ pub const FRAME_SIZE: u32 = 4096;
 #[derive(Clone, Copy)]
 struct Page([u8; FRAME_SIZE as usize]);
 
-/// Page-aligned memory for a UMEM. It must outlive the UMEM and every socket using it: owners
-/// declare it as their last field so it is dropped last.
-pub struct Area(Box<[Page]>);
+/// Page-aligned memory for a UMEM; [`Bound`] keeps it after the UMEM and sockets that use it.
+struct Area(Box<[Page]>);
 
 impl Area {
-    pub fn new(frames: u32) -> Self {
+    fn new(frames: u32) -> Self {
         Self(vec![Page([0; FRAME_SIZE as usize]); frames as usize].into_boxed_slice())
     }
 
@@ -66,36 +67,101 @@ pub struct XskSetupError {
     pub errno: String,
 }
 
-/// A socket bound to one queue, with the rings asked for. Field order is drop order: rings and
-/// sockets before the UMEM.
+/// A socket bound to one queue, with the rings asked for, its UMEM and the UMEM's memory.
+///
+/// Owning the memory is what makes this sound by construction: the fields drop in order, so the
+/// rings and the socket go before the UMEM and the UMEM before the memory the kernel maps, and
+/// nothing outside this crate can take one part out and keep it past the others.
 pub struct Bound {
-    pub rx: Option<RingRx>,
-    pub tx: Option<RingTx>,
-    pub user: User,
-    pub device: DeviceQueue,
-    pub umem: Umem,
-    pub mode: XskMode,
+    pub(crate) rx: Option<RingRx>,
+    pub(crate) tx: Option<RingTx>,
+    pub(crate) user: User,
+    pub(crate) device: DeviceQueue,
+    pub(crate) umem: Umem,
+    area: Area,
+    mode: XskMode,
 }
 
-/// Creates a UMEM over `area` and binds a socket on `iface`/`queue` with an RX ring (`rx`) and/or
-/// a TX ring (`tx`): zero-copy first, then copy mode over a fresh UMEM (a failed bind leaves the
-/// first UMEM's rings set up). The caller keeps `area` alive longer than the result.
-pub fn open(
-    area: &mut Area,
-    iface: &str,
-    queue: u32,
-    rx: bool,
-    tx: bool,
-) -> Result<Bound, XskSetupError> {
-    let mem = area.mem();
-    match bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_ZEROCOPY) {
-        Ok(b) => Ok(b),
-        Err(zc) => {
-            log::debug!("zero-copy refused: {zc}");
-            bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_COPY)
-        }
+impl Bound {
+    /// Creates a UMEM over `frames` frames of fresh memory and binds a socket on `iface`/`queue`
+    /// with an RX ring (`rx`) and/or a TX ring (`tx`): zero-copy first, then copy mode over a
+    /// fresh UMEM (a failed bind leaves the first UMEM's rings set up).
+    pub fn open(
+        frames: u32,
+        iface: &str,
+        queue: u32,
+        rx: bool,
+        tx: bool,
+    ) -> Result<Self, XskSetupError> {
+        let mut area = Area::new(frames);
+        let mem = area.mem();
+        let parts = match bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_ZEROCOPY) {
+            Ok(b) => b,
+            Err(zc) => {
+                log::debug!("zero-copy refused: {zc}");
+                bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_COPY)?
+            }
+        };
+        let (rx, tx, user, device, umem, mode) = parts;
+        Ok(Self {
+            rx,
+            tx,
+            user,
+            device,
+            umem,
+            area,
+            mode,
+        })
+    }
+
+    /// Zero-copy or copy mode.
+    pub fn mode(&self) -> XskMode {
+        self.mode
+    }
+
+    /// The socket's descriptor (for the `XSKS` map and readiness).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.user.as_raw_fd()
+    }
+
+    /// Frames in the UMEM.
+    pub fn frames(&self) -> u32 {
+        u32::try_from(self.area.0.len()).unwrap_or(u32::MAX)
     }
 }
+
+/// The `len` bytes at address `addr` (within one frame) of the UMEM of a [`Bound`].
+///
+/// # Safety
+/// `umem` must be a [`Bound`]'s (whose memory outlives it), and the frame holding `addr` must be
+/// this process's at the time: not on the fill or TX ring (the kernel may write or read it
+/// there), and not borrowed through another call.
+#[expect(
+    clippy::mut_from_ref,
+    reason = "the bytes are the UMEM's memory, not the Umem handle's; exclusivity is the caller's contract"
+)]
+pub(crate) unsafe fn frame_bytes(umem: &Umem, addr: u64, len: usize) -> Option<&mut [u8]> {
+    let frame = u64::from(FRAME_SIZE);
+    let offset = usize::try_from(addr % frame).ok()?;
+    let chunk = umem.frame(BufIdx(u32::try_from(addr / frame).ok()?))?;
+    if offset + len > FRAME_SIZE as usize {
+        return None;
+    }
+    // SAFETY: `chunk.addr` covers the FRAME_SIZE bytes of one frame of the `Bound`'s memory,
+    // which outlives `umem`; offset + len was checked against the frame's size; the caller
+    // guarantees that neither the kernel nor another borrow uses the frame meanwhile.
+    Some(unsafe { &mut (&mut *chunk.addr.as_ptr())[offset..offset + len] })
+}
+
+/// The parts of a bound socket, before they are put together with their memory.
+type Parts = (
+    Option<RingRx>,
+    Option<RingTx>,
+    User,
+    DeviceQueue,
+    Umem,
+    XskMode,
+);
 
 fn bind(
     mem: NonNull<[u8]>,
@@ -104,7 +170,7 @@ fn bind(
     rx: bool,
     tx: bool,
     mode_flag: u16,
-) -> Result<Bound, XskSetupError> {
+) -> Result<Parts, XskSetupError> {
     let err = |step: &'static str| {
         move |e: xdpilone::Errno| XskSetupError {
             iface: iface.to_owned(),
@@ -117,10 +183,10 @@ fn bind(
         frame_size: FRAME_SIZE,
         ..UmemConfig::default()
     };
-    // SAFETY: `mem` is the page-aligned memory of an `Area` that the caller keeps alive longer
-    // than the returned `Bound` (its owners declare the area last); nothing else reads or writes
-    // it except through UMEM frames. A UMEM of a failed attempt is dropped before the next one.
-    #[allow(unsafe_code)]
+    // SAFETY: `mem` is the page-aligned memory of the `Area` that `Bound::open` stores in the
+    // same `Bound` as this UMEM, after it, so the memory outlives the UMEM and its sockets;
+    // nothing else reads or writes it except through UMEM frames. A UMEM of a failed attempt is
+    // dropped before the next one.
     let umem = unsafe { Umem::new(config, mem) }.map_err(err("umem"))?;
     let name = CString::new(iface).map_err(|_| XskSetupError {
         iface: iface.to_owned(),
@@ -160,12 +226,5 @@ fn bind(
     } else {
         XskMode::Copy
     };
-    Ok(Bound {
-        rx,
-        tx,
-        user,
-        device,
-        umem,
-        mode,
-    })
+    Ok((rx, tx, user, device, umem, mode))
 }

@@ -171,8 +171,6 @@ fn test() -> anyhow::Result<()> {
             "--release",
             "-p",
             "tcpcopy-ebpf",
-            "-p",
-            "intercept-ebpf",
             "--",
             "-D",
             "warnings",

@@ -7,9 +7,9 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-tcpcopy_common::xdp_program!(
+tcpcopy_ebpf::xdp_program!(
     intercept_capture,
-    tcpcopy_common::classify::PortSide::Source,
-    tcpcopy_common::maps::INTERCEPT_SNAP,
-    tcpcopy_common::program::Copied::Drop
+    tcpcopy_ebpf::classify::PortSide::Source,
+    tcpcopy_ebpf::abi::maps::INTERCEPT_SNAP,
+    tcpcopy_ebpf::program::Copied::Drop
 );

@@ -7,9 +7,9 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-tcpcopy_common::xdp_program!(
+tcpcopy_ebpf::xdp_program!(
     tcpcopy_capture,
-    tcpcopy_common::classify::PortSide::Destination,
-    tcpcopy_common::maps::TCPCOPY_SNAP,
-    tcpcopy_common::program::Copied::Pass
+    tcpcopy_ebpf::classify::PortSide::Destination,
+    tcpcopy_ebpf::abi::maps::TCPCOPY_SNAP,
+    tcpcopy_ebpf::program::Copied::Pass
 );

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_common::filter::{Fields, FilterProgram, v4_mapped};
+use tcpcopy_abi::filter::{Fields, FilterProgram, v4_mapped};
 use tcpcopy_engine::wire::{Payload, parse};
 use tokio::time::Instant;
 

@@ -11,7 +11,7 @@ use clap::ValueEnum;
 pub use raw::RawSender;
 pub use xdp::XskSender;
 
-use tcpcopy_common::xsk::XskMode;
+use tcpcopy_xsk::umem::XskMode;
 
 /// `--send`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -28,12 +28,12 @@ pub enum SendMode {
 pub struct Sender {
     xsk: Option<XskSender>,
     raw: RawSender,
+    /// Where packets are emitted when there is no AF_XDP socket.
+    scratch: Vec<u8>,
 }
 
-fn dst_v4(packet: &[u8]) -> Option<Ipv4Addr> {
-    (packet.first()? >> 4 == 4 && packet.len() >= 20)
-        .then(|| Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]))
-}
+/// Room for the largest packet the engine emits (an IPv6 header, TCP with options, a full MSS).
+const SCRATCH_LEN: usize = 65_536;
 
 impl Sender {
     /// Sets up the sender for `targets`, on transmit queue `queue` for AF_XDP.
@@ -58,14 +58,14 @@ impl Sender {
             },
         };
         if let Some(x) = &xsk {
-            let how = match x.mode {
+            let how = match x.mode() {
                 XskMode::ZeroCopy => "zero-copy",
                 XskMode::Copy => "copy mode (the driver has no zero-copy AF_XDP)",
             };
             log::info!(
                 "sending through AF_XDP on {} queue {}, {how}",
-                x.iface,
-                x.queue
+                x.iface(),
+                x.queue()
             );
         } else {
             log::info!("sending through a raw IP socket");
@@ -78,18 +78,25 @@ impl Sender {
             need_raw_v4 && !v4.is_empty(),
             targets.iter().any(IpAddr::is_ipv6),
         )?;
-        Ok(Self { xsk, raw })
+        Ok(Self {
+            xsk,
+            raw,
+            scratch: vec![0; SCRATCH_LEN],
+        })
     }
 
-    /// Sends (or queues, for AF_XDP) one IP packet.
-    pub fn send(&mut self, packet: &[u8]) {
-        if let (Some(x), Some(dst)) = (self.xsk.as_mut(), dst_v4(packet))
-            && x.serves(dst)
-        {
-            x.send(dst, packet);
-            return;
-        }
-        self.raw.send(packet);
+    /// Lets `emit` write the next IP packet (it returns its length, `None` when it has none)
+    /// and sends it: with AF_XDP, straight into a free frame behind the next hop's Ethernet
+    /// header (no copy); packets AF_XDP cannot carry go out through the raw socket. `None` when
+    /// `emit` had nothing or no frame was free (see [`Self::has_room`]).
+    pub fn emit(&mut self, emit: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<()> {
+        let Some(x) = self.xsk.as_mut() else {
+            let n = emit(&mut self.scratch)?;
+            self.raw.send(&self.scratch[..n]);
+            return Some(());
+        };
+        let raw = &mut self.raw;
+        x.emit(emit, |packet| raw.send(packet))
     }
 
     /// Whether the next packet can be taken now (AF_XDP: a frame is free).
@@ -106,7 +113,7 @@ impl Sender {
 
     /// `af_xdp-zerocopy`, `af_xdp-copy` or `raw`, for the start-up line.
     pub fn describe(&self) -> &'static str {
-        self.xsk.as_ref().map_or("raw", |x| x.mode.name())
+        self.xsk.as_ref().map_or("raw", |x| x.mode().name())
     }
 
     /// Packets that could not be sent.

@@ -1,14 +1,14 @@
-//! Sending replayed packets through an AF_XDP socket (xdpilone): complete Ethernet frames written
-//! into a UMEM and handed to the driver's transmit ring, bypassing the kernel's IP stack.
-//!
-//! This is the thin ring layer: the only `unsafe` of tcpcopy lives here, each block explained.
+//! Sending replayed packets through an AF_XDP socket: the engine writes each IP packet straight
+//! into a UMEM frame behind the Ethernet header of its next hop, and the frame goes to the
+//! driver's transmit ring, bypassing the kernel's IP stack. The ring work is `tcpcopy_xsk::tx`'s.
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use xdpilone::{BufIdx, DeviceQueue, RingTx, Umem, User, xdp::XdpDesc};
-
-use tcpcopy_common::neigh;
-use tcpcopy_common::xsk::{self, Area, FRAME_SIZE, XskMode, XskSetupError};
+use tcpcopy_host::neigh;
+use tcpcopy_xsk::{
+    tx::{TxFrame, TxQueue},
+    umem::{XskMode, XskSetupError},
+};
 
 /// Frames in the UMEM.
 const FRAMES: u32 = 4096;
@@ -30,28 +30,22 @@ pub enum XskError {
     Socket(#[from] XskSetupError),
 }
 
-/// An AF_XDP transmit socket on the interface that routes to the target.
+/// An AF_XDP transmit queue on the interface that routes to the targets, with the Ethernet
+/// header of each target.
 pub struct XskSender {
-    // Field order is drop order: rings, socket and UMEM before the memory they use.
-    tx: RingTx,
-    _user: User,
-    device: DeviceQueue,
-    umem: Umem,
-    _area: Area,
-    free: Vec<u32>,
-    batch: Vec<XdpDesc>,
+    queue: TxQueue,
     /// Ethernet header per destination: the next hop's MAC, ours, IPv4.
-    headers: Vec<(Ipv4Addr, [u8; 14])>,
-    pub iface: String,
-    pub queue: u32,
-    pub mode: XskMode,
+    headers: Vec<(Ipv4Addr, [u8; ETH_LEN])>,
     pub errors: u64,
 }
 
+/// Bytes of the Ethernet header in front of each IP packet.
+const ETH_LEN: usize = 14;
+
 impl XskSender {
     /// Opens a sender for packets to `targets` (IPv4): finds the first one's route, resolves the
-    /// next hop's MAC of every target routed through the same interface, creates the UMEM and a
-    /// socket on queue `queue` of that interface (zero-copy if the driver allows, copy mode
+    /// next hop's MAC of every target routed through the same interface, and opens a transmit
+    /// queue on queue `queue` of that interface (zero-copy if the driver allows, copy mode
     /// otherwise).
     pub fn new(targets: &[Ipv4Addr], queue: u32) -> Result<Self, XskError> {
         let first = *targets
@@ -67,34 +61,33 @@ impl XskSender {
             };
             let dst = neigh::resolve(&r, Duration::from_secs(3))
                 .ok_or_else(|| XskError::Unresolved(r.next_hop, r.iface.clone()))?;
-            let mut header = [0u8; 14];
+            let mut header = [0u8; ETH_LEN];
             header[..6].copy_from_slice(&dst);
             header[6..12].copy_from_slice(&src);
             header[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
             headers.push((t, header));
         }
-
-        let queues = tcpcopy_common::xsk_rx::tx_queues(&route.iface);
+        let queues = tcpcopy_host::iface::tx_queues(&route.iface);
         if queue >= queues {
             return Err(XskError::NoQueue(route.iface, queues, queue));
         }
-        let mut area = Area::new(FRAMES);
-        let bound = xsk::open(&mut area, &route.iface, queue, false, true)?;
-        let tx = bound.tx.expect("asked for a TX ring");
         Ok(Self {
-            tx,
-            _user: bound.user,
-            device: bound.device,
-            umem: bound.umem,
-            _area: area,
-            free: (0..FRAMES).rev().collect(),
-            batch: Vec::with_capacity(256),
+            queue: TxQueue::open(&route.iface, queue, FRAMES)?,
             headers,
-            iface: route.iface,
-            queue,
-            mode: bound.mode,
             errors: 0,
         })
+    }
+
+    pub fn mode(&self) -> XskMode {
+        self.queue.mode()
+    }
+
+    pub fn iface(&self) -> &str {
+        self.queue.iface()
+    }
+
+    pub fn queue(&self) -> u32 {
+        self.queue.queue()
     }
 
     /// Whether packets to `dst` go through this socket.
@@ -102,87 +95,52 @@ impl XskSender {
         self.headers.iter().any(|(t, _)| *t == dst)
     }
 
-    /// Queues one IPv4 packet to `dst` (sent at the next `flush`); counts it as an error when no
-    /// frame is free (callers ask [`Self::has_room`] first).
-    pub fn send(&mut self, dst: Ipv4Addr, packet: &[u8]) {
-        let Some(&(_, header)) = self.headers.iter().find(|(t, _)| *t == dst) else {
-            self.errors += 1;
-            return;
-        };
-        if self.free.is_empty() {
-            self.flush();
+    /// Lets `emit` write the next IP packet into a free frame (behind room for the Ethernet
+    /// header; it returns the packet's length, `None` when it has none) and queues the frame;
+    /// a packet to a destination this socket does not serve goes to `elsewhere` instead. `None`
+    /// when `emit` had nothing or no frame was free.
+    pub fn emit(
+        &mut self,
+        emit: impl FnOnce(&mut [u8]) -> Option<usize>,
+        elsewhere: impl FnOnce(&[u8]),
+    ) -> Option<()> {
+        let Self {
+            queue,
+            headers,
+            errors,
+        } = self;
+        let mut frame: TxFrame<'_> = queue.frame()?;
+        let buf = frame.buf();
+        let n = emit(&mut buf[ETH_LEN..])?;
+        let header = dst_v4(&buf[ETH_LEN..ETH_LEN + n])
+            .and_then(|dst| headers.iter().find_map(|(t, h)| (*t == dst).then_some(*h)));
+        match header {
+            Some(header) => {
+                buf[..ETH_LEN].copy_from_slice(&header);
+                if !frame.send(ETH_LEN + n) {
+                    *errors += 1;
+                }
+            }
+            // The frame goes back to the free ones when dropped.
+            None => elsewhere(&buf[ETH_LEN..ETH_LEN + n]),
         }
-        let Some(idx) = self.free.pop() else {
-            self.errors += 1;
-            return;
-        };
-        let len = header.len() + packet.len();
-        let Some(frame) = self.umem.frame(BufIdx(idx)) else {
-            self.errors += 1;
-            return;
-        };
-        if len > FRAME_SIZE as usize {
-            self.free.push(idx);
-            self.errors += 1;
-            return;
-        }
-        // SAFETY: the frame was on our free list, so the kernel neither reads nor writes it until
-        // we put its descriptor on the TX ring; `frame.addr` covers FRAME_SIZE bytes of the UMEM.
-        #[allow(unsafe_code)]
-        let buf = unsafe { &mut *frame.addr.as_ptr() };
-        buf[..14].copy_from_slice(&header);
-        buf[14..len].copy_from_slice(packet);
-        self.batch.push(XdpDesc {
-            addr: frame.offset,
-            len: u32::try_from(len).unwrap_or(0),
-            options: 0,
-        });
+        Some(())
     }
 
     /// Whether a frame is free for the next packet (after taking back what the driver is done
     /// with). The caller holds its packets back while there is none: a packet is never dropped
     /// for want of room, it waits.
     pub fn has_room(&mut self) -> bool {
-        if self.free.is_empty() {
-            self.flush();
-        }
-        !self.free.is_empty()
+        self.queue.has_room()
     }
 
-    /// Hands the queued frames to the driver, wakes it until it has taken them (in copy mode
-    /// each wake-up sends a few dozen frames) or stops making progress, and takes back the
-    /// completed frames. Frames the ring has no room for stay queued for the next flush.
+    /// Hands the written frames to the driver and takes back the completed ones.
     pub fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            let n = u32::try_from(self.batch.len()).unwrap_or(u32::MAX);
-            let mut writer = self.tx.transmit(n);
-            let sent = writer.insert(self.batch.iter().copied()) as usize;
-            writer.commit();
-            drop(writer);
-            self.batch.drain(..sent);
-        }
-        let mut pending = self.tx.pending();
-        while pending > 0 {
-            // Copy mode sends only from within a wake-up call, whatever the flag says.
-            if self.mode == XskMode::Copy || self.tx.needs_wakeup() {
-                self.tx.wake();
-            }
-            let now = self.tx.pending();
-            if now >= pending {
-                break;
-            }
-            pending = now;
-        }
-        self.reap();
+        self.queue.flush();
     }
+}
 
-    /// Returns completed frames to the free list.
-    fn reap(&mut self) {
-        let mut reader = self.device.complete(FRAMES);
-        while let Some(addr) = reader.read() {
-            self.free
-                .push(u32::try_from(addr / u64::from(FRAME_SIZE)).unwrap_or(0));
-        }
-        reader.release();
-    }
+fn dst_v4(packet: &[u8]) -> Option<Ipv4Addr> {
+    (packet.first()? >> 4 == 4 && packet.len() >= 20)
+        .then(|| Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]))
 }

@@ -1,0 +1,16 @@
+//! The kernel programs. Both XDP programs are one body ([`program::run`]) instantiated by
+//! [`xdp_program!`] in `src/bin/`: tcpcopy's on the online host (requests by destination port,
+//! copied, passed on) and intercept's on the assistant (replies by source port, consumed).
+//!
+//! Every packet read is bounds-checked against the frame's end ([`parse`]); the layouts shared
+//! with userspace come from `tcpcopy-abi`. The binaries build for the BPF target through
+//! aya-build in the userspace crates' build scripts; a host build compiles them empty so the
+//! workspace builds and lints as a whole.
+#![no_std]
+
+pub use tcpcopy_abi as abi;
+
+pub mod classify;
+pub mod copy;
+pub mod parse;
+pub mod program;
