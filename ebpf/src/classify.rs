@@ -24,7 +24,6 @@ pub enum PortSide {
 
 /// Adds `by` to counter `stat` of this CPU.
 #[inline(always)]
-#[allow(unsafe_code)]
 pub fn count(stats: &PerCpuArray<u64>, stat: Stat, by: u64) {
     if let Some(slot) = stats.get_ptr_mut(stat as u32) {
         // SAFETY: the pointer comes from the per-CPU array lookup, is valid for this program run and

@@ -18,7 +18,6 @@ use crate::classify::count;
 /// Copies the first `N - 8` bytes of the frame, behind a frame header, into `ring`, assembling
 /// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.
 #[inline(always)]
-#[allow(unsafe_code)]
 #[allow(
     clippy::cast_possible_truncation,
     reason = "n <= snap < 2^16, checked above each cast"
@@ -93,7 +92,6 @@ const WAKE_GAP_NS: u64 = 100_000;
 /// The ring-buffer flags for a record: the kernel's own choice (wake the reader if it has read
 /// everything) at most once per [`WAKE_GAP_NS`] per CPU, no wake-up otherwise.
 #[inline(always)]
-#[allow(unsafe_code)]
 fn wake_flags(last_wake: &PerCpuArray<u64>) -> u64 {
     let Some(last) = last_wake.get_ptr_mut(0) else {
         return 0;

@@ -7,6 +7,11 @@
 //! aya-build in the userspace crates' build scripts; a host build compiles them empty so the
 //! workspace builds and lints as a whole.
 #![no_std]
+#![allow(
+    unsafe_code,
+    reason = "kernel programs: packet, context and map memory through pointers the verifier bounds"
+)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub use tcpcopy_abi as abi;
 

@@ -24,7 +24,6 @@ use tcpcopy_abi::filter::v4_mapped;
 
 /// Reads a `T` at `offset` bytes into the frame, or `None` past its end.
 #[inline(always)]
-#[allow(unsafe_code)]
 pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     let start = ctx.data();
     let end = ctx.data_end();
@@ -38,7 +37,6 @@ pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
 
 /// The receive queue the frame arrived on.
 #[inline(always)]
-#[allow(unsafe_code)]
 pub fn rx_queue(ctx: &XdpContext) -> u32 {
     // SAFETY: `ctx.ctx` is the xdp_md the kernel passed to this program run; reading a field of it
     // is what the verifier allows for the context pointer.

@@ -18,8 +18,8 @@ use crate::offline::Offline;
 
 use crate::{
     link::{self, Link, LinkEvent},
+    report::{Snapshot, WorkerCtx},
     send::Sender,
-    workers::{Snapshot, WorkerCtx},
 };
 
 /// Frames or replies handled before the engine's output is flushed.

@@ -16,72 +16,17 @@
 //! The main thread only attaches the program, prints the summed counters and tells the workers
 //! to stop (`tcpcopy_host::workers`, shared with intercept).
 
-use std::{fmt, net::SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use tcpcopy_engine::{Engine, Stats};
+use tcpcopy_engine::Engine;
 use tcpcopy_host::workers;
 
 use crate::{
     replay::{self, Source},
+    report::{Snapshot, WorkerCtx},
     send::{SendMode, Sender},
 };
-
-/// What one worker last published.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub engine: Stats,
-    pub send_errors: u64,
-    pub links_up: usize,
-    pub links: usize,
-    pub registrations: u64,
-    pub unsent_registrations: u64,
-    pub unregistrable: u64,
-    /// Offline replay: how far into the file.
-    pub progress: Option<String>,
-}
-
-impl Snapshot {
-    fn add(&mut self, o: &Snapshot) {
-        self.engine += &o.engine;
-        self.send_errors += o.send_errors;
-        self.links_up += o.links_up;
-        self.links += o.links;
-        self.registrations += o.registrations;
-        self.unsent_registrations += o.unsent_registrations;
-        self.unregistrable += o.unregistrable;
-        if o.progress.is_some() {
-            self.progress.clone_from(&o.progress);
-        }
-    }
-}
-
-impl fmt::Display for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} send_errors={} intercept_links={}/{} registrations={} unsent_registrations={} unregistrable={}",
-            self.engine,
-            self.send_errors,
-            self.links_up,
-            self.links,
-            self.registrations,
-            self.unsent_registrations,
-            self.unregistrable
-        )
-    }
-}
-
-/// The sum of the workers' counters, and each worker's captured packets.
-pub fn total(slots: &[Snapshot]) -> (Snapshot, Vec<u64>) {
-    let mut sum = Snapshot::default();
-    for s in slots {
-        sum.add(s);
-    }
-    (sum, slots.iter().map(|s| s.engine.captured).collect())
-}
-
-pub type WorkerCtx = workers::Ctx<Snapshot>;
 
 /// What a worker is given to set itself up on its own thread.
 pub struct Plan {
