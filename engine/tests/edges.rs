@@ -767,6 +767,20 @@ mod fin_wait {
     }
 
     #[test]
+    fn the_response_wait_counts_from_the_acknowledgement_of_our_fin() {
+        let mut e = fin_wait_1();
+        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
+        // More of the answer in FIN-WAIT-2 is acknowledged but does not extend the wait.
+        reply(&mut e, t(300), ACK | PSH, IRS + 1, 1008, b"200\n");
+        expect(&mut e, t(300), &[seg(ACK, 1008, IRS + 5, b"")]);
+        e.handle_timeout(t(502));
+        expect(&mut e, t(502), &[]);
+        e.handle_timeout(t(503));
+        expect(&mut e, t(503), &[seg(RST | ACK, 1008, IRS + 5, b"")]);
+        assert_eq!(e.stats().sessions_completed, 1);
+    }
+
+    #[test]
     fn the_servers_fin_is_acknowledged_and_the_replay_completes() {
         let mut e = fin_wait_1();
         reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");

@@ -8,7 +8,7 @@
 
 mod output;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, time::Duration};
 
 use crate::{
     config::Config,
@@ -16,7 +16,7 @@ use crate::{
     stats::{LossReason, Outcome, Stats},
     stream::{Accepted, ClientStream},
     time::Time,
-    wire::{TcpOptions, TcpSegment},
+    wire::{TcpFlags, TcpOptions, TcpSegment},
 };
 
 /// The captured connection a session copies: (client, online service) as seen on the online host.
@@ -26,11 +26,79 @@ pub struct CaptureKey {
     pub online: SocketAddr,
 }
 
-/// Connection state towards the test server (RFC 793 names where they apply).
+/// The replayed connection's state towards the test server, named as RFC 793 names it. The
+/// session is the active opener and closes as the captured client did: the client's FIN is ours
+/// to send, the test server's FIN is the peer's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub enum State {
+    /// Our SYN is due or out, not yet answered.
     SynSent,
+    /// The handshake is done and neither side has closed.
     Established,
+    /// Our FIN is out, not yet acknowledged; the test server's side is open.
+    FinWait1,
+    /// Our FIN is acknowledged; the test server's side is still open (it gets
+    /// `Config::response_wait` to close it, then it is reset).
+    FinWait2,
+    /// The test server closed its side; the client's FIN has not gone out yet.
+    CloseWait,
+    /// Both FINs are out (ours first) and ours is not yet acknowledged.
+    Closing,
+    /// Both FINs are out (the test server's first) and ours is not yet acknowledged.
+    LastAck,
+    /// Both FINs are out and ours is acknowledged: the replay is complete. The session does not
+    /// linger here (the engine's tombstone keeps the captured connection's late packets out).
+    TimeWait,
+    /// The session is over: completed, reset, or given up.
+    Closed,
+}
+
+impl State {
+    /// RFC 793's synchronized states: the test server's initial sequence number is known.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::SynSent | State::Closed)
+    }
+
+    /// Whether our FIN has gone out.
+    fn fin_sent(self) -> bool {
+        matches!(
+            self,
+            State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck | State::TimeWait
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::SynSent => "SYN-SENT",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+            State::Closed => "CLOSED",
+        })
+    }
+}
+
+/// Segments a session owes the test server, independent of each other and of the state.
+#[derive(Clone, Copy, Debug, Default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent pending-output flags, each cleared by the segment it asks for"
+)]
+struct Pending {
+    /// The SYN (again).
+    syn: bool,
+    /// An ACK of what the test server sent.
+    ack: bool,
+    /// The first unacknowledged segment, once (fast retransmit).
+    rexmit_one: bool,
+    /// A zero-window probe.
+    probe: bool,
 }
 
 /// The minimum time a response must be quiet after a PSH before it counts as over.
@@ -41,7 +109,7 @@ pub(crate) const OUR_WINDOW: u16 = u16::MAX;
 #[derive(Debug)]
 #[expect(
     clippy::struct_excessive_bools,
-    reason = "TCP's pending-output flags are independent of each other"
+    reason = "independent facts: the client is gone, the SYN was retransmitted, the answer was pushed, the engine queued the session"
 )]
 pub struct Session {
     pub key: CaptureKey,
@@ -63,12 +131,11 @@ pub struct Session {
     peer_mss: u16,
     /// The largest segment payload the path MTU allows (before options).
     mtu_mss: u16,
-    ts_ok: bool,
-    ts_recent: u32,
+    /// The test server's latest timestamp, once both sides agreed on timestamps.
+    ts_recent: Option<u32>,
     /// The test server's initial sequence number.
     irs: Seq,
     rcv_nxt: Seq,
-    peer_fin: bool,
     /// The client is gone from this connection (it reset it, or a new connection took its port):
     /// end with a RST once what it sent is delivered.
     reset_after_delivery: bool,
@@ -90,13 +157,9 @@ pub struct Session {
     /// Since when the current request has been fully acknowledged while we wait at a boundary.
     waiting_since: Option<Time>,
 
-    syn_due: bool,
+    due: Pending,
     /// A RST to send in SYN-SENT, at this sequence number, before the SYN again.
     challenge_rst: Option<Seq>,
-    ack_due: bool,
-    rexmit_one: bool,
-    probe_due: bool,
-    fin_sent: bool,
     fin_acked_at: Option<Time>,
 
     created: Time,
@@ -105,7 +168,8 @@ pub struct Session {
     ip_id: u16,
 
     outcome: Option<Outcome>,
-    rst_due: bool,
+    /// The RST an ended session owes the test server: its sequence number and flags.
+    rst_due: Option<(Seq, u8)>,
     /// The deadline as registered in the engine's timer heap.
     pub(crate) timer_at: Option<Time>,
     /// Whether the session sits in the engine's transmit queue.
@@ -139,11 +203,9 @@ impl Session {
             our_wscale: 0,
             peer_mss: 536,
             mtu_mss: cfg.mtu.saturating_sub(if dst.is_ipv4() { 40 } else { 60 }),
-            ts_ok: false,
-            ts_recent: 0,
+            ts_recent: None,
             irs: Seq::new(0),
             rcv_nxt: Seq::new(0),
-            peer_fin: false,
             dup_acks: 0,
             // RFC 6298's initial 1 s: a SYN-ACK parked at intercept until our registration arrives
             // is not worth a second SYN (which a busy server may answer with another ISN).
@@ -159,19 +221,18 @@ impl Session {
             last_resp_psh: false,
             reset_after_delivery: false,
             waiting_since: None,
-            syn_due: true,
+            due: Pending {
+                syn: true,
+                ..Pending::default()
+            },
             challenge_rst: None,
-            ack_due: false,
-            rexmit_one: false,
-            probe_due: false,
-            fin_sent: false,
             fin_acked_at: None,
             created: now,
             last_activity: now,
             gap_since: None,
             ip_id: (isn.raw() >> 16) as u16,
             outcome: None,
-            rst_due: false,
+            rst_due: None,
             timer_at: None,
             queued: false,
         }
@@ -180,6 +241,19 @@ impl Session {
     /// How the session ended, once it has.
     pub fn outcome(&self) -> Option<Outcome> {
         self.outcome
+    }
+
+    /// The connection's state towards the test server.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Moves to `next`, logging the transition.
+    fn set_state(&mut self, next: State) {
+        if next != self.state {
+            log::debug!("{} > {}: {} -> {}", self.src, self.dst, self.state, next);
+            self.state = next;
+        }
     }
 
     /// Bytes held for this session.
@@ -192,12 +266,21 @@ impl Session {
         self.isn
     }
 
-    /// Ends the session; `rst` sends a RST to the test server first.
+    /// Ends the session (CLOSED); `rst` sends a RST to the test server first, if it ever saw our
+    /// SYN.
     pub fn finish(&mut self, outcome: Outcome, rst: bool) {
-        if self.outcome.is_none() {
-            self.outcome = Some(outcome);
-            self.rst_due = rst && self.syn_sent_at.is_some();
+        if self.outcome.is_some() {
+            return;
         }
+        self.outcome = Some(outcome);
+        if rst && self.syn_sent_at.is_some() {
+            self.rst_due = Some(if self.state == State::SynSent {
+                (self.isn + 1, TcpFlags::RST)
+            } else {
+                (self.snd_nxt, TcpFlags::RST | TcpFlags::ACK)
+            });
+        }
+        self.set_state(State::Closed);
     }
 
     /// The client is gone from this connection (it reset it, or a new connection took over its
@@ -212,7 +295,7 @@ impl Session {
     /// acknowledged by the test server (at once if there is nothing to deliver).
     fn reset_if_delivered(&mut self) {
         let nothing_sent = self.stream.end() == self.isn + 1;
-        let delivered = self.state == State::Established && !self.snd_una.before(self.stream.end());
+        let delivered = self.state.is_synchronized() && !self.snd_una.before(self.stream.end());
         if self.reset_after_delivery && (nothing_sent || delivered) {
             self.finish(Outcome::Completed, true);
         }
@@ -220,7 +303,7 @@ impl Session {
 
     /// Every captured byte and the client's FIN (if any) acknowledged by the test server.
     pub fn all_delivered(&self) -> bool {
-        self.state == State::Established
+        self.state.is_synchronized()
             && !self.stream.has_gap()
             && !self.snd_una.before(self.stream.end())
             && self.stream.fin().is_none_or(|f| self.snd_una.after(f))
@@ -254,7 +337,6 @@ impl Session {
         acc
     }
 
-    /// A reply header from the test server (via intercept).
     /// A reply header from the test server (via intercept). Returns false (and does nothing) for a
     /// segment this connection cannot accept: one of an older connection on the same 4-tuple (a
     /// late retransmission, a reply intercept parked), by the RFC 793/5961 sequence and PAWS tests.
@@ -264,49 +346,81 @@ impl Session {
         }
         self.last_activity = now;
         if seg.flags.rst() {
-            let outcome = match self.state {
-                State::SynSent => Outcome::Lost(LossReason::Refused),
-                State::Established if self.all_delivered() => Outcome::Completed,
-                State::Established => Outcome::Lost(LossReason::ResetByTarget),
+            let outcome = if self.state == State::SynSent {
+                Outcome::Lost(LossReason::Refused)
+            } else if self.all_delivered() {
+                Outcome::Completed
+            } else {
+                Outcome::Lost(LossReason::ResetByTarget)
             };
             self.finish(outcome, false);
             return true;
         }
-        match self.state {
-            State::SynSent => self.on_syn_ack(now, seg),
-            State::Established => self.on_established(now, seg),
+        if self.state == State::SynSent {
+            self.on_syn_ack(now, seg);
+        } else {
+            self.on_synchronized(now, seg);
         }
         self.reset_if_delivered();
-        if self.fin_sent && self.snd_una == self.snd_max && self.fin_acked_at.is_none() {
-            self.fin_acked_at = Some(now);
+        if self.snd_una == self.snd_max {
+            // Our FIN, if out, is acknowledged.
+            match self.state {
+                State::FinWait1 => {
+                    self.fin_acked_at = Some(now);
+                    self.set_state(State::FinWait2);
+                }
+                State::Closing => self.set_state(State::TimeWait),
+                State::LastAck => self.set_state(State::Closed),
+                _ => {}
+            }
         }
-        if self.fin_acked_at.is_some() && self.peer_fin {
+        if matches!(self.state, State::TimeWait | State::Closed) {
             // Both directions closed; the final ACK of the server's FIN goes out on the way.
             self.finish(Outcome::Completed, false);
         }
         true
     }
 
+    /// The test server's FIN.
+    fn on_peer_fin(&mut self) {
+        let next = match self.state {
+            State::Established => State::CloseWait,
+            State::FinWait1 => State::Closing,
+            State::FinWait2 => State::TimeWait,
+            // A retransmission of the FIN.
+            other => other,
+        };
+        self.set_state(next);
+    }
+
+    /// Our FIN went out (for the first time).
+    fn on_fin_sent(&mut self) {
+        let next = match self.state {
+            State::Established => State::FinWait1,
+            State::CloseWait => State::LastAck,
+            other => other,
+        };
+        self.set_state(next);
+    }
+
     fn acceptable(&self, seg: &TcpSegment<'_>) -> bool {
         if seg.flags.syn() && seg.flags.ack() && seg.ack == self.isn + 1 {
-            // A SYN-ACK for our SYN, whatever its sequence number (see `on_established`).
+            // A SYN-ACK for our SYN, whatever its sequence number (see `on_synchronized`).
             return true;
         }
-        match self.state {
+        if self.state == State::SynSent {
             // A SYN-ACK is checked by `on_syn_ack`; a RST must acknowledge our SYN.
-            State::SynSent => !seg.flags.rst() || (seg.flags.ack() && seg.ack == self.isn + 1),
-            State::Established => {
-                let window = i64::from(OUR_WINDOW) << self.our_wscale;
-                let d = i64::from(seg.seq.diff(self.rcv_nxt));
-                let in_window = (-window..=window).contains(&d);
-                let fresh = !self.ts_ok
-                    || seg
-                        .options
-                        .timestamps
-                        .is_none_or(|(val, _)| val.wrapping_sub(self.ts_recent).cast_signed() >= 0);
-                in_window && fresh
-            }
+            return !seg.flags.rst() || (seg.flags.ack() && seg.ack == self.isn + 1);
         }
+        let window = i64::from(OUR_WINDOW) << self.our_wscale;
+        let d = i64::from(seg.seq.diff(self.rcv_nxt));
+        let in_window = (-window..=window).contains(&d);
+        let fresh = self.ts_recent.is_none_or(|recent| {
+            seg.options
+                .timestamps
+                .is_none_or(|(val, _)| val.wrapping_sub(recent).cast_signed() >= 0)
+        });
+        in_window && fresh
     }
 
     fn on_syn_ack(&mut self, now: Time, seg: &TcpSegment<'_>) {
@@ -316,7 +430,7 @@ impl Session {
             // the SYN again right away.
             if self.challenge_rst.is_none() {
                 self.challenge_rst = Some(seg.ack);
-                self.syn_due = true;
+                self.due.syn = true;
                 self.syn_retransmitted = true;
             }
             return;
@@ -338,24 +452,26 @@ impl Session {
         };
         self.snd_wnd = u32::from(seg.window);
         self.peer_mss = seg.options.mss.unwrap_or(536).max(64);
-        self.ts_ok = self.syn_opts.timestamps.is_some() && seg.options.timestamps.is_some();
-        if let Some((val, _)) = seg.options.timestamps {
-            self.ts_recent = val;
-        }
+        self.ts_recent = seg
+            .options
+            .timestamps
+            .filter(|_| self.syn_opts.timestamps.is_some())
+            .map(|(val, _)| val);
         if let (Some(sent), false) = (self.syn_sent_at, self.syn_retransmitted) {
             let rtt = now.saturating_since(sent);
             self.srtt = Some(rtt);
             self.rto = (rtt * 3).clamp(self.rto_bounds.0, self.rto_bounds.1);
         }
-        self.state = State::Established;
-        self.ack_due = true;
+        self.set_state(State::Established);
+        self.due.ack = true;
         self.rto_at = None;
         self.retries = 0;
         self.resp_mark = self.rcv_nxt;
         self.last_resp_at = now;
     }
 
-    fn on_established(&mut self, now: Time, seg: &TcpSegment<'_>) {
+    /// A segment in a synchronized state.
+    fn on_synchronized(&mut self, now: Time, seg: &TcpSegment<'_>) {
         if seg.flags.syn() {
             // A retransmitted SYN-ACK: our handshake ACK was lost. One with another initial
             // sequence number means the server answered our SYN again from scratch (its first
@@ -370,11 +486,13 @@ impl Session {
                 self.irs = seg.seq;
                 self.rcv_nxt = seg.seq + 1;
                 self.resp_mark = self.rcv_nxt;
-                if let Some((val, _)) = seg.options.timestamps {
-                    self.ts_recent = val;
+                if let (Some(recent), Some((val, _))) =
+                    (&mut self.ts_recent, seg.options.timestamps)
+                {
+                    *recent = val;
                 }
             }
-            self.ack_due = true;
+            self.due.ack = true;
             return;
         }
         let old_wnd = self.snd_wnd;
@@ -397,13 +515,13 @@ impl Session {
             {
                 self.dup_acks = self.dup_acks.saturating_add(1);
                 if self.dup_acks == 3 {
-                    self.rexmit_one = true;
+                    self.due.rexmit_one = true;
                 }
             }
         }
         let len = seg.seq_len();
         if len > 0 {
-            self.ack_due = true;
+            self.due.ack = true;
             let end = seg.seq + len;
             if end.after(self.rcv_nxt) {
                 self.rcv_nxt = end;
@@ -413,13 +531,11 @@ impl Session {
                 }
             }
             if seg.flags.fin() {
-                self.peer_fin = true;
+                self.on_peer_fin();
             }
         }
-        if self.ts_ok
-            && let Some((val, _)) = seg.options.timestamps
-        {
-            self.ts_recent = val;
+        if let (Some(recent), Some((val, _))) = (&mut self.ts_recent, seg.options.timestamps) {
+            *recent = val;
         }
     }
 
@@ -460,10 +576,10 @@ impl Session {
         self.rto = (self.rto * 2).clamp(cfg.rto_min, cfg.rto_max);
         match self.state {
             State::SynSent => {
-                self.syn_due = true;
+                self.due.syn = true;
                 self.syn_retransmitted = true;
             }
-            State::Established if self.snd_una.before(self.snd_max) => {
+            _ if self.snd_una.before(self.snd_max) => {
                 self.retries += 1;
                 if self.retries > cfg.max_retransmits {
                     self.finish(Outcome::Lost(LossReason::RetransmitLimit), true);
@@ -473,7 +589,7 @@ impl Session {
                 self.snd_nxt = self.snd_una;
                 self.dup_acks = 0;
             }
-            State::Established => self.probe_due = true,
+            _ => self.due.probe = true,
         }
     }
 
@@ -492,7 +608,7 @@ impl Session {
                 self.stream.pass_boundary();
                 continue;
             }
-            if self.state != State::Established || self.snd_nxt.before(b.seq) {
+            if !self.state.is_synchronized() || self.snd_nxt.before(b.seq) {
                 return;
             }
             let got = u32::try_from(self.rcv_nxt.diff(self.resp_mark)).unwrap_or(0);
@@ -541,7 +657,7 @@ impl Session {
         consider(self.fin_acked_at.map(|t| t + cfg.response_wait));
         if let Some(b) = self.stream.next_boundary()
             && !cfg.no_wait
-            && self.state == State::Established
+            && self.state.is_synchronized()
             && !self.snd_nxt.before(b.seq)
         {
             if self.last_resp_psh && self.rcv_nxt.after(self.resp_mark) {

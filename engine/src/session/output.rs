@@ -34,13 +34,14 @@ impl Session {
             return false;
         }
         match self.state {
-            State::SynSent => self.syn_due || self.challenge_rst.is_some(),
-            State::Established => {
-                self.ack_due
-                    || self.rexmit_one
+            State::SynSent => self.due.syn || self.challenge_rst.is_some(),
+            State::TimeWait | State::Closed => false,
+            _ => {
+                self.due.ack
+                    || self.due.rexmit_one
                     || self.snd_nxt.before(self.send_limit(cfg))
                     || self.fin_allowed(cfg)
-                    || (self.probe_due && self.snd_nxt.before(self.stream.end()))
+                    || (self.due.probe && self.snd_nxt.before(self.stream.end()))
             }
         }
     }
@@ -66,13 +67,17 @@ impl Session {
     }
 
     fn mss(&self) -> usize {
-        let opt = if self.ts_ok { TS_OPTION_LEN } else { 0 };
+        let opt = if self.ts_recent.is_some() {
+            TS_OPTION_LEN
+        } else {
+            0
+        };
         usize::from(self.peer_mss.min(self.mtu_mss).saturating_sub(opt).max(1))
     }
 
     fn options(&self, now: Time) -> TcpOptions {
         TcpOptions {
-            timestamps: self.ts_ok.then(|| (now.millis_u32(), self.ts_recent)),
+            timestamps: self.ts_recent.map(|recent| (now.millis_u32(), recent)),
             ..TcpOptions::default()
         }
     }
@@ -89,7 +94,8 @@ impl Session {
         self.write_with(buf, seq, flags, payload, options)
     }
 
-    /// [`Self::write`] without the IP id step, for payload borrowed from the stream.
+    /// [`Self::write`] without the IP id step, for payload borrowed from the stream. The ack field
+    /// is the test server's next sequence number when the ACK flag is set, else zero.
     fn write_with(
         &self,
         buf: &mut [u8],
@@ -98,7 +104,7 @@ impl Session {
         payload: [&[u8]; 2],
         options: TcpOptions,
     ) -> Result<usize, WireError> {
-        let ack = if self.state == State::SynSent {
+        let ack = if flags & TcpFlags::ACK == 0 {
             Seq::new(0)
         } else {
             self.rcv_nxt
@@ -142,7 +148,7 @@ impl Session {
                         retransmit: false,
                     });
                 }
-                if !self.syn_due {
+                if !self.due.syn {
                     return None;
                 }
                 let mut opts = self.syn_opts;
@@ -150,7 +156,7 @@ impl Session {
                 let len = self
                     .write(buf, self.isn, TcpFlags::SYN, [&[], &[]], opts)
                     .ok()?;
-                self.syn_due = false;
+                self.due.syn = false;
                 self.syn_sent_at.get_or_insert(now);
                 self.snd_nxt = self.isn + 1;
                 self.snd_max = self.snd_nxt;
@@ -161,11 +167,13 @@ impl Session {
                     retransmit: self.syn_retransmitted,
                 })
             }
-            State::Established => self.next_established(now, cfg, stats, buf),
+            State::TimeWait | State::Closed => None,
+            _ => self.next_synchronized(now, cfg, stats, buf),
         }
     }
 
-    fn next_established(
+    /// The next segment in a synchronized state.
+    fn next_synchronized(
         &mut self,
         now: Time,
         cfg: &Config,
@@ -174,8 +182,8 @@ impl Session {
     ) -> Option<Written> {
         self.pass_boundaries(now, cfg, stats);
         let ack = TcpFlags::ACK;
-        if self.rexmit_one {
-            self.rexmit_one = false;
+        if self.due.rexmit_one {
+            self.due.rexmit_one = false;
             let una = self.snd_una;
             let avail = usize::try_from(self.stream.end().diff(una))
                 .unwrap_or(0)
@@ -199,11 +207,11 @@ impl Session {
             let len = self
                 .write(buf, fin, ack | TcpFlags::FIN, [&[], &[]], opts)
                 .ok()?;
-            let retransmit = self.fin_sent;
-            self.fin_sent = true;
+            let retransmit = self.state.fin_sent();
+            self.on_fin_sent();
             self.snd_nxt = fin + 1;
             self.snd_max = self.snd_max.max(self.snd_nxt);
-            self.ack_due = false;
+            self.due.ack = false;
             self.rto_at.get_or_insert(now + self.rto);
             return Some(Written {
                 len,
@@ -211,16 +219,16 @@ impl Session {
                 retransmit,
             });
         }
-        if self.probe_due && self.snd_nxt.before(self.stream.end()) {
+        if self.due.probe && self.snd_nxt.before(self.stream.end()) {
             // Zero-window probe: one byte past the window.
-            self.probe_due = false;
+            self.due.probe = false;
             let seq = self.snd_nxt;
             return self.send_data(now, buf, seq, 1, false);
         }
-        if self.ack_due {
+        if self.due.ack {
             let opts = self.options(now);
             let len = self.write(buf, self.snd_nxt, ack, [&[], &[]], opts).ok()?;
-            self.ack_due = false;
+            self.due.ack = false;
             return Some(Written {
                 len,
                 payload: 0,
@@ -251,7 +259,7 @@ impl Session {
             self.snd_nxt = end;
         }
         self.snd_max = self.snd_max.max(self.snd_nxt);
-        self.ack_due = false;
+        self.due.ack = false;
         self.rto_at.get_or_insert(now + self.rto);
         Some(Written {
             len,
@@ -261,25 +269,16 @@ impl Session {
     }
 
     /// The last packet of a finished session: a RST if it ends by reset, else the ACK still owed
-    /// (of the test server's FIN).
+    /// (of the test server's FIN; only a synchronized connection owes one).
     pub fn final_segment(&mut self, now: Time, buf: &mut [u8]) -> Option<usize> {
-        let (flags, seq, opts) = if self.rst_due {
-            if self.state == State::SynSent {
-                (TcpFlags::RST, self.isn + 1, TcpOptions::default())
-            } else {
-                (
-                    TcpFlags::RST | TcpFlags::ACK,
-                    self.snd_nxt,
-                    TcpOptions::default(),
-                )
-            }
-        } else if self.ack_due && self.state == State::Established {
+        let (flags, seq, opts) = if let Some((seq, flags)) = self.rst_due.take() {
+            (flags, seq, TcpOptions::default())
+        } else if self.due.ack {
             (TcpFlags::ACK, self.snd_nxt, self.options(now))
         } else {
             return None;
         };
-        self.rst_due = false;
-        self.ack_due = false;
+        self.due.ack = false;
         self.write(buf, seq, flags, [&[], &[]], opts).ok()
     }
 }
