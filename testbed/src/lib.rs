@@ -381,6 +381,16 @@ impl Testbed {
         parse_in_segs(&String::from_utf8_lossy(&snmp.stdout))
     }
 
+    /// TCP connections of `host` on local port `port` that still expect a segment: every state
+    /// but LISTEN and TIME-WAIT (read from the namespace's /proc/net/tcp and tcp6).
+    pub fn open_tcp(&self, host: Host, port: u16) -> anyhow::Result<usize> {
+        let out = self
+            .cmd(host, "cat")
+            .args(["/proc/net/tcp", "/proc/net/tcp6"])
+            .output()?;
+        Ok(count_open(&String::from_utf8_lossy(&out.stdout), port))
+    }
+
     /// Whether any interface of `host` has an XDP program attached.
     pub fn xdp_attached(&self, host: Host) -> anyhow::Result<bool> {
         let links = cmd::output("ip", &["-n", &self.ns(host), "-o", "link", "show"])?;
@@ -394,6 +404,20 @@ impl Drop for Testbed {
             teardown(&self.id);
         }
     }
+}
+
+/// Sockets on local port `port` in /proc/net/tcp text that are neither listening (0A) nor in
+/// TIME-WAIT (06).
+fn count_open(tcp: &str, port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    tcp.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (addr, state) = (f.nth(1)?, f.nth(1)?);
+            Some((addr, state))
+        })
+        .filter(|(addr, state)| addr.ends_with(&local) && !matches!(*state, "0A" | "06"))
+        .count()
 }
 
 /// `InSegs` from the text of /proc/net/snmp (a header line of names, then a line of values).
@@ -426,6 +450,20 @@ mod tests {
                     Tcp: 1 200 120000 -1 5 7 0 0 1 4242 4000\n";
         assert_eq!(parse_in_segs(snmp).unwrap(), 4242);
         assert!(parse_in_segs("Ip: x\nIp: 1\n").is_err());
+    }
+
+    #[test]
+    fn open_connections_from_proc_net_tcp() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000\n\
+   1: 1464A8C6:0050 0A64A8C6:D431 01 00000000:00000000 00:00000000 00000000\n\
+   2: 1464A8C6:0050 0A64A8C6:D432 09 00000000:00000000 00:00000000 00000000\n\
+   3: 1464A8C6:0050 0A64A8C6:D433 06 00000000:00000000 00:00000000 00000000\n\
+   4: 1464A8C6:1F90 0A64A8C6:D434 01 00000000:00000000 00:00000000 00000000\n";
+        // ESTABLISHED and LAST-ACK on port 80 are open; LISTEN, TIME-WAIT and port 8080 are not.
+        assert_eq!(count_open(tcp, 80), 2);
+        assert_eq!(count_open(tcp, 8080), 1);
+        assert_eq!(count_open(tcp, 443), 0);
     }
 
     #[test]

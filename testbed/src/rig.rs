@@ -91,6 +91,27 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Waits until tcpcopy (started with a stats interval) has taken in every frame its XDP program
+/// handed it and every session it started, at least `sessions` of them, has ended (completed or
+/// lost): nothing more will reach the test server. The stats line that said so.
+pub fn wait_settled(tcpcopy: &mut Spawned, sessions: u64, timeout: Duration) -> String {
+    tcpcopy
+        .wait_for(
+            |l| l.starts_with("stats") && settled(l, sessions),
+            "a settled replay",
+            timeout,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Whether a stats line says every handed-in frame was taken and every started session ended.
+fn settled(line: &str, sessions: u64) -> bool {
+    let started = counter(line, "sessions");
+    started >= sessions
+        && counter(line, "completed") + counter(line, "lost") == started
+        && counter(line, "copied") + counter(line, "redirected") == counter(line, "captured")
+}
+
 /// Starts intercept on the assistant (catching replies from port 80) and waits until it listens.
 pub fn start_intercept(bed: &Testbed) -> Spawned {
     start_intercept_with(bed, &[])
@@ -181,6 +202,18 @@ pub fn replayed_upload(bed: &Testbed, name: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replay_is_settled_when_every_frame_is_taken_and_every_session_ended() {
+        let line =
+            "stats seen=9 matched=8 copied=8 redirected=0 captured=8 sessions=3 completed=2 lost=1";
+        assert!(super::settled(line, 3));
+        assert!(!super::settled(line, 4), "fewer sessions than asked");
+        let open = line.replace("lost=1", "lost=0");
+        assert!(!super::settled(&open, 3), "a session still runs");
+        let behind = line.replace("captured=8", "captured=7");
+        assert!(!super::settled(&behind, 3), "a frame not yet taken");
+    }
+
     #[test]
     fn counter_reads_exact_names() {
         let line = "final seen=10 matched=7 matched_bytes=700 malformed=0";

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed, binary};
-use tcpcopy_tests::{counter, curl_each};
+use tcpcopy_tests::{counter, curl_each, wait_until};
 
 const REQUESTS: usize = 100;
 
@@ -52,8 +52,14 @@ fn counts_exactly_the_segments_to_the_service_port() {
         codes.iter().all(|c| c == "200"),
         "all answered 200: {codes:?}"
     );
-    // Let the connections' last segments (FIN/ACK) arrive before counting.
-    std::thread::sleep(Duration::from_millis(500));
+    // Count once every connection's last segment (the final ACK) has arrived.
+    assert!(
+        wait_until(Duration::from_secs(10), || bed
+            .open_tcp(Host::Online, 80)
+            .unwrap()
+            == 0),
+        "online still has open connections on port 80"
+    );
     let in_segs = bed.tcp_in_segs(Host::Online).unwrap() - in_segs_before;
 
     tcpcopy.signal("TERM").unwrap();
@@ -101,17 +107,11 @@ fn sigkill_leaves_no_xdp_program_attached() {
     let mut tcpcopy = tcpcopy;
     tcpcopy.signal("KILL").unwrap();
     let _ = tcpcopy.wait(Duration::from_secs(10)).unwrap();
-    // The bpf link died with the process; allow the kernel a moment to release it.
-    let mut attached = true;
-    for _ in 0..50 {
-        attached = Host::ALL.iter().any(|h| bed.xdp_attached(*h).unwrap());
-        if !attached {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The bpf link died with the process; the kernel releases it shortly after.
     assert!(
-        !attached,
+        wait_until(Duration::from_secs(5), || !Host::ALL
+            .iter()
+            .any(|h| bed.xdp_attached(*h).unwrap())),
         "no XDP program left in the testbed after SIGKILL"
     );
     // Online traffic is unaffected after the crash.
@@ -311,15 +311,28 @@ fn intercept_warns_about_ip_forward() {
     cmd.args(["-i", IFACE, "--stats-interval", "0"]);
     cmd.stderr(std::process::Stdio::piped());
     let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let stderr = child.stderr.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut err = Vec::new();
+    while let Ok(line) = said.recv_timeout(Duration::from_secs(20)) {
+        let warned = line.contains("ip_forward=1");
+        err.push(line);
+        if warned {
+            break;
+        }
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
-    assert!(err.contains("ip_forward=1"), "{err}");
+    assert!(err.iter().any(|l| l.contains("ip_forward=1")), "{err:?}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::{
 };
 
 use tcpcopy_testbed::{Host, IFACE, Testbed, binary};
-use tcpcopy_tests::{counter, curl_each, logged, start_intercept};
+use tcpcopy_tests::{counter, curl_each, logged, start_intercept, wait_until};
 
 /// Records `n` one-request connections from client to online (`/{path}/i`) into a pcap file.
 fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
@@ -20,14 +20,51 @@ fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::Pat
     let mut dump = bed.cmd(Host::Online, "tcpdump");
     dump.args(["-i", iface, "-U", "-Z", "root", "-s", "0", "-w"])
         .arg(&file)
-        .args(["tcp", "port", "80"]);
-    record_by(bed, dump, "listening on", path, n);
+        .args(["tcp", "port", "80", "or", "icmp"]);
+    record_by(bed, dump, &file, "listening on", path, n);
     file
 }
 
-/// Runs the capture command `dump` until it prints `ready` on stderr, sends `n` one-request
-/// connections to `/{path}/i` on online, and stops it with SIGINT.
-fn record_by(bed: &Testbed, mut dump: Command, ready: &str, path: &str, n: usize) {
+/// Packets in the capture file being written (what can be read of it so far).
+fn packets_in(file: &std::path::Path) -> usize {
+    let Ok(mut reader) = tcpcopy_capfile::CaptureFile::open(file) else {
+        return 0;
+    };
+    std::iter::from_fn(|| reader.next_packet())
+        .take_while(Result::is_ok)
+        .count()
+}
+
+/// Pings online from the client until the capture tool has written the echo into `file`
+/// (it captures ICMP too; replay skips it): everything sent before is in the file, and so is
+/// everything sent after.
+fn until_recorded(bed: &Testbed, file: &std::path::Path) {
+    let before = packets_in(file);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let _ = bed
+                .cmd(Host::Client, "ping")
+                .args(["-c", "1", "-W", "1", &Host::Online.addr().to_string()])
+                .output();
+            packets_in(file) > before
+        }),
+        "the capture tool wrote no packet into {}",
+        file.display()
+    );
+}
+
+/// Runs the capture command `dump` (writing `file`, capturing ICMP besides port 80) until it
+/// prints `ready` on stderr and has caught its first packet, sends `n` one-request connections
+/// to `/{path}/i` on online, waits until their last segments are in the file, and stops it with
+/// SIGINT.
+fn record_by(
+    bed: &Testbed,
+    mut dump: Command,
+    file: &std::path::Path,
+    ready: &str,
+    path: &str,
+    n: usize,
+) {
     let mut dump = dump
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -43,9 +80,16 @@ fn record_by(bed: &Testbed, mut dump: Command, ready: &str, path: &str, n: usize
         );
     }
     // It says so a little before the first packet is caught.
-    std::thread::sleep(Duration::from_millis(1500));
+    until_recorded(bed, file);
     assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_until(Duration::from_secs(10), || bed
+            .open_tcp(Host::Online, 80)
+            .unwrap()
+            == 0),
+        "online still has open connections on port 80"
+    );
+    until_recorded(bed, file);
     Command::new("kill")
         .args(["-INT", &dump.id().to_string()])
         .status()
@@ -177,9 +221,9 @@ fn a_pcapng_of_two_interfaces_written_by_tshark_replays() {
     // the packets of veth0 are those of interface 0.
     let file = bed.dir().join("ng.pcapng");
     let mut dump = bed.cmd(Host::Online, "tshark");
-    dump.args(["-i", "lo", "-i", IFACE, "-f", "tcp port 80", "-w"])
+    dump.args(["-i", "lo", "-i", IFACE, "-f", "tcp port 80 or icmp", "-w"])
         .arg(&file);
-    record_by(&bed, dump, "Capturing on", "ng", 30);
+    record_by(&bed, dump, &file, "Capturing on", "ng", 30);
     let head = std::fs::read(&file).unwrap();
     assert_eq!(&head[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "a pcapng file");
     let mut reader = tcpcopy_capfile::CaptureFile::open(&file).unwrap();

@@ -6,7 +6,8 @@ use std::{collections::HashSet, time::Duration};
 
 use tcpcopy_testbed::{Host, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_until,
+    codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_settled,
+    wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -60,7 +61,8 @@ fn thousand_one_request_connections_arrive_exactly_once() {
         "replayed: {}",
         logged(&bed, Host::Test, "one").len()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Every session over: no copy still on its way that would arrive twice.
+    wait_settled(&mut tcpcopy, 1000, WAIT);
     let online = logged(&bed, Host::Online, "one");
     let test = logged(&bed, Host::Test, "one");
     assert_eq!(test.len(), 1000, "exactly once each");
@@ -103,7 +105,7 @@ fn three_copies_from_three_client_sets() {
         tcpcopy.lines().last(),
         intercept.lines().last()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_settled(&mut tcpcopy, 3000, WAIT);
     let test = logged(&bed, Host::Test, "three");
     assert_eq!(test.len(), 3000);
     // Every URL three times, each copy from its own client address/port. (A tuple may come
@@ -150,7 +152,7 @@ fn half_of_the_sessions_whole() {
     for c in children {
         assert_eq!(codes(c), vec!["200"; 3]);
     }
-    std::thread::sleep(Duration::from_secs(2));
+    wait_settled(&mut tcpcopy, 1, WAIT);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     let test = bed.requests(Host::Test).unwrap();
     let mut per_session = std::collections::HashMap::new();
@@ -235,7 +237,10 @@ fn connections_opened_before_tcpcopy_started_are_replayed() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // tcpcopy starts once the connection has carried a few requests.
+    assert!(wait_until(WAIT, || logged(&bed, Host::Online, "early")
+        .len()
+        >= 5));
     let mut tcpcopy = start_tcpcopy(&bed, &[]);
     assert_eq!(codes(early), vec!["200"; 20]);
     assert!(
@@ -243,7 +248,7 @@ fn connections_opened_before_tcpcopy_started_are_replayed() {
         "replayed: {:?}",
         logged(&bed, Host::Test, "early")
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_settled(&mut tcpcopy, 1, WAIT);
     let test = uris(&logged(&bed, Host::Test, "early"));
     let online = uris(&logged(&bed, Host::Online, "early"));
     assert!(
@@ -327,7 +332,14 @@ fn capture_filters_select_what_is_replayed() {
         curl_each(&bed, Host::Online, "skipped", 20),
         vec!["200"; 20]
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // The program has seen the 20 connections' segments (at least SYN, ACK, request, FIN each).
+    tcpcopy
+        .wait_for(
+            |l| l.starts_with("stats") && counter(l, "seen") >= 80,
+            "the segments seen",
+            WAIT,
+        )
+        .unwrap();
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "matched"), 0, "{last}");
     assert!(logged(&bed, Host::Test, "skipped").is_empty());
@@ -473,7 +485,7 @@ fn a_mirror_port_is_read_through_af_xdp() {
         "replayed: {}",
         logged(&bed, Host::Test, "mirrored").len()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_settled(&mut tcpcopy, 200, WAIT);
     assert_eq!(logged(&bed, Host::Test, "mirrored").len(), 200);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert!(
