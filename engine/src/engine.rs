@@ -187,8 +187,8 @@ impl Engine {
             if !reused {
                 for &id in ids {
                     let mut jump = false;
-                    self.with_session(now, id, |s, _, stats| {
-                        let acc = s.on_captured(now, &seg);
+                    self.with_session(now, id, |s, cfg, stats| {
+                        let acc = s.on_captured(now, cfg, &seg);
                         stats.client_retransmitted_bytes += u64::from(acc.duplicate);
                         jump = acc.jump;
                     });
@@ -291,9 +291,9 @@ impl Engine {
             if !syn {
                 self.stats.sessions_faked_syn += 1;
             }
-            self.with_session(now, id, |s, _, _| {
+            self.with_session(now, id, |s, cfg, _| {
                 if !syn {
-                    s.on_captured(now, seg);
+                    s.on_captured(now, cfg, seg);
                 }
             });
         }
@@ -316,8 +316,8 @@ impl Engine {
             return;
         };
         let seg = p.tcp;
-        self.with_session(now, id, |s, _, stats| {
-            if !s.on_response(now, &seg) {
+        self.with_session(now, id, |s, cfg, stats| {
+            if !s.on_response(now, cfg, &seg) {
                 stats.responses_stale += 1;
             }
         });
@@ -341,9 +341,9 @@ impl Engine {
             self.timers.pop();
             let due = self.session(id).is_some_and(|s| s.timer_at == Some(at));
             if due {
-                self.with_session(now, id, |s, cfg, _| {
+                self.with_session(now, id, |s, cfg, stats| {
                     s.timer_at = None;
-                    s.on_timeout(now, cfg);
+                    s.on_timeout(now, cfg, stats);
                 });
             }
         }
@@ -438,7 +438,7 @@ impl Engine {
         // One live heap entry per session: a new one only when the deadline moves earlier. An
         // entry that fires before the real deadline (it moved later) finds nothing to do and
         // registers the real one; so busy sessions do not fill the heap.
-        if let Some(d) = s.deadline(&self.cfg)
+        if let Some(d) = s.deadline()
             && s.timer_at.is_none_or(|t| d < t)
         {
             s.timer_at = Some(d);

@@ -5,8 +5,13 @@
 //! segment to send ([`Session::next_segment`], in `output.rs`). The client's sequence numbers go
 //! out unchanged; acks are the test server's own sequence numbers (we acknowledge everything it
 //! sent, as a receiver that never loses anything).
+//!
+//! The connection's [`State`] is RFC 793's, and every transition is logged at debug level. Its
+//! timers sit in one table (`timer.rs`): [`Session::deadline`] is the earliest of them. Time is
+//! the caller's and never goes backwards.
 
 mod output;
+mod timer;
 
 use std::{fmt, net::SocketAddr, time::Duration};
 
@@ -18,6 +23,7 @@ use crate::{
     time::Time,
     wire::{TcpFlags, TcpOptions, TcpSegment},
 };
+use timer::{Timer, TimerTable};
 
 /// The captured connection a session copies: (client, online service) as seen on the online host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,10 +113,6 @@ const MIN_SETTLE: Duration = Duration::from_millis(1);
 pub(crate) const OUR_WINDOW: u16 = u16::MAX;
 
 #[derive(Debug)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent facts: the client is gone, the SYN was retransmitted, the answer was pushed, the engine queued the session"
-)]
 pub struct Session {
     pub key: CaptureKey,
     /// The replayed client address/port and the target.
@@ -144,7 +146,6 @@ pub struct Session {
     rto: Duration,
     /// `Config::rto_min` and `rto_max`.
     rto_bounds: (Duration, Duration),
-    rto_at: Option<Time>,
     retries: u8,
     srtt: Option<Duration>,
     syn_sent_at: Option<Time>,
@@ -152,19 +153,14 @@ pub struct Session {
 
     /// Test server's `rcv_nxt` when the current request started going out.
     resp_mark: Seq,
-    last_resp_at: Time,
-    last_resp_psh: bool,
-    /// Since when the current request has been fully acknowledged while we wait at a boundary.
-    waiting_since: Option<Time>,
+    /// When the test server's answer last grew, if that segment was pushed (or carried its FIN).
+    pushed_at: Option<Time>,
 
     due: Pending,
     /// A RST to send in SYN-SENT, at this sequence number, before the SYN again.
     challenge_rst: Option<Seq>,
-    fin_acked_at: Option<Time>,
 
-    created: Time,
-    last_activity: Time,
-    gap_since: Option<Time>,
+    timers: TimerTable,
     ip_id: u16,
 
     outcome: Option<Outcome>,
@@ -187,6 +183,9 @@ impl Session {
         syn_opts: TcpOptions,
         cfg: &Config,
     ) -> Self {
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Handshake, now + cfg.handshake_timeout);
+        timers.set(Timer::Idle, now + cfg.idle_timeout);
         Self {
             key,
             src,
@@ -211,25 +210,19 @@ impl Session {
             // is not worth a second SYN (which a busy server may answer with another ISN).
             rto: cfg.rto_min.max(Duration::from_secs(1)),
             rto_bounds: (cfg.rto_min, cfg.rto_max),
-            rto_at: None,
             retries: 0,
             srtt: None,
             syn_sent_at: None,
             syn_retransmitted: false,
             resp_mark: Seq::new(0),
-            last_resp_at: now,
-            last_resp_psh: false,
+            pushed_at: None,
             reset_after_delivery: false,
-            waiting_since: None,
             due: Pending {
                 syn: true,
                 ..Pending::default()
             },
             challenge_rst: None,
-            fin_acked_at: None,
-            created: now,
-            last_activity: now,
-            gap_since: None,
+            timers,
             ip_id: (isn.raw() >> 16) as u16,
             outcome: None,
             rst_due: None,
@@ -280,6 +273,7 @@ impl Session {
                 (self.snd_nxt, TcpFlags::RST | TcpFlags::ACK)
             });
         }
+        self.timers.stop_all();
         self.set_state(State::Closed);
     }
 
@@ -310,8 +304,8 @@ impl Session {
     }
 
     /// A captured client segment of this session.
-    pub fn on_captured(&mut self, now: Time, seg: &TcpSegment<'_>) -> Accepted {
-        self.last_activity = now;
+    pub fn on_captured(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) -> Accepted {
+        self.timers.set(Timer::Idle, now + cfg.idle_timeout);
         if seg.flags.rst() {
             self.end_after_delivery();
             return Accepted::default();
@@ -329,10 +323,10 @@ impl Session {
         let acc = self
             .stream
             .insert(seg.seq, seg.payload, ack, seg.flags.fin());
-        if self.stream.has_gap() {
-            self.gap_since.get_or_insert(now);
-        } else {
-            self.gap_since = None;
+        if !self.stream.has_gap() {
+            self.timers.stop(Timer::CaptureGap);
+        } else if self.timers.get(Timer::CaptureGap).is_none() {
+            self.timers.set(Timer::CaptureGap, now + cfg.gap_timeout);
         }
         acc
     }
@@ -340,11 +334,11 @@ impl Session {
     /// A reply header from the test server (via intercept). Returns false (and does nothing) for a
     /// segment this connection cannot accept: one of an older connection on the same 4-tuple (a
     /// late retransmission, a reply intercept parked), by the RFC 793/5961 sequence and PAWS tests.
-    pub fn on_response(&mut self, now: Time, seg: &TcpSegment<'_>) -> bool {
+    pub fn on_response(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) -> bool {
         if !self.acceptable(seg) {
             return false;
         }
-        self.last_activity = now;
+        self.timers.set(Timer::Idle, now + cfg.idle_timeout);
         if seg.flags.rst() {
             let outcome = if self.state == State::SynSent {
                 Outcome::Lost(LossReason::Refused)
@@ -359,14 +353,14 @@ impl Session {
         if self.state == State::SynSent {
             self.on_syn_ack(now, seg);
         } else {
-            self.on_synchronized(now, seg);
+            self.on_synchronized(now, cfg, seg);
         }
         self.reset_if_delivered();
         if self.snd_una == self.snd_max {
             // Our FIN, if out, is acknowledged.
             match self.state {
                 State::FinWait1 => {
-                    self.fin_acked_at = Some(now);
+                    self.timers.set(Timer::Close, now + cfg.response_wait);
                     self.set_state(State::FinWait2);
                 }
                 State::Closing => self.set_state(State::TimeWait),
@@ -464,14 +458,14 @@ impl Session {
         }
         self.set_state(State::Established);
         self.due.ack = true;
-        self.rto_at = None;
+        self.timers.stop(Timer::Handshake);
+        self.timers.stop(Timer::Retransmit);
         self.retries = 0;
         self.resp_mark = self.rcv_nxt;
-        self.last_resp_at = now;
     }
 
     /// A segment in a synchronized state.
-    fn on_synchronized(&mut self, now: Time, seg: &TcpSegment<'_>) {
+    fn on_synchronized(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) {
         if seg.flags.syn() {
             // A retransmitted SYN-ACK: our handshake ACK was lost. One with another initial
             // sequence number means the server answered our SYN again from scratch (its first
@@ -507,7 +501,11 @@ impl Session {
                 if self.snd_nxt.before(self.snd_una) {
                     self.snd_nxt = self.snd_una;
                 }
-                self.rto_at = self.snd_una.before(self.snd_max).then(|| now + self.rto);
+                if self.snd_una.before(self.snd_max) {
+                    self.timers.set(Timer::Retransmit, now + self.rto);
+                } else {
+                    self.timers.stop(Timer::Retransmit);
+                }
             } else if ack == self.snd_una
                 && seg.seq_len() == 0
                 && self.snd_max.after(self.snd_una)
@@ -526,8 +524,12 @@ impl Session {
             if end.after(self.rcv_nxt) {
                 self.rcv_nxt = end;
                 if seg.payload_len > 0 || seg.flags.fin() {
-                    self.last_resp_at = now;
-                    self.last_resp_psh = seg.flags.psh() || seg.flags.fin();
+                    self.pushed_at = (seg.flags.psh() || seg.flags.fin()).then_some(now);
+                    if self.timers.get(Timer::ResponseWait).is_some() {
+                        // The answer grows: the held request waits on from now.
+                        self.timers
+                            .set(Timer::ResponseWait, now + cfg.response_wait);
+                    }
                 }
             }
             if seg.flags.fin() {
@@ -539,36 +541,36 @@ impl Session {
         }
     }
 
-    /// Handles whatever deadline has passed.
-    pub fn on_timeout(&mut self, now: Time, cfg: &Config) {
-        if self.state == State::SynSent && now >= self.created + cfg.handshake_timeout {
-            self.finish(Outcome::Lost(LossReason::HandshakeTimeout), true);
-            return;
-        }
-        if self.gap_since.is_some_and(|t| now >= t + cfg.gap_timeout) {
-            self.finish(Outcome::Lost(LossReason::CaptureGap), true);
-            return;
-        }
-        if now >= self.last_activity + cfg.idle_timeout {
-            let outcome = if self.all_delivered() {
-                Outcome::Completed
-            } else {
-                Outcome::Lost(LossReason::IdleTimeout)
+    /// Handles the timers that have expired at `now`, in [`Timer`] order: the first that ends
+    /// the session names its outcome.
+    pub fn on_timeout(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
+        let mut pace = false;
+        for timer in Timer::VALUES {
+            if !self.timers.is_expired(timer, now) {
+                continue;
+            }
+            let outcome = match timer {
+                Timer::Handshake => Outcome::Lost(LossReason::HandshakeTimeout),
+                Timer::CaptureGap => Outcome::Lost(LossReason::CaptureGap),
+                Timer::Idle if self.all_delivered() => Outcome::Completed,
+                Timer::Idle => Outcome::Lost(LossReason::IdleTimeout),
+                // Our FIN is acknowledged and the test server keeps its side open: close it.
+                Timer::Close => Outcome::Completed,
+                Timer::Retransmit => {
+                    self.timers.stop(Timer::Retransmit);
+                    self.on_rto(cfg);
+                    continue;
+                }
+                Timer::Settle | Timer::ResponseWait => {
+                    pace = true;
+                    continue;
+                }
             };
             self.finish(outcome, true);
             return;
         }
-        if self
-            .fin_acked_at
-            .is_some_and(|t| now >= t + cfg.response_wait)
-        {
-            // Our FIN is acknowledged and the test server keeps its side open: close it.
-            self.finish(Outcome::Completed, true);
-            return;
-        }
-        if self.rto_at.is_some_and(|t| now >= t) {
-            self.rto_at = None;
-            self.on_rto(cfg);
+        if pace && self.outcome.is_none() {
+            self.pass_boundaries(now, cfg, stats);
         }
     }
 
@@ -601,73 +603,270 @@ impl Session {
     }
 
     /// Passes the request boundaries whose previous response is over (see the README's pacing
-    /// section), counting what released each.
+    /// section), counting what released each, and runs the [`Timer::Settle`] timer while a
+    /// request is held.
     fn pass_boundaries(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
+        let held = self.release_boundaries(now, cfg, stats);
+        match self.pushed_at {
+            Some(at) if held && self.rcv_nxt.after(self.resp_mark) => {
+                self.timers.set(Timer::Settle, at + self.settle());
+            }
+            _ => self.timers.stop(Timer::Settle),
+        }
+    }
+
+    /// Passes what boundaries it can; returns whether a request is held at the next one (what
+    /// comes before it is out, the answer to it is not over).
+    fn release_boundaries(&mut self, now: Time, cfg: &Config, stats: &mut Stats) -> bool {
         while let Some(b) = self.stream.next_boundary() {
             if cfg.no_wait {
                 self.stream.pass_boundary();
                 continue;
             }
             if !self.state.is_synchronized() || self.snd_nxt.before(b.seq) {
-                return;
+                return false;
             }
             let got = u32::try_from(self.rcv_nxt.diff(self.resp_mark)).unwrap_or(0);
-            if !self.snd_una.before(b.seq) {
-                self.waiting_since.get_or_insert(now);
+            if !self.snd_una.before(b.seq) && self.timers.get(Timer::ResponseWait).is_none() {
+                // The request before is acknowledged: its answer gets the response wait.
+                self.timers
+                    .set(Timer::ResponseWait, now + cfg.response_wait);
             }
             if got >= b.expected {
                 stats.paced_by_bytes += 1;
             } else if got > 0
-                && self.last_resp_psh
-                && (got >= b.expected - b.expected / 4 || now >= self.last_resp_at + self.settle())
+                && self.pushed_at.is_some_and(|at| {
+                    got >= b.expected - b.expected / 4 || now >= at + self.settle()
+                })
             {
                 // The answer ended with a push: at once if it is about as long as online's (the
                 // same answer from another server seldom matches to the byte), else once quiet.
                 stats.paced_by_burst_end += 1;
-            } else if self
-                .waiting_since
-                .is_some_and(|t| now >= t.max(self.last_resp_at) + cfg.response_wait)
-            {
+            } else if self.timers.is_expired(Timer::ResponseWait, now) {
                 stats.paced_by_timeout += 1;
             } else {
-                return;
+                return true;
             }
             self.stream.pass_boundary();
             self.resp_mark = self.rcv_nxt;
-            self.waiting_since = None;
+            self.timers.stop(Timer::ResponseWait);
+        }
+        false
+    }
+
+    /// The earliest time `on_timeout` has something to do: the first timer to expire (none once
+    /// the session has ended).
+    pub fn deadline(&self) -> Option<Time> {
+        self.timers.next()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        mapping::Mapping,
+        wire::{OutSegment, Payload, emit, parse},
+    };
+
+    const CLIENT: &str = "198.51.100.10:5000";
+    const ONLINE: &str = "198.51.100.20:80";
+    const TARGET: &str = "198.51.100.30:80";
+    const ISN: u32 = 1000;
+    const IRS: u32 = 7000;
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+    const FIN: u8 = TcpFlags::FIN;
+
+    fn t(ms: u64) -> Time {
+        Time::from_millis(ms)
+    }
+
+    /// One session and what it needs, driven by hand.
+    struct Bench {
+        s: Session,
+        cfg: Config,
+        stats: Stats,
+    }
+
+    impl Bench {
+        fn new() -> Self {
+            let cfg = Config::new(vec![Mapping::parse("80-198.51.100.30:80").unwrap()]);
+            let key = CaptureKey {
+                client: CLIENT.parse().unwrap(),
+                online: ONLINE.parse().unwrap(),
+            };
+            let opts = TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::default()
+            };
+            let s = Session::new(
+                t(0),
+                key,
+                key.client,
+                TARGET.parse().unwrap(),
+                Seq::new(ISN),
+                opts,
+                &cfg,
+            );
+            Self {
+                s,
+                cfg,
+                stats: Stats::default(),
+            }
+        }
+
+        fn packet(src: &str, dst: &str, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+            let seg = OutSegment {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                seq: Seq::new(seq),
+                ack: Seq::new(ack),
+                flags,
+                window: 65535,
+                options: TcpOptions::default(),
+                payload: [b"", b""],
+                ip_id: 0,
+            };
+            let mut buf = vec![0; 100];
+            let n = emit(&seg, &mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        }
+
+        /// A captured client segment without payload.
+        fn capture(&mut self, now: Time, flags: u8, seq: u32, ack: u32) {
+            let bytes = Self::packet(CLIENT, ONLINE, flags, seq, ack);
+            let p = parse(&bytes, Payload::Whole).unwrap();
+            self.s.on_captured(now, &self.cfg, &p.tcp);
+            self.s.progress(now, &self.cfg, &mut self.stats);
+        }
+
+        /// A reply of the test server without payload.
+        fn reply(&mut self, now: Time, flags: u8, seq: u32, ack: u32) {
+            let bytes = Self::packet(TARGET, CLIENT, flags, seq, ack);
+            let p = parse(&bytes, Payload::Whole).unwrap();
+            assert!(self.s.on_response(now, &self.cfg, &p.tcp), "acceptable");
+            self.s.progress(now, &self.cfg, &mut self.stats);
+        }
+
+        /// Sends what is due; returns how many segments.
+        fn send(&mut self, now: Time) -> usize {
+            let mut buf = [0; 200];
+            let mut n = 0;
+            while self
+                .s
+                .next_segment(now, &self.cfg, &mut self.stats, &mut buf)
+                .is_some()
+            {
+                n += 1;
+            }
+            n
+        }
+
+        /// SYN out and answered, the client's FIN captured (no data).
+        fn established_with_client_fin() -> Self {
+            let mut b = Self::new();
+            assert_eq!(b.s.state(), State::SynSent);
+            assert_eq!(b.send(t(0)), 1);
+            b.reply(t(1), SYN | ACK, IRS, ISN + 1);
+            assert_eq!(b.s.state(), State::Established);
+            b.capture(t(2), FIN | ACK, ISN + 1, 5001);
+            b
         }
     }
 
-    /// The earliest time `on_timeout` has something to do.
-    pub fn deadline(&self, cfg: &Config) -> Option<Time> {
-        if self.outcome.is_some() {
-            return None;
-        }
-        let mut d = self.last_activity + cfg.idle_timeout;
-        let mut consider = |t: Option<Time>| {
-            if let Some(t) = t {
-                d = d.min(t);
-            }
-        };
-        if self.state == State::SynSent {
-            consider(Some(self.created + cfg.handshake_timeout));
-        }
-        consider(self.rto_at);
-        consider(self.gap_since.map(|t| t + cfg.gap_timeout));
-        consider(self.fin_acked_at.map(|t| t + cfg.response_wait));
-        if let Some(b) = self.stream.next_boundary()
-            && !cfg.no_wait
-            && self.state.is_synchronized()
-            && !self.snd_nxt.before(b.seq)
-        {
-            if self.last_resp_psh && self.rcv_nxt.after(self.resp_mark) {
-                consider(Some(self.last_resp_at + self.settle()));
-            }
-            consider(
-                self.waiting_since
-                    .map(|t| t.max(self.last_resp_at) + cfg.response_wait),
-            );
-        }
-        Some(d)
+    #[test]
+    fn states_print_their_rfc_793_names() {
+        let names: Vec<String> = [
+            State::SynSent,
+            State::Established,
+            State::FinWait1,
+            State::FinWait2,
+            State::CloseWait,
+            State::Closing,
+            State::LastAck,
+            State::TimeWait,
+            State::Closed,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "SYN-SENT",
+                "ESTABLISHED",
+                "FIN-WAIT-1",
+                "FIN-WAIT-2",
+                "CLOSE-WAIT",
+                "CLOSING",
+                "LAST-ACK",
+                "TIME-WAIT",
+                "CLOSED"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_client_closes_first_fin_wait_1_fin_wait_2_then_closed() {
+        let mut b = Bench::established_with_client_fin();
+        assert_eq!(b.send(t(2)), 1, "the FIN");
+        assert_eq!(b.s.state(), State::FinWait1);
+        b.reply(t(3), ACK, IRS + 1, ISN + 2);
+        assert_eq!(b.s.state(), State::FinWait2);
+        // FIN-WAIT-2 lasts the response wait at most.
+        assert_eq!(b.s.deadline(), Some(t(3) + b.cfg.response_wait));
+        b.reply(t(4), FIN | ACK, IRS + 1, ISN + 2);
+        assert_eq!(b.s.state(), State::Closed, "through TIME-WAIT");
+        assert_eq!(b.s.outcome(), Some(Outcome::Completed));
+        assert_eq!(b.s.deadline(), None);
+    }
+
+    #[test]
+    fn crossing_fins_go_through_closing() {
+        let mut b = Bench::established_with_client_fin();
+        b.send(t(2));
+        b.reply(t(3), FIN | ACK, IRS + 1, ISN + 1);
+        assert_eq!(b.s.state(), State::Closing);
+        b.reply(t(4), ACK, IRS + 2, ISN + 2);
+        assert_eq!(b.s.state(), State::Closed);
+        assert_eq!(b.s.outcome(), Some(Outcome::Completed));
+    }
+
+    #[test]
+    fn the_test_server_closes_first_close_wait_last_ack_then_closed() {
+        let mut b = Bench::new();
+        b.send(t(0));
+        b.reply(t(1), SYN | ACK, IRS, ISN + 1);
+        b.reply(t(2), FIN | ACK, IRS + 1, ISN + 1);
+        assert_eq!(b.s.state(), State::CloseWait);
+        b.capture(t(3), FIN | ACK, ISN + 1, 5001);
+        assert_eq!(
+            b.send(t(3)),
+            1,
+            "the FIN (with the ACK of the test server's)"
+        );
+        assert_eq!(b.s.state(), State::LastAck);
+        b.reply(t(4), ACK, IRS + 2, ISN + 2);
+        assert_eq!(b.s.state(), State::Closed);
+        assert_eq!(b.s.outcome(), Some(Outcome::Completed));
+    }
+
+    #[test]
+    fn the_deadline_is_the_earliest_running_timer() {
+        let mut b = Bench::new();
+        // SYN-SENT before the SYN: the handshake timeout (3 s) comes before the idle one.
+        assert_eq!(b.s.deadline(), Some(t(3000)));
+        b.send(t(0));
+        // The SYN's retransmission timeout (1 s).
+        assert_eq!(b.s.deadline(), Some(t(1000)));
+        b.reply(t(1), SYN | ACK, IRS, ISN + 1);
+        // ESTABLISHED with nothing in flight: only the idle timeout runs.
+        assert_eq!(b.s.deadline(), Some(t(1) + b.cfg.idle_timeout));
+        b.s.on_timeout(t(1) + b.cfg.idle_timeout, &b.cfg, &mut b.stats);
+        assert_eq!(b.s.outcome(), Some(Outcome::Completed));
+        assert_eq!(b.s.state(), State::Closed);
+        assert_eq!(b.s.deadline(), None);
     }
 }

@@ -1,6 +1,6 @@
 //! What a session sends next: SYN, data within the window and the pacing limit, FIN, ACK, RST.
 
-use super::{OUR_WINDOW, Session, State};
+use super::{OUR_WINDOW, Session, State, Timer};
 use crate::{
     config::Config,
     seq::Seq,
@@ -21,7 +21,8 @@ pub struct Written {
 }
 
 impl Session {
-    /// Lets requests whose previous response is over go out; call after every input.
+    /// Lets requests whose previous response is over go out, and keeps the pacing timers current;
+    /// call after every input and output, before [`Self::deadline`].
     pub fn progress(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
         if self.outcome.is_none() {
             self.pass_boundaries(now, cfg, stats);
@@ -64,6 +65,13 @@ impl Session {
         };
         let paced = cfg.no_wait || self.stream.next_boundary().is_none_or(|b| b.seq.after(fin));
         self.snd_nxt == fin && self.stream.end() == fin && !self.stream.has_gap() && paced
+    }
+
+    /// Starts the retransmission timer unless it runs already.
+    fn start_rto(&mut self, now: Time) {
+        if self.timers.get(Timer::Retransmit).is_none() {
+            self.timers.set(Timer::Retransmit, now + self.rto);
+        }
     }
 
     fn mss(&self) -> usize {
@@ -160,7 +168,7 @@ impl Session {
                 self.syn_sent_at.get_or_insert(now);
                 self.snd_nxt = self.isn + 1;
                 self.snd_max = self.snd_nxt;
-                self.rto_at = Some(now + self.rto);
+                self.timers.set(Timer::Retransmit, now + self.rto);
                 Some(Written {
                     len,
                     payload: 0,
@@ -212,7 +220,7 @@ impl Session {
             self.snd_nxt = fin + 1;
             self.snd_max = self.snd_max.max(self.snd_nxt);
             self.due.ack = false;
-            self.rto_at.get_or_insert(now + self.rto);
+            self.start_rto(now);
             return Some(Written {
                 len,
                 payload: 0,
@@ -260,7 +268,7 @@ impl Session {
         }
         self.snd_max = self.snd_max.max(self.snd_nxt);
         self.due.ack = false;
-        self.rto_at.get_or_insert(now + self.rto);
+        self.start_rto(now);
         Some(Written {
             len,
             payload: sent,
