@@ -5,6 +5,8 @@
 //! replies come back from intercept over the control channel.
 
 mod cli;
+#[cfg(test)]
+mod kernel_tests;
 mod link;
 mod offline;
 mod replay;

@@ -264,10 +264,71 @@ impl XdpProgram {
         Ok(out)
     }
 
+    /// Runs the loaded program `repeat` times on `frame` through `BPF_PROG_TEST_RUN`, without
+    /// attaching it or sending a packet: its verdict and the kernel's mean time per run. Maps and
+    /// counters see the runs as they would see real frames.
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun, XdpError> {
+        use aya::programs::{TestRun as _, TestRunOptions};
+        let err = |reason: String| XdpError::Load(format!("{}: {reason}", self.program));
+        let xdp: &Xdp = self
+            .ebpf
+            .program(self.program)
+            .ok_or_else(|| err("not in the object".into()))?
+            .try_into()
+            .map_err(|e| err(format!("{e}")))?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = xdp
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat: repeat.max(1),
+                ..TestRunOptions::default()
+            })
+            .map_err(|e| err(format!("BPF_PROG_TEST_RUN: {e}")))?;
+        Ok(TestRun {
+            verdict: Verdict::from_action(result.return_value),
+            per_run: result.duration,
+        })
+    }
+
     /// The loaded object, for maps a program adds beyond the shared ones.
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
+}
+
+/// What an XDP program decided for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Aborted,
+    Drop,
+    Pass,
+    Tx,
+    Redirect,
+    /// A value XDP does not define.
+    Other(u32),
+}
+
+impl Verdict {
+    /// The verdict of an `xdp_action` value.
+    pub fn from_action(action: u32) -> Self {
+        match action {
+            0 => Self::Aborted,
+            1 => Self::Drop,
+            2 => Self::Pass,
+            3 => Self::Tx,
+            4 => Self::Redirect,
+            n => Self::Other(n),
+        }
+    }
+}
+
+/// The outcome of [`XdpProgram::test_run`].
+#[derive(Clone, Copy, Debug)]
+pub struct TestRun {
+    pub verdict: Verdict,
+    /// The kernel's mean time per run.
+    pub per_run: std::time::Duration,
 }
 
 /// A snapshot of the XDP counters, summed over CPUs.

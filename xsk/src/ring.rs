@@ -42,6 +42,11 @@ impl RingMap {
         Ok(Self { ring, name })
     }
 
+    /// Hands up to `max` records already in the ring to `f`, without a runtime; how many.
+    pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&FrameHeader, &[u8])) -> usize {
+        drain(&mut self.ring, max, &mut f)
+    }
+
     /// Registers the ring with the current thread's runtime.
     pub fn register(self) -> Result<FrameRing, XdpError> {
         let name = self.name;

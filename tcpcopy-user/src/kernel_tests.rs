@@ -1,0 +1,227 @@
+//! Both XDP programs run on fixed bytes through `BPF_PROG_TEST_RUN`: no interface, no traffic.
+//! Each case asserts the verdict, the counters that moved and, for a copied frame, the bytes
+//! that reached the ring. Loading needs root (or CAP_BPF with CAP_NET_ADMIN), as the
+//! end-to-end tests do.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tcpcopy_abi::{
+    filter_expr,
+    maps::{INTERCEPT_PROGRAM, TCPCOPY_PROGRAM},
+    stats::Stat,
+};
+use tcpcopy_engine::{
+    Seq,
+    wire::{OutSegment, TcpFlags, TcpOptions, emit},
+};
+use tcpcopy_xsk::{
+    program::{Counters, Verdict, XdpProgram},
+    ring::RingMap,
+};
+
+static INTERCEPT_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+
+/// An Ethernet frame (with `vlan`, one 802.1Q tag) carrying a TCP segment from `src` to `dst`.
+fn frame(src: SocketAddr, dst: SocketAddr, payload: &[u8], vlan: Option<u16>) -> Vec<u8> {
+    let seg = OutSegment {
+        src,
+        dst,
+        seq: Seq::new(1000),
+        ack: Seq::new(2000),
+        flags: TcpFlags::ACK | TcpFlags::PSH,
+        window: 512,
+        options: TcpOptions::default(),
+        payload: [payload, &[]],
+        ip_id: 7,
+    };
+    let mut ip = vec![0u8; 2048];
+    let n = emit(&seg, &mut ip).expect("the segment fits");
+    let mut out = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+    if let Some(id) = vlan {
+        out.extend_from_slice(&0x8100u16.to_be_bytes());
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    let ethertype: u16 = if src.is_ipv4() { 0x0800 } else { 0x86dd };
+    out.extend_from_slice(&ethertype.to_be_bytes());
+    out.extend_from_slice(&ip[..n]);
+    out
+}
+
+fn v4(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+fn v6(last: u16, port: u16) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)),
+        port,
+    )
+}
+
+fn load(object: &[u8], name: &'static str, ports: &[u16]) -> XdpProgram {
+    let all = filter_expr::compile("").expect("the empty filter");
+    XdpProgram::load_configured(object, name, 1 << 16, 1, ports, &all)
+        .unwrap_or_else(|e| panic!("loading {name} (needs root): {e}"))
+}
+
+/// Counter changes of one run of `frame`.
+fn run(program: &XdpProgram, frame: &[u8]) -> (Verdict, Delta) {
+    let before = program.counters().expect("counters");
+    let verdict = program.test_run(frame, 1).expect("test run").verdict;
+    let after = program.counters().expect("counters");
+    (verdict, Delta { before, after })
+}
+
+struct Delta {
+    before: Counters,
+    after: Counters,
+}
+
+impl Delta {
+    fn of(&self, stat: Stat) -> u64 {
+        self.after.get(stat) - self.before.get(stat)
+    }
+}
+
+/// The records in worker 0's ring: (wire length, bytes).
+fn ring_records(program: &mut XdpProgram) -> Vec<(u16, Vec<u8>)> {
+    let mut ring = RingMap::take(program, 0).expect("worker 0's ring");
+    let mut out = Vec::new();
+    ring.read_now(64, |h, bytes| out.push((h.wire_len, bytes.to_vec())));
+    out
+}
+
+#[test]
+fn tcpcopy_copies_the_requests_to_its_port_and_passes_every_frame() {
+    let mut program = load(crate::OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let request = frame(
+        v4(CLIENT, 40_000),
+        v4(SERVER, 80),
+        b"GET / HTTP/1.1\r\n\r\n",
+        None,
+    );
+
+    let (verdict, d) = run(&program, &request);
+    assert_eq!(verdict, Verdict::Pass, "production traffic goes on");
+    assert_eq!(
+        (d.of(Stat::Seen), d.of(Stat::Matched), d.of(Stat::Copied)),
+        (1, 1, 1)
+    );
+    assert_eq!(d.of(Stat::MatchedBytes), request.len() as u64);
+
+    // Another port, and the server's answer (source port 80): seen, not selected.
+    let other = frame(v4(CLIENT, 40_000), v4(SERVER, 22), b"ssh", None);
+    let answer = frame(v4(SERVER, 80), v4(CLIENT, 40_000), b"HTTP/1.1 200", None);
+    for f in [&other, &answer] {
+        let (verdict, d) = run(&program, f);
+        assert_eq!(verdict, Verdict::Pass);
+        assert_eq!(
+            (d.of(Stat::Seen), d.of(Stat::Matched), d.of(Stat::Copied)),
+            (1, 0, 0)
+        );
+    }
+
+    // A VLAN-tagged request and an IPv6 one are selected too.
+    let tagged = frame(v4(CLIENT, 40_001), v4(SERVER, 80), b"GET /v", Some(42));
+    let six = frame(v6(10, 40_002), v6(20, 80), b"GET /6", None);
+    for f in [&tagged, &six] {
+        let (verdict, d) = run(&program, f);
+        assert_eq!(verdict, Verdict::Pass);
+        assert_eq!(
+            (d.of(Stat::Matched), d.of(Stat::Copied)),
+            (1, 1),
+            "{f:02x?}"
+        );
+    }
+
+    // The ring holds exactly the three selected frames, byte for byte.
+    let records = ring_records(&mut program);
+    let expected: Vec<&Vec<u8>> = vec![&request, &tagged, &six];
+    assert_eq!(records.len(), 3);
+    for ((wire_len, bytes), want) in records.iter().zip(expected) {
+        assert_eq!(usize::from(*wire_len), want.len());
+        assert_eq!(bytes, want);
+    }
+}
+
+#[test]
+fn tcpcopy_counts_truncated_headers_as_malformed_and_passes_them() {
+    let program = load(crate::OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let request = frame(v4(CLIENT, 40_000), v4(SERVER, 80), b"GET /", None);
+    // Cut inside the IPv4 header, inside the TCP ports, and a bare Ethernet header.
+    for cut in [14 + 10, 14 + 20 + 2, 14] {
+        let (verdict, d) = run(&program, &request[..cut]);
+        assert_eq!(verdict, Verdict::Pass, "cut at {cut}");
+        let moved = (
+            d.of(Stat::Malformed),
+            d.of(Stat::Matched),
+            d.of(Stat::Copied),
+        );
+        assert_eq!(moved, (1, 0, 0), "cut at {cut}");
+    }
+    // Headers that announce more than the frame has (IHL past the end) are malformed.
+    let mut lying = request.clone();
+    lying[14] = 0x4f; // IHL 15: 60 bytes of IPv4 header
+    lying.truncate(14 + 40);
+    let (verdict, d) = run(&program, &lying);
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!((d.of(Stat::Matched), d.of(Stat::Malformed)), (0, 1));
+}
+
+#[test]
+fn tcpcopy_follows_the_capture_filter() {
+    let mut program = load(crate::OBJECT, TCPCOPY_PROGRAM, &[80]);
+    program
+        .set_filter(&filter_expr::compile("src net 203.0.113.0/24").expect("a filter"))
+        .expect("set the filter");
+    let ours = frame(v4(CLIENT, 40_000), v4(SERVER, 80), b"GET /", None);
+    let chosen = frame(
+        v4(Ipv4Addr::new(203, 0, 113, 5), 40_000),
+        v4(SERVER, 80),
+        b"GET /",
+        None,
+    );
+    let (_, d) = run(&program, &ours);
+    assert_eq!(d.of(Stat::Matched), 0, "outside the -F net");
+    let (_, d) = run(&program, &chosen);
+    assert_eq!(
+        (d.of(Stat::Matched), d.of(Stat::Copied)),
+        (1, 1),
+        "inside the -F net"
+    );
+}
+
+#[test]
+fn intercept_consumes_the_replies_from_its_port_only() {
+    let mut program = load(INTERCEPT_OBJECT, INTERCEPT_PROGRAM, &[80]);
+    let reply = frame(
+        v4(SERVER, 80),
+        v4(Ipv4Addr::new(192, 0, 2, 1), 40_000),
+        b"HTTP/1.1 200",
+        None,
+    );
+    let (verdict, d) = run(&program, &reply);
+    assert_eq!(
+        verdict,
+        Verdict::Drop,
+        "the reply never reaches the assistant's stack"
+    );
+    assert_eq!((d.of(Stat::Matched), d.of(Stat::Copied)), (1, 1));
+
+    // A request to port 80 and anything else the assistant receives pass.
+    let request = frame(v4(CLIENT, 40_000), v4(SERVER, 80), b"GET /", None);
+    let (verdict, d) = run(&program, &request);
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(d.of(Stat::Matched), 0);
+
+    let records = ring_records(&mut program);
+    assert_eq!(records.len(), 1);
+    // intercept's snap length keeps the headers; the copy starts with the whole reply's bytes.
+    let (wire_len, bytes) = &records[0];
+    assert_eq!(usize::from(*wire_len), reply.len());
+    assert_eq!(bytes[..], reply[..bytes.len()]);
+}
