@@ -126,14 +126,7 @@ fn build(release: bool) -> anyhow::Result<()> {
 }
 
 fn run(netns: Option<&str>, program: Program, args: &[String]) -> anyhow::Result<()> {
-    sh::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "tcpcopy-user",
-        "-p",
-        "intercept-user",
-    ])?;
+    sh::cargo(&["build", "--release", "-p", "tcpcopy"])?;
     let name = match program {
         Program::Tcpcopy => "tcpcopy",
         Program::Intercept => "intercept",

@@ -32,8 +32,6 @@ use tcpcopy_xsk::{
     tx::TxQueue,
 };
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpcopy-xdp"));
-
 /// Frames in the UMEM (the forwarder's first half receives, the second half transmits).
 const FRAMES: u32 = 4096;
 const BATCH: u32 = 64;
@@ -136,8 +134,14 @@ fn gen_frames(iface: &str, dst_mac: &str, time: Duration) -> anyhow::Result<(u64
 
 fn forward(iface: &str, rewrite: bool, time: Duration) -> anyhow::Result<(u64, Duration)> {
     let all = tcpcopy_abi::filter_expr::compile("")?;
-    let mut program =
-        XdpProgram::load_configured(OBJECT, TCPCOPY_PROGRAM, 1 << 20, 1, &[80], &all)?;
+    let mut program = XdpProgram::load_configured(
+        tcpcopy::TCPCOPY_OBJECT,
+        TCPCOPY_PROGRAM,
+        1 << 20,
+        1,
+        &[80],
+        &all,
+    )?;
     program.set_mode(MODE_MIRROR)?;
     let mut xsks = tcpcopy_xsk::rx::take_xsks(&mut program)?;
     let mut f = Forwarder::open(iface, 0, FRAMES)?;

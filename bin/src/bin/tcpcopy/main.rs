@@ -5,8 +5,6 @@
 //! replies come back from intercept over the control channel.
 
 mod cli;
-#[cfg(test)]
-mod kernel_tests;
 mod link;
 mod offline;
 mod replay;
@@ -21,9 +19,6 @@ use clap::Parser as _;
 use tcpcopy_abi::maps::TCPCOPY_PROGRAM;
 use tcpcopy_engine::{Mapping, WorkerShare};
 use tcpcopy_xsk::program::XdpProgram;
-
-/// The XDP object built by build.rs from tcpcopy-ebpf.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tcpcopy-xdp"));
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -72,7 +67,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     }
     let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
     let mut program = XdpProgram::load_configured(
-        OBJECT,
+        tcpcopy::TCPCOPY_OBJECT,
         TCPCOPY_PROGRAM,
         cli.ring_mib.saturating_mul(1 << 20),
         u32::from(workers),

@@ -19,9 +19,6 @@ use tcpcopy_xsk::{
     ring::RingMap,
 };
 
-static INTERCEPT_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
-
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 
@@ -97,7 +94,7 @@ fn ring_records(program: &mut XdpProgram) -> Vec<(u16, Vec<u8>)> {
 
 #[test]
 fn tcpcopy_copies_the_requests_to_its_port_and_passes_every_frame() {
-    let mut program = load(crate::OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let mut program = load(crate::TCPCOPY_OBJECT, TCPCOPY_PROGRAM, &[80]);
     let request = frame(
         v4(CLIENT, 40_000),
         v4(SERVER, 80),
@@ -150,7 +147,7 @@ fn tcpcopy_copies_the_requests_to_its_port_and_passes_every_frame() {
 
 #[test]
 fn tcpcopy_counts_truncated_headers_as_malformed_and_passes_them() {
-    let program = load(crate::OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let program = load(crate::TCPCOPY_OBJECT, TCPCOPY_PROGRAM, &[80]);
     let request = frame(v4(CLIENT, 40_000), v4(SERVER, 80), b"GET /", None);
     // Cut inside the IPv4 header, inside the TCP ports, and a bare Ethernet header.
     for cut in [14 + 10, 14 + 20 + 2, 14] {
@@ -174,7 +171,7 @@ fn tcpcopy_counts_truncated_headers_as_malformed_and_passes_them() {
 
 #[test]
 fn tcpcopy_follows_the_capture_filter() {
-    let mut program = load(crate::OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let mut program = load(crate::TCPCOPY_OBJECT, TCPCOPY_PROGRAM, &[80]);
     program
         .set_filter(&filter_expr::compile("src net 203.0.113.0/24").expect("a filter"))
         .expect("set the filter");
@@ -197,7 +194,7 @@ fn tcpcopy_follows_the_capture_filter() {
 
 #[test]
 fn intercept_consumes_the_replies_from_its_port_only() {
-    let mut program = load(INTERCEPT_OBJECT, INTERCEPT_PROGRAM, &[80]);
+    let mut program = load(crate::INTERCEPT_OBJECT, INTERCEPT_PROGRAM, &[80]);
     let reply = frame(
         v4(SERVER, 80),
         v4(Ipv4Addr::new(192, 0, 2, 1), 40_000),

@@ -18,9 +18,6 @@ use tcpcopy_abi::maps::{INTERCEPT_PROGRAM, MODE_MIRROR};
 use tcpcopy_proto::{DEFAULT_BATCH, DEFAULT_PORT};
 use tcpcopy_xsk::program::XdpProgram;
 
-/// The XDP object built by build.rs from intercept-ebpf.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
-
 #[derive(Debug, Parser)]
 #[command(
     name = "intercept",
@@ -150,7 +147,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     let load = || {
         XdpProgram::load_configured(
-            OBJECT,
+            tcpcopy::INTERCEPT_OBJECT,
             INTERCEPT_PROGRAM,
             cli.ring_mib.saturating_mul(1 << 20),
             u32::from(workers),
