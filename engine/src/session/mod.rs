@@ -279,7 +279,7 @@ impl Session {
 
     /// The client is gone from this connection (it reset it, or a new connection took over its
     /// port): what it sent had reached online, so the session delivers it (paced as ever), then
-    /// resets the test server's connection (see [`Self::reset_if_delivered`]).
+    /// resets the test server's connection (see `reset_if_delivered`).
     pub fn end_after_delivery(&mut self) {
         self.reset_after_delivery = true;
         self.reset_if_delivered();
@@ -541,7 +541,7 @@ impl Session {
         }
     }
 
-    /// Handles the timers that have expired at `now`, in [`Timer`] order: the first that ends
+    /// Handles the timers that have expired at `now`, in `Timer` order: the first that ends
     /// the session names its outcome.
     pub fn on_timeout(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
         let mut pace = false;
