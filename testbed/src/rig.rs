@@ -91,6 +91,18 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Waits until `host` has no connection on port `port` that still expects a segment: every
+/// segment of those connections (the last ACKs included) has arrived.
+pub fn wait_closed(bed: &Testbed, host: Host, port: u16) {
+    assert!(
+        wait_until(Duration::from_secs(10), || bed
+            .open_tcp(host, port)
+            .is_ok_and(|n| n == 0)),
+        "{} still has open connections on port {port}",
+        host.name()
+    );
+}
+
 /// Waits until tcpcopy (started with a stats interval) has taken in every frame its XDP program
 /// handed it and every session it started, at least `sessions` of them, has ended (completed or
 /// lost): nothing more will reach the test server. The stats line that said so.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed, binary};
-use tcpcopy_tests::{counter, curl_each, wait_until};
+use tcpcopy_tests::{counter, curl_each, wait_closed, wait_until};
 
 const REQUESTS: usize = 100;
 
@@ -53,13 +53,7 @@ fn counts_exactly_the_segments_to_the_service_port() {
         "all answered 200: {codes:?}"
     );
     // Count once every connection's last segment (the final ACK) has arrived.
-    assert!(
-        wait_until(Duration::from_secs(10), || bed
-            .open_tcp(Host::Online, 80)
-            .unwrap()
-            == 0),
-        "online still has open connections on port 80"
-    );
+    wait_closed(&bed, Host::Online, 80);
     let in_segs = bed.tcp_in_segs(Host::Online).unwrap() - in_segs_before;
 
     tcpcopy.signal("TERM").unwrap();

@@ -7,7 +7,7 @@ use std::{
 };
 
 use tcpcopy_testbed::{Host, IFACE, Testbed, binary};
-use tcpcopy_tests::{counter, curl_each, logged, start_intercept, wait_until};
+use tcpcopy_tests::{counter, curl_each, logged, start_intercept, wait_closed, wait_until};
 
 /// Records `n` one-request connections from client to online (`/{path}/i`) into a pcap file.
 fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
@@ -82,13 +82,7 @@ fn record_by(
     // It says so a little before the first packet is caught.
     until_recorded(bed, file);
     assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
-    assert!(
-        wait_until(Duration::from_secs(10), || bed
-            .open_tcp(Host::Online, 80)
-            .unwrap()
-            == 0),
-        "online still has open connections on port 80"
-    );
+    wait_closed(bed, Host::Online, 80);
     until_recorded(bed, file);
     Command::new("kill")
         .args(["-INT", &dump.id().to_string()])
