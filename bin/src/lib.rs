@@ -11,5 +11,9 @@ pub static TCPCOPY_OBJECT: &[u8] =
 pub static INTERCEPT_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/intercept-xdp"));
 
+// Every worker a binary can run (one per ring of the kernel programs) owns a share of the client
+// port space the engine can divide.
+const _: () = assert!(tcpcopy_abi::maps::MAX_WORKERS <= tcpcopy_engine::MAX_SHARES as u32);
+
 #[cfg(test)]
 mod kernel_tests;

@@ -172,8 +172,8 @@ fn replay(e: &mut Engine, clock: &mut u64, inputs: &[Input], buf: &mut [u8], ses
         } else {
             e.handle_response(now, &input.bytes);
         }
-        while let Some(n) = e.poll_transmit(now, buf) {
-            black_box(&buf[..n]);
+        while let Some(t) = e.poll_transmit(now, buf) {
+            black_box(&buf[..t.size]);
             sent += 1;
         }
         while e.poll_event().is_some() {}

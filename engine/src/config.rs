@@ -10,9 +10,11 @@ use crate::mapping::Mapping;
 /// How many tcpcopy instances can share one target with `-f` (each gets a disjoint port set).
 pub const MAX_INSTANCES: u8 = 16;
 
-/// Workers one tcpcopy instance can run (with 16 instances, each worker still has 252 ports per
-/// client address).
-pub const MAX_WORKERS: u16 = 16;
+/// Shares the client port space of one instance divides into, one per worker engine (with 16
+/// instances, each share still has 252 ports per client address). How many workers a binary
+/// runs is bounded by the kernel programs' rings (`tcpcopy_abi::maps::MAX_WORKERS`), which must
+/// not exceed this.
+pub const MAX_SHARES: u16 = 16;
 
 /// One worker's share of the tuple space when several workers (threads, each with its own engine)
 /// replay side by side: worker `index` of `count`.
@@ -116,7 +118,7 @@ impl Config {
             return Err(ConfigError::Instance(i));
         }
         if self.worker.count == 0
-            || self.worker.count > MAX_WORKERS
+            || self.worker.count > MAX_SHARES
             || self.worker.index >= self.worker.count
         {
             return Err(ConfigError::Workers(self.worker.count));
@@ -152,7 +154,7 @@ pub enum ConfigError {
     Percentage(u8),
     #[error("-f {0}: the instance number must be below {MAX_INSTANCES}")]
     Instance(u8),
-    #[error("{0} workers: 1 to {MAX_WORKERS} (each owns a share of the client ports)")]
+    #[error("{0} workers: 1 to {MAX_SHARES} (each owns a share of the client ports)")]
     Workers(u16),
     #[error("-D {0}: MSS too small")]
     Mss(u16),

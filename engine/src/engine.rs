@@ -79,6 +79,16 @@ impl Copies {
     }
 }
 
+/// A packet [`Engine::poll_transmit`] wrote: from which replayed client to which target, and
+/// its length in the caller's buffer. The caller routes it by `destination` without reading it.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub size: usize,
+}
+
 /// The replay engine of one worker.
 pub struct Engine {
     cfg: Config,
@@ -89,7 +99,8 @@ pub struct Engine {
     by_replay: HashMap<(SocketAddr, SocketAddr), SessionId, RandomState>,
     timers: BinaryHeap<Reverse<(Time, SessionId)>>,
     transmit: VecDeque<SessionId>,
-    finals: VecDeque<Vec<u8>>,
+    /// Last packets of closed sessions (their RSTs): source, destination, bytes.
+    finals: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     stats: Stats,
     memory: usize,
@@ -367,15 +378,22 @@ impl Engine {
         self.events.pop_front()
     }
 
-    /// Writes the next packet for the test server (an IP packet) into `buf`, returning its length.
-    /// `buf` must hold the configured MTU.
+    /// Writes the next packet for the test server (an IP packet) into `buf`: where it goes and
+    /// how long it is. `buf` must hold the configured MTU; a closed session's last packet that
+    /// does not fit is left out (it is a courtesy RST), never cut.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<usize> {
-        if let Some(p) = self.finals.pop_front() {
-            let n = p.len().min(buf.len());
-            buf[..n].copy_from_slice(&p[..n]);
+    pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
+        while let Some((source, destination, p)) = self.finals.pop_front() {
+            let Some(out) = buf.get_mut(..p.len()) else {
+                continue;
+            };
+            out.copy_from_slice(&p);
             self.stats.packets_sent += 1;
-            return Some(n);
+            return Some(Transmit {
+                source,
+                destination,
+                size: p.len(),
+            });
         }
         while let Some(id) = self.transmit.pop_front() {
             let Some(Some(s)) = self.sessions.get_mut(id as usize) else {
@@ -389,8 +407,13 @@ impl Engine {
             self.stats.packets_sent += 1;
             self.stats.payload_bytes_sent += u64::from(w.payload);
             self.stats.retransmits += u64::from(w.retransmit);
+            let (source, destination) = (s.src, s.dst);
             self.after(now, id);
-            return Some(w.len);
+            return Some(Transmit {
+                source,
+                destination,
+                size: w.len,
+            });
         }
         None
     }
@@ -453,7 +476,8 @@ impl Engine {
         self.free.push(id);
         self.memory -= s.buffered().min(self.memory);
         if let Some(n) = s.final_segment(now, &mut self.scratch) {
-            self.finals.push_back(self.scratch[..n].to_vec());
+            self.finals
+                .push_back((s.src, s.dst, self.scratch[..n].to_vec()));
         }
         self.by_replay.remove(&(s.src, s.dst));
         if let Some(copies) = self.by_capture.get_mut(&s.key)

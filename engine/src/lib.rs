@@ -11,14 +11,14 @@ pub mod engine;
 pub mod mapping;
 pub mod select;
 pub mod seq;
-pub mod session;
+mod session;
 pub mod stats;
 pub mod stream;
 pub mod time;
 pub mod wire;
 
-pub use config::{Config, ConfigError, MAX_WORKERS, WorkerShare, parse_client_addrs};
-pub use engine::{Engine, Event};
+pub use config::{Config, ConfigError, MAX_SHARES, WorkerShare, parse_client_addrs};
+pub use engine::{Engine, Event, Transmit};
 pub use mapping::{Mapping, MappingError};
 pub use seq::Seq;
 pub use stats::{LossReason, Outcome, Stats};

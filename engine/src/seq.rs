@@ -55,17 +55,6 @@ impl Seq {
     }
 }
 
-/// `Seq(raw)`, the spelling of [`Seq::new`] from when the field was public; kept so that callers
-/// written that way still build. Prefer [`Seq::new`].
-#[doc(hidden)]
-#[expect(
-    non_snake_case,
-    reason = "named after the type so that `Seq(raw)` still builds in callers"
-)]
-pub const fn Seq(raw: u32) -> Seq {
-    Seq::new(raw)
-}
-
 impl Add<u32> for Seq {
     type Output = Seq;
     fn add(self, rhs: u32) -> Seq {
@@ -123,7 +112,6 @@ mod tests {
     #[test]
     fn raw_round_trips() {
         assert_eq!(Seq::new(0xdead_beef).raw(), 0xdead_beef);
-        assert_eq!(Seq(42), Seq::new(42));
     }
 
     proptest! {

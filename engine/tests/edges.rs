@@ -69,8 +69,13 @@ fn config(map: &str) -> Config {
 fn drain(e: &mut Engine, now: Time) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = vec![0; 2048];
-    while let Some(n) = e.poll_transmit(now, &mut buf) {
-        out.push(buf[..n].to_vec());
+    while let Some(t) = e.poll_transmit(now, &mut buf) {
+        let packet = &buf[..t.size];
+        // The transmit says where the packet goes, as the packet itself does.
+        let p = parse(packet, Payload::Whole).expect("the engine writes whole packets");
+        assert_eq!(t.source, SocketAddr::new(p.src, p.tcp.src_port));
+        assert_eq!(t.destination, SocketAddr::new(p.dst, p.tcp.dst_port));
+        out.push(packet.to_vec());
     }
     out
 }

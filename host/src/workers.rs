@@ -20,22 +20,25 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
+use tcpcopy_abi::maps::MAX_WORKERS;
+
 use crate::report::{tick, ticker};
 
-/// Workers the XDP programs can feed (see [`tcpcopy_abi::maps::FRAMES`]).
-pub const MAX: u32 = tcpcopy_abi::maps::MAX_WORKERS;
-
-/// Workers for interface `iface`: `asked` if given (1 to [`MAX`]), else one per receive queue,
-/// at most one per core and at most [`MAX`].
+/// Workers for interface `iface`: `asked` if given (1 to [`MAX_WORKERS`], the rings the XDP
+/// programs feed), else one per receive queue, at most one per core and at most
+/// [`MAX_WORKERS`].
 pub fn count(asked: Option<u16>, iface: &str) -> anyhow::Result<u16> {
     if let Some(n) = asked {
-        anyhow::ensure!(n > 0 && u32::from(n) <= MAX, "--workers {n}: 1 to {MAX}");
+        anyhow::ensure!(
+            n > 0 && u32::from(n) <= MAX_WORKERS,
+            "--workers {n}: 1 to {MAX_WORKERS}"
+        );
         return Ok(n);
     }
     let queues = crate::iface::rx_queues(iface);
     let cores = std::thread::available_parallelism().map_or(1, core::num::NonZero::get);
     let n = queues
-        .min(MAX)
+        .min(MAX_WORKERS)
         .min(u32::try_from(cores).unwrap_or(u32::MAX))
         .max(1);
     Ok(u16::try_from(n).unwrap_or(1))

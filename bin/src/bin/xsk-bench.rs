@@ -87,8 +87,8 @@ fn request_frame(src_mac: [u8; 6], dst_mac: [u8; 6], port: u16) -> Vec<u8> {
     let seg = OutSegment {
         src: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)), port),
         dst: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)), 80),
-        seq: Seq(1000),
-        ack: Seq(5000),
+        seq: Seq::new(1000),
+        ack: Seq::new(5000),
         flags: TcpFlags::ACK | TcpFlags::PSH,
         window: 512,
         options: TcpOptions {

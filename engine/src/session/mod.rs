@@ -237,6 +237,7 @@ impl Session {
     }
 
     /// The connection's state towards the test server.
+    #[cfg(test)]
     pub fn state(&self) -> State {
         self.state
     }

@@ -210,8 +210,8 @@ impl Net {
         }
         let mut out = VecDeque::new();
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(n) = self.engine.poll_transmit(self.time(), &mut buf) {
-            out.push_back(buf[..n].to_vec());
+        while let Some(t) = self.engine.poll_transmit(self.time(), &mut buf) {
+            out.push_back(buf[..t.size].to_vec());
         }
         self.buf = buf;
         while let Some(e) = self.engine.poll_event() {

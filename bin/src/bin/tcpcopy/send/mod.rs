@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use clap::ValueEnum;
 pub use raw::RawSender;
+use tcpcopy_engine::Transmit;
 pub use xdp::XskSender;
 
 use tcpcopy_xsk::umem::XskMode;
@@ -85,18 +86,18 @@ impl Sender {
         })
     }
 
-    /// Lets `emit` write the next IP packet (it returns its length, `None` when it has none)
-    /// and sends it: with AF_XDP, straight into a free frame behind the next hop's Ethernet
-    /// header (no copy); packets AF_XDP cannot carry go out through the raw socket. `None` when
-    /// `emit` had nothing or no frame was free (see [`Self::has_room`]).
-    pub fn emit(&mut self, emit: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<()> {
+    /// Lets `emit` write the next IP packet (it says where the packet goes and how long it is,
+    /// `None` when it has none) and sends it: with AF_XDP, straight into a free frame behind the
+    /// next hop's Ethernet header (no copy); packets AF_XDP cannot carry go out through the raw
+    /// socket. `None` when `emit` had nothing or no frame was free (see [`Self::has_room`]).
+    pub fn emit(&mut self, emit: impl FnOnce(&mut [u8]) -> Option<Transmit>) -> Option<()> {
         let Some(x) = self.xsk.as_mut() else {
-            let n = emit(&mut self.scratch)?;
-            self.raw.send(&self.scratch[..n]);
+            let tx = emit(&mut self.scratch)?;
+            self.raw.send(&self.scratch[..tx.size], tx.destination.ip());
             return Some(());
         };
         let raw = &mut self.raw;
-        x.emit(emit, |packet| raw.send(packet))
+        x.emit(emit, |packet, tx| raw.send(packet, tx.destination.ip()))
     }
 
     /// Whether the next packet can be taken now (AF_XDP: a frame is free).

@@ -37,19 +37,11 @@ impl RawSender {
         })
     }
 
-    /// Sends one IP packet to its destination address.
-    pub fn send(&mut self, packet: &[u8]) {
-        let (sock, dst) = match packet.first().map(|b| b >> 4) {
-            Some(4) if packet.len() >= 20 => (
-                self.v4.as_ref(),
-                IpAddr::from([packet[16], packet[17], packet[18], packet[19]]),
-            ),
-            Some(6) if packet.len() >= 40 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&packet[24..40]);
-                (self.v6.as_ref(), IpAddr::from(a))
-            }
-            _ => (None, IpAddr::from([0, 0, 0, 0])),
+    /// Sends one IP packet to `dst` (its destination address).
+    pub fn send(&mut self, packet: &[u8], dst: IpAddr) {
+        let sock = match dst {
+            IpAddr::V4(_) => self.v4.as_ref(),
+            IpAddr::V6(_) => self.v6.as_ref(),
         };
         let Some(sock) = sock else {
             self.errors += 1;

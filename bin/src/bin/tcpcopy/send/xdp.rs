@@ -2,7 +2,12 @@
 //! into a UMEM frame behind the Ethernet header of its next hop, and the frame goes to the
 //! driver's transmit ring, bypassing the kernel's IP stack. The ring work is `tcpcopy_xsk::tx`'s.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
+
+use tcpcopy_engine::Transmit;
 
 use tcpcopy_host::neigh;
 use tcpcopy_xsk::{
@@ -96,13 +101,13 @@ impl XskSender {
     }
 
     /// Lets `emit` write the next IP packet into a free frame (behind room for the Ethernet
-    /// header; it returns the packet's length, `None` when it has none) and queues the frame;
-    /// a packet to a destination this socket does not serve goes to `elsewhere` instead. `None`
-    /// when `emit` had nothing or no frame was free.
+    /// header; it says where the packet goes and how long it is, `None` when it has none) and
+    /// queues the frame; a packet to a destination this socket does not serve goes to
+    /// `elsewhere` instead. `None` when `emit` had nothing or no frame was free.
     pub fn emit(
         &mut self,
-        emit: impl FnOnce(&mut [u8]) -> Option<usize>,
-        elsewhere: impl FnOnce(&[u8]),
+        emit: impl FnOnce(&mut [u8]) -> Option<Transmit>,
+        elsewhere: impl FnOnce(&[u8], Transmit),
     ) -> Option<()> {
         let Self {
             queue,
@@ -111,9 +116,12 @@ impl XskSender {
         } = self;
         let mut frame: TxFrame<'_> = queue.frame()?;
         let buf = frame.buf();
-        let n = emit(&mut buf[ETH_LEN..])?;
-        let header = dst_v4(&buf[ETH_LEN..ETH_LEN + n])
-            .and_then(|dst| headers.iter().find_map(|(t, h)| (*t == dst).then_some(*h)));
+        let tx = emit(&mut buf[ETH_LEN..])?;
+        let n = tx.size;
+        let header = match tx.destination.ip() {
+            IpAddr::V4(dst) => headers.iter().find_map(|(t, h)| (*t == dst).then_some(*h)),
+            IpAddr::V6(_) => None,
+        };
         match header {
             Some(header) => {
                 buf[..ETH_LEN].copy_from_slice(&header);
@@ -122,7 +130,7 @@ impl XskSender {
                 }
             }
             // The frame goes back to the free ones when dropped.
-            None => elsewhere(&buf[ETH_LEN..ETH_LEN + n]),
+            None => elsewhere(&buf[ETH_LEN..ETH_LEN + n], tx),
         }
         Some(())
     }
@@ -138,9 +146,4 @@ impl XskSender {
     pub fn flush(&mut self) {
         self.queue.flush();
     }
-}
-
-fn dst_v4(packet: &[u8]) -> Option<Ipv4Addr> {
-    (packet.first()? >> 4 == 4 && packet.len() >= 20)
-        .then(|| Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]))
 }
