@@ -9,7 +9,6 @@
 #[cfg(feature = "user")]
 extern crate std;
 
-pub mod ether;
 pub mod filter;
 pub mod maps;
 pub mod stats;

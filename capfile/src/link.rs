@@ -6,7 +6,7 @@ use pcap_file::DataLink;
 /// IPv4/IPv6 packet (ARP, other protocols, link types not handled, frames cut short).
 pub fn ip_of(link: DataLink, frame: &[u8]) -> Option<&[u8]> {
     let ip = match link {
-        DataLink::ETHERNET => return tcpcopy_abi::ether::ip_payload(frame),
+        DataLink::ETHERNET => return tcpcopy_wire::ethernet::ip_payload(frame),
         // 16-byte header; protocol (ethertype) in its last two bytes.
         DataLink::LINUX_SLL => {
             let proto = u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]);

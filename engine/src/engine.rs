@@ -173,12 +173,20 @@ impl Engine {
 
     /// A captured client packet (an IP packet, no link-layer header).
     pub fn handle_captured(&mut self, now: Time, packet: &[u8]) {
+        if let Ok(p) = wire::parse(packet, Payload::Whole) {
+            self.handle_captured_packet(now, &p);
+        } else {
+            self.stats.captured += 1;
+            self.started_at.get_or_insert(now);
+            self.stats.captured_malformed += 1;
+        }
+    }
+
+    /// [`Self::handle_captured`] for a packet the caller has already parsed (with
+    /// [`Payload::Whole`]), so it is parsed once.
+    pub fn handle_captured_packet(&mut self, now: Time, p: &wire::Packet<'_>) {
         self.stats.captured += 1;
         self.started_at.get_or_insert(now);
-        let Ok(p) = wire::parse(packet, Payload::Whole) else {
-            self.stats.captured_malformed += 1;
-            return;
-        };
         let online = SocketAddr::new(p.dst, p.tcp.dst_port);
         let Some(mapping) = self.mapping_for(online) else {
             self.stats.captured_unmapped += 1;

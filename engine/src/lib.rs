@@ -10,16 +10,15 @@ pub mod config;
 pub mod engine;
 pub mod mapping;
 pub mod select;
-pub mod seq;
 mod session;
 pub mod stats;
 pub mod stream;
 pub mod time;
-pub mod wire;
+pub use tcpcopy_wire as wire;
 
 pub use config::{Config, ConfigError, MAX_SHARES, WorkerShare, parse_client_addrs};
 pub use engine::{Engine, Event, Transmit};
 pub use mapping::{Mapping, MappingError};
-pub use seq::Seq;
+pub use tcpcopy_wire::Seq;
 pub use stats::{LossReason, Outcome, Stats};
 pub use time::Time;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::seq::Seq;
+use crate::Seq;
 
 /// A point in the client stream where a request starts after the online server sent `expected`
 /// bytes (sequence space, FIN counted) since the previous request.

@@ -10,9 +10,11 @@
 //!   payload, whose length stays recoverable from the IP total length.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     vec::Vec,
 };
+
+use tcpcopy_wire::{IpHeader, TcpSegment, WireError};
 
 /// Protocol version this implementation speaks.
 pub const VERSION: u16 = 6;
@@ -92,37 +94,56 @@ pub enum RecordError {
     Truncated,
 }
 
-/// The reply's IPv4 and TCP headers as a 64-byte record. IP options are left out and TCP options
-/// beyond 24 bytes dropped; the lengths in the headers are adjusted so that the payload length
-/// (total length - headers) stays what the reply carried.
-pub fn encode_response(ip_packet: &[u8]) -> Result<[u8; RESPONSE_RECORD_LEN], RecordError> {
-    let ip = ip_packet.get(..20).ok_or(RecordError::Truncated)?;
-    if ip[0] >> 4 != 4 || ip[9] != 6 {
+impl From<WireError> for RecordError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated | WireError::Malformed | WireError::BufferTooSmall => {
+                RecordError::Truncated
+            }
+            WireError::Unsupported => RecordError::NotIpv4Tcp,
+        }
+    }
+}
+
+/// A caught reply as a response record, with the addresses it was parsed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub record: [u8; RESPONSE_RECORD_LEN],
+    /// The replayed client the reply goes to.
+    pub client: SocketAddrV4,
+    /// The test server it comes from.
+    pub target: SocketAddrV4,
+}
+
+/// The reply's IPv4 and TCP headers as a 64-byte record, read through the wire layer (checked
+/// once). IP options are left out and TCP options beyond 24 bytes dropped; the lengths in the
+/// headers are adjusted so that the payload length (total length - headers) stays what the reply
+/// carried.
+pub fn encode_response(ip_packet: &[u8]) -> Result<Response, RecordError> {
+    let ip = IpHeader::parse(ip_packet)?;
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip.src, ip.dst) else {
         return Err(RecordError::NotIpv4Tcp);
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let tcp = ip_packet.get(ihl..ihl + 20).ok_or(RecordError::Truncated)?;
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    if ihl < 20 || doff < 20 || total < ihl + doff {
-        return Err(RecordError::Truncated);
-    }
-    let opts = ip_packet
-        .get(ihl + 20..ihl + doff)
-        .ok_or(RecordError::Truncated)?;
+    };
+    let tcp_bytes = &ip_packet[ip.header_len..ip.total_len.min(ip_packet.len())];
+    let tcp = TcpSegment::parse(tcp_bytes, ip.total_len - ip.header_len)?;
+    let opts = &tcp_bytes[20..tcp.header_len];
     let kept = opts.len().min(MAX_OPTION_LEN) & !3;
-    let payload = total - ihl - doff;
+    let payload = tcp.payload_len as usize;
     let mut rec = [0u8; RESPONSE_RECORD_LEN];
-    rec[..20].copy_from_slice(ip);
+    rec[..20].copy_from_slice(&ip_packet[..20]);
     rec[0] = 0x45;
     let new_total = u16::try_from(20 + 20 + kept + payload).unwrap_or(u16::MAX);
     rec[2..4].copy_from_slice(&new_total.to_be_bytes());
-    rec[20..40].copy_from_slice(tcp);
+    rec[20..40].copy_from_slice(&tcp_bytes[..20]);
     #[expect(clippy::cast_possible_truncation, reason = "(20 + kept) / 4 <= 11")]
     let new_doff = ((20 + kept) / 4) as u8;
-    rec[32] = (new_doff << 4) | (tcp[12] & 0x0f);
+    rec[32] = (new_doff << 4) | (tcp_bytes[12] & 0x0f);
     rec[40..40 + kept].copy_from_slice(&opts[..kept]);
-    Ok(rec)
+    Ok(Response {
+        record: rec,
+        client: SocketAddrV4::new(dst, tcp.dst_port),
+        target: SocketAddrV4::new(src, tcp.src_port),
+    })
 }
 
 /// The IP/TCP header bytes inside a response record (what the engine's `handle_response` takes).
@@ -212,10 +233,14 @@ mod tests {
         p[12..16].copy_from_slice(&[198, 51, 100, 30]);
         p[16..20].copy_from_slice(&[192, 0, 2, 7]);
         p[ihl..ihl + 2].copy_from_slice(&80u16.to_be_bytes());
+        p[ihl + 2..ihl + 4].copy_from_slice(&40_000u16.to_be_bytes());
         p[ihl + 12] = u8::try_from(doff / 4).unwrap() << 4;
         p[ihl + 13] = 0x18;
-        for (i, b) in p[ihl + 20..ihl + doff].iter_mut().enumerate() {
-            *b = 1 + u8::try_from(i % 3).unwrap();
+        // Well-formed options: a timestamp (10 bytes) where there is room, NOPs around it.
+        let opts = &mut p[ihl + 20..ihl + doff];
+        opts.fill(1);
+        if opts.len() >= 12 {
+            opts[2..12].copy_from_slice(&[8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
         }
         p
     }
@@ -245,8 +270,10 @@ mod tests {
     #[test]
     fn response_records_keep_the_payload_length() {
         for (ip_opts, tcp_opts, payload) in [(0, 0, 0), (0, 12, 1448), (8, 20, 10), (0, 40, 5)] {
-            let rec = encode_response(&reply(ip_opts, tcp_opts, payload)).unwrap();
-            let h = response_headers(&rec);
+            let r = encode_response(&reply(ip_opts, tcp_opts, payload)).unwrap();
+            assert_eq!(r.client, "192.0.2.7:40000".parse().unwrap());
+            assert_eq!(r.target, "198.51.100.30:80".parse().unwrap());
+            let h = response_headers(&r.record);
             assert_eq!(payload_len(h), payload, "{ip_opts} {tcp_opts}");
             assert_eq!(h[0], 0x45);
             assert_eq!(&h[12..20], &[198, 51, 100, 30, 192, 0, 2, 7]);
@@ -265,7 +292,7 @@ mod tests {
     #[test]
     fn batches_decode_across_arbitrary_splits() {
         let recs: Vec<_> = (0..20)
-            .map(|i| encode_response(&reply(0, 12, i)).unwrap())
+            .map(|i| encode_response(&reply(0, 12, i)).unwrap().record)
             .collect();
         let mut wire = Vec::new();
         encode_batch(&recs[..16], &mut wire);

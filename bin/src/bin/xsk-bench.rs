@@ -189,7 +189,7 @@ fn swap_macs(frame: &mut [u8]) {
 /// the client rewritten, written behind an Ethernet header straight into `out` (the transmit
 /// frame, as tcpcopy's sender does); its length.
 fn rewritten(frame: &[u8], out: &mut [u8]) -> Option<usize> {
-    let ip = tcpcopy_abi::ether::ip_payload(frame)?;
+    let ip = tcpcopy_wire::ethernet::ip_payload(frame)?;
     let p = parse(ip, Payload::Whole).ok()?;
     let seg = OutSegment {
         src: SocketAddr::new(

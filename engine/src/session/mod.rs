@@ -17,7 +17,7 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 use crate::{
     config::Config,
-    seq::Seq,
+    Seq,
     stats::{LossReason, Outcome, Stats},
     stream::{Accepted, ClientStream},
     time::Time,

@@ -3,7 +3,7 @@
 use super::{OUR_WINDOW, Session, State, Timer};
 use crate::{
     config::Config,
-    seq::Seq,
+    Seq,
     stats::Stats,
     time::Time,
     wire::{OutSegment, TcpFlags, TcpOptions, WireError, emit},

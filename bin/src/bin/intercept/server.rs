@@ -8,8 +8,8 @@ use std::{
 };
 
 use tcpcopy_proto::{
-    ClientDecoder, RESPONSE_RECORD_LEN, TYPE_DELETE, TYPE_REGISTER, VERSION, encode_batch,
-    encode_response,
+    ClientDecoder, RESPONSE_RECORD_LEN, Response, TYPE_DELETE, TYPE_REGISTER, VERSION,
+    encode_batch, encode_response,
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -57,16 +57,6 @@ pub struct Router {
     conns: HashMap<ConnId, Conn>,
     parked: VecDeque<(Instant, Key, Record)>,
     pub stats: RouterStats,
-}
-
-/// (client, target) of a reply record: it goes from the target to the client.
-fn key_of(rec: &Record) -> Key {
-    let ip = |o: usize| std::net::Ipv4Addr::new(rec[o], rec[o + 1], rec[o + 2], rec[o + 3]);
-    let port = |o: usize| u16::from_be_bytes([rec[o], rec[o + 1]]);
-    (
-        SocketAddrV4::new(ip(16), port(22)),
-        SocketAddrV4::new(ip(12), port(20)),
-    )
 }
 
 impl RouterStats {
@@ -129,9 +119,10 @@ impl Router {
         }
     }
 
-    /// A reply record from the ring: to its connection, or parked until its registration.
-    pub fn on_reply(&mut self, now: Instant, rec: Record) {
-        let key = key_of(&rec);
+    /// A caught reply's record: to the connection that registered its client, or parked until
+    /// that registration comes.
+    pub fn on_reply(&mut self, now: Instant, reply: Response) {
+        let (key, rec) = ((reply.client, reply.target), reply.record);
         match self.routes.get(&key) {
             Some(&id) if self.conns.contains_key(&id) => self.deliver(id, rec),
             _ => {
@@ -149,7 +140,7 @@ impl Router {
     /// A caught reply (its IP packet): routed, or counted when it is no IPv4 TCP packet.
     pub fn on_packet(&mut self, now: Instant, ip: &[u8]) {
         match encode_response(ip) {
-            Ok(rec) => self.on_reply(now, rec),
+            Ok(reply) => self.on_reply(now, reply),
             Err(_) => self.stats.not_ipv4_tcp += 1,
         }
     }
@@ -273,16 +264,12 @@ async fn connection(
 mod tests {
     use super::*;
 
-    fn rec(client: &str, target: &str) -> Record {
-        let c: SocketAddrV4 = client.parse().unwrap();
-        let t: SocketAddrV4 = target.parse().unwrap();
-        let mut r = [0u8; RESPONSE_RECORD_LEN];
-        r[0] = 0x45;
-        r[12..16].copy_from_slice(&t.ip().octets());
-        r[16..20].copy_from_slice(&c.ip().octets());
-        r[20..22].copy_from_slice(&t.port().to_be_bytes());
-        r[22..24].copy_from_slice(&c.port().to_be_bytes());
-        r
+    fn rec(client: &str, target: &str) -> Response {
+        Response {
+            record: [0u8; RESPONSE_RECORD_LEN],
+            client: client.parse().unwrap(),
+            target: target.parse().unwrap(),
+        }
     }
 
     #[tokio::test]

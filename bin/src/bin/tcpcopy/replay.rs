@@ -215,7 +215,9 @@ pub async fn run(
                 Source::Offline(file) => match file.due(Instant::now()) {
                     Some(due) => {
                         tokio::time::sleep_until(due).await;
-                        Ok(file.feed(Instant::now(), |ip| engine.handle_captured(now(start), ip)))
+                        Ok(file.feed(Instant::now(), |p| {
+                            engine.handle_captured_packet(now(start), p);
+                        }))
                     }
                     None => std::future::pending().await,
                 },

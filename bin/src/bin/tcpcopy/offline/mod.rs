@@ -8,7 +8,7 @@ use std::{
 };
 
 use tcpcopy_abi::filter::{Fields, FilterProgram, v4_mapped};
-use tcpcopy_engine::wire::{Payload, parse};
+use tcpcopy_engine::wire::{Packet as WirePacket, Payload, parse};
 use tokio::time::Instant;
 
 use tcpcopy_capfile::{CaptureFile, Packet, ReadError};
@@ -42,8 +42,8 @@ pub struct Offline {
     pub error: Option<ReadError>,
 }
 
-fn fields(ip: &[u8]) -> Option<Fields> {
-    let p = parse(ip, Payload::Whole).ok()?;
+/// The filter's view of a parsed packet.
+fn fields(p: &WirePacket<'_>) -> Fields {
     let addr = |a: std::net::IpAddr| match a {
         std::net::IpAddr::V4(v) => v4_mapped(v.octets()),
         std::net::IpAddr::V6(v) => {
@@ -53,12 +53,12 @@ fn fields(ip: &[u8]) -> Option<Fields> {
             halves
         }
     };
-    Some(Fields {
+    Fields {
         src_port: p.tcp.src_port,
         dst_port: p.tcp.dst_port,
         src: addr(p.src),
         dst: addr(p.dst),
-    })
+    }
 }
 
 impl Offline {
@@ -90,19 +90,15 @@ impl Offline {
                     self.at_end = true;
                 }
                 Some(Ok(p)) => {
-                    if fields(&p.ip).is_some_and(|f| self.play.filter.matches(&f)) {
-                        // `-I`: an idle gap longer than the cap is shortened to the cap.
-                        if let (Some(last), Some(cap)) = (self.last_ts, self.play.idle_cap) {
-                            let gap = p.timestamp.saturating_sub(last);
-                            if gap > cap {
-                                self.skipped += gap.saturating_sub(cap);
-                            }
+                    // `-I`: an idle gap longer than the cap is shortened to the cap.
+                    if let (Some(last), Some(cap)) = (self.last_ts, self.play.idle_cap) {
+                        let gap = p.timestamp.saturating_sub(last);
+                        if gap > cap {
+                            self.skipped += gap.saturating_sub(cap);
                         }
-                        self.last_ts = Some(p.timestamp);
-                        self.next = Some(p);
-                    } else {
-                        self.filtered += 1;
                     }
+                    self.last_ts = Some(p.timestamp);
+                    self.next = Some(p);
                 }
             }
         }
@@ -117,17 +113,23 @@ impl Offline {
         Some(wall0 + offset.div_f64(self.play.speed.max(0.001)))
     }
 
-    /// Hands every packet due by `now` to `f`; returns how many.
-    pub fn feed(&mut self, now: Instant, mut f: impl FnMut(&[u8])) -> usize {
+    /// Hands every TCP packet due by `now` that the `-F` filter selects to `f`, parsed once;
+    /// counts the others as filtered. Returns how many were handed over.
+    pub fn feed(&mut self, now: Instant, mut f: impl FnMut(&WirePacket<'_>)) -> usize {
         let mut n = 0;
         while let Some(due) = self.due(now) {
             if due > now {
                 break;
             }
             let p = self.next.take().expect("due() saw a packet");
-            f(&p.ip);
-            self.packets += 1;
-            n += 1;
+            match parse(&p.ip, Payload::Whole) {
+                Ok(packet) if self.play.filter.matches(&fields(&packet)) => {
+                    f(&packet);
+                    self.packets += 1;
+                    n += 1;
+                }
+                _ => self.filtered += 1,
+            }
         }
         n
     }

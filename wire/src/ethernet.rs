@@ -1,4 +1,4 @@
-//! Ethernet framing, for userspace readers of captured frames (no_std, no features).
+//! Ethernet framing: the IP packet inside a captured frame.
 
 /// The IP packet inside an Ethernet frame (one optional VLAN tag), or `None` for other frames.
 pub fn ip_payload(frame: &[u8]) -> Option<&[u8]> {

@@ -1,7 +1,7 @@
 //! TCP header view and options.
 
 use super::WireError;
-use crate::seq::Seq;
+use crate::Seq;
 
 /// TCP flags, as the header's low byte.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
@@ -149,6 +149,8 @@ pub struct TcpSegment<'a> {
     pub payload: &'a [u8],
     /// The payload length the IP header declares (what the segment carried on the wire).
     pub payload_len: u32,
+    /// Bytes of TCP header, options included.
+    pub header_len: usize,
 }
 
 impl<'a> TcpSegment<'a> {
@@ -177,6 +179,7 @@ impl<'a> TcpSegment<'a> {
             options: TcpOptions::parse(opts)?,
             payload: &buf[header_len..],
             payload_len,
+            header_len,
         })
     }
 

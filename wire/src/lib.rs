@@ -1,4 +1,7 @@
-//! Zero-copy views of IP/TCP packets and an emitter for the packets the engine sends.
+//! The wire layer, the one place packets are parsed and written: zero-copy views of Ethernet
+//! frames ([`ethernet`]), IP/TCP packets ([`parse`]) and wrap-around sequence numbers ([`Seq`]),
+//! and the emitter of the packets the engine sends ([`emit`]). The engine, intercept, the
+//! control-channel codecs and offline replay all read packets through it.
 //!
 //! The parsing contract (after smoltcp's `wire`): untrusted bytes go through [`parse`], which checks
 //! every length before anything is read, so no accessor can panic on a short or lying packet; what
@@ -6,12 +9,15 @@
 
 mod checksum;
 mod emit;
+pub mod ethernet;
 mod ip;
+mod seq;
 mod tcp;
 
 pub use checksum::{internet_checksum, pseudo_header_sum};
 pub use emit::{OutSegment, emit, segment_len};
 pub use ip::IpHeader;
+pub use seq::Seq;
 pub use tcp::{TcpFlags, TcpOptions, TcpSegment};
 
 use std::net::IpAddr;

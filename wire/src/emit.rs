@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::{TcpOptions, WireError, checksum};
-use crate::seq::Seq;
+use crate::Seq;
 
 /// A segment to write. The payload may come in two pieces (a ring buffer's two halves).
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +96,7 @@ pub fn emit(seg: &OutSegment<'_>, buf: &mut [u8]) -> Result<usize, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Payload, parse};
+    use crate::{Payload, parse};
 
     fn seg(src: &str, dst: &str, payload: [&'static [u8]; 2]) -> OutSegment<'static> {
         OutSegment {
