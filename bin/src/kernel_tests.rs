@@ -10,10 +10,7 @@ use tcpcopy_abi::{
     maps::{INTERCEPT_PROGRAM, TCPCOPY_PROGRAM},
     stats::Stat,
 };
-use tcpcopy_engine::{
-    Seq,
-    wire::{OutSegment, TcpFlags, TcpOptions, emit},
-};
+use tcpcopy_wire::{TcpFlags, build::Packet};
 use tcpcopy_xsk::{
     program::{Counters, Verdict, XdpProgram},
     ring::RingMap,
@@ -24,28 +21,13 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
 
 /// An Ethernet frame (with `vlan`, one 802.1Q tag) carrying a TCP segment from `src` to `dst`.
 fn frame(src: SocketAddr, dst: SocketAddr, payload: &[u8], vlan: Option<u16>) -> Vec<u8> {
-    let seg = OutSegment {
-        src,
-        dst,
-        seq: Seq::new(1000),
-        ack: Seq::new(2000),
-        flags: TcpFlags::ACK | TcpFlags::PSH,
-        window: 512,
-        options: TcpOptions::default(),
-        payload: [payload, &[]],
-        ip_id: 7,
-    };
-    let mut ip = vec![0u8; 2048];
-    let n = emit(&seg, &mut ip).expect("the segment fits");
-    let mut out = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
-    if let Some(id) = vlan {
-        out.extend_from_slice(&0x8100u16.to_be_bytes());
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    let ethertype: u16 = if src.is_ipv4() { 0x0800 } else { 0x86dd };
-    out.extend_from_slice(&ethertype.to_be_bytes());
-    out.extend_from_slice(&ip[..n]);
-    out
+    Packet::between(src, dst)
+        .seq(1000)
+        .ack(2000)
+        .flags(TcpFlags::ACK | TcpFlags::PSH)
+        .window(512)
+        .payload(payload)
+        .ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], vlan)
 }
 
 fn v4(ip: Ipv4Addr, port: u16) -> SocketAddr {

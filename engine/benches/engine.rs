@@ -12,8 +12,8 @@ use std::{
 
 use criterion::{Criterion, Throughput};
 use tcpcopy_engine::{
-    Config, Engine, Mapping, Seq, Time,
-    wire::{OutSegment, TcpFlags, TcpOptions, emit},
+    Config, Engine, Mapping, Time,
+    wire::{TcpFlags, TcpOptions, build::Packet},
 };
 
 /// Counts live heap bytes, to measure what a session costs.
@@ -60,26 +60,16 @@ fn packet(
     opts: TcpOptions,
     claimed: u32,
 ) -> Vec<u8> {
-    let seg = OutSegment {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        seq: Seq::new(seq),
-        ack: Seq::new(ack),
-        flags,
-        window: 65535,
-        options: opts,
-        payload: [payload, &[]],
-        ip_id: 0,
-    };
-    let mut buf = vec![0; 2048];
-    let n = emit(&seg, &mut buf).unwrap();
-    buf.truncate(n);
-    if claimed > 0 {
-        // A reply header as intercept reports it: the IP total length counts the payload left out.
-        let total = u16::try_from(n + claimed as usize).unwrap();
-        buf[2..4].copy_from_slice(&total.to_be_bytes());
-    }
-    buf
+    // With `claimed`, a reply header as intercept reports it: the IP total length counts the
+    // payload left out.
+    Packet::tcp(src, dst)
+        .seq(seq)
+        .ack(ack)
+        .flags(flags)
+        .payload(payload)
+        .options(opts)
+        .claiming(claimed)
+        .ip()
 }
 
 /// `sessions` keep-alive sessions of `requests` requests each, interleaved round robin.

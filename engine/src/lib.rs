@@ -19,6 +19,6 @@ pub use tcpcopy_wire as wire;
 pub use config::{Config, ConfigError, MAX_SHARES, WorkerShare, parse_client_addrs};
 pub use engine::{Engine, Event, Transmit};
 pub use mapping::{Mapping, MappingError};
-pub use tcpcopy_wire::Seq;
 pub use stats::{LossReason, Outcome, Stats};
+pub use tcpcopy_wire::Seq;
 pub use time::Time;

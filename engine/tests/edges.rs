@@ -12,7 +12,7 @@ use std::{fmt, net::SocketAddr, time::Duration};
 use proptest::prelude::*;
 use tcpcopy_engine::{
     Config, Engine, Event, LossReason, Mapping, Seq, Time,
-    wire::{OutSegment, Payload, TcpFlags, TcpOptions, emit, parse},
+    wire::{Payload, TcpFlags, build::Packet, parse},
 };
 
 const SYN: u8 = TcpFlags::SYN;
@@ -34,28 +34,12 @@ const IRS: u32 = 7000;
 const ONLINE_ACK: u32 = 5001;
 
 fn pkt(src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let seg = OutSegment {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        seq: Seq::new(seq),
-        ack: Seq::new(ack),
-        flags,
-        window: 65535,
-        options: if flags & SYN != 0 {
-            TcpOptions {
-                mss: Some(1460),
-                ..TcpOptions::default()
-            }
-        } else {
-            TcpOptions::default()
-        },
-        payload: [payload, &[]],
-        ip_id: 0,
-    };
-    let mut buf = vec![0; 70_000];
-    let n = emit(&seg, &mut buf).unwrap();
-    buf.truncate(n);
-    buf
+    let p = Packet::tcp(src, dst)
+        .seq(seq)
+        .ack(ack)
+        .flags(flags)
+        .payload(payload);
+    if flags & SYN != 0 { p.mss(1460) } else { p }.ip()
 }
 
 fn engine(cfg: Config) -> Engine {

@@ -7,6 +7,7 @@
 //! every length before anything is read, so no accessor can panic on a short or lying packet; what
 //! does not check out is a [`WireError`], which the engine counts and drops.
 
+pub mod build;
 mod checksum;
 mod emit;
 pub mod ethernet;

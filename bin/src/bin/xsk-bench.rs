@@ -21,10 +21,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use tcpcopy_abi::maps::{MODE_MIRROR, TCPCOPY_PROGRAM};
-use tcpcopy_engine::{
-    Seq,
-    wire::{OutSegment, Payload, TcpFlags, TcpOptions, emit, parse},
-};
+use tcpcopy_engine::wire::{OutSegment, Payload, TcpFlags, TcpOptions, build::Packet, emit, parse};
 use tcpcopy_host::neigh;
 use tcpcopy_xsk::{
     forward::{Forward, Forwarder},
@@ -84,27 +81,20 @@ fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
 /// A request frame of client port `port`.
 fn request_frame(src_mac: [u8; 6], dst_mac: [u8; 6], port: u16) -> Vec<u8> {
     let payload = [b'x'; 100];
-    let seg = OutSegment {
-        src: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)), port),
-        dst: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)), 80),
-        seq: Seq::new(1000),
-        ack: Seq::new(5000),
-        flags: TcpFlags::ACK | TcpFlags::PSH,
-        window: 512,
-        options: TcpOptions {
-            timestamps: Some((1, 2)),
-            ..TcpOptions::default()
-        },
-        payload: [&payload, &[]],
-        ip_id: 0,
-    };
-    let mut frame = vec![0u8; 14 + 200];
-    frame[..6].copy_from_slice(&dst_mac);
-    frame[6..12].copy_from_slice(&src_mac);
-    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let n = emit(&seg, &mut frame[14..]).expect("a frame fits");
-    frame.truncate(14 + n);
-    frame
+    Packet::between(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)), port),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)), 80),
+    )
+    .seq(1000)
+    .ack(5000)
+    .flags(TcpFlags::ACK | TcpFlags::PSH)
+    .window(512)
+    .options(TcpOptions {
+        timestamps: Some((1, 2)),
+        ..TcpOptions::default()
+    })
+    .payload(&payload)
+    .ethernet(src_mac, dst_mac, None)
 }
 
 fn gen_frames(iface: &str, dst_mac: &str, time: Duration) -> anyhow::Result<(u64, Duration)> {

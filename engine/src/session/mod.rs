@@ -16,8 +16,8 @@ mod timer;
 use std::{fmt, net::SocketAddr, time::Duration};
 
 use crate::{
-    config::Config,
     Seq,
+    config::Config,
     stats::{LossReason, Outcome, Stats},
     stream::{Accepted, ClientStream},
     time::Time,
@@ -667,7 +667,7 @@ mod tests {
     use super::*;
     use crate::{
         mapping::Mapping,
-        wire::{OutSegment, Payload, emit, parse},
+        wire::{Payload, build::Packet, parse},
     };
 
     const CLIENT: &str = "198.51.100.10:5000";
@@ -718,21 +718,7 @@ mod tests {
         }
 
         fn packet(src: &str, dst: &str, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-            let seg = OutSegment {
-                src: src.parse().unwrap(),
-                dst: dst.parse().unwrap(),
-                seq: Seq::new(seq),
-                ack: Seq::new(ack),
-                flags,
-                window: 65535,
-                options: TcpOptions::default(),
-                payload: [b"", b""],
-                ip_id: 0,
-            };
-            let mut buf = vec![0; 100];
-            let n = emit(&seg, &mut buf).unwrap();
-            buf.truncate(n);
-            buf
+            Packet::tcp(src, dst).flags(flags).seq(seq).ack(ack).ip()
         }
 
         /// A captured client segment without payload.

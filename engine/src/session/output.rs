@@ -2,8 +2,8 @@
 
 use super::{OUR_WINDOW, Session, State, Timer};
 use crate::{
-    config::Config,
     Seq,
+    config::Config,
     stats::Stats,
     time::Time,
     wire::{OutSegment, TcpFlags, TcpOptions, WireError, emit},
