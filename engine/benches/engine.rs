@@ -3,41 +3,18 @@
 //! heap bytes one idle session costs. `cargo xtask bench` runs it; `cargo bench -p tcpcopy-engine`
 //! too.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    hint::black_box,
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::{alloc::System, hint::black_box, time::Duration};
 
 use criterion::{Criterion, Throughput};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tcpcopy_engine::{
     Config, Engine, Mapping, Time,
     wire::{TcpFlags, TcpOptions, build::Packet},
 };
 
-/// Counts live heap bytes, to measure what a session costs.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts sizes.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// Counts heap bytes (stats_alloc), to measure what a session costs.
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const TARGET: &str = "198.51.100.30:80";
 const ONLINE: &str = "198.51.100.20:80";
@@ -185,7 +162,7 @@ fn bytes_per_idle_session(n: u16) -> usize {
     // Stop before the FINs: the last 2 inputs of every session, interleaved at the end.
     let keep = inputs.len() - 2 * usize::from(n);
     let mut buf = vec![0; 2048];
-    let before = LIVE.load(Ordering::Relaxed);
+    let region = Region::new(ALLOC);
     let mut e = Engine::new(config()).unwrap();
     for (i, input) in inputs[..keep].iter().enumerate() {
         let now = Time::from_micros(i as u64);
@@ -198,7 +175,9 @@ fn bytes_per_idle_session(n: u16) -> usize {
         while e.poll_event().is_some() {}
     }
     assert_eq!(e.session_count(), usize::from(n));
-    let used = LIVE.load(Ordering::Relaxed) - before;
+    let change = region.change();
+    let used = (change.bytes_allocated - change.bytes_deallocated)
+        .saturating_add_signed(change.bytes_reallocated);
     drop(e);
     used / usize::from(n)
 }
