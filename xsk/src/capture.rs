@@ -14,8 +14,8 @@ use std::{
 use anyhow::Context as _;
 
 use tcpcopy_abi::maps::MAX_QUEUES;
-use tcpcopy_wire::ethernet::ip_payload;
 use tcpcopy_host::{iface::rx_queues, workers::SetupFn};
+use tcpcopy_wire::ethernet::ip_payload;
 
 use crate::{
     program::XdpProgram,
