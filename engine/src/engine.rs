@@ -387,15 +387,16 @@ impl Engine {
     }
 
     /// Writes the next packet for the test server (an IP packet) into `buf`: where it goes and
-    /// how long it is. `buf` must hold the configured MTU; a closed session's last packet that
-    /// does not fit is left out (it is a courtesy RST), never cut.
+    /// how long it is. `buf` must hold the configured MTU: a shorter one gets `None` and takes
+    /// nothing (no packet is ever cut, and no call loops on a packet that cannot fit).
     #[must_use]
     pub fn poll_transmit(&mut self, now: Time, buf: &mut [u8]) -> Option<Transmit> {
-        while let Some((source, destination, p)) = self.finals.pop_front() {
-            let Some(out) = buf.get_mut(..p.len()) else {
-                continue;
-            };
-            out.copy_from_slice(&p);
+        if buf.len() < usize::from(self.cfg.mtu) {
+            return None;
+        }
+        if let Some((source, destination, p)) = self.finals.pop_front() {
+            // A final segment is a bare RST, far below any MTU.
+            buf[..p.len()].copy_from_slice(&p);
             self.stats.packets_sent += 1;
             return Some(Transmit {
                 source,

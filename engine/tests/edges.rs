@@ -148,6 +148,19 @@ fn open(e: &mut Engine, client: &str, now: Time) -> u32 {
     IRS
 }
 
+/// A buffer shorter than the MTU gets nothing and never makes `poll_transmit` loop; the packet
+/// waits for a buffer that holds it.
+#[test]
+fn a_buffer_shorter_than_the_mtu_takes_nothing() {
+    let mut e = engine(config(MAP));
+    e.handle_captured(t(0), &pkt(CLIENT, ONLINE, ISN, 0, SYN, b""));
+    let mut small = vec![0u8; 100];
+    assert!(e.poll_transmit(t(0), &mut small).is_none());
+    let out = drain(&mut e, t(0));
+    assert_eq!(out.len(), 1, "the SYN waited for a buffer that holds the MTU");
+    assert!(parse(&out[0], Payload::Whole).unwrap().tcp.flags.syn());
+}
+
 /// No session yet: what starts one, and what is counted instead.
 mod no_session {
     use super::*;

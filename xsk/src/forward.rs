@@ -102,7 +102,7 @@ impl Forwarder {
             };
             match how {
                 Forward::InPlace => match f(frame, &mut []) {
-                    Some(len) if len <= d.len as usize => sends.push(XdpDesc {
+                    Some(len) if len > 0 && len <= d.len as usize => sends.push(XdpDesc {
                         len: u32::try_from(len).unwrap_or(0),
                         ..*d
                     }),
@@ -181,7 +181,11 @@ impl Forwarder {
 fn give_back(how: Forward, addr: u64, free_tx: &mut Vec<u32>, refill: &mut Vec<u64>) {
     let base = addr - addr % u64::from(FRAME_SIZE);
     match how {
-        Forward::Rewrite => free_tx.push(u32::try_from(base / u64::from(FRAME_SIZE)).unwrap_or(0)),
+        Forward::Rewrite => {
+            if let Ok(idx) = u32::try_from(base / u64::from(FRAME_SIZE)) {
+                free_tx.push(idx);
+            }
+        }
         Forward::InPlace => refill.push(base),
     }
 }

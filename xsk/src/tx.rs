@@ -97,12 +97,17 @@ impl TxQueue {
             }
             pending = now;
         }
-        let mut reader = self.bound.device.complete(self.bound.frames());
+        let frames = self.bound.frames();
+        let mut reader = self.bound.device.complete(frames);
         let mut completed = 0;
         while let Some(addr) = reader.read() {
-            self.free
-                .push(u32::try_from(addr / u64::from(FRAME_SIZE)).unwrap_or(0));
-            completed += 1;
+            // Only addresses of our frames come back; anything else is not ours to reuse.
+            if let Ok(idx) = u32::try_from(addr / u64::from(FRAME_SIZE))
+                && idx < frames
+            {
+                self.free.push(idx);
+                completed += 1;
+            }
         }
         reader.release();
         completed

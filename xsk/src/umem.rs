@@ -5,12 +5,10 @@
 
 use std::{
     borrow::ToOwned,
-    boxed::Box,
     ffi::CString,
     num::NonZeroU32,
     ptr::NonNull,
     string::{String, ToString},
-    vec,
 };
 
 use xdpilone::{
@@ -20,23 +18,56 @@ use xdpilone::{
 /// Bytes per UMEM frame.
 pub const FRAME_SIZE: u32 = 4096;
 
-#[repr(C, align(4096))]
-#[derive(Clone, Copy)]
-struct Page([u8; FRAME_SIZE as usize]);
+/// Memory for a UMEM, mapped for it alone (anonymous, page-aligned) and unmapped on drop;
+/// [`Bound`] keeps it after the UMEM and sockets that use it. Not heap memory: a zero-copy driver
+/// may still write into its frames for a moment after the socket is gone (the kernel tears the
+/// driver side down later); unmapping leaves the pinned pages to the kernel until then, where
+/// memory handed back to the allocator could already hold other data.
+struct Area {
+    base: NonNull<u8>,
+    frames: u32,
+}
 
-/// Page-aligned memory for a UMEM; [`Bound`] keeps it after the UMEM and sockets that use it.
-struct Area(Box<[Page]>);
+// SAFETY: the mapping is owned by the `Area` alone; nothing in it is tied to a thread.
+unsafe impl Send for Area {}
 
 impl Area {
-    fn new(frames: u32) -> Self {
-        Self(vec![Page([0; FRAME_SIZE as usize]); frames as usize].into_boxed_slice())
+    fn new(frames: u32) -> Result<Self, String> {
+        let len = Self::len_of(frames);
+        // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or("mmap returned null")?;
+        Ok(Self { base, frames })
     }
 
-    fn mem(&mut self) -> NonNull<[u8]> {
-        let len = self.0.len() * FRAME_SIZE as usize;
-        let base =
-            NonNull::new(self.0.as_mut_ptr().cast::<u8>()).expect("a boxed slice is not null");
-        NonNull::slice_from_raw_parts(base, len)
+    fn len_of(frames: u32) -> usize {
+        frames as usize * FRAME_SIZE as usize
+    }
+
+    fn mem(&self) -> NonNull<[u8]> {
+        NonNull::slice_from_raw_parts(self.base, Self::len_of(self.frames))
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: `base` and the length are those of the mapping `new` made; `Bound` drops the
+        // area after every ring, socket and UMEM that uses it, and nothing else refers to it.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), Self::len_of(self.frames));
+        }
     }
 }
 
@@ -93,7 +124,12 @@ impl Bound {
         rx: bool,
         tx: bool,
     ) -> Result<Self, XskSetupError> {
-        let mut area = Area::new(frames);
+        let area = Area::new(frames).map_err(|errno| XskSetupError {
+            iface: iface.to_owned(),
+            queue,
+            step: "umem memory",
+            errno,
+        })?;
         let mem = area.mem();
         let parts = match bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_ZEROCOPY) {
             Ok(b) => b,
@@ -126,7 +162,7 @@ impl Bound {
 
     /// Frames in the UMEM.
     pub fn frames(&self) -> u32 {
-        u32::try_from(self.area.0.len()).unwrap_or(u32::MAX)
+        self.area.frames
     }
 }
 
@@ -144,7 +180,7 @@ pub(crate) unsafe fn frame_bytes(umem: &Umem, addr: u64, len: usize) -> Option<&
     let frame = u64::from(FRAME_SIZE);
     let offset = usize::try_from(addr % frame).ok()?;
     let chunk = umem.frame(BufIdx(u32::try_from(addr / frame).ok()?))?;
-    if offset + len > FRAME_SIZE as usize {
+    if offset.checked_add(len)? > FRAME_SIZE as usize {
         return None;
     }
     // SAFETY: `chunk.addr` covers the FRAME_SIZE bytes of one frame of the `Bound`'s memory,

@@ -58,7 +58,7 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         let source = (plan.source)()?;
         let targets: Vec<std::net::IpAddr> =
             plan.engine.mappings.iter().map(|m| m.target.ip()).collect();
-        let sender = Sender::new(plan.send, &targets, queue)
+        let sender = Sender::new(plan.send, &targets, queue, plan.engine.mtu)
             .context("setting up the sender for replayed packets")?;
         let engine = Engine::new(plan.engine)?;
         Ok((source, sender, engine))

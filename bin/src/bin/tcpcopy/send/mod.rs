@@ -37,8 +37,9 @@ pub struct Sender {
 const SCRATCH_LEN: usize = 65_536;
 
 impl Sender {
-    /// Sets up the sender for `targets`, on transmit queue `queue` for AF_XDP.
-    pub fn new(mode: SendMode, targets: &[IpAddr], queue: u32) -> anyhow::Result<Self> {
+    /// Sets up the sender for `targets`, on transmit queue `queue` for AF_XDP, for packets of up
+    /// to `mtu` bytes.
+    pub fn new(mode: SendMode, targets: &[IpAddr], queue: u32, mtu: u16) -> anyhow::Result<Self> {
         let v4: Vec<Ipv4Addr> = targets
             .iter()
             .filter_map(|t| match t {
@@ -49,8 +50,8 @@ impl Sender {
         let xsk = match mode {
             SendMode::Raw => None,
             _ if v4.is_empty() => None,
-            SendMode::Xdp => Some(XskSender::new(&v4, queue)?),
-            SendMode::Auto => match XskSender::new(&v4, queue) {
+            SendMode::Xdp => Some(XskSender::new(&v4, queue, mtu)?),
+            SendMode::Auto => match XskSender::new(&v4, queue, mtu) {
                 Ok(x) => Some(x),
                 Err(e) => {
                     log::warn!("AF_XDP transmit unavailable ({e}); sending through a raw socket");
@@ -82,7 +83,7 @@ impl Sender {
         Ok(Self {
             xsk,
             raw,
-            scratch: vec![0; SCRATCH_LEN],
+            scratch: vec![0; SCRATCH_LEN.max(usize::from(mtu))],
         })
     }
 

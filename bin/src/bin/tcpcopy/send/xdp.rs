@@ -12,7 +12,7 @@ use tcpcopy_engine::Transmit;
 use tcpcopy_host::neigh;
 use tcpcopy_xsk::{
     tx::{TxFrame, TxQueue},
-    umem::{XskMode, XskSetupError},
+    umem::{FRAME_SIZE, XskMode, XskSetupError},
 };
 
 /// Frames in the UMEM.
@@ -31,6 +31,10 @@ pub enum XskError {
         "{0} has {1} transmit queue(s): none left for worker {2} (fewer workers, or more queues)"
     )]
     NoQueue(String, u32, u32),
+    #[error(
+        "an MTU of {0} does not fit an AF_XDP frame ({FRAME_SIZE} bytes with the Ethernet header)"
+    )]
+    Mtu(u16),
     #[error(transparent)]
     Socket(#[from] XskSetupError),
 }
@@ -51,8 +55,11 @@ impl XskSender {
     /// Opens a sender for packets to `targets` (IPv4): finds the first one's route, resolves the
     /// next hop's MAC of every target routed through the same interface, and opens a transmit
     /// queue on queue `queue` of that interface (zero-copy if the driver allows, copy mode
-    /// otherwise).
-    pub fn new(targets: &[Ipv4Addr], queue: u32) -> Result<Self, XskError> {
+    /// otherwise). Packets of up to `mtu` bytes must fit a frame behind the Ethernet header.
+    pub fn new(targets: &[Ipv4Addr], queue: u32, mtu: u16) -> Result<Self, XskError> {
+        if usize::from(mtu) + ETH_LEN > FRAME_SIZE as usize {
+            return Err(XskError::Mtu(mtu));
+        }
         let first = *targets
             .first()
             .ok_or(XskError::NoRoute(Ipv4Addr::UNSPECIFIED))?;
