@@ -174,6 +174,21 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_parse_gives_the_same_view_again() {
+        let bytes = Packet::tcp("198.51.100.10:5000", "198.51.100.20:80")
+            .seq(3)
+            .flags(TcpFlags::PSH | TcpFlags::ACK)
+            .payload(b"hello")
+            .ip();
+        let once = parse(&bytes, Payload::Whole).unwrap();
+        let again = once.detach().view(&bytes).unwrap();
+        assert_eq!(again.tcp.payload, b"hello");
+        assert_eq!((again.src, again.dst), (once.src, once.dst));
+        assert_eq!(again.tcp.seq, once.tcp.seq);
+        assert!(once.detach().view(&bytes[..20]).is_none(), "too short");
+    }
+
+    #[test]
     fn a_claimed_payload_is_counted_but_absent() {
         for (src, dst) in [
             ("198.51.100.30:80", "192.0.2.1:4000"),

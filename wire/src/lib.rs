@@ -54,6 +54,52 @@ pub struct Packet<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub tcp: TcpSegment<'a>,
+    /// Where the payload starts in the parsed bytes (IP and TCP headers).
+    pub headers_len: usize,
+}
+
+impl Packet<'_> {
+    /// What was parsed, without the borrow of the bytes: kept beside them, it gives the same view
+    /// again ([`Parsed::view`]) without parsing twice.
+    pub fn detach(&self) -> Parsed {
+        Parsed {
+            src: self.src,
+            dst: self.dst,
+            tcp: TcpSegment {
+                payload: &[],
+                ..self.tcp
+            },
+            headers_len: self.headers_len,
+            payload_len: self.tcp.payload.len(),
+        }
+    }
+}
+
+/// A [`Packet`] detached from its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Parsed {
+    src: IpAddr,
+    dst: IpAddr,
+    tcp: TcpSegment<'static>,
+    headers_len: usize,
+    payload_len: usize,
+}
+
+impl Parsed {
+    /// The packet's view over `buf`, the bytes it was parsed from; `None` for other bytes that
+    /// are too short.
+    pub fn view<'a>(&self, buf: &'a [u8]) -> Option<Packet<'a>> {
+        let payload = buf.get(self.headers_len..self.headers_len + self.payload_len)?;
+        Some(Packet {
+            src: self.src,
+            dst: self.dst,
+            tcp: TcpSegment {
+                payload,
+                ..self.tcp
+            },
+            headers_len: self.headers_len,
+        })
+    }
 }
 
 /// Parses an IP packet (no link-layer header) carrying TCP.
@@ -65,9 +111,11 @@ pub fn parse(buf: &[u8], payload: Payload) -> Result<Packet<'_>, WireError> {
     }
     let declared_tcp_len = ip.total_len - ip.header_len;
     let tcp = TcpSegment::parse(&buf[ip.header_len..end], declared_tcp_len)?;
+    let headers_len = ip.header_len + tcp.header_len;
     Ok(Packet {
         src: ip.src,
         dst: ip.dst,
         tcp,
+        headers_len,
     })
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use tcpcopy_abi::filter::{Fields, FilterProgram, v4_mapped};
-use tcpcopy_engine::wire::{Packet as WirePacket, Payload, parse};
+use tcpcopy_engine::wire::{Packet as WirePacket, Parsed, Payload, parse};
 use tokio::time::Instant;
 
 use tcpcopy_capfile::{CaptureFile, Packet, ReadError};
@@ -28,7 +28,8 @@ pub struct Offline {
     file: CaptureFile,
     play: Playback,
     pass: u32,
-    next: Option<Packet>,
+    /// The next selected packet and what its one parse found.
+    next: Option<(Packet, Parsed)>,
     /// Capture time of the pass's first packet and the wall time it was replayed at.
     base: Option<(Duration, Instant)>,
     /// Capture time taken out of the pass by `-I`.
@@ -90,6 +91,15 @@ impl Offline {
                     self.at_end = true;
                 }
                 Some(Ok(p)) => {
+                    // Each packet is parsed once, here: the filter reads the parse, and the
+                    // engine gets the same view back (`Parsed::view`) when the packet is due.
+                    let parsed = match parse(&p.ip, Payload::Whole) {
+                        Ok(v) if self.play.filter.matches(&fields(&v)) => v.detach(),
+                        _ => {
+                            self.filtered += 1;
+                            continue;
+                        }
+                    };
                     // `-I`: an idle gap longer than the cap is shortened to the cap.
                     if let (Some(last), Some(cap)) = (self.last_ts, self.play.idle_cap) {
                         let gap = p.timestamp.saturating_sub(last);
@@ -98,7 +108,7 @@ impl Offline {
                         }
                     }
                     self.last_ts = Some(p.timestamp);
-                    self.next = Some(p);
+                    self.next = Some((p, parsed));
                 }
             }
         }
@@ -107,29 +117,25 @@ impl Offline {
     /// When the next packet is due, `None` at the end of the pass.
     pub fn due(&mut self, now: Instant) -> Option<Instant> {
         self.fill();
-        let p = self.next.as_ref()?;
+        let (p, _) = self.next.as_ref()?;
         let (ts0, wall0) = *self.base.get_or_insert((p.timestamp, now));
         let offset = p.timestamp.saturating_sub(ts0).saturating_sub(self.skipped);
         Some(wall0 + offset.div_f64(self.play.speed.max(0.001)))
     }
 
-    /// Hands every TCP packet due by `now` that the `-F` filter selects to `f`, parsed once;
-    /// counts the others as filtered. Returns how many were handed over.
+    /// Hands every selected packet due by `now` to `f`, as the view its one parse gave;
+    /// returns how many.
     pub fn feed(&mut self, now: Instant, mut f: impl FnMut(&WirePacket<'_>)) -> usize {
         let mut n = 0;
         while let Some(due) = self.due(now) {
             if due > now {
                 break;
             }
-            let p = self.next.take().expect("due() saw a packet");
-            match parse(&p.ip, Payload::Whole) {
-                Ok(packet) if self.play.filter.matches(&fields(&packet)) => {
-                    f(&packet);
-                    self.packets += 1;
-                    n += 1;
-                }
-                _ => self.filtered += 1,
-            }
+            let (p, parsed) = self.next.take().expect("due() saw a packet");
+            let view = parsed.view(&p.ip).expect("the bytes it was parsed from");
+            f(&view);
+            self.packets += 1;
+            n += 1;
         }
         n
     }
