@@ -14,7 +14,7 @@ use std::{
     vec::Vec,
 };
 
-use tcpcopy_wire::{IpHeader, TcpSegment, WireError};
+use tcpcopy_wire::{IpHeader, TcpHeader, WireError};
 
 /// Protocol version this implementation speaks.
 pub const VERSION: u16 = 6;
@@ -115,20 +115,23 @@ pub struct Response {
     pub target: SocketAddrV4,
 }
 
-/// The reply's IPv4 and TCP headers as a 64-byte record, read through the wire layer (checked
-/// once). IP options are left out and TCP options beyond 24 bytes dropped; the lengths in the
-/// headers are adjusted so that the payload length (total length - headers) stays what the reply
-/// carried.
+/// The reply's IPv4 and TCP headers as a 64-byte record, their lengths checked once through the
+/// wire layer; the TCP options are copied as they are (tcpcopy's engine reads them). IP options
+/// are left out and TCP options beyond 24 bytes dropped; the lengths in the headers are adjusted
+/// so that the payload length (total length - headers) stays what the reply carried.
 pub fn encode_response(ip_packet: &[u8]) -> Result<Response, RecordError> {
     let ip = IpHeader::parse(ip_packet)?;
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (ip.src, ip.dst) else {
         return Err(RecordError::NotIpv4Tcp);
     };
-    let tcp_bytes = &ip_packet[ip.header_len..ip.total_len.min(ip_packet.len())];
-    let tcp = TcpSegment::parse(tcp_bytes, ip.total_len - ip.header_len)?;
+    let tcp_bytes = &ip_packet[ip.header_len..];
+    let tcp = TcpHeader::parse(tcp_bytes)?;
+    if ip.total_len < ip.header_len + tcp.header_len {
+        return Err(RecordError::Truncated);
+    }
     let opts = &tcp_bytes[20..tcp.header_len];
     let kept = opts.len().min(MAX_OPTION_LEN) & !3;
-    let payload = tcp.payload_len as usize;
+    let payload = ip.total_len - ip.header_len - tcp.header_len;
     let mut rec = [0u8; RESPONSE_RECORD_LEN];
     rec[..20].copy_from_slice(&ip_packet[..20]);
     rec[0] = 0x45;
@@ -236,11 +239,8 @@ mod tests {
         p[ihl + 2..ihl + 4].copy_from_slice(&40_000u16.to_be_bytes());
         p[ihl + 12] = u8::try_from(doff / 4).unwrap() << 4;
         p[ihl + 13] = 0x18;
-        // Well-formed options: a timestamp (10 bytes) where there is room, NOPs around it.
-        let opts = &mut p[ihl + 20..ihl + doff];
-        opts.fill(1);
-        if opts.len() >= 12 {
-            opts[2..12].copy_from_slice(&[8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+        for (i, b) in p[ihl + 20..ihl + doff].iter_mut().enumerate() {
+            *b = 1 + u8::try_from(i % 3).unwrap();
         }
         p
     }

@@ -19,7 +19,7 @@ pub use checksum::{internet_checksum, pseudo_header_sum};
 pub use emit::{OutSegment, emit, segment_len};
 pub use ip::IpHeader;
 pub use seq::Seq;
-pub use tcp::{TcpFlags, TcpOptions, TcpSegment};
+pub use tcp::{TcpFlags, TcpHeader, TcpOptions, TcpSegment};
 
 use std::net::IpAddr;
 

@@ -135,6 +135,36 @@ impl TcpOptions {
     }
 }
 
+/// The ports and length of a TCP header, checked against the bytes; the options are not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpHeader {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Bytes of TCP header, options included.
+    pub header_len: usize,
+}
+
+impl TcpHeader {
+    /// Checks that `buf` holds a whole TCP header (options included) and reads its ports.
+    pub fn parse(buf: &[u8]) -> Result<Self, WireError> {
+        let Some(h) = buf.get(..20) else {
+            return Err(WireError::Truncated);
+        };
+        let header_len = usize::from(h[12] >> 4) * 4;
+        if header_len < 20 {
+            return Err(WireError::Malformed);
+        }
+        if buf.len() < header_len {
+            return Err(WireError::Truncated);
+        }
+        Ok(Self {
+            src_port: u16::from_be_bytes([h[0], h[1]]),
+            dst_port: u16::from_be_bytes([h[2], h[3]]),
+            header_len,
+        })
+    }
+}
+
 /// A view of a TCP segment.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment<'a> {
@@ -157,21 +187,17 @@ impl<'a> TcpSegment<'a> {
     /// Parses `buf` (TCP header and whatever payload is present); `declared_len` is the TCP length
     /// from the IP header.
     pub fn parse(buf: &'a [u8], declared_len: usize) -> Result<Self, WireError> {
-        let Some(h) = buf.get(..20) else {
-            return Err(WireError::Truncated);
-        };
-        let header_len = usize::from(h[12] >> 4) * 4;
-        if header_len < 20 || declared_len < header_len {
+        let header = TcpHeader::parse(buf)?;
+        let header_len = header.header_len;
+        if declared_len < header_len {
             return Err(WireError::Malformed);
         }
-        let Some(opts) = buf.get(20..header_len) else {
-            return Err(WireError::Truncated);
-        };
+        let (h, opts) = (&buf[..20], &buf[20..header_len]);
         let payload_len =
             u32::try_from(declared_len - header_len).map_err(|_| WireError::Malformed)?;
         Ok(Self {
-            src_port: u16::from_be_bytes([h[0], h[1]]),
-            dst_port: u16::from_be_bytes([h[2], h[3]]),
+            src_port: header.src_port,
+            dst_port: header.dst_port,
             seq: Seq::new(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
             ack: Seq::new(u32::from_be_bytes([h[8], h[9], h[10], h[11]])),
             flags: TcpFlags(h[13]),
