@@ -384,11 +384,19 @@ impl Testbed {
     /// TCP connections of `host` on local port `port` that still expect a segment: every state
     /// but LISTEN and TIME-WAIT (read from the namespace's /proc/net/tcp and tcp6).
     pub fn open_tcp(&self, host: Host, port: u16) -> anyhow::Result<usize> {
-        let out = self
-            .cmd(host, "cat")
-            .args(["/proc/net/tcp", "/proc/net/tcp6"])
-            .output()?;
-        Ok(count_open(&String::from_utf8_lossy(&out.stdout), port))
+        let mut open = 0;
+        for (file, required) in [("/proc/net/tcp", true), ("/proc/net/tcp6", false)] {
+            let out = self.cmd(host, "cat").arg(file).output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() || !text.starts_with("  sl") {
+                if required {
+                    bail!("reading {file} on {} failed: {}", host.name(), out.status);
+                }
+                continue;
+            }
+            open += count_open(&text, port);
+        }
+        Ok(open)
     }
 
     /// Whether any interface of `host` has an XDP program attached.

@@ -88,15 +88,27 @@ impl Spawned {
         what: &str,
         timeout: Duration,
     ) -> anyhow::Result<String> {
+        self.wait_for_after(0, matches, what, timeout)
+    }
+
+    /// [`Self::wait_for`] among the lines after the first `skip` (those printed after a moment
+    /// the caller noted with `lines().len()`).
+    pub fn wait_for_after(
+        &mut self,
+        skip: usize,
+        matches: impl Fn(&str) -> bool,
+        what: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.lines().into_iter().find(|l| matches(l)) {
+            if let Some(l) = self.lines().into_iter().skip(skip).find(|l| matches(l)) {
                 return Ok(l);
             }
             if let Some(status) = self.child.try_wait()? {
                 // Let the reader drain what is left.
                 thread::sleep(Duration::from_millis(100));
-                if let Some(l) = self.lines().into_iter().find(|l| matches(l)) {
+                if let Some(l) = self.lines().into_iter().skip(skip).find(|l| matches(l)) {
                     return Ok(l);
                 }
                 anyhow::bail!(

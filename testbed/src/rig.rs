@@ -103,12 +103,22 @@ pub fn wait_closed(bed: &Testbed, host: Host, port: u16) {
     );
 }
 
-/// Waits until tcpcopy (started with a stats interval) has taken in every frame its XDP program
-/// handed it and every session it started, at least `sessions` of them, has ended (completed or
-/// lost): nothing more will reach the test server. The stats line that said so.
-pub fn wait_settled(tcpcopy: &mut Spawned, sessions: u64, timeout: Duration) -> String {
+/// Waits until every client segment has reached the online host (its port-80 connections are
+/// closed), then until tcpcopy (started with a stats interval) says, in a line printed after
+/// that, that it has taken in every frame its XDP program handed it and that every session it
+/// started, at least `sessions` of them, has ended (completed or lost): nothing more will reach
+/// the test server. The stats line that said so.
+pub fn wait_settled(
+    bed: &Testbed,
+    tcpcopy: &mut Spawned,
+    sessions: u64,
+    timeout: Duration,
+) -> String {
+    wait_closed(bed, Host::Online, 80);
+    let from = tcpcopy.lines().len();
     tcpcopy
-        .wait_for(
+        .wait_for_after(
+            from,
             |l| l.starts_with("stats") && settled(l, sessions),
             "a settled replay",
             timeout,

@@ -25,6 +25,17 @@ fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::Pat
     file
 }
 
+/// Whether the last packet that can be read of `file` is ICMP (an IPv4 protocol 1).
+fn last_is_icmp(file: &std::path::Path) -> bool {
+    let Ok(mut reader) = tcpcopy_capfile::CaptureFile::open(file) else {
+        return false;
+    };
+    std::iter::from_fn(|| reader.next_packet())
+        .map_while(Result::ok)
+        .last()
+        .is_some_and(|p| p.ip.first().is_some_and(|b| b >> 4 == 4) && p.ip.get(9) == Some(&1))
+}
+
 /// Packets in the capture file being written (what can be read of it so far).
 fn packets_in(file: &std::path::Path) -> usize {
     let Ok(mut reader) = tcpcopy_capfile::CaptureFile::open(file) else {
@@ -35,9 +46,9 @@ fn packets_in(file: &std::path::Path) -> usize {
         .count()
 }
 
-/// Pings online from the client until the capture tool has written the echo into `file`
-/// (it captures ICMP too; replay skips it): everything sent before is in the file, and so is
-/// everything sent after.
+/// Pings online from the client until the capture tool has written an echo as the last packet
+/// of `file` (it captures ICMP too; replay skips it): everything sent before is in the file, and
+/// so is everything sent after.
 fn until_recorded(bed: &Testbed, file: &std::path::Path) {
     let before = packets_in(file);
     assert!(
@@ -46,7 +57,7 @@ fn until_recorded(bed: &Testbed, file: &std::path::Path) {
                 .cmd(Host::Client, "ping")
                 .args(["-c", "1", "-W", "1", &Host::Online.addr().to_string()])
                 .output();
-            packets_in(file) > before
+            packets_in(file) > before && last_is_icmp(file)
         }),
         "the capture tool wrote no packet into {}",
         file.display()

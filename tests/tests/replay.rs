@@ -62,7 +62,7 @@ fn thousand_one_request_connections_arrive_exactly_once() {
         logged(&bed, Host::Test, "one").len()
     );
     // Every session over: no copy still on its way that would arrive twice.
-    wait_settled(&mut tcpcopy, 1000, WAIT);
+    wait_settled(&bed, &mut tcpcopy, 1000, WAIT);
     let online = logged(&bed, Host::Online, "one");
     let test = logged(&bed, Host::Test, "one");
     assert_eq!(test.len(), 1000, "exactly once each");
@@ -105,7 +105,7 @@ fn three_copies_from_three_client_sets() {
         tcpcopy.lines().last(),
         intercept.lines().last()
     );
-    wait_settled(&mut tcpcopy, 3000, WAIT);
+    wait_settled(&bed, &mut tcpcopy, 3000, WAIT);
     let test = logged(&bed, Host::Test, "three");
     assert_eq!(test.len(), 3000);
     // Every URL three times, each copy from its own client address/port. (A tuple may come
@@ -152,7 +152,7 @@ fn half_of_the_sessions_whole() {
     for c in children {
         assert_eq!(codes(c), vec!["200"; 3]);
     }
-    wait_settled(&mut tcpcopy, 1, WAIT);
+    wait_settled(&bed, &mut tcpcopy, 1, WAIT);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     let test = bed.requests(Host::Test).unwrap();
     let mut per_session = std::collections::HashMap::new();
@@ -248,7 +248,7 @@ fn connections_opened_before_tcpcopy_started_are_replayed() {
         "replayed: {:?}",
         logged(&bed, Host::Test, "early")
     );
-    wait_settled(&mut tcpcopy, 1, WAIT);
+    wait_settled(&bed, &mut tcpcopy, 1, WAIT);
     let test = uris(&logged(&bed, Host::Test, "early"));
     let online = uris(&logged(&bed, Host::Online, "early"));
     assert!(
@@ -485,7 +485,7 @@ fn a_mirror_port_is_read_through_af_xdp() {
         "replayed: {}",
         logged(&bed, Host::Test, "mirrored").len()
     );
-    wait_settled(&mut tcpcopy, 200, WAIT);
+    wait_settled(&bed, &mut tcpcopy, 200, WAIT);
     assert_eq!(logged(&bed, Host::Test, "mirrored").len(), 200);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert!(
