@@ -4,8 +4,8 @@
 //!
 //! Every packet read is bounds-checked against the frame's end ([`parse`]); the layouts shared
 //! with userspace come from `tcpcopy-abi`. The binaries build for the BPF target through
-//! aya-build in the userspace crates' build scripts; a host build compiles them empty so the
-//! workspace builds and lints as a whole.
+//! aya-build in `bin/build.rs`; a host build compiles them empty so the workspace builds and
+//! lints as a whole.
 #![no_std]
 #![allow(
     unsafe_code,

@@ -1,5 +1,6 @@
 //! Both XDP programs in one place: the maps they share with userspace and what they do with a
-//! frame. `tcpcopy-ebpf` and `intercept-ebpf` instantiate it with [`xdp_program!`].
+//! frame. `src/bin/tcpcopy-xdp.rs` and `src/bin/intercept-xdp.rs` instantiate it with
+//! [`xdp_program!`].
 #![allow(
     clippy::inline_always,
     reason = "eBPF: inlined into the program so the verifier sees every bound"

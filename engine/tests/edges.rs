@@ -157,7 +157,11 @@ fn a_buffer_shorter_than_the_mtu_takes_nothing() {
     let mut small = vec![0u8; 100];
     assert!(e.poll_transmit(t(0), &mut small).is_none());
     let out = drain(&mut e, t(0));
-    assert_eq!(out.len(), 1, "the SYN waited for a buffer that holds the MTU");
+    assert_eq!(
+        out.len(),
+        1,
+        "the SYN waited for a buffer that holds the MTU"
+    );
     assert!(parse(&out[0], Payload::Whole).unwrap().tcp.flags.syn());
 }
 

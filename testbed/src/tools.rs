@@ -345,7 +345,9 @@ mod tests {
                 let text = std::fs::read_to_string(&file).unwrap();
                 // This file's own tests name made-up programs on purpose.
                 let text = if file.ends_with("testbed/src/tools.rs") {
-                    text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default()
+                    text.split("#[cfg(test)]\nmod tests")
+                        .next()
+                        .unwrap_or_default()
                 } else {
                     &text
                 };

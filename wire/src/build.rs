@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 
-use crate::{OutSegment, Seq, TcpOptions, emit};
+use crate::{OutSegment, Seq, TcpOptions, emit, ethernet};
 
 /// A TCP packet to write: addresses and numbers, with defaults for the rest (window 65535, no
 /// options, no payload, IP id 0).
@@ -140,15 +140,14 @@ impl<'a> Packet<'a> {
     /// The packet in an Ethernet frame from `src_mac` to `dst_mac`, with one 802.1Q tag when
     /// `vlan` is given.
     pub fn ethernet(&self, src_mac: [u8; 6], dst_mac: [u8; 6], vlan: Option<u16>) -> Vec<u8> {
+        let header = ethernet::header(dst_mac, src_mac, self.dst.ip());
         let mut frame = Vec::with_capacity(18 + 100 + self.payload.len());
-        frame.extend_from_slice(&dst_mac);
-        frame.extend_from_slice(&src_mac);
+        frame.extend_from_slice(&header[..12]);
         if let Some(id) = vlan {
             frame.extend_from_slice(&0x8100u16.to_be_bytes());
             frame.extend_from_slice(&id.to_be_bytes());
         }
-        let ethertype: u16 = if self.src.is_ipv4() { 0x0800 } else { 0x86dd };
-        frame.extend_from_slice(&ethertype.to_be_bytes());
+        frame.extend_from_slice(&header[12..]);
         frame.extend_from_slice(&self.ip());
         frame
     }

@@ -1,17 +1,41 @@
-//! Ethernet framing: the IP packet inside a captured frame.
+//! Ethernet framing: the IP packet inside a captured frame, and the header in front of a packet
+//! sent through AF_XDP.
+
+use std::net::IpAddr;
+
+/// Bytes of an Ethernet header without a VLAN tag.
+pub const HEADER_LEN: usize = 14;
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
 
 /// The IP packet inside an Ethernet frame (one optional VLAN tag), or `None` for other frames.
 pub fn ip_payload(frame: &[u8]) -> Option<&[u8]> {
     let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    let mut at = 14;
-    if ethertype == 0x8100 || ethertype == 0x88a8 {
+    let mut at = HEADER_LEN;
+    if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
         ethertype = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
-        at = 18;
+        at = HEADER_LEN + 4;
     }
     match ethertype {
-        0x0800 | 0x86dd => frame.get(at..),
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => frame.get(at..),
         _ => None,
     }
+}
+
+/// The Ethernet header of a frame from `src` to `dst` carrying an IP packet to `ip`.
+pub fn header(dst: [u8; 6], src: [u8; 6], ip: IpAddr) -> [u8; HEADER_LEN] {
+    let ethertype = if ip.is_ipv4() {
+        ETHERTYPE_IPV4
+    } else {
+        ETHERTYPE_IPV6
+    };
+    let mut h = [0u8; HEADER_LEN];
+    h[..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(&src);
+    h[12..].copy_from_slice(&ethertype.to_be_bytes());
+    h
 }
 
 #[cfg(test)]

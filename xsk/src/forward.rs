@@ -19,7 +19,7 @@ pub enum Forward {
 }
 
 /// Frames per batch.
-const BATCH: u32 = 64;
+pub const BATCH: u32 = 64;
 
 /// The forwarder's socket and frames: the UMEM's first half receives, the second half
 /// transmits (in [`Forward::Rewrite`]).

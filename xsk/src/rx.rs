@@ -16,11 +16,11 @@ use tcpcopy_abi::maps::XSKS;
 
 use crate::{
     program::XdpProgram,
-    umem::{Bound, FRAME_SIZE, XskMode, frame_bytes},
+    umem::{Bound, FRAME_SIZE, RING_SIZE, XskMode, frame_bytes},
 };
 
-/// Frames per queue (all of them on the fill ring at first).
-const FRAMES: u32 = 2048;
+/// Frames per queue: as many as the fill ring holds, all of them on it at first.
+const FRAMES: u32 = RING_SIZE;
 
 /// A socket's descriptor, for readiness only (the socket itself is owned by `User`).
 struct Fd(RawFd);

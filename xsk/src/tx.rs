@@ -22,6 +22,9 @@ pub struct TxQueue {
 }
 
 impl TxQueue {
+    /// UMEM frames of a transmit queue, unless a caller has reason for another number.
+    pub const FRAMES: u32 = 4096;
+
     /// A transmit socket with `frames` UMEM frames on queue `queue` of `iface` (zero-copy if
     /// the driver allows, copy mode otherwise).
     pub fn open(iface: &str, queue: u32, frames: u32) -> Result<Self, XskSetupError> {

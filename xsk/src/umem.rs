@@ -18,6 +18,10 @@ use xdpilone::{
 /// Bytes per UMEM frame.
 pub const FRAME_SIZE: u32 = 4096;
 
+/// Descriptors of each RX and TX ring (and of the fill and completion rings, xdpilone's
+/// default).
+pub const RING_SIZE: u32 = 2048;
+
 /// Memory for a UMEM, mapped for it alone (anonymous, page-aligned) and unmapped on drop;
 /// [`Bound`] keeps it after the UMEM and sockets that use it. Not heap memory: a zero-copy driver
 /// may still write into its frames for a moment after the socket is gone (the kernel tears the
@@ -217,6 +221,8 @@ fn bind(
     };
     let config = UmemConfig {
         frame_size: FRAME_SIZE,
+        fill_size: RING_SIZE,
+        complete_size: RING_SIZE,
         ..UmemConfig::default()
     };
     // SAFETY: `mem` is the page-aligned memory of the `Area` that `Bound::open` stores in the
@@ -236,8 +242,8 @@ fn bind(
     let sock = Socket::with_shared(&info, &umem).map_err(err("socket"))?;
     let device = umem.fq_cq(&sock).map_err(err("fill/completion rings"))?;
     let cfg = SocketConfig {
-        rx_size: if rx { NonZeroU32::new(2048) } else { None },
-        tx_size: if tx { NonZeroU32::new(2048) } else { None },
+        rx_size: if rx { NonZeroU32::new(RING_SIZE) } else { None },
+        tx_size: if tx { NonZeroU32::new(RING_SIZE) } else { None },
         bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag,
     };
     let user = umem.rx_tx(&sock, &cfg).map_err(err("rings"))?;

@@ -6,13 +6,13 @@
 //!   AF_XDP socket; each frame goes back out unchanged but for its MAC addresses, from the same
 //!   UMEM frame (no copy): the fastest an AF_XDP forwarder can be on this interface.
 //! - `forward rewrite`: what tcpcopy does to each packet it replays: parse the captured packet
-//!   (the engine's wire view), write a new one for the target (addresses, ports, sequence and
-//!   acknowledgement numbers, options, checksums: the engine's `emit`) behind an Ethernet header
-//!   into a transmit frame, and send it.
+//!   (the wire layer's view), write a new one for the target (addresses, ports, sequence and
+//!   acknowledgement numbers, options, checksums: the wire layer's `emit`) straight into a
+//!   transmit frame behind an Ethernet header, and send it.
 //!
 //! Each prints `forwarded=N seconds=S user_seconds=U sys_seconds=K` at the end (a forwarder
-//! sleeps in poll() when nothing comes, so its CPU time is its work). This is the thin ring layer:
-//! its `unsafe` blocks touch UMEM frames, each explained.
+//! sleeps in poll() when nothing comes, so its CPU time is its work). The ring work is
+//! `tcpcopy_xsk`'s; this file has no `unsafe`.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -21,17 +21,19 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use tcpcopy_abi::maps::{MODE_MIRROR, TCPCOPY_PROGRAM};
-use tcpcopy_engine::wire::{OutSegment, Payload, TcpFlags, TcpOptions, build::Packet, emit, parse};
 use tcpcopy_host::neigh;
+use tcpcopy_wire::{
+    OutSegment, Payload, TcpFlags, TcpOptions,
+    build::Packet,
+    emit,
+    ethernet::{ETHERTYPE_IPV4, HEADER_LEN as ETH_LEN, ip_payload},
+    parse,
+};
 use tcpcopy_xsk::{
-    forward::{Forward, Forwarder},
+    forward::{BATCH, Forward, Forwarder},
     program::XdpProgram,
     tx::TxQueue,
 };
-
-/// Frames in the UMEM (the forwarder's first half receives, the second half transmits).
-const FRAMES: u32 = 4096;
-const BATCH: u32 = 64;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,7 +105,7 @@ fn gen_frames(iface: &str, dst_mac: &str, time: Duration) -> anyhow::Result<(u64
     let frames: Vec<Vec<u8>> = (0..1024u16)
         .map(|i| request_frame(src, dst, 1024 + i))
         .collect();
-    let mut queue = TxQueue::open(iface, 0, FRAMES)?;
+    let mut queue = TxQueue::open(iface, 0, TxQueue::FRAMES)?;
     let start = Instant::now();
     let mut sent = 0u64;
     let mut next = 0usize;
@@ -134,7 +136,7 @@ fn forward(iface: &str, rewrite: bool, time: Duration) -> anyhow::Result<(u64, D
     )?;
     program.set_mode(MODE_MIRROR)?;
     let mut xsks = tcpcopy_xsk::rx::take_xsks(&mut program)?;
-    let mut f = Forwarder::open(iface, 0, FRAMES)?;
+    let mut f = Forwarder::open(iface, 0, TxQueue::FRAMES)?;
     xsks.set(0, f.fd(), 0)?;
     program.attach(iface, false)?;
     println!(
@@ -179,7 +181,7 @@ fn swap_macs(frame: &mut [u8]) {
 /// the client rewritten, written behind an Ethernet header straight into `out` (the transmit
 /// frame, as tcpcopy's sender does); its length.
 fn rewritten(frame: &[u8], out: &mut [u8]) -> Option<usize> {
-    let ip = tcpcopy_wire::ethernet::ip_payload(frame)?;
+    let ip = ip_payload(frame)?;
     let p = parse(ip, Payload::Whole).ok()?;
     let seg = OutSegment {
         src: SocketAddr::new(
@@ -197,6 +199,6 @@ fn rewritten(frame: &[u8], out: &mut [u8]) -> Option<usize> {
     };
     out[..6].copy_from_slice(&frame[6..12]);
     out[6..12].copy_from_slice(&frame[..6]);
-    out[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    emit(&seg, &mut out[14..]).ok().map(|n| n + 14)
+    out[12..ETH_LEN].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    emit(&seg, &mut out[ETH_LEN..]).ok().map(|n| n + ETH_LEN)
 }

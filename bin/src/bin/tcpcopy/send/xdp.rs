@@ -8,15 +8,13 @@ use std::{
 };
 
 use tcpcopy_engine::Transmit;
+use tcpcopy_wire::ethernet::{self, HEADER_LEN as ETH_LEN};
 
 use tcpcopy_host::neigh;
 use tcpcopy_xsk::{
     tx::{TxFrame, TxQueue},
     umem::{FRAME_SIZE, XskMode, XskSetupError},
 };
-
-/// Frames in the UMEM.
-const FRAMES: u32 = 4096;
 
 /// Why the AF_XDP sender could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +46,6 @@ pub struct XskSender {
     pub errors: u64,
 }
 
-/// Bytes of the Ethernet header in front of each IP packet.
-const ETH_LEN: usize = 14;
-
 impl XskSender {
     /// Opens a sender for packets to `targets` (IPv4): finds the first one's route, resolves the
     /// next hop's MAC of every target routed through the same interface, and opens a transmit
@@ -73,18 +68,14 @@ impl XskSender {
             };
             let dst = neigh::resolve(&r, Duration::from_secs(3))
                 .ok_or_else(|| XskError::Unresolved(r.next_hop, r.iface.clone()))?;
-            let mut header = [0u8; ETH_LEN];
-            header[..6].copy_from_slice(&dst);
-            header[6..12].copy_from_slice(&src);
-            header[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-            headers.push((t, header));
+            headers.push((t, ethernet::header(dst, src, IpAddr::V4(t))));
         }
         let queues = tcpcopy_host::iface::tx_queues(&route.iface);
         if queue >= queues {
             return Err(XskError::NoQueue(route.iface, queues, queue));
         }
         Ok(Self {
-            queue: TxQueue::open(&route.iface, queue, FRAMES)?,
+            queue: TxQueue::open(&route.iface, queue, TxQueue::FRAMES)?,
             headers,
             errors: 0,
         })
