@@ -119,6 +119,10 @@ pub struct Stats {
     pub paced_by_bytes: u64,
     pub paced_by_burst_end: u64,
     pub paced_by_timeout: u64,
+    /// Clients' closes (FIN, or a RST that ends a replay) passed on after the response wait
+    /// while the test server had answered less than production had before the client closed:
+    /// the test server may have dropped work still unanswered (an HTTP/2 stream, say).
+    pub closed_short: u64,
 }
 
 impl std::ops::AddAssign<&Losses> for Losses {
@@ -152,6 +156,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.paced_by_bytes += o.paced_by_bytes;
         self.paced_by_burst_end += o.paced_by_burst_end;
         self.paced_by_timeout += o.paced_by_timeout;
+        self.closed_short += o.closed_short;
     }
 }
 
@@ -159,7 +164,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={}",
+            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} closed_short={}",
             self.captured,
             self.captured_malformed,
             self.captured_unmapped,
@@ -175,7 +180,8 @@ impl fmt::Display for Stats {
             self.payload_bytes_sent,
             self.retransmits,
             self.paced_by_bytes + self.paced_by_burst_end + self.paced_by_timeout,
-            self.paced_by_timeout
+            self.paced_by_timeout,
+            self.closed_short
         )?;
         for reason in LossReason::ALL {
             let n = self.lost.get(reason);

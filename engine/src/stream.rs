@@ -147,6 +147,12 @@ impl ClientStream {
         acc
     }
 
+    /// The client reset the connection with `ack`: its close waits for the answer online had sent
+    /// by then, like a request at the end of the stream.
+    pub fn note_reset(&mut self, ack: Seq) {
+        self.note_request_ack(self.end(), ack);
+    }
+
     /// Records the boundary a request starting at `at` with the client's `ack` implies.
     fn note_request_ack(&mut self, at: Seq, ack: Seq) {
         match self.last_request_ack {

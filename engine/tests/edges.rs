@@ -502,6 +502,31 @@ mod established {
         assert_eq!(e.session_count(), 0);
     }
 
+    /// A client's RST|ACK says how much online had answered before it: the test server gets
+    /// its RST once it has answered as much (as a FIN would), not as soon as the request is
+    /// acknowledged.
+    #[test]
+    fn a_client_reset_waits_for_the_answer_online_had_given() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, 1001, ONLINE_ACK, b"GET /\n");
+        drain(&mut e, t(1));
+        // Online answered 100 bytes; the client resets having read them.
+        capture(&mut e, t(2), RST | ACK, 1007, ONLINE_ACK + 100, b"");
+        // The test server acknowledges the request and answers part of it: no RST yet.
+        reply(&mut e, t(3), ACK | PSH, IRS + 1, 1007, &[b'x'; 60]);
+        let out = recv(&mut e, t(3));
+        assert!(out.iter().all(|s| s.flags & RST == 0), "{out:?}");
+        assert_eq!(e.session_count(), 1);
+        // The rest of the answer: now the RST goes and the session is complete.
+        reply(&mut e, t(4), ACK | PSH, IRS + 61, 1007, &[b'y'; 40]);
+        let out = recv(&mut e, t(4));
+        assert!(out.iter().any(|s| s.flags & RST != 0), "{out:?}");
+        assert_eq!(e.session_count(), 0);
+        assert_eq!(e.stats().sessions_completed, 1);
+        assert_eq!(e.stats().closed_short, 0);
+    }
+
     #[test]
     fn three_duplicate_acks_trigger_a_fast_retransmit() {
         let mut e = engine(config(MAP));

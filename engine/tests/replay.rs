@@ -66,11 +66,14 @@ fn keep_alive_100_back_to_back_requests_are_paced_not_collapsed() {
     assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
     assert_replayed(&n, 1);
     let st = n.engine.stats();
-    // Each of requests 2..=100 (and the client's FIN) waited for the test server's answer to the
-    // one before, and was released by that answer, not by a timeout (the test server is as fast
-    // as online; its answers are 2 bytes shorter, so the end of each answer releases the next).
-    assert_eq!(st.paced_by_bytes + st.paced_by_burst_end, 100, "{st:?}");
-    assert_eq!(st.paced_by_timeout, 0, "{st:?}");
+    // Each of requests 2..=100 waited for the test server's answer to the one before, and was
+    // released by that answer, not by a timeout (the test server is as fast as online; its
+    // answers are 2 bytes shorter, so the end of each answer releases the next). The client's
+    // FIN is held to a stricter rule: the whole answer production had sent, the test server's
+    // own close, or the response wait; 2 bytes short, it went after the wait and is counted.
+    assert_eq!(st.paced_by_bytes + st.paced_by_burst_end, 99, "{st:?}");
+    assert_eq!(st.paced_by_timeout, 1, "{st:?}");
+    assert_eq!(st.closed_short, 1, "{st:?}");
     let test_lines = n.test_app.streams()[0]
         .iter()
         .filter(|b| **b == b'\n')
@@ -333,4 +336,60 @@ fn same_size_answers_release_requests_by_byte_count() {
     assert_replayed(&n, 1);
     let st = n.engine.stats();
     assert_eq!(st.paced_by_bytes, 100, "{st:?}");
+}
+
+/// A multiplexed connection (as HTTP/2 streams): ten requests at once, answered out of order and
+/// each after its own delay; the test server is slower than online and drops what it has not
+/// answered when the client closes, as an HTTP/2 server does. The client closes after all its
+/// answers came, so the replayed close waits until the test server has answered as much as online
+/// had: every stream is answered on the test side too, and nothing is counted short.
+#[test]
+fn a_multiplexed_connection_is_closed_only_after_every_stream_is_answered() {
+    for seed in 0..5 {
+        let mut online = Server::new("online", 120);
+        online.delay_us = |i| 1_000 + (i as u64 % 3) * 500;
+        let mut test = Server::new("test", 120);
+        test.delay_us = |i| 5_000 + (9 - i as u64) * 3_000;
+        test.abort_on_close = true;
+        let mut n = Net::new(config(), online, test, Knobs::default(), seed);
+        n.add_client(
+            ClientScript {
+                pipelined: true,
+                ..ClientScript::requests(10)
+            },
+            0,
+        );
+        assert!(n.run(30_000_000), "settles; {}", n.engine.stats());
+        assert_replayed(&n, 1);
+        let st = n.engine.stats();
+        assert_eq!(n.test_app.aborted, 0, "seed {seed}: streams dropped; {st}");
+        assert_eq!(n.test_app.answered, 10, "seed {seed}; {st}");
+        assert_eq!(st.closed_short, 0, "seed {seed}; {st}");
+    }
+}
+
+/// A stream the test server never answers in time: the close goes after the response wait and
+/// the shortfall is counted, never silent.
+#[test]
+fn a_close_before_the_test_server_answered_everything_is_counted() {
+    let mut online = Server::new("online", 120);
+    online.delay_us = |_| 1_000;
+    let mut test = Server::new("test", 120);
+    // One stream takes far longer than the response wait (500 ms).
+    test.delay_us = |i| if i == 3 { 5_000_000 } else { 2_000 };
+    test.abort_on_close = true;
+    let mut n = Net::new(config(), online, test, Knobs::default(), 1);
+    n.add_client(
+        ClientScript {
+            pipelined: true,
+            ..ClientScript::requests(10)
+        },
+        0,
+    );
+    assert!(n.run(30_000_000), "settles; {}", n.engine.stats());
+    let st = n.engine.stats();
+    assert_eq!(n.test_app.answered, 9, "{st}");
+    assert_eq!(n.test_app.aborted, 1, "{st}");
+    assert_eq!(st.closed_short, 1, "{st}");
+    assert_eq!(st.sessions_completed, 1, "{st}");
 }

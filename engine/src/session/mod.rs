@@ -65,6 +65,14 @@ impl State {
         !matches!(self, State::SynSent | State::Closed)
     }
 
+    /// Whether the test server's FIN has come.
+    fn peer_closed(self) -> bool {
+        matches!(
+            self,
+            State::CloseWait | State::Closing | State::LastAck | State::TimeWait
+        )
+    }
+
     /// Whether our FIN has gone out.
     fn fin_sent(self) -> bool {
         matches!(
@@ -105,6 +113,16 @@ struct Pending {
     rexmit_one: bool,
     /// A zero-window probe.
     probe: bool,
+}
+
+/// What waits at the next request boundary for the answer before it to be over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Held {
+    Nothing,
+    /// The next request.
+    Request,
+    /// The client's close (its FIN, or the RST that ends the replay).
+    Close,
 }
 
 /// The minimum time a response must be quiet after a PSH before it counts as over.
@@ -287,10 +305,13 @@ impl Session {
     }
 
     /// Once the client is gone: ends the session (with a RST) when every byte it sent before is
-    /// acknowledged by the test server (at once if there is nothing to deliver).
+    /// acknowledged by the test server and the answer to it is over by the close rules (at once
+    /// if there is nothing to deliver).
     fn reset_if_delivered(&mut self) {
         let nothing_sent = self.stream.end() == self.isn + 1;
-        let delivered = self.state.is_synchronized() && !self.snd_una.before(self.stream.end());
+        let delivered = self.state.is_synchronized()
+            && !self.snd_una.before(self.stream.end())
+            && self.stream.next_boundary().is_none();
         if self.reset_after_delivery && (nothing_sent || delivered) {
             self.finish(Outcome::Completed, true);
         }
@@ -308,6 +329,9 @@ impl Session {
     pub fn on_captured(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) -> Accepted {
         self.timers.set(Timer::Idle, now + cfg.idle_timeout);
         if seg.flags.rst() {
+            if seg.flags.ack() {
+                self.stream.note_reset(seg.ack);
+            }
             self.end_after_delivery();
             return Accepted::default();
         }
@@ -607,7 +631,8 @@ impl Session {
     /// section), counting what released each, and runs the [`Timer::Settle`] timer while a
     /// request is held.
     fn pass_boundaries(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
-        let held = self.release_boundaries(now, cfg, stats);
+        // The settle rule releases requests, never a close: only a held request runs the timer.
+        let held = self.release_boundaries(now, cfg, stats) == Held::Request;
         match self.pushed_at {
             Some(at) if held && self.rcv_nxt.after(self.resp_mark) => {
                 self.timers.set(Timer::Settle, at + self.settle());
@@ -616,16 +641,16 @@ impl Session {
         }
     }
 
-    /// Passes what boundaries it can; returns whether a request is held at the next one (what
+    /// Passes what boundaries it can; returns what is held at the next one, if anything (what
     /// comes before it is out, the answer to it is not over).
-    fn release_boundaries(&mut self, now: Time, cfg: &Config, stats: &mut Stats) -> bool {
+    fn release_boundaries(&mut self, now: Time, cfg: &Config, stats: &mut Stats) -> Held {
         while let Some(b) = self.stream.next_boundary() {
             if cfg.no_wait {
                 self.stream.pass_boundary();
                 continue;
             }
             if !self.state.is_synchronized() || self.snd_nxt.before(b.seq) {
-                return false;
+                return Held::Nothing;
             }
             let got = u32::try_from(self.rcv_nxt.diff(self.resp_mark)).unwrap_or(0);
             if !self.snd_una.before(b.seq) && self.timers.get(Timer::ResponseWait).is_none() {
@@ -633,9 +658,18 @@ impl Session {
                 self.timers
                     .set(Timer::ResponseWait, now + cfg.response_wait);
             }
+            // The client's close (its FIN, or the RST that ends a replay) waits for the whole
+            // answer production had sent before it: a server that stops its work when the client
+            // closes (HTTP/2 streams still unanswered) must not see it earlier.
+            let closing = self.stream.fin() == Some(b.seq)
+                || (self.reset_after_delivery && b.seq == self.stream.end());
             if got >= b.expected {
                 stats.paced_by_bytes += 1;
-            } else if got > 0
+            } else if closing && self.state.peer_closed() {
+                // The test server closed first: nothing more will come.
+                stats.paced_by_bytes += 1;
+            } else if !closing
+                && got > 0
                 && self.pushed_at.is_some_and(|at| {
                     got >= b.expected - b.expected / 4 || now >= at + self.settle()
                 })
@@ -645,14 +679,19 @@ impl Session {
                 stats.paced_by_burst_end += 1;
             } else if self.timers.is_expired(Timer::ResponseWait, now) {
                 stats.paced_by_timeout += 1;
+                if closing {
+                    stats.closed_short += 1;
+                }
+            } else if closing {
+                return Held::Close;
             } else {
-                return true;
+                return Held::Request;
             }
             self.stream.pass_boundary();
             self.resp_mark = self.rcv_nxt;
             self.timers.stop(Timer::ResponseWait);
         }
-        false
+        Held::Nothing
     }
 
     /// The earliest time `on_timeout` has something to do: the first timer to expire (none once

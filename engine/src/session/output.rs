@@ -26,6 +26,8 @@ impl Session {
     pub fn progress(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
         if self.outcome.is_none() {
             self.pass_boundaries(now, cfg, stats);
+            // A client's RST waits for its close boundary, which may pass only now.
+            self.reset_if_delivered();
         }
     }
 

@@ -1,7 +1,12 @@
 //! The applications on the simulated hosts: scripted clients and a line-based server.
 //!
 //! Protocol: every request is a line ending in `\n`; the server answers each with one line of
-//! `resp_len` bytes (its name and the line number, padded), optionally after a greeting line.
+//! `resp_len` bytes (its name and the line number, padded), optionally after a greeting line, and
+//! optionally after a delay per line (lines answered out of order, as streams of a multiplexed
+//! protocol are); a server that `abort_on_close` drops what it has not answered when the client
+//! closes, as an HTTP/2 server does.
+
+use std::collections::VecDeque;
 
 use std::collections::HashMap;
 
@@ -190,6 +195,9 @@ struct Conn {
     lines: usize,
     greeted: bool,
     out: Vec<u8>,
+    /// Answers not due yet: when, and the bytes.
+    queued: VecDeque<(u64, Vec<u8>)>,
+    answered: usize,
 }
 
 /// A line server: listens on `PORT` with a pool of sockets, answers every line.
@@ -203,6 +211,13 @@ pub struct Server {
     conns: HashMap<SocketHandle, Conn>,
     /// Ended connections: the remote endpoint and every byte received.
     pub finished: Vec<(IpEndpoint, Vec<u8>)>,
+    /// Line `i` of a connection is answered `delay_us(i)` after it arrived.
+    pub delay_us: fn(usize) -> u64,
+    /// Drop the answers not yet sent when the client closes (and count them).
+    pub abort_on_close: bool,
+    /// Lines answered, and lines dropped by `abort_on_close`, over all connections.
+    pub answered: usize,
+    pub aborted: usize,
 }
 
 impl Server {
@@ -215,7 +230,19 @@ impl Server {
             listeners: Vec::new(),
             conns: HashMap::new(),
             finished: Vec::new(),
+            delay_us: |_| 0,
+            abort_on_close: false,
+            answered: 0,
+            aborted: 0,
         }
+    }
+
+    /// When the next queued answer is due.
+    pub fn wakeup(&self) -> Option<u64> {
+        self.conns
+            .values()
+            .flat_map(|c| c.queued.iter().map(|(at, _)| *at))
+            .min()
     }
 
     fn ensure_listening(&mut self, sockets: &mut SocketSet<'static>) {
@@ -233,7 +260,7 @@ impl Server {
         r
     }
 
-    pub fn run(&mut self, sockets: &mut SocketSet<'static>) {
+    pub fn run(&mut self, now: u64, sockets: &mut SocketSet<'static>) {
         self.ensure_listening(sockets);
         for h in self.listeners.clone() {
             let s = sockets.get_mut::<Socket>(h);
@@ -259,6 +286,8 @@ impl Server {
                         lines: 0,
                         greeted: false,
                         out: Vec::new(),
+                        queued: VecDeque::new(),
+                        answered: 0,
                     });
                     if !conn.greeted {
                         conn.greeted = true;
@@ -281,12 +310,30 @@ impl Server {
                     conn.scanned = conn.rx.len();
                     let first = conn.lines;
                     conn.lines += new_lines;
-                    let responses: Vec<Vec<u8>> = (first..first + new_lines)
-                        .map(|i| self.response(i))
+                    let responses: Vec<(u64, Vec<u8>)> = (first..first + new_lines)
+                        .map(|i| (now + (self.delay_us)(i), self.response(i)))
                         .collect();
                     let conn = self.conns.get_mut(&h).expect("conn");
-                    for r in responses {
+                    conn.queued.extend(responses);
+                    // Due answers go out in the order they fall due.
+                    let mut due: Vec<(u64, Vec<u8>)> = Vec::new();
+                    conn.queued.retain(|(at, r)| {
+                        let ready = *at <= now;
+                        if ready {
+                            due.push((*at, r.clone()));
+                        }
+                        !ready
+                    });
+                    due.sort_by_key(|(at, _)| *at);
+                    for (_, r) in due {
                         conn.out.extend_from_slice(&r);
+                        conn.answered += 1;
+                        self.answered += 1;
+                    }
+                    if state == State::CloseWait && self.abort_on_close {
+                        // The client is gone: what is not answered yet never will be.
+                        self.aborted += conn.queued.len();
+                        conn.queued.clear();
                     }
                     while !conn.out.is_empty() {
                         let n = s.send_slice(&conn.out).unwrap_or(0);
@@ -295,7 +342,7 @@ impl Server {
                         }
                         conn.out.drain(..n);
                     }
-                    if state == State::CloseWait && conn.out.is_empty() {
+                    if state == State::CloseWait && conn.out.is_empty() && conn.queued.is_empty() {
                         s.close();
                     }
                 }

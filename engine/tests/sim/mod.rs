@@ -187,8 +187,8 @@ impl Net {
                 &mut self.client.sockets,
             );
         }
-        self.online_app.run(&mut self.online.sockets);
-        self.test_app.run(&mut self.test.sockets);
+        self.online_app.run(self.now_us, &mut self.online.sockets);
+        self.test_app.run(self.now_us, &mut self.test.sockets);
         self.client.poll(now);
         self.online.poll(now);
         self.test.poll(now);
@@ -252,6 +252,11 @@ impl Net {
         }
         for c in &self.clients {
             if let Some(at) = c.wakeup(self.now_us) {
+                t = t.min(at);
+            }
+        }
+        for app in [&self.online_app, &self.test_app] {
+            if let Some(at) = app.wakeup() {
                 t = t.min(at);
             }
         }
