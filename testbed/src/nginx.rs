@@ -44,6 +44,14 @@ http {{
             proxy_pass http://127.0.0.1:8081;
         }}
     }}
+    # HTTP/2 cleartext (prior knowledge, as h2load speaks it): multiplexed connections.
+    server {{
+        listen 8080 http2;
+        listen [::]:8080 http2;
+        location / {{
+            return 200 "{host} $request_uri\n";
+        }}
+    }}
     server {{
         listen 127.0.0.1:8081;
         access_log off;

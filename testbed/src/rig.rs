@@ -114,7 +114,18 @@ pub fn wait_settled(
     sessions: u64,
     timeout: Duration,
 ) -> String {
-    wait_closed(bed, Host::Online, 80);
+    wait_settled_on(bed, 80, tcpcopy, sessions, timeout)
+}
+
+/// [`wait_settled`] for clients of online's port `port`.
+pub fn wait_settled_on(
+    bed: &Testbed,
+    port: u16,
+    tcpcopy: &mut Spawned,
+    sessions: u64,
+    timeout: Duration,
+) -> String {
+    wait_closed(bed, Host::Online, port);
     let from = tcpcopy.lines().len();
     tcpcopy
         .wait_for_after(
