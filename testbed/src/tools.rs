@@ -55,7 +55,11 @@ pub const TOOLS: &[Tool] = &[
     deb("nginx", "nginx", "online and test servers (testbed)"),
     deb("curl", "curl", "client requests (tests, demo)"),
     deb("wrk", "wrk", "load (benchmarks)"),
-    deb("h2load", "nghttp2-client", "HTTP/2 load, many streams a connection (tests)"),
+    deb(
+        "h2load",
+        "nghttp2-client",
+        "HTTP/2 load, many streams a connection (tests)",
+    ),
     deb("tcpdump", "tcpdump", "pcap recordings (offline tests)"),
     deb("tshark", "tshark", "pcapng recordings (offline tests)"),
     deb("bpftool", "bpftool", "XDP program run times (benchmarks)"),
