@@ -241,8 +241,16 @@ fn address(ip: IpAddr, len: u32) -> ([u64; 2], [u64; 2]) {
 /// Disjunctive normal form: a list of alternatives, each a list of (possibly negated) atoms.
 type Dnf = Vec<Vec<Atom>>;
 
-fn dnf(expr: &Expr, negated: bool) -> Dnf {
-    match (expr, negated) {
+/// Words an expression may have: bounds the parser's recursion and the work below.
+pub const MAX_TOKENS: usize = 256;
+
+/// The expression expanded into DNF, or `None` as soon as a part of it has more distinct
+/// alternatives, or longer ones, than the program holds. Distinct alternatives never get fewer
+/// as the expansion goes up (but for an AND with nothing, which no useful filter has), so the
+/// work stays bounded: at most `MAX_TERMS`² alternatives at any step, where the unbounded
+/// expansion of `port 1 and port 2 and ...` doubles with every term.
+fn dnf(expr: &Expr, negated: bool) -> Option<Dnf> {
+    let alternatives = match (expr, negated) {
         (Expr::True, false) => vec![vec![]],
         (Expr::True, true) => vec![],
         (Expr::Atom(a), neg) => {
@@ -250,14 +258,14 @@ fn dnf(expr: &Expr, negated: bool) -> Dnf {
             a.negate = u32::from(neg);
             vec![vec![a]]
         }
-        (Expr::Not(inner), neg) => dnf(inner, !neg),
+        (Expr::Not(inner), neg) => dnf(inner, !neg)?,
         (Expr::Or(left, right), false) | (Expr::And(left, right), true) => {
-            let mut alternatives = dnf(left, negated);
-            alternatives.extend(dnf(right, negated));
+            let mut alternatives = dnf(left, negated)?;
+            alternatives.extend(dnf(right, negated)?);
             alternatives
         }
         (Expr::And(left, right), false) | (Expr::Or(left, right), true) => {
-            let (left, right) = (dnf(left, negated), dnf(right, negated));
+            let (left, right) = (dnf(left, negated)?, dnf(right, negated)?);
             let mut alternatives = Vec::new();
             for l in &left {
                 for r in &right {
@@ -268,7 +276,15 @@ fn dnf(expr: &Expr, negated: bool) -> Dnf {
             }
             alternatives
         }
+    };
+    let mut distinct: Dnf = Vec::with_capacity(alternatives.len());
+    for a in alternatives {
+        if !distinct.contains(&a) {
+            distinct.push(a);
+        }
     }
+    (distinct.len() <= MAX_TERMS && distinct.iter().all(|t| t.len() <= MAX_ATOMS))
+        .then_some(distinct)
 }
 
 /// Compiles `expr` (empty: no filter).
@@ -277,20 +293,21 @@ pub fn compile(expr: &str) -> Result<FilterProgram, FilterError> {
     if expr.trim().is_empty() {
         return Ok(prog);
     }
-    let mut p = Parser {
-        toks: tokenize(expr),
-        at: 0,
-        expr,
-    };
+    let toks = tokenize(expr);
+    if toks.len() > MAX_TOKENS {
+        return Err(FilterError::Syntax {
+            expr: expr.into(),
+            reason: format!("longer than {MAX_TOKENS} words"),
+        });
+    }
+    let mut p = Parser { toks, at: 0, expr };
     let e = p.or()?;
     if let Some(extra) = p.peek() {
         return Err(p.err(format!("unexpected `{extra}`")));
     }
-    let mut terms = dnf(&e, false);
-    terms.dedup();
-    if terms.len() > MAX_TERMS || terms.iter().any(|t| t.len() > MAX_ATOMS) {
+    let Some(terms) = dnf(&e, false) else {
         return Err(FilterError::TooComplex(expr.into()));
-    }
+    };
     prog.enabled = 1;
     prog.len = u32::try_from(terms.len()).unwrap_or(0);
     for (slot, t) in prog.terms.iter_mut().zip(&terms) {
@@ -348,6 +365,22 @@ mod tests {
         assert!(f.matches(&x));
         x.src = [0x2001_0db9_0000_0000, 1];
         assert!(!f.matches(&x));
+    }
+
+    /// The expansion is bounded: a long AND of ORs (`port N` is `src port N or dst port N`)
+    /// that would double with every term is refused as too complex at once, and an expression
+    /// past the word limit (deep parentheses included) is refused before it is parsed.
+    #[test]
+    fn expressions_too_large_are_refused_not_expanded() {
+        let chain: Vec<String> = (1..=22).map(|i| format!("port {i}")).collect();
+        let err = compile(&chain.join(" and ")).unwrap_err();
+        assert!(matches!(err, FilterError::TooComplex(_)), "{err}");
+        let deep = format!("{}tcp{}", "( ".repeat(100_000), " )".repeat(100_000));
+        let err = compile(&deep).unwrap_err().to_string();
+        assert!(err.contains("longer than 256 words"), "{err}");
+        // Repeated alternatives still collapse: nine `tcp or` are one alternative.
+        let same = ["port 80"; 9].join(" or ");
+        assert_eq!(compile(&same).unwrap().len, 2, "src or dst port 80");
     }
 
     #[test]
