@@ -171,8 +171,6 @@ fn test() -> anyhow::Result<()> {
     )?;
     sh::cargo(&["build", "--workspace"])?;
     let tests = sh::cargo(&["test", "--workspace", "--no-fail-fast"]);
-    // The fuzz targets, briefly: a smoke run that catches a reader panicking or looping on
-    // bytes no unit test thought of (`cargo +nightly fuzz run capture_reader` for longer runs).
     let fuzz = fuzz_smoke();
     // Testbeds of the finished test processes that are still there were not torn down. (Other
     // live processes' testbeds, such as `cargo xtask testbed up`, are not this run's.)
@@ -184,29 +182,38 @@ fn test() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seconds each fuzz target runs in `cargo xtask test`.
-const FUZZ_SMOKE_SECS: u32 = 20;
+/// The fuzz targets (`fuzz/fuzz_targets/`) and the seconds each runs in `cargo xtask test`.
+const FUZZ_SMOKE: &[(&str, u32)] = &[
+    ("capture_reader", 20),
+    ("engine", 15),
+    ("control_channel", 10),
+    ("filter_expr", 10),
+];
 
+/// Each fuzz target, briefly: a smoke run that catches a reader, decoder, compiler or the engine
+/// panicking or looping on bytes no unit test thought of (`cargo +nightly fuzz run TARGET` for
+/// longer runs).
 fn fuzz_smoke() -> anyhow::Result<()> {
-    sh::step(&format!(
-        "fuzz smoke: capture_reader for {FUZZ_SMOKE_SECS} s"
-    ));
-    let status = std::process::Command::new("cargo")
-        .current_dir("fuzz")
-        .args([
-            "+nightly",
-            "fuzz",
-            "run",
-            "capture_reader",
-            "--",
-            &format!("-max_total_time={FUZZ_SMOKE_SECS}"),
-            "-rss_limit_mb=1024",
-        ])
-        .stdin(std::process::Stdio::null())
-        .status()?;
-    anyhow::ensure!(
-        status.success(),
-        "the fuzz target capture_reader failed ({status}); the input is in fuzz/artifacts/"
-    );
+    for &(target, secs) in FUZZ_SMOKE {
+        sh::step(&format!("fuzz smoke: {target} for {secs} s"));
+        let status = std::process::Command::new("cargo")
+            .current_dir("fuzz")
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-rss_limit_mb=1024",
+                "-timeout=10",
+            ])
+            .stdin(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "the fuzz target {target} failed ({status}); the input is in fuzz/artifacts/{target}/"
+        );
+    }
     Ok(())
 }
