@@ -48,14 +48,16 @@ struct Cli {
     #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
     port: u16,
 
-    /// Address to listen on for tcpcopy.
-    #[arg(
-        short = 'b',
-        long = "bind",
-        value_name = "IP",
-        default_value = "0.0.0.0"
-    )]
-    bind: IpAddr,
+    /// Address to listen on for tcpcopy (default: every address, IPv4 and IPv6).
+    #[arg(short = 'b', long = "bind", value_name = "IP")]
+    bind: Option<IpAddr>,
+
+    /// Highest control-channel protocol version to speak: 7 (negotiated with each tcpcopy; a
+    /// tcpcopy that speaks only version 6 is served in version 6) or 6 (answer no offer, as the
+    /// original intercept).
+    #[arg(long, value_name = "VERSION", default_value_t = 7,
+          value_parser = clap::value_parser!(u16).range(6..=7))]
+    protocol: u16,
 
     /// Reply headers per message to tcpcopy.
     #[arg(short = 'n', long = "batch", value_name = "N", default_value_t = DEFAULT_BATCH)]
@@ -157,9 +159,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     let mut program = load()?;
     let af_xdp = cli.capture != CaptureMode::Ring;
-    let addr = SocketAddr::new(cli.bind, cli.port);
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("listening on {addr} for tcpcopy"))?;
+    let (listener, addr) = listen(cli.bind, cli.port)?;
     // AF_XDP where it can be had (auto: else the ring buffer, with a warning).
     let (pool, via, senders) = match start_workers(&mut program, &iface, workers, af_xdp, cli.batch)
     {
@@ -171,7 +171,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e),
     };
-    workers::control(listener, senders)?;
+    workers::control(listener, senders, cli.protocol >= 7)?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
@@ -184,6 +184,26 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     pool.until_done(interval, |p| workers::line(&program, p))
+}
+
+/// The control port's socket: on `bind`, or on every IPv6 and IPv4 address (`[::]`, which takes
+/// IPv4 too), or where the host has no IPv6, every IPv4 address.
+fn listen(bind: Option<IpAddr>, port: u16) -> anyhow::Result<(std::net::TcpListener, SocketAddr)> {
+    let any6 = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port);
+    let any4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
+    let addr = match bind {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => match std::net::TcpListener::bind(any6) {
+            Ok(l) => return Ok((l, any6)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(e).with_context(|| format!("listening on {any6} for tcpcopy"));
+            }
+            Err(_) => any4,
+        },
+    };
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("listening on {addr} for tcpcopy"))?;
+    Ok((l, addr))
 }
 
 type Started = (

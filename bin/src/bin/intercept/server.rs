@@ -3,14 +3,11 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     time::Duration,
 };
 
-use tcpcopy_proto::{
-    ClientDecoder, RESPONSE_RECORD_LEN, Response, TYPE_DELETE, TYPE_REGISTER, VERSION,
-    encode_batch, encode_response,
-};
+use tcpcopy_proto::{Event, InterceptEnd, Reply, encode_replies, encode_response, v6};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -19,8 +16,8 @@ use tokio::{
 };
 
 pub type ConnId = u64;
-type Key = (SocketAddrV4, SocketAddrV4);
-type Record = [u8; RESPONSE_RECORD_LEN];
+/// A replayed connection: (client, target).
+type Key = (SocketAddr, SocketAddr);
 
 /// How long a reply for an unregistered client waits for its registration.
 const PARK_FOR: Duration = Duration::from_secs(1);
@@ -31,7 +28,10 @@ const PARK_MAX: usize = 65536;
 #[derive(Clone, Debug)]
 pub enum ConnEvent {
     Open(ConnId, SocketAddr, mpsc::Sender<Vec<u8>>),
+    /// The connection speaks protocol version 7 from now on.
+    Upgraded(ConnId),
     Register(ConnId, Key),
+    Deregister(ConnId, Key),
     Closed(ConnId),
 }
 
@@ -42,12 +42,15 @@ pub struct RouterStats {
     pub parked: u64,
     pub expired: u64,
     pub dropped_slow: u64,
-    pub not_ipv4_tcp: u64,
+    pub not_tcp: u64,
+    /// Routes withdrawn by their tcpcopy (protocol version 7).
+    pub deregistered: u64,
 }
 
 struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
-    pending: Vec<Record>,
+    version: u16,
+    pending: Vec<Reply>,
 }
 
 /// Routes reply records to the connection that registered their client.
@@ -55,7 +58,7 @@ pub struct Router {
     batch: usize,
     routes: HashMap<Key, ConnId>,
     conns: HashMap<ConnId, Conn>,
-    parked: VecDeque<(Instant, Key, Record)>,
+    parked: VecDeque<(Instant, Reply)>,
     pub stats: RouterStats,
 }
 
@@ -66,7 +69,8 @@ impl RouterStats {
         self.parked += o.parked;
         self.expired += o.expired;
         self.dropped_slow += o.dropped_slow;
-        self.not_ipv4_tcp += o.not_ipv4_tcp;
+        self.not_tcp += o.not_tcp;
+        self.deregistered += o.deregistered;
     }
 }
 
@@ -93,22 +97,34 @@ impl Router {
                     id,
                     Conn {
                         tx,
+                        version: v6::VERSION,
                         pending: Vec::new(),
                     },
                 );
             }
+            ConnEvent::Upgraded(id) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.version = tcpcopy_proto::v7::VERSION;
+                }
+            }
             ConnEvent::Register(id, key) => {
                 log::debug!("register {key:?} on connection {id}");
                 self.routes.insert(key, id);
-                if self.parked.iter().any(|(_, k, _)| *k == key) {
+                if self.parked.iter().any(|(_, r)| key_of(r) == key) {
                     let parked = std::mem::take(&mut self.parked);
-                    for (at, k, rec) in parked {
-                        if k == key {
-                            self.deliver(id, rec);
+                    for (at, r) in parked {
+                        if key_of(&r) == key {
+                            self.deliver(id, r);
                         } else {
-                            self.parked.push_back((at, k, rec));
+                            self.parked.push_back((at, r));
                         }
                     }
+                }
+            }
+            ConnEvent::Deregister(id, key) => {
+                if self.routes.get(&key) == Some(&id) {
+                    self.routes.remove(&key);
+                    self.stats.deregistered += 1;
                 }
             }
             ConnEvent::Closed(id) => {
@@ -121,31 +137,31 @@ impl Router {
 
     /// A caught reply's record: to the connection that registered its client, or parked until
     /// that registration comes.
-    pub fn on_reply(&mut self, now: Instant, reply: Response) {
-        let (key, rec) = ((reply.client, reply.target), reply.record);
+    pub fn on_reply(&mut self, now: Instant, reply: Reply) {
+        let key = key_of(&reply);
         match self.routes.get(&key) {
-            Some(&id) if self.conns.contains_key(&id) => self.deliver(id, rec),
+            Some(&id) if self.conns.contains_key(&id) => self.deliver(id, reply),
             _ => {
                 log::debug!("park {key:?}");
                 if self.parked.len() >= PARK_MAX {
                     self.parked.pop_front();
                     self.stats.expired += 1;
                 }
-                self.parked.push_back((now, key, rec));
+                self.parked.push_back((now, reply));
                 self.stats.parked += 1;
             }
         }
     }
 
-    /// A caught reply (its IP packet): routed, or counted when it is no IPv4 TCP packet.
+    /// A caught reply (its IP packet): routed, or counted when it is no TCP packet.
     pub fn on_packet(&mut self, now: Instant, ip: &[u8]) {
         match encode_response(ip) {
             Ok(reply) => self.on_reply(now, reply),
-            Err(_) => self.stats.not_ipv4_tcp += 1,
+            Err(_) => self.stats.not_tcp += 1,
         }
     }
 
-    fn deliver(&mut self, id: ConnId, rec: Record) {
+    fn deliver(&mut self, id: ConnId, rec: Reply) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -157,10 +173,9 @@ impl Router {
     }
 
     fn send(conn: &mut Conn, batch: usize, stats: &mut RouterStats) {
-        let mut msg = Vec::with_capacity(2 + conn.pending.len() * RESPONSE_RECORD_LEN);
-        for chunk in conn.pending.chunks(batch) {
-            encode_batch(chunk, &mut msg);
-        }
+        let mut msg = Vec::with_capacity(2 + conn.pending.len() * v6::RESPONSE_RECORD_LEN);
+        // Nothing is lost here: a version-6 connection cannot register an IPv6 route.
+        encode_replies(conn.version, &conn.pending, batch, &mut msg);
         let n = conn.pending.len() as u64;
         conn.pending.clear();
         if conn.tx.try_send(msg).is_err() {
@@ -182,12 +197,12 @@ impl Router {
     /// here, every 2 ms in the original).
     pub fn flush(&mut self, now: Instant) {
         self.send_pending();
-        while let Some((at, _, _)) = self.parked.front() {
+        while let Some((at, _)) = self.parked.front() {
             if now.duration_since(*at) < PARK_FOR {
                 break;
             }
-            if let Some((_, key, _)) = self.parked.pop_front() {
-                log::debug!("reply for unregistered {key:?} expired");
+            if let Some((_, r)) = self.parked.pop_front() {
+                log::debug!("reply for unregistered {:?} expired", key_of(&r));
             }
             self.stats.expired += 1;
         }
@@ -195,14 +210,16 @@ impl Router {
 }
 
 /// Accepts tcpcopy connections on `listener` forever.
-pub async fn accept(listener: TcpListener, events: mpsc::Sender<ConnEvent>) {
+pub async fn accept(listener: TcpListener, events: mpsc::Sender<ConnEvent>, accept_v7: bool) {
     let mut next: ConnId = 0;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         next += 1;
-        tokio::spawn(connection(next, stream, peer, events.clone()));
+        // IPv4 peers of the dual-stack socket as plain IPv4 addresses.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        tokio::spawn(connection(next, stream, peer, events.clone(), accept_v7));
     }
 }
 
@@ -211,13 +228,13 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     events: mpsc::Sender<ConnEvent>,
+    accept_v7: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
-    let mut decoder = ClientDecoder::default();
+    let mut end = InterceptEnd::new(accept_v7, nonce());
     let mut buf = vec![0u8; 16384];
-    let mut version_seen = false;
     if events.send(ConnEvent::Open(id, peer, tx)).await.is_err() {
         return;
     }
@@ -228,24 +245,36 @@ async fn connection(
                 if n == 0 {
                     break;
                 }
-                decoder.feed(&buf[..n]);
-                while let Some(rec) = decoder.next_record() {
-                    if !version_seen {
-                        if rec.kind != VERSION {
-                            log::error!("tcpcopy {peer} speaks protocol version {}, this intercept speaks {VERSION}; closing", rec.kind);
+                end.handle_input(&buf[..n]);
+                loop {
+                    let ev = match end.poll_request() {
+                        Ok(Some(ev)) => ev,
+                        Ok(None) => break,
+                        Err(e) => {
+                            log::warn!("tcpcopy {peer}: {e}; closing the connection");
                             break 'conn;
                         }
-                        version_seen = true;
-                        continue;
-                    }
-                    match rec.kind {
-                        TYPE_REGISTER => {
-                            if events.send(ConnEvent::Register(id, (rec.client, rec.target))).await.is_err() {
-                                return;
+                    };
+                    let ev = match ev {
+                        Event::Upgraded { .. } => {
+                            log::info!("tcpcopy {peer} speaks protocol version 7");
+                            // The accept goes out before any reply of the new version.
+                            if let Some(b) = end.poll_transmit()
+                                && wr.write_all(&b).await.is_err()
+                            {
+                                break 'conn;
                             }
+                            ConnEvent::Upgraded(id)
                         }
-                        TYPE_DELETE => {}
-                        other => log::debug!("tcpcopy {peer}: record type {other} ignored"),
+                        Event::Register(c, t) => ConnEvent::Register(id, (c, t)),
+                        Event::Deregister(c, t) => ConnEvent::Deregister(id, (c, t)),
+                        Event::Ignored(kind) => {
+                            log::debug!("tcpcopy {peer}: record type {kind} ignored");
+                            continue;
+                        }
+                    };
+                    if events.send(ev).await.is_err() {
+                        return;
                     }
                 }
             }
@@ -260,16 +289,44 @@ async fn connection(
     let _ = events.send(ConnEvent::Closed(id)).await;
 }
 
+/// The reply's route key.
+fn key_of(r: &Reply) -> Key {
+    (r.client, r.target)
+}
+
+/// A nonce for the accept: not secret, only different per connection.
+fn nonce() -> [u8; 16] {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    t.to_be_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(client: &str, target: &str) -> Response {
-        Response {
-            record: [0u8; RESPONSE_RECORD_LEN],
-            client: client.parse().unwrap(),
-            target: target.parse().unwrap(),
+    /// A reply from `target` to `client` (IPv4 or IPv6), as caught.
+    fn rec(client: &str, target: &str) -> Reply {
+        let (c, t): (SocketAddr, SocketAddr) = (client.parse().unwrap(), target.parse().unwrap());
+        let mut p = Vec::new();
+        match (c.ip(), t.ip()) {
+            (std::net::IpAddr::V4(c), std::net::IpAddr::V4(t)) => {
+                p.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+                p.extend_from_slice(&t.octets());
+                p.extend_from_slice(&c.octets());
+            }
+            (std::net::IpAddr::V6(c), std::net::IpAddr::V6(t)) => {
+                p.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+                p.extend_from_slice(&t.octets());
+                p.extend_from_slice(&c.octets());
+            }
+            _ => unreachable!(),
         }
+        p.extend_from_slice(&t.port().to_be_bytes());
+        p.extend_from_slice(&c.port().to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+        encode_response(&p).unwrap()
     }
 
     #[tokio::test]
@@ -299,7 +356,7 @@ mod tests {
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         // Batch of 2 went out on connection 1 right away.
         let m1 = rx1.try_recv().unwrap();
-        assert_eq!(m1.len(), 2 + 2 * RESPONSE_RECORD_LEN);
+        assert_eq!(m1.len(), 2 + 2 * v6::RESPONSE_RECORD_LEN);
         assert_eq!(&m1[..2], &[0, 2]);
         r.flush(now);
         let m2 = rx2.try_recv().unwrap();
@@ -311,5 +368,32 @@ mod tests {
         r.on_event(ConnEvent::Closed(1));
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         assert_eq!(r.stats.parked, 3, "routes of a closed connection are gone");
+    }
+
+    #[tokio::test]
+    async fn version_7_connections_get_ipv6_replies_and_lose_deregistered_routes() {
+        let mut r = Router::new(16);
+        let (tx, mut rx) = mpsc::channel(16);
+        r.on_event(ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx));
+        r.on_event(ConnEvent::Upgraded(1));
+        let (c, t) = ("[2001:db8:2::7]:40000", "[2001:db8:100::30]:80");
+        let key = (c.parse().unwrap(), t.parse().unwrap());
+        r.on_event(ConnEvent::Register(1, key));
+        let now = Instant::now();
+        r.on_reply(now, rec(c, t));
+        r.flush(now);
+        let m = rx.try_recv().unwrap();
+        // One version-7 reply message: type 1, length 60 (IPv6 + TCP headers).
+        assert_eq!(&m[..4], &[1, 0, 0, 60]);
+        assert_eq!(m.len(), 64);
+        r.on_event(ConnEvent::Deregister(2, key));
+        assert_eq!(
+            r.stats.deregistered, 0,
+            "only the registering connection withdraws"
+        );
+        r.on_event(ConnEvent::Deregister(1, key));
+        assert_eq!(r.stats.deregistered, 1);
+        r.on_reply(now, rec(c, t));
+        assert_eq!(r.stats.parked, 1);
     }
 }

@@ -37,12 +37,13 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
     }
     let per_worker: Vec<String> = all.iter().map(|w| w.router.forwarded.to_string()).collect();
     format!(
-        "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_ipv4_tcp={} tcpcopy_connections={} forwarded_by_worker={}",
+        "{xdp} forwarded={} parked={} expired={} dropped_slow={} deregistered={} not_tcp={} tcpcopy_connections={} forwarded_by_worker={}",
         s.forwarded,
         s.parked,
         s.expired,
         s.dropped_slow,
-        s.not_ipv4_tcp,
+        s.deregistered,
+        s.not_tcp,
         all.first().map_or(0, |w| w.connections),
         per_worker.join(",")
     )
@@ -139,6 +140,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
 pub fn control(
     listener: std::net::TcpListener,
     workers: Vec<mpsc::UnboundedSender<ConnEvent>>,
+    accept_v7: bool,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
@@ -154,7 +156,7 @@ pub fn control(
                     return;
                 };
                 let (tx, mut rx) = mpsc::channel(65536);
-                tokio::spawn(server::accept(listener, tx));
+                tokio::spawn(server::accept(listener, tx, accept_v7));
                 while let Some(ev) = rx.recv().await {
                     for w in &workers {
                         let _ = w.send(ev.clone());

@@ -119,6 +119,12 @@ pub struct Cli {
     #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
+    /// Highest control-channel protocol version to offer: 7 (negotiated; an intercept that
+    /// speaks only version 6 is spoken to in version 6) or 6 (as the original tcpcopy).
+    #[arg(long, value_name = "VERSION", default_value_t = 7,
+          value_parser = clap::value_parser!(u16).range(6..=7))]
+    pub protocol: u16,
+
     /// MTU towards the test server.
     #[arg(
         short = 'M',

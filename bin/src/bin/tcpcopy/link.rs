@@ -1,46 +1,68 @@
 //! Connections to the intercepts (`-s`, `-C` each): registrations out, reply headers in.
 //!
-//! Each connection is a task that connects, says the protocol version, and then forwards what
-//! the main loop gives it and the records it reads. A lost connection is retried with backoff
+//! Each connection is a task that connects, settles the protocol version (offering 7, settling
+//! on 6 with an intercept that speaks only that), and then forwards the route changes the main
+//! loop gives it and the replies it reads. A lost connection is retried with backoff
 //! (100 ms doubling to 5 s), so an intercept restart needs no tcpcopy restart; on every
 //! (re)connection the main loop registers all live sessions again.
 
 use std::{net::SocketAddr, time::Duration};
 
-use tcpcopy_proto::{BatchDecoder, ClientRecord, RESPONSE_RECORD_LEN};
+use tcpcopy_proto::{Headers, TcpcopyEnd, Unsendable};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
     sync::mpsc,
+    time::Instant,
 };
 
 /// What a connection task tells the main loop.
 #[derive(Debug, Clone, Copy)]
 pub enum LinkEvent {
-    Connected(usize),
+    /// Connected, speaking this protocol version.
+    Connected(usize, u16),
     Disconnected(usize),
-    Reply([u8; RESPONSE_RECORD_LEN]),
+    Reply(Headers),
+}
+
+/// A registration change for the intercept.
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    Register(SocketAddr, SocketAddr),
+    Deregister(SocketAddr, SocketAddr),
 }
 
 /// One connection's sending side, held by the main loop.
 pub struct Link {
     pub intercept: SocketAddr,
-    pub connected: bool,
-    tx: mpsc::Sender<ClientRecord>,
+    /// The protocol version while connected.
+    pub version: Option<u16>,
+    tx: mpsc::Sender<Route>,
 }
 
 impl Link {
-    /// Queues a record; returns false if the connection cannot take it now (it will be
+    /// Whether the connection can carry a registration of `client` (version 6: IPv4 only).
+    pub fn carries(&self, client: SocketAddr) -> bool {
+        match self.version {
+            Some(6) => client.is_ipv4(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Queues a route change; returns false if the connection cannot take it now (it will be
     /// re-registered on reconnection).
-    pub fn send(&self, record: ClientRecord) -> bool {
-        self.connected && self.tx.try_send(record).is_ok()
+    pub fn send(&self, route: Route) -> bool {
+        self.version.is_some() && self.tx.try_send(route).is_ok()
     }
 }
 
-/// Starts `per_intercept` connections to each intercept.
+/// Starts `per_intercept` connections to each intercept, offering protocol version 7 unless
+/// `max_version` is 6.
 pub fn start(
     intercepts: &[SocketAddr],
     per_intercept: u16,
+    max_version: u16,
     events: &mpsc::Sender<LinkEvent>,
 ) -> Vec<Link> {
     let mut links = Vec::new();
@@ -48,10 +70,10 @@ pub fn start(
         for _ in 0..per_intercept.max(1) {
             let (tx, rx) = mpsc::channel(65536);
             let id = links.len();
-            tokio::spawn(run(id, intercept, rx, events.clone()));
+            tokio::spawn(run(id, intercept, max_version >= 7, rx, events.clone()));
             links.push(Link {
                 intercept,
-                connected: false,
+                version: None,
                 tx,
             });
         }
@@ -59,90 +81,164 @@ pub fn start(
     links
 }
 
+/// Connects, with a timeout.
+async fn connect(intercept: SocketAddr, warned: &mut bool) -> Option<TcpStream> {
+    match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(intercept)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            if !*warned {
+                log::warn!("intercept {intercept} unreachable ({e}); retrying");
+                *warned = true;
+            }
+            None
+        }
+        Err(_) => {
+            if !*warned {
+                log::warn!("intercept {intercept}: connect timed out; retrying");
+                *warned = true;
+            }
+            None
+        }
+    }
+}
+
+/// Says the version and settles it: version 7 if the intercept accepts the offer, 6 if it
+/// answers in version 6 or not within the offer's timeout. `None` if the connection broke.
+async fn negotiate(stream: &mut TcpStream, end: &mut TcpcopyEnd, buf: &mut [u8]) -> Option<u16> {
+    loop {
+        if let Some(b) = end.poll_transmit() {
+            stream.write_all(&b).await.ok()?;
+        }
+        if let Some(v) = end.version() {
+            return Some(v);
+        }
+        let deadline = end
+            .poll_timeout()
+            .map_or_else(Instant::now, Instant::from_std);
+        tokio::select! {
+            n = stream.read(buf) => {
+                let n = n.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                if let Err(e) = end.handle_input(&buf[..n]) {
+                    log::warn!("intercept {:?}: {e}", stream.peer_addr().ok());
+                    return None;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => end.handle_timeout(std::time::Instant::now()),
+        }
+    }
+}
+
 async fn run(
     id: usize,
     intercept: SocketAddr,
-    mut rx: mpsc::Receiver<ClientRecord>,
+    offer_v7: bool,
+    mut rx: mpsc::Receiver<Route>,
     events: mpsc::Sender<LinkEvent>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut warned = false;
+    let mut buf = vec![0u8; 65536];
     loop {
-        let stream =
-            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(intercept)).await;
-        let mut stream = match stream {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                if !warned {
-                    log::warn!("intercept {intercept} unreachable ({e}); retrying");
-                    warned = true;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-            Err(_) => {
-                if !warned {
-                    log::warn!("intercept {intercept}: connect timed out; retrying");
-                    warned = true;
-                }
-                continue;
-            }
+        let Some(mut stream) = connect(intercept, &mut warned).await else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        if stream
-            .write_all(&ClientRecord::version().encode())
-            .await
-            .is_err()
-        {
+        let mut end = TcpcopyEnd::new(std::time::Instant::now(), offer_v7);
+        let Some(version) = negotiate(&mut stream, &mut end, &mut buf).await else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
-        }
-        log::info!("connected to intercept {intercept} (link {id})");
+        };
+        log::info!("connected to intercept {intercept} (link {id}, protocol version {version})");
         warned = false;
         backoff = Duration::from_millis(100);
         // Records queued while disconnected are stale: the main loop re-registers everything.
         while rx.try_recv().is_ok() {}
-        if events.send(LinkEvent::Connected(id)).await.is_err() {
+        if events
+            .send(LinkEvent::Connected(id, version))
+            .await
+            .is_err()
+        {
             return;
         }
-        let (mut rd, mut wr) = stream.into_split();
-        let mut decoder = BatchDecoder::default();
-        let mut buf = vec![0u8; 65536];
-        let mut out = Vec::with_capacity(14 * 1024);
-        loop {
-            tokio::select! {
-                n = rd.read(&mut buf) => {
-                    let Ok(n) = n else { break };
-                    if n == 0 {
-                        break;
-                    }
-                    decoder.feed(&buf[..n]);
-                    while let Some(rec) = decoder.next_record() {
-                        if events.send(LinkEvent::Reply(rec)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                rec = rx.recv() => {
-                    let Some(rec) = rec else { return };
-                    out.clear();
-                    out.extend_from_slice(&rec.encode());
-                    while let Ok(more) = rx.try_recv() {
-                        out.extend_from_slice(&more.encode());
-                        if out.len() >= 14 * 1024 {
-                            break;
-                        }
-                    }
-                    if wr.write_all(&out).await.is_err() {
-                        break;
-                    }
-                }
-            }
+        if serve(&mut stream, &mut end, &mut rx, &events, &mut buf)
+            .await
+            .is_none()
+        {
+            return;
         }
         log::warn!("lost the connection to intercept {intercept} (link {id}); reconnecting");
         if events.send(LinkEvent::Disconnected(id)).await.is_err() {
             return;
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Carries route changes out and replies in until the connection breaks (`Some`) or the main
+/// loop is gone (`None`).
+async fn serve(
+    stream: &mut TcpStream,
+    end: &mut TcpcopyEnd,
+    rx: &mut mpsc::Receiver<Route>,
+    events: &mpsc::Sender<LinkEvent>,
+    buf: &mut [u8],
+) -> Option<()> {
+    let (mut rd, mut wr) = stream.split();
+    // Replies that came with the accept.
+    loop {
+        match end.poll_reply() {
+            Ok(Some(h)) => events.send(LinkEvent::Reply(h)).await.ok()?,
+            Ok(None) => break,
+            Err(_) => return Some(()),
+        }
+    }
+    loop {
+        tokio::select! {
+            n = rd.read(buf) => {
+                let Ok(n) = n else { return Some(()) };
+                if n == 0 || end.handle_input(&buf[..n]).is_err() {
+                    return Some(());
+                }
+                loop {
+                    match end.poll_reply() {
+                        Ok(Some(h)) => events.send(LinkEvent::Reply(h)).await.ok()?,
+                        Ok(None) => break,
+                        Err(e) => {
+                            log::warn!("intercept sent {e}; reconnecting");
+                            return Some(());
+                        }
+                    }
+                }
+            }
+            route = rx.recv() => {
+                let route = route?;
+                let mut pending = Some(route);
+                let mut n = 0;
+                while let Some(r) = pending.take() {
+                    let done = match r {
+                        Route::Register(c, t) => end.register(c, t),
+                        Route::Deregister(c, t) => end.deregister(c, t),
+                    };
+                    if let Err(e @ (Unsendable::Ipv6OverVersion6 | Unsendable::MixedFamilies)) = done {
+                        log::debug!("route {r:?} not sent: {e}");
+                    }
+                    n += 1;
+                    if n < 1024 {
+                        pending = rx.try_recv().ok();
+                    }
+                }
+                if let Some(b) = end.poll_transmit()
+                    && wr.write_all(&b).await.is_err()
+                {
+                    return Some(());
+                }
+            }
+        }
     }
 }

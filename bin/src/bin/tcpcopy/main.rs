@@ -91,6 +91,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             send: cli.send,
             intercepts: intercepts.clone(),
             connections: cli.connections,
+            protocol: cli.protocol,
             source: Box::new(move || Ok(replay::Source::Live(capture()?))),
         });
     }
@@ -142,6 +143,7 @@ fn run_offline(
         send: cli.send,
         intercepts: intercepts.to_vec(),
         connections: cli.connections,
+        protocol: cli.protocol,
         source: Box::new(move || Ok(replay::Source::Offline(file))),
     }])?;
     println!(

@@ -1,15 +1,10 @@
 //! The main loop: captured frames and intercept replies into the engine, its packets out through
 //! the sender, its registrations to the intercepts; counters now and then, a summary at the end.
 
-use std::{
-    collections::HashSet,
-    net::{SocketAddr, SocketAddrV4},
-    time::Duration,
-};
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use tcpcopy_engine::{Engine, Event, Time};
 use tcpcopy_host::report::sleep_until;
-use tcpcopy_proto::{ClientRecord, response_headers};
 use tokio::{sync::mpsc, time::Instant};
 
 use tcpcopy_xsk::capture::Capture;
@@ -17,7 +12,7 @@ use tcpcopy_xsk::capture::Capture;
 use crate::offline::Offline;
 
 use crate::{
-    link::{self, Link, LinkEvent},
+    link::{self, Link, LinkEvent, Route},
     report::{Snapshot, WorkerCtx},
     send::Sender,
 };
@@ -29,10 +24,11 @@ struct State {
     engine: Engine,
     sender: Sender,
     links: Vec<Link>,
-    registered: HashSet<(SocketAddrV4, SocketAddrV4)>,
+    registered: HashSet<(SocketAddr, SocketAddr)>,
     next_link: usize,
     start: Instant,
-    /// Registrations the control channel cannot carry (IPv6 with protocol 6).
+    /// Registrations no connected link could carry (IPv6 where every intercept speaks protocol
+    /// version 6).
     unregistrable: u64,
     /// Registrations sent, and those no connected link could take.
     registrations: u64,
@@ -60,22 +56,15 @@ impl State {
         let t = now(self.start);
         while let Some(ev) = self.engine.poll_event() {
             match ev {
-                Event::Register {
-                    client: SocketAddr::V4(c),
-                    target: SocketAddr::V4(t),
-                } => {
-                    self.registered.insert((c, t));
-                    self.register(ClientRecord::register(c, t));
+                Event::Register { client, target } => {
+                    self.registered.insert((client, target));
+                    self.route(Route::Register(client, target), client);
                 }
-                Event::Register { .. } => self.unregistrable += 1,
-                Event::Closed {
-                    client: SocketAddr::V4(c),
-                    target: SocketAddr::V4(t),
-                    ..
-                } => {
-                    self.registered.remove(&(c, t));
+                Event::Closed { client, target, .. } => {
+                    if self.registered.remove(&(client, target)) {
+                        self.route(Route::Deregister(client, target), client);
+                    }
                 }
-                Event::Closed { .. } => {}
             }
         }
         self.held_back = false;
@@ -95,37 +84,49 @@ impl State {
         self.held_back = true;
     }
 
-    /// Registers on one connected link of every intercept (round robin among its links).
-    fn register(&mut self, rec: ClientRecord) {
+    /// A route change on one connected link of every intercept (round robin among its links)
+    /// that can carry it.
+    fn route(&mut self, route: Route, client: SocketAddr) {
         let mut done: Vec<SocketAddr> = Vec::new();
+        let mut carried = false;
         let n = self.links.len();
         for k in 0..n {
             let i = (self.next_link + k) % n;
             let link = &self.links[i];
-            if !done.contains(&link.intercept) && link.send(rec) {
+            if !link.carries(client) {
+                continue;
+            }
+            carried = true;
+            if !done.contains(&link.intercept) && link.send(route) {
                 done.push(link.intercept);
             }
         }
         self.next_link = self.next_link.wrapping_add(1);
-        if done.is_empty() {
+        if !matches!(route, Route::Register(..)) {
+            return;
+        }
+        if !done.is_empty() {
+            self.registrations += 1;
+        } else if carried || self.links.iter().all(|l| l.version.is_none()) {
             self.unsent_registrations += 1;
         } else {
-            self.registrations += 1;
+            self.unregistrable += 1;
         }
     }
 
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
-            LinkEvent::Connected(id) => {
-                self.links[id].connected = true;
+            LinkEvent::Connected(id, version) => {
+                let link = &mut self.links[id];
+                link.version = Some(version);
                 for &(c, t) in &self.registered {
-                    self.links[id].send(ClientRecord::register(c, t));
+                    if link.carries(c) {
+                        link.send(Route::Register(c, t));
+                    }
                 }
             }
-            LinkEvent::Disconnected(id) => self.links[id].connected = false,
-            LinkEvent::Reply(rec) => self
-                .engine
-                .handle_response(now(self.start), response_headers(&rec)),
+            LinkEvent::Disconnected(id) => self.links[id].version = None,
+            LinkEvent::Reply(h) => self.engine.handle_response(now(self.start), h.as_slice()),
         }
     }
 
@@ -133,7 +134,7 @@ impl State {
         Snapshot {
             engine: *self.engine.stats(),
             send_errors: self.sender.errors(),
-            links_up: self.links.iter().filter(|l| l.connected).count(),
+            links_up: self.links.iter().filter(|l| l.version.is_some()).count(),
             links: self.links.len(),
             registrations: self.registrations,
             unsent_registrations: self.unsent_registrations,
@@ -172,10 +173,11 @@ pub async fn run(
     sender: Sender,
     intercepts: &[SocketAddr],
     connections: u16,
+    protocol: u16,
     ctx: &mut WorkerCtx,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
-    let links = link::start(intercepts, connections, &events_tx);
+    let links = link::start(intercepts, connections, protocol, &events_tx);
     let mut st = State {
         engine,
         sender,

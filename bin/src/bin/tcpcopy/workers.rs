@@ -34,6 +34,8 @@ pub struct Plan {
     pub send: SendMode,
     pub intercepts: Vec<SocketAddr>,
     pub connections: u16,
+    /// Highest control-channel protocol version to offer.
+    pub protocol: u16,
     /// Builds this worker's capture source on its thread (its runtime entered).
     pub source: workers::SetupFn<Source>,
 }
@@ -79,6 +81,7 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         sender,
         &plan.intercepts,
         plan.connections,
+        plan.protocol,
         &mut ctx,
     ))
 }

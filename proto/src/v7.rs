@@ -1,0 +1,368 @@
+//! Protocol version 7: IPv4 and IPv6, deregistration, capabilities. All integers in network byte
+//! order.
+//!
+//! **Negotiation**, so that a version-6 peer on either side keeps working unchanged: tcpcopy
+//! opens every connection as version 6 does (the 14-byte version record, type 6) and follows it
+//! with one more 14-byte record, the *offer*: client ip `"TCP7"`, client port 0, type 7, target
+//! ip = tcpcopy's capability bits, target port 0. The original intercept logs "unknown msg type"
+//! and goes on in version 6. An intercept that speaks version 7 answers with the 28-byte
+//! *accept*: `ff ff`, `"TCP7"`, version `u16` (7), its capability bits `u32`, a 16-byte nonce
+//! (for the shared-secret proof). A version-6 message starts with its record count, never
+//! `ff ff`, so tcpcopy tells the two apart from the first two bytes it reads; if nothing arrives
+//! within a second of the offer, the peer speaks version 6. tcpcopy registers nothing before it
+//! knows, so no message of either version is ever read in the other's framing.
+//!
+//! **Messages** after the accept, in both directions: `type u8, flags u8 (0), length u16`, then
+//! `length` bytes.
+//! - tcpcopy -> intercept: type 1 registers, type 2 deregisters a replayed connection: `family u8`
+//!   (4 or 6), client ip (4 or 16 bytes), client port `u16`, target ip, target port `u16`.
+//! - intercept -> tcpcopy: type 1, one reply: its IP header (IPv4 without options, 20 bytes; IPv6
+//!   without extension headers, 40 bytes) and its whole TCP header with options, no payload (the
+//!   IP length field still counts it).
+//!
+//! Capability bits: 1 = deregistration (the intercept drops a route when its session ends).
+//! Others are reserved and must be 0.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::{Headers, MAX_HEADERS, inbox::Inbox, v6::CLIENT_RECORD_LEN};
+
+/// The protocol version of this module.
+pub const VERSION: u16 = 7;
+/// Marks the offer and the accept.
+pub const MAGIC: [u8; 4] = *b"TCP7";
+/// Bytes of the accept.
+pub const ACCEPT_LEN: usize = 28;
+/// Bytes of a message header.
+pub const HEADER_LEN: usize = 4;
+/// Message types, tcpcopy -> intercept.
+pub const MSG_REGISTER: u8 = 1;
+pub const MSG_DEREGISTER: u8 = 2;
+/// Message types, intercept -> tcpcopy.
+pub const MSG_REPLY: u8 = 1;
+/// Capability: routes are removed when tcpcopy deregisters them.
+pub const CAP_DEREGISTER: u32 = 1;
+/// The capabilities this implementation has.
+pub const CAPS: u32 = CAP_DEREGISTER;
+
+/// Bytes of a registration body for each family.
+const KEY_V4_LEN: usize = 1 + 2 * (4 + 2);
+const KEY_V6_LEN: usize = 1 + 2 * (16 + 2);
+
+/// What a peer sent that this protocol cannot take: the connection is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    /// The first record of a connection is not a version record.
+    #[error("the first record is no version record (type {0}): not a tcpcopy, or too old")]
+    NotVersionRecord(u16),
+    /// The version record names a version this end does not speak.
+    #[error("protocol version {0} (this end speaks 6 and 7)")]
+    Version(u16),
+    /// The accept is malformed.
+    #[error("malformed version-7 accept")]
+    BadAccept,
+    /// A message of a type this end does not know.
+    #[error("unknown message type {0}")]
+    UnknownMessage(u8),
+    /// A message whose length or body does not fit its type.
+    #[error("malformed message of type {0}")]
+    BadMessage(u8),
+}
+
+/// The offer record tcpcopy sends after the version record.
+pub fn offer(caps: u32) -> [u8; CLIENT_RECORD_LEN] {
+    let mut b = [0u8; CLIENT_RECORD_LEN];
+    b[0..4].copy_from_slice(&MAGIC);
+    b[6..8].copy_from_slice(&VERSION.to_be_bytes());
+    b[8..12].copy_from_slice(&caps.to_be_bytes());
+    b
+}
+
+/// The capabilities of an offer record, or `None` if `b` is no offer.
+pub fn parse_offer(b: &[u8; CLIENT_RECORD_LEN]) -> Option<u32> {
+    (b[0..4] == MAGIC && b[4..6] == [0, 0] && b[6..8] == VERSION.to_be_bytes())
+        .then(|| u32::from_be_bytes([b[8], b[9], b[10], b[11]]))
+}
+
+/// intercept's answer to an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accept {
+    pub caps: u32,
+    pub nonce: [u8; 16],
+}
+
+impl Accept {
+    pub fn encode(&self) -> [u8; ACCEPT_LEN] {
+        let mut b = [0u8; ACCEPT_LEN];
+        b[0..2].copy_from_slice(&[0xff, 0xff]);
+        b[2..6].copy_from_slice(&MAGIC);
+        b[6..8].copy_from_slice(&VERSION.to_be_bytes());
+        b[8..12].copy_from_slice(&self.caps.to_be_bytes());
+        b[12..28].copy_from_slice(&self.nonce);
+        b
+    }
+
+    pub fn decode(b: &[u8; ACCEPT_LEN]) -> Result<Self, ProtoError> {
+        if b[0..2] != [0xff, 0xff] || b[2..6] != MAGIC || b[6..8] != VERSION.to_be_bytes() {
+            return Err(ProtoError::BadAccept);
+        }
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(&b[12..28]);
+        Ok(Self {
+            caps: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+            nonce,
+        })
+    }
+}
+
+/// Appends a message of `kind` with `body` to `out`.
+fn message(kind: u8, body: &[u8], out: &mut Vec<u8>) {
+    let len = u16::try_from(body.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&[kind, 0]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&body[..usize::from(len)]);
+}
+
+/// The client and target of a registration are of different address families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("client and target of different address families")]
+pub struct MixedFamilies;
+
+/// Appends a (de)registration message.
+pub fn encode_key(
+    kind: u8,
+    client: SocketAddr,
+    target: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Result<(), MixedFamilies> {
+    let mut body = [0u8; KEY_V6_LEN];
+    let n = match (client.ip(), target.ip()) {
+        (IpAddr::V4(c), IpAddr::V4(t)) => {
+            body[0] = 4;
+            body[1..5].copy_from_slice(&c.octets());
+            body[5..7].copy_from_slice(&client.port().to_be_bytes());
+            body[7..11].copy_from_slice(&t.octets());
+            body[11..13].copy_from_slice(&target.port().to_be_bytes());
+            KEY_V4_LEN
+        }
+        (IpAddr::V6(c), IpAddr::V6(t)) => {
+            body[0] = 6;
+            body[1..17].copy_from_slice(&c.octets());
+            body[17..19].copy_from_slice(&client.port().to_be_bytes());
+            body[19..35].copy_from_slice(&t.octets());
+            body[35..37].copy_from_slice(&target.port().to_be_bytes());
+            KEY_V6_LEN
+        }
+        _ => return Err(MixedFamilies),
+    };
+    message(kind, &body[..n], out);
+    Ok(())
+}
+
+fn decode_key(body: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    match (body.first()?, body.len()) {
+        (4, KEY_V4_LEN) => {
+            let c: [u8; 4] = body[1..5].try_into().ok()?;
+            let t: [u8; 4] = body[7..11].try_into().ok()?;
+            Some((
+                SocketAddr::new(Ipv4Addr::from(c).into(), port(&body[5..7])),
+                SocketAddr::new(Ipv4Addr::from(t).into(), port(&body[11..13])),
+            ))
+        }
+        (6, KEY_V6_LEN) => {
+            let c: [u8; 16] = body[1..17].try_into().ok()?;
+            let t: [u8; 16] = body[19..35].try_into().ok()?;
+            Some((
+                SocketAddr::new(Ipv6Addr::from(c).into(), port(&body[17..19])),
+                SocketAddr::new(Ipv6Addr::from(t).into(), port(&body[35..37])),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Appends a reply message.
+pub fn encode_reply(headers: &Headers, out: &mut Vec<u8>) {
+    message(MSG_REPLY, headers.as_slice(), out);
+}
+
+/// A message tcpcopy sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Register(SocketAddr, SocketAddr),
+    Deregister(SocketAddr, SocketAddr),
+}
+
+/// The next whole message in `inbox` as (type, body), consumed; `Ok(None)` until it has arrived.
+/// Bodies longer than `max` are refused before they are waited for.
+fn next_message(inbox: &mut Inbox, max: usize) -> Result<Option<(u8, Vec<u8>)>, ProtoError> {
+    let Some(h) = inbox.peek(HEADER_LEN) else {
+        return Ok(None);
+    };
+    let (kind, flags, len) = (h[0], h[1], usize::from(u16::from_be_bytes([h[2], h[3]])));
+    if flags != 0 || len > max {
+        return Err(ProtoError::BadMessage(kind));
+    }
+    let Some(body) = inbox.peek(HEADER_LEN + len) else {
+        return Ok(None);
+    };
+    let body = body[HEADER_LEN..].to_vec();
+    inbox.consume(HEADER_LEN + len);
+    Ok(Some((kind, body)))
+}
+
+/// The next request from tcpcopy in `inbox`.
+pub fn next_request(inbox: &mut Inbox) -> Result<Option<Request>, ProtoError> {
+    let Some((kind, body)) = next_message(inbox, KEY_V6_LEN)? else {
+        return Ok(None);
+    };
+    let (c, t) = decode_key(&body).ok_or(ProtoError::BadMessage(kind))?;
+    match kind {
+        MSG_REGISTER => Ok(Some(Request::Register(c, t))),
+        MSG_DEREGISTER => Ok(Some(Request::Deregister(c, t))),
+        other => Err(ProtoError::UnknownMessage(other)),
+    }
+}
+
+/// The next reply from intercept in `inbox`: its headers, checked to hold an IP and a TCP header.
+pub fn next_reply(inbox: &mut Inbox) -> Result<Option<Headers>, ProtoError> {
+    let Some((kind, body)) = next_message(inbox, MAX_HEADERS)? else {
+        return Ok(None);
+    };
+    if kind != MSG_REPLY {
+        return Err(ProtoError::UnknownMessage(kind));
+    }
+    let fixed = match body.first().map(|b| b >> 4) {
+        Some(4) => 20,
+        Some(6) => 40,
+        _ => return Err(ProtoError::BadMessage(kind)),
+    };
+    let doff = body.get(fixed + 12).map(|b| usize::from(b >> 4) * 4);
+    match doff {
+        Some(doff) if doff >= 20 && body.len() == fixed + doff => {
+            Ok(Some(Headers::from_slice(&body)))
+        }
+        _ => Err(ProtoError::BadMessage(kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{encode_response, reply::tests::reply};
+
+    #[test]
+    fn offer_and_accept_round_trip() {
+        let o = offer(CAPS);
+        assert_eq!(parse_offer(&o), Some(CAPS));
+        // The original reads it as an unknown record type 7 with client 84.67.80.55:0.
+        assert_eq!(&o[6..8], &[0, 7]);
+        assert_eq!(parse_offer(&crate::ClientRecord::version().encode()), None);
+        let a = Accept {
+            caps: CAPS,
+            nonce: [9; 16],
+        };
+        let b = a.encode();
+        assert_eq!(&b[..2], &[0xff, 0xff]);
+        assert_eq!(Accept::decode(&b), Ok(a));
+        let mut bad = b;
+        bad[7] = 6;
+        assert_eq!(Accept::decode(&bad), Err(ProtoError::BadAccept));
+    }
+
+    #[test]
+    fn registrations_of_both_families_round_trip() {
+        let keys = [
+            ("192.0.2.7:40000", "198.51.100.30:80"),
+            ("[2001:db8:2::7]:40000", "[2001:db8:100::30]:80"),
+        ];
+        let mut wire = Vec::new();
+        for (c, t) in keys {
+            encode_key(
+                MSG_REGISTER,
+                c.parse().unwrap(),
+                t.parse().unwrap(),
+                &mut wire,
+            )
+            .unwrap();
+            encode_key(
+                MSG_DEREGISTER,
+                c.parse().unwrap(),
+                t.parse().unwrap(),
+                &mut wire,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            encode_key(
+                MSG_REGISTER,
+                keys[0].0.parse().unwrap(),
+                keys[1].1.parse().unwrap(),
+                &mut wire
+            ),
+            Err(MixedFamilies)
+        );
+        assert_eq!(wire.len(), 2 * (4 + 13) + 2 * (4 + 37));
+        for chunk in [1, 5, 100] {
+            let mut inbox = Inbox::default();
+            let mut got = Vec::new();
+            for part in wire.chunks(chunk) {
+                inbox.feed(part);
+                while let Some(r) = next_request(&mut inbox).unwrap() {
+                    got.push(r);
+                }
+            }
+            let want: Vec<_> = keys
+                .iter()
+                .flat_map(|(c, t)| {
+                    let (c, t) = (c.parse().unwrap(), t.parse().unwrap());
+                    [Request::Register(c, t), Request::Deregister(c, t)]
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn replies_of_both_families_round_trip_with_all_options() {
+        let mut wire = Vec::new();
+        let replies: Vec<_> = [(false, 12), (true, 40), (true, 0), (false, 40)]
+            .into_iter()
+            .map(|(v6, opts)| encode_response(&reply(v6, 0, opts, 7)).unwrap())
+            .collect();
+        for r in &replies {
+            encode_reply(&r.headers, &mut wire);
+        }
+        let mut inbox = Inbox::default();
+        inbox.feed(&wire);
+        for r in &replies {
+            assert_eq!(next_reply(&mut inbox).unwrap(), Some(r.headers));
+        }
+        assert_eq!(next_reply(&mut inbox).unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_is_refused_before_it_is_buffered() {
+        for (bytes, want) in [
+            (&[1u8, 0, 0xff, 0xff][..], ProtoError::BadMessage(1)),
+            (
+                &[9, 0, 0, 13, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ProtoError::UnknownMessage(9),
+            ),
+            (&[1, 1, 0, 0], ProtoError::BadMessage(1)),
+            (
+                &[1, 0, 0, 13, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                ProtoError::BadMessage(1),
+            ),
+        ] {
+            let mut inbox = Inbox::default();
+            inbox.feed(bytes);
+            assert_eq!(next_request(&mut inbox), Err(want), "{bytes:?}");
+        }
+        let mut inbox = Inbox::default();
+        inbox.feed(&[1, 0, 0, 40]);
+        inbox.feed(&[0x45; 40]);
+        assert_eq!(next_reply(&mut inbox), Err(ProtoError::BadMessage(1)));
+    }
+}
