@@ -1,83 +1,175 @@
-//! Where an IPv4 packet leaves this host: the route's interface and next hop (`/proc/net/route`),
-//! and the next hop's MAC address (`/proc/net/arp`, resolved by the kernel on demand).
+//! Where a packet leaves this host, IPv4 or IPv6: the kernel's own route lookup (`RTM_GETROUTE`
+//! for the destination, as `ip route get` does: policy routing included) gives the interface, the
+//! next hop and the route's MTU; the neighbour table (`RTM_GETNEIGH`) the next hop's MAC address,
+//! resolved by the kernel on demand (ARP or neighbour discovery). Netlink through the maintained
+//! `netlink-packet-route` and `netlink-sys` crates (the rust-netlink project's, which `rtnetlink`
+//! is built on), not hand-made messages.
 
 use std::{
-    borrow::ToOwned,
-    format, fs,
-    net::{Ipv4Addr, UdpSocket},
-    string::String,
+    fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket},
     thread,
     time::{Duration, Instant},
-    vec::Vec,
 };
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// The interface and next hop for a destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub iface: String,
-    pub next_hop: Ipv4Addr,
+    pub ifindex: u32,
+    /// The gateway, or the destination itself when it is on-link.
+    pub next_hop: IpAddr,
+    /// The route's MTU, if it sets one (else the interface's applies).
+    pub mtu: Option<u32>,
 }
 
-fn hex_addr(s: &str) -> Option<Ipv4Addr> {
-    // /proc/net/route prints addresses as host-order hex of the network-order u32.
-    let v = u32::from_str_radix(s, 16).ok()?;
-    Some(Ipv4Addr::from(v.to_le_bytes()))
-}
-
-/// The longest-prefix route for `dst` in the text of /proc/net/route.
-pub fn route_from(table: &str, dst: Ipv4Addr) -> Option<Route> {
-    let mut best: Option<(u32, Route)> = None;
-    for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 {
-            continue;
+/// Sends one request and collects the messages of its answer.
+fn ask(msg: RouteNetlinkMessage, flags: u16) -> std::io::Result<Vec<RouteNetlinkMessage>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    req.finalize();
+    let mut buf = vec![0; req.header.length as usize];
+    req.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 1 << 16];
+    loop {
+        let n = socket.recv(&mut &mut rx[..], 0)?;
+        let mut at = 0;
+        while at < n {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[at..n])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        None => Ok(out),
+                        Some(_) => Err(e.to_io()),
+                    };
+                }
+                _ => {}
+            }
+            if flags & NLM_F_DUMP == 0 {
+                return Ok(out);
+            }
+            if len == 0 {
+                break;
+            }
+            at += len;
         }
-        let (Some(net), Some(gw), Some(mask)) = (hex_addr(f[1]), hex_addr(f[2]), hex_addr(f[7]))
-        else {
-            continue;
+    }
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// The name of the interface with index `ifindex` (`/sys/class/net/*/ifindex`).
+pub fn iface_name(ifindex: u32) -> Option<String> {
+    fs::read_dir("/sys/class/net").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let idx = fs::read_to_string(e.path().join("ifindex")).ok()?;
+        (idx.trim().parse::<u32>().ok()? == ifindex).then(|| e.file_name().to_string_lossy().into())
+    })
+}
+
+/// The route the kernel takes for `dst` in this network namespace.
+pub fn route(dst: IpAddr) -> Option<Route> {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = family(dst);
+    msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    let answer = ask(RouteNetlinkMessage::GetRoute(msg), NLM_F_REQUEST).ok()?;
+    let RouteNetlinkMessage::NewRoute(r) = answer.into_iter().next()? else {
+        return None;
+    };
+    let mut ifindex = None;
+    let mut gateway = None;
+    let mut mtu = None;
+    for a in r.attributes {
+        match a {
+            RouteAttribute::Oif(i) => ifindex = Some(i),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(IpAddr::V4(g)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(IpAddr::V6(g)),
+            RouteAttribute::Metrics(m) => {
+                mtu = m.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(v) => Some(*v),
+                    _ => None,
+                });
+            }
+            _ => {}
+        }
+    }
+    let ifindex = ifindex?;
+    Some(Route {
+        iface: iface_name(ifindex)?,
+        ifindex,
+        next_hop: gateway.unwrap_or(dst),
+        mtu,
+    })
+}
+
+/// The MAC address of `ip` on interface `ifindex` in the neighbour table, if resolved.
+pub fn neighbour(ip: IpAddr, ifindex: u32) -> Option<[u8; 6]> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family(ip);
+    let answer = ask(
+        RouteNetlinkMessage::GetNeighbour(msg),
+        NLM_F_REQUEST | NLM_F_DUMP,
+    )
+    .ok()?;
+    answer.into_iter().find_map(|m| {
+        let RouteNetlinkMessage::NewNeighbour(n) = m else {
+            return None;
         };
-        let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
-        if flags & 1 == 0 {
-            continue; // not up
+        let usable = matches!(
+            n.header.state,
+            NeighbourState::Reachable
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+                | NeighbourState::Probe
+                | NeighbourState::Permanent
+                | NeighbourState::Noarp
+        );
+        if !usable || n.header.ifindex != ifindex {
+            return None;
         }
-        let (net, mask) = (u32::from(net), u32::from(mask));
-        if u32::from(dst) & mask != net {
-            continue;
+        let mut dst = None;
+        let mut mac = None;
+        for a in &n.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    dst = Some(IpAddr::V4(*a));
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    dst = Some(IpAddr::V6(*a));
+                }
+                NeighbourAttribute::LinkLayerAddress(l) => mac = <[u8; 6]>::try_from(&l[..]).ok(),
+                _ => {}
+            }
         }
-        let bits = mask.count_ones();
-        if best.as_ref().is_none_or(|(b, _)| bits > *b) {
-            let next_hop = if gw.is_unspecified() { dst } else { gw };
-            best = Some((
-                bits,
-                Route {
-                    iface: f[0].to_owned(),
-                    next_hop,
-                },
-            ));
-        }
-    }
-    best.map(|(_, r)| r)
-}
-
-/// The route for `dst` in this network namespace.
-pub fn route(dst: Ipv4Addr) -> Option<Route> {
-    route_from(&fs::read_to_string("/proc/net/route").ok()?, dst)
-}
-
-/// The MAC address of `ip` on `iface` in the text of /proc/net/arp, if resolved.
-pub fn arp_from(table: &str, ip: Ipv4Addr, iface: &str) -> Option<[u8; 6]> {
-    for line in table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[5] != iface || f[0].parse::<Ipv4Addr>().ok()? != ip {
-            continue;
-        }
-        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).unwrap_or(0);
-        if flags & 0x2 == 0 {
-            continue; // incomplete
-        }
-        return parse_mac(f[3]);
-    }
-    None
+        (dst == Some(ip)).then_some(mac).flatten()
+    })
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -98,21 +190,31 @@ pub fn iface_mac(iface: &str) -> Option<[u8; 6]> {
     )
 }
 
+/// The MTU of `iface`.
+pub fn iface_mtu(iface: &str) -> Option<u32> {
+    fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The next hop's MAC address; asks the kernel to resolve it (a datagram to the discard port
-/// makes it send an ARP request) and waits up to `wait`.
+/// makes it send an ARP request or a neighbour solicitation) and waits up to `wait`.
 pub fn resolve(route: &Route, wait: Duration) -> Option<[u8; 6]> {
     let deadline = Instant::now() + wait;
     let mut poked = false;
     loop {
-        if let Some(mac) = fs::read_to_string("/proc/net/arp")
-            .ok()
-            .and_then(|t| arp_from(&t, route.next_hop, &route.iface))
-        {
+        if let Some(mac) = neighbour(route.next_hop, route.ifindex) {
             return Some(mac);
         }
         if !poked {
             poked = true;
-            if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+            let any: IpAddr = match route.next_hop {
+                IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            if let Ok(s) = UdpSocket::bind((any, 0)) {
                 let _ = s.send_to(&[], (route.next_hop, 9));
             }
         }
@@ -127,46 +229,25 @@ pub fn resolve(route: &Route, wait: Duration) -> Option<[u8; 6]> {
 mod tests {
     use super::*;
 
-    const ROUTES: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-        eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-        veth0\t006433C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-
+    /// Read-only questions to this namespace's kernel: loopback routes exist everywhere.
     #[test]
-    fn longest_prefix_wins() {
-        let r = route_from(ROUTES, "198.51.100.30".parse().unwrap()).unwrap();
-        assert_eq!(
-            r,
-            Route {
-                iface: "veth0".into(),
-                next_hop: "198.51.100.30".parse().unwrap()
-            }
-        );
-        let r = route_from(ROUTES, "8.8.8.8".parse().unwrap()).unwrap();
-        assert_eq!(
-            r,
-            Route {
-                iface: "eth0".into(),
-                next_hop: "192.168.1.1".parse().unwrap()
-            }
-        );
+    fn the_kernel_routes_loopback_through_lo() {
+        let r = route("127.0.0.1".parse().unwrap()).expect("a route to 127.0.0.1");
+        assert_eq!(r.iface, "lo");
+        assert_eq!(r.next_hop, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(iface_name(r.ifindex).as_deref(), Some("lo"));
+        if fs::metadata("/proc/net/if_inet6").is_ok() {
+            let r = route("::1".parse().unwrap()).expect("a route to ::1");
+            assert_eq!(r.iface, "lo");
+        }
     }
 
     #[test]
-    fn complete_arp_entries_only() {
-        let arp = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                   198.51.100.30    0x1         0x2         36:8a:05:bd:8a:be     *        veth0\n\
-                   198.51.100.40    0x1         0x0         00:00:00:00:00:00     *        veth0\n";
+    fn macs_parse() {
         assert_eq!(
-            arp_from(arp, "198.51.100.30".parse().unwrap(), "veth0"),
+            parse_mac("36:8a:05:bd:8a:be"),
             Some([0x36, 0x8a, 0x05, 0xbd, 0x8a, 0xbe])
         );
-        assert_eq!(
-            arp_from(arp, "198.51.100.40".parse().unwrap(), "veth0"),
-            None
-        );
-        assert_eq!(
-            arp_from(arp, "198.51.100.30".parse().unwrap(), "eth1"),
-            None
-        );
+        assert_eq!(parse_mac("36:8a"), None);
     }
 }

@@ -1,14 +1,14 @@
 //! The project's testbed: four hosts in network namespaces on a private bridge.
 //!
 //! ```text
-//!   client 198.51.100.10 ─┐
-//!   online 198.51.100.20 ─┤ br0 (in its own namespace)
-//!   test   198.51.100.30 ─┤
-//!   assistant .40        ─┘
+//!   client 198.51.100.10  2001:db8:100::10 ─┐
+//!   online 198.51.100.20  2001:db8:100::20 ─┤ br0 (in its own namespace)
+//!   test   198.51.100.30  2001:db8:100::30 ─┤
+//!   assistant .40         2001:db8:100::40 ─┘
 //! ```
-//! nginx listens on port 80 in `online` and `test`, each with its own access log. The test host
-//! routes replies for the replay client addresses ([`REPLAY_CLIENT_NET`]) via the assistant, whose
-//! `ip_forward` is 0. Nothing here touches the main namespace: every link is created inside the
+//! nginx listens on port 80 (IPv4 and IPv6) in `online` and `test`, each with its own access log.
+//! The test host routes replies for the replay client addresses ([`REPLAY_CLIENT_NET`],
+//! [`REPLAY_CLIENT_NET6`]) via the assistant, which forwards nothing. Nothing here touches the main namespace: every link is created inside the
 //! testbed's own namespaces. Names carry the creating process's pid and a counter, so tests run in
 //! parallel; [`Testbed`]'s `Drop` tears everything down (also when a test panics) and
 //! [`sweep_stale`] removes what a killed process left behind.
@@ -22,7 +22,7 @@ pub mod tools;
 
 use std::{
     fs,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
@@ -41,6 +41,13 @@ pub const SUBNET_PREFIX: u8 = 24;
 /// Addresses tcpcopy rewrites replayed clients to (`-c`); the test host routes them via the
 /// assistant.
 pub const REPLAY_CLIENT_NET: &str = "192.0.2.0/24";
+/// The IPv6 subnet's prefix length.
+pub const SUBNET6_PREFIX: u8 = 64;
+/// IPv6 addresses tcpcopy rewrites replayed clients to; the test host routes them via the
+/// assistant.
+pub const REPLAY_CLIENT_NET6: &str = "2001:db8:2::/64";
+/// `-c` for IPv6 replays: addresses in [`REPLAY_CLIENT_NET6`].
+pub const REPLAY_CLIENTS6: &str = "2001:db8:2::1,2001:db8:2::2,2001:db8:2::3,2001:db8:2::4";
 /// The interface name of every host inside its namespace.
 pub const IFACE: &str = "veth0";
 /// The online host's mirror port (with `Options::mirror`).
@@ -74,6 +81,25 @@ impl Host {
             Host::Test => Ipv4Addr::new(198, 51, 100, 30),
             Host::Assistant => Ipv4Addr::new(198, 51, 100, 40),
         }
+    }
+
+    pub fn addr6(self) -> Ipv6Addr {
+        let last = u16::from(self.addr().octets()[3]);
+        Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, last)
+    }
+
+    /// The host's address of the family `v6` says.
+    pub fn ip(self, v6: bool) -> IpAddr {
+        if v6 {
+            self.addr6().into()
+        } else {
+            self.addr().into()
+        }
+    }
+
+    /// `ip:port` as a URL or a command line writes it (`[v6]:port`).
+    pub fn socket(self, v6: bool, port: u16) -> String {
+        std::net::SocketAddr::new(self.ip(v6), port).to_string()
     }
 
     /// Hosts that run nginx on port 80.
@@ -207,6 +233,9 @@ impl Testbed {
             let addr = format!("{}/{SUBNET_PREFIX}", host.addr());
             cmd::ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             cmd::ip(&["-n", &ns, "addr", "add", &addr, "dev", IFACE])?;
+            // No duplicate address detection: the address is usable at once.
+            let addr6 = format!("{}/{SUBNET6_PREFIX}", host.addr6());
+            cmd::ip(&["-n", &ns, "addr", "add", &addr6, "dev", IFACE, "nodad"])?;
             cmd::ip(&["-n", &ns, "link", "set", IFACE, "up"])?;
         }
         if opts.mirror {
@@ -223,6 +252,18 @@ impl Testbed {
             "via",
             &assistant,
         ])?;
+        let assistant6 = Host::Assistant.addr6().to_string();
+        cmd::ip(&[
+            "-n",
+            &test,
+            "-6",
+            "route",
+            "add",
+            REPLAY_CLIENT_NET6,
+            "via",
+            &assistant6,
+        ])?;
+        self.sysctl(Host::Assistant, "net.ipv6.conf.all.forwarding", "0")?;
         self.sysctl(Host::Test, "net.ipv4.conf.all.rp_filter", "0")?;
         self.sysctl(Host::Test, "net.ipv4.conf.veth0.rp_filter", "0")?;
         self.sysctl(Host::Assistant, "net.ipv4.ip_forward", "0")?;
@@ -315,15 +356,16 @@ impl Testbed {
         .map(drop)
     }
 
-    /// Waits until both nginx instances answer the client.
+    /// Waits until both nginx instances answer the client, over IPv4 and IPv6.
     fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
-        for host in Host::ALL.into_iter().filter(|h| h.serves_http()) {
-            let url = format!("http://{}/ready", host.addr());
+        let hosts = Host::ALL.into_iter().filter(|h| h.serves_http());
+        for (host, v6) in hosts.flat_map(|h| [(h, false), (h, true)]) {
+            let url = format!("http://{}/ready", host.socket(v6, 80));
             loop {
                 let ok = self
                     .cmd(Host::Client, "curl")
-                    .args(["-sf", "-o", "/dev/null", "--max-time", "1", &url])
+                    .args(["-gsf", "-o", "/dev/null", "--max-time", "1", &url])
                     .status()
                     .is_ok_and(|s| s.success());
                 if ok {

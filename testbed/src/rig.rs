@@ -30,8 +30,20 @@ pub fn curl(
     range: std::ops::Range<usize>,
     close: bool,
 ) -> Child {
+    curl_to(bed, host, false, path, range, close)
+}
+
+/// [`curl`] to `host`'s IPv6 address when `v6`.
+pub fn curl_to(
+    bed: &Testbed,
+    host: Host,
+    v6: bool,
+    path: &str,
+    range: std::ops::Range<usize>,
+    close: bool,
+) -> Child {
     let mut args: Vec<String> = vec![
-        "-s".into(),
+        "-gs".into(),
         "--max-time".into(),
         "60".into(),
         "-w".into(),
@@ -42,7 +54,7 @@ pub fn curl(
     }
     for i in range {
         args.extend(["-o".into(), "/dev/null".into()]);
-        args.push(format!("http://{}/{path}/{i}", host.addr()));
+        args.push(format!("http://{}/{path}/{i}", host.socket(v6, 80)));
     }
     bed.cmd(Host::Client, "curl")
         .args(&args)
@@ -168,13 +180,9 @@ pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
 /// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
 /// plus `extra` options; waits until every control connection (2 per worker) is up.
 pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(
-        Host::Online,
-        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
-    );
     let target = format!("{}:80", Host::Test.addr());
     let intercept = Host::Assistant.addr().to_string();
-    cmd.args([
+    let mut args = vec![
         "-i",
         IFACE,
         "--target",
@@ -183,10 +191,20 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
         &intercept,
         "-c",
         "192.0.2.x",
-        "--stats-interval",
-        "0.2",
-    ]);
-    cmd.args(extra);
+    ];
+    args.extend_from_slice(extra);
+    start_tcpcopy_args(bed, &args)
+}
+
+/// Starts tcpcopy on the online host with exactly `args` (and a stats interval); waits until it
+/// has attached and every control connection is up.
+pub fn start_tcpcopy_args(bed: &Testbed, args: &[&str]) -> Spawned {
+    let mut cmd = bed.cmd(
+        Host::Online,
+        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
+    );
+    cmd.args(args);
+    cmd.args(["--stats-interval", "0.2"]);
     let mut p = Spawned::start(cmd).expect("start tcpcopy");
     p.wait_for_line("attached", Duration::from_secs(20))
         .expect("tcpcopy attaches");

@@ -89,6 +89,14 @@ impl Router {
         self.conns.len()
     }
 
+    /// Connections that speak protocol version 7.
+    pub fn connections_v7(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.version == tcpcopy_proto::v7::VERSION)
+            .count()
+    }
+
     pub fn on_event(&mut self, ev: ConnEvent) {
         match ev {
             ConnEvent::Open(id, peer, tx) => {

@@ -22,6 +22,7 @@ use crate::server::{self, ConnEvent, Router, RouterStats};
 pub struct Snapshot {
     pub router: RouterStats,
     pub connections: usize,
+    pub connections_v7: usize,
 }
 
 /// The `stats`/`final` line: the XDP counters, then the workers' router counters summed.
@@ -37,7 +38,7 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
     }
     let per_worker: Vec<String> = all.iter().map(|w| w.router.forwarded.to_string()).collect();
     format!(
-        "{xdp} forwarded={} parked={} expired={} dropped_slow={} deregistered={} not_tcp={} tcpcopy_connections={} forwarded_by_worker={}",
+        "{xdp} forwarded={} parked={} expired={} dropped_slow={} deregistered={} not_tcp={} tcpcopy_connections={} v7_connections={} forwarded_by_worker={}",
         s.forwarded,
         s.parked,
         s.expired,
@@ -45,6 +46,7 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
         s.deregistered,
         s.not_tcp,
         all.first().map_or(0, |w| w.connections),
+        all.first().map_or(0, |w| w.connections_v7),
         per_worker.join(",")
     )
 }
@@ -123,6 +125,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
                 _ = publish.tick() => ctx.publish(Snapshot {
                     router: router.stats,
                     connections: router.connections(),
+                    connections_v7: router.connections_v7(),
                 }),
             }
         }
@@ -130,6 +133,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
         ctx.publish(Snapshot {
             router: router.stats,
             connections: router.connections(),
+            connections_v7: router.connections_v7(),
         });
         anyhow::Ok(())
     })

@@ -136,6 +136,7 @@ impl State {
             send_errors: self.sender.errors(),
             links_up: self.links.iter().filter(|l| l.version.is_some()).count(),
             links: self.links.len(),
+            links_v7: self.links.iter().filter(|l| l.version == Some(7)).count(),
             registrations: self.registrations,
             unsent_registrations: self.unsent_registrations,
             unregistrable: self.unregistrable,

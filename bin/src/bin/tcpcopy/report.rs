@@ -15,6 +15,8 @@ pub struct Snapshot {
     pub send_errors: u64,
     pub links_up: usize,
     pub links: usize,
+    /// Links up that speak protocol version 7.
+    pub links_v7: usize,
     pub registrations: u64,
     pub unsent_registrations: u64,
     pub unregistrable: u64,
@@ -28,6 +30,7 @@ impl Snapshot {
         self.send_errors += o.send_errors;
         self.links_up += o.links_up;
         self.links += o.links;
+        self.links_v7 += o.links_v7;
         self.registrations += o.registrations;
         self.unsent_registrations += o.unsent_registrations;
         self.unregistrable += o.unregistrable;
@@ -41,11 +44,12 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} send_errors={} intercept_links={}/{} registrations={} unsent_registrations={} unregistrable={}",
+            "{} send_errors={} intercept_links={}/{} v7_links={} registrations={} unsent_registrations={} unregistrable={}",
             self.engine,
             self.send_errors,
             self.links_up,
             self.links,
+            self.links_v7,
             self.registrations,
             self.unsent_registrations,
             self.unregistrable

@@ -1,11 +1,11 @@
 //! How replayed packets leave the online host: an AF_XDP socket on the interface that routes to
-//! the target (the default), or a raw IP socket (`--send raw`, and for what AF_XDP cannot carry:
-//! IPv6, or targets behind another interface).
+//! the target (the default, IPv4 and IPv6), or a raw IP socket (`--send raw`, and for targets
+//! behind another interface than the first target's).
 
 mod raw;
 mod xdp;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use clap::ValueEnum;
 pub use raw::RawSender;
@@ -40,18 +40,11 @@ impl Sender {
     /// Sets up the sender for `targets`, on transmit queue `queue` for AF_XDP, for packets of up
     /// to `mtu` bytes.
     pub fn new(mode: SendMode, targets: &[IpAddr], queue: u32, mtu: u16) -> anyhow::Result<Self> {
-        let v4: Vec<Ipv4Addr> = targets
-            .iter()
-            .filter_map(|t| match t {
-                IpAddr::V4(a) => Some(*a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
         let xsk = match mode {
             SendMode::Raw => None,
-            _ if v4.is_empty() => None,
-            SendMode::Xdp => Some(XskSender::new(&v4, queue, mtu)?),
-            SendMode::Auto => match XskSender::new(&v4, queue, mtu) {
+            _ if targets.is_empty() => None,
+            SendMode::Xdp => Some(XskSender::new(targets, queue, mtu)?),
+            SendMode::Auto => match XskSender::new(targets, queue, mtu) {
                 Ok(x) => Some(x),
                 Err(e) => {
                     log::warn!("AF_XDP transmit unavailable ({e}); sending through a raw socket");
@@ -72,14 +65,14 @@ impl Sender {
         } else {
             log::info!("sending through a raw IP socket");
         }
-        let need_raw_v4 = xsk.is_none()
-            || v4
+        // A raw socket of each family some target needs besides AF_XDP.
+        let raw_for = |v6: bool| {
+            targets
                 .iter()
-                .any(|t| !xsk.as_ref().is_some_and(|x| x.serves(*t)));
-        let raw = RawSender::new(
-            need_raw_v4 && !v4.is_empty(),
-            targets.iter().any(IpAddr::is_ipv6),
-        )?;
+                .filter(|t| t.is_ipv6() == v6)
+                .any(|t| !xsk.as_ref().is_some_and(|x| x.serves(*t)))
+        };
+        let raw = RawSender::new(raw_for(false), raw_for(true))?;
         Ok(Self {
             xsk,
             raw,

@@ -2,10 +2,7 @@
 //! into a UMEM frame behind the Ethernet header of its next hop, and the frame goes to the
 //! driver's transmit ring, bypassing the kernel's IP stack. The ring work is `tcpcopy_xsk::tx`'s.
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
 use tcpcopy_engine::Transmit;
 use tcpcopy_wire::ethernet::{self, HEADER_LEN as ETH_LEN};
@@ -19,12 +16,14 @@ use tcpcopy_xsk::{
 /// Why the AF_XDP sender could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
-    #[error("no IPv4 route to {0}")]
-    NoRoute(Ipv4Addr),
+    #[error("no route to {0}")]
+    NoRoute(IpAddr),
+    #[error("no target to send to")]
+    NoTarget,
     #[error("cannot read the MAC address of {0}")]
     NoMac(String),
-    #[error("the next hop {0} on {1} did not answer ARP")]
-    Unresolved(Ipv4Addr, String),
+    #[error("the next hop {0} on {1} did not answer ARP or neighbour discovery")]
+    Unresolved(IpAddr, String),
     #[error(
         "{0} has {1} transmit queue(s): none left for worker {2} (fewer workers, or more queues)"
     )]
@@ -41,23 +40,22 @@ pub enum XskError {
 /// header of each target.
 pub struct XskSender {
     queue: TxQueue,
-    /// Ethernet header per destination: the next hop's MAC, ours, IPv4.
-    headers: Vec<(Ipv4Addr, [u8; ETH_LEN])>,
+    /// Ethernet header per destination: the next hop's MAC, ours, the ethertype.
+    headers: Vec<(IpAddr, [u8; ETH_LEN])>,
     pub errors: u64,
 }
 
 impl XskSender {
-    /// Opens a sender for packets to `targets` (IPv4): finds the first one's route, resolves the
-    /// next hop's MAC of every target routed through the same interface, and opens a transmit
+    /// Opens a sender for packets to `targets` (IPv4 and IPv6): finds the first one's route,
+    /// resolves the next hop's MAC of every target routed through the same interface (ARP or
+    /// neighbour discovery), and opens a transmit
     /// queue on queue `queue` of that interface (zero-copy if the driver allows, copy mode
     /// otherwise). Packets of up to `mtu` bytes must fit a frame behind the Ethernet header.
-    pub fn new(targets: &[Ipv4Addr], queue: u32, mtu: u16) -> Result<Self, XskError> {
+    pub fn new(targets: &[IpAddr], queue: u32, mtu: u16) -> Result<Self, XskError> {
         if usize::from(mtu) + ETH_LEN > FRAME_SIZE as usize {
             return Err(XskError::Mtu(mtu));
         }
-        let first = *targets
-            .first()
-            .ok_or(XskError::NoRoute(Ipv4Addr::UNSPECIFIED))?;
+        let first = *targets.first().ok_or(XskError::NoTarget)?;
         let route = neigh::route(first).ok_or(XskError::NoRoute(first))?;
         let src =
             neigh::iface_mac(&route.iface).ok_or_else(|| XskError::NoMac(route.iface.clone()))?;
@@ -68,7 +66,7 @@ impl XskSender {
             };
             let dst = neigh::resolve(&r, Duration::from_secs(3))
                 .ok_or_else(|| XskError::Unresolved(r.next_hop, r.iface.clone()))?;
-            headers.push((t, ethernet::header(dst, src, IpAddr::V4(t))));
+            headers.push((t, ethernet::header(dst, src, t)));
         }
         let queues = tcpcopy_host::iface::tx_queues(&route.iface);
         if queue >= queues {
@@ -94,7 +92,7 @@ impl XskSender {
     }
 
     /// Whether packets to `dst` go through this socket.
-    pub fn serves(&self, dst: Ipv4Addr) -> bool {
+    pub fn serves(&self, dst: IpAddr) -> bool {
         self.headers.iter().any(|(t, _)| *t == dst)
     }
 
@@ -116,10 +114,8 @@ impl XskSender {
         let buf = frame.buf();
         let tx = emit(&mut buf[ETH_LEN..])?;
         let n = tx.size;
-        let header = match tx.destination.ip() {
-            IpAddr::V4(dst) => headers.iter().find_map(|(t, h)| (*t == dst).then_some(*h)),
-            IpAddr::V6(_) => None,
-        };
+        let dst = tx.destination.ip();
+        let header = headers.iter().find_map(|(t, h)| (*t == dst).then_some(*h));
         match header {
             Some(header) => {
                 buf[..ETH_LEN].copy_from_slice(&header);
