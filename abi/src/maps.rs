@@ -32,8 +32,9 @@ pub const FRAMES_BYTES: u32 = 16 << 20;
 /// Per-CPU scratch buffer a frame is assembled in before it goes into the ring.
 pub const SCRATCH: &str = "SCRATCH";
 
-/// Bytes tcpcopy copies of each selected request frame (its snap length).
-pub const TCPCOPY_SNAP: usize = 2048;
+/// Bytes tcpcopy copies of each selected request frame (its snap length): a whole jumbo frame
+/// (an IP MTU of 9216 behind an Ethernet header and a VLAN tag) with room to spare.
+pub const TCPCOPY_SNAP: usize = 9728;
 /// Bytes intercept copies of each reply frame: Ethernet, VLAN, IPv6 and TCP headers with options.
 pub const INTERCEPT_SNAP: usize = 128;
 
@@ -83,3 +84,9 @@ pub const MODE_COPY: u32 = 0;
 /// Redirect selected frames into the AF_XDP socket of their queue (tcpcopy on a mirror/tap
 /// port; intercept by default).
 pub const MODE_MIRROR: u32 = 1;
+/// Bytes of an AF_XDP frame (a UMEM chunk).
+pub const XSK_FRAME_SIZE: u32 = 4096;
+/// The longest frame an AF_XDP socket takes: the kernel puts it behind `XDP_PACKET_HEADROOM`
+/// (256 bytes) in a chunk. Longer frames, and frames in several buffers, are copied into the
+/// ring buffer instead of redirected (the sockets are bound without multi-buffer support).
+pub const XSK_FRAME_MAX: u64 = XSK_FRAME_SIZE as u64 - 256;

@@ -204,3 +204,31 @@ fn intercept_consumes_the_replies_from_its_port_only() {
     assert_eq!(usize::from(*wire_len), reply.len());
     assert_eq!(bytes[..], reply[..bytes.len()]);
 }
+
+/// A jumbo frame (IP MTU 9000): more than a page, so the kernel hands the program a multi-buffer
+/// frame (the program is built `xdp.frags`); the ring holds it whole, byte for byte.
+#[test]
+fn tcpcopy_copies_a_jumbo_frame_whole() {
+    let mut program = load(crate::TCPCOPY_OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let headers = frame(v4(CLIENT, 40_000), v4(SERVER, 80), &[], None).len();
+    let body: Vec<u8> = (0..14 + 9000 - headers)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
+    let jumbo = frame(v4(CLIENT, 40_000), v4(SERVER, 80), &body, None);
+    assert_eq!(jumbo.len(), 14 + 9000);
+    let (verdict, d) = run(&program, &jumbo);
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(
+        (
+            d.of(Stat::Matched),
+            d.of(Stat::Copied),
+            d.of(Stat::Truncated)
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(d.of(Stat::MatchedBytes), jumbo.len() as u64);
+    let records = ring_records(&mut program);
+    assert_eq!(records.len(), 1);
+    assert_eq!(usize::from(records[0].0), jumbo.len(), "wire length");
+    assert!(records[0].1 == jumbo, "the whole frame, every buffer of it");
+}

@@ -58,11 +58,7 @@ pub fn classify(
                 return None;
             }
             count(stats, Stat::Matched, 1);
-            count(
-                stats,
-                Stat::MatchedBytes,
-                (ctx.data_end() - ctx.data()) as u64,
-            );
+            count(stats, Stat::MatchedBytes, crate::copy::frame_len(ctx));
             Some(f)
         }
         Ok(None) => None,

@@ -6,7 +6,7 @@
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
-    helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     maps::{PerCpuArray, RingBuf},
     programs::XdpContext,
 };
@@ -14,6 +14,14 @@ use aya_ebpf::{
 use tcpcopy_abi::{maps::FRAME_HEADER_LEN, stats::Stat};
 
 use crate::classify::count;
+
+/// The whole frame's length, every buffer of a multi-buffer (jumbo) frame included (`data_end`
+/// ends the first buffer only).
+#[inline(always)]
+pub fn frame_len(ctx: &XdpContext) -> u64 {
+    // SAFETY: the helper only reads the context the kernel passed this program.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) }
+}
 
 /// Copies the first `N - 8` bytes of the frame, behind a frame header, into `ring`, assembling
 /// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.
@@ -34,7 +42,8 @@ pub fn copy_frame<const N: usize>(
     };
     // SAFETY: the per-CPU slot is valid for this program run and only this CPU touches it.
     let buf = unsafe { &mut *slot };
-    let wire = (ctx.data_end() - ctx.data()) as u64;
+    // The load below reads across the buffers of a multi-buffer frame.
+    let wire = frame_len(ctx);
     let snap = (N - FRAME_HEADER_LEN) as u64;
     // Clamped as u64 and checked against zero on the very register passed to the helper (the
     // black box keeps the compiler from testing `data_end == data` instead): the verifier needs

@@ -14,13 +14,13 @@ use aya_ebpf::{
 
 use tcpcopy_abi::{
     filter::FilterProgram,
-    maps::{MAX_WORKERS, MODE_INDEX, MODE_MIRROR, MODE_WORKERS},
+    maps::{MAX_WORKERS, MODE_INDEX, MODE_MIRROR, MODE_WORKERS, XSK_FRAME_MAX},
     stats::Stat,
 };
 
 use crate::{
     classify::{PortSide, classify, count},
-    copy::copy_frame,
+    copy::{copy_frame, frame_len},
     parse::rx_queue,
 };
 
@@ -59,7 +59,12 @@ pub fn run<const N: usize>(
         return xdp_action::XDP_PASS;
     };
     let queue = rx_queue(ctx);
-    if maps.mode.get(MODE_INDEX).is_some_and(|m| *m == MODE_MIRROR)
+    // A frame an AF_XDP socket cannot hold (a jumbo frame, or one in several buffers) goes
+    // through the ring buffer instead: the readers read both.
+    let len = frame_len(ctx);
+    let fits = len <= XSK_FRAME_MAX && len == (ctx.data_end() - ctx.data()) as u64;
+    if fits
+        && maps.mode.get(MODE_INDEX).is_some_and(|m| *m == MODE_MIRROR)
         && let Ok(action) = maps.xsks.redirect(queue, 0)
     {
         count(maps.stats, Stat::Redirected, 1);
@@ -139,7 +144,9 @@ macro_rules! xdp_program {
         #[map]
         static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-        #[xdp]
+        // `frags`: the program takes multi-buffer frames (jumbo frames, where the driver hands
+        // XDP a frame in several buffers), so it can be attached where the MTU exceeds a page.
+        #[xdp(frags)]
         #[allow(
             clippy::needless_pass_by_value,
             reason = "the #[xdp] macro fixes the entry point's signature"

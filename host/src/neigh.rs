@@ -199,6 +199,12 @@ pub fn iface_mtu(iface: &str) -> Option<u32> {
         .ok()
 }
 
+/// The MTU of the path to `dst`: its route's, else the route's interface's.
+pub fn path_mtu(dst: IpAddr) -> Option<u32> {
+    let r = route(dst)?;
+    r.mtu.or_else(|| iface_mtu(&r.iface))
+}
+
 /// The next hop's MAC address; asks the kernel to resolve it (a datagram to the discard port
 /// makes it send an ARP request or a neighbour solicitation) and waits up to `wait`.
 pub fn resolve(route: &Route, wait: Duration) -> Option<[u8; 6]> {

@@ -120,6 +120,8 @@ pub struct Options {
     /// Give the online host a mirror port: `mirror0` receives a copy of every frame the client
     /// sends (tc mirred in the bridge namespace), like a switch's SPAN port.
     pub mirror: bool,
+    /// MTU of every link (the veths and the bridge); `None` keeps the default 1500.
+    pub mtu: Option<u32>,
 }
 
 impl Default for Options {
@@ -129,6 +131,7 @@ impl Default for Options {
             persistent: false,
             id: None,
             mirror: false,
+            mtu: None,
         }
     }
 }
@@ -229,6 +232,11 @@ impl Testbed {
                 "numrxqueues",
                 &queues,
             ])?;
+            if let Some(mtu) = opts.mtu {
+                let mtu = mtu.to_string();
+                cmd::ip(&["-n", &br, "link", "set", &port, "mtu", &mtu])?;
+                cmd::ip(&["-n", &ns, "link", "set", IFACE, "mtu", &mtu])?;
+            }
             cmd::ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"])?;
             let addr = format!("{}/{SUBNET_PREFIX}", host.addr());
             cmd::ip(&["-n", &ns, "link", "set", "lo", "up"])?;
@@ -237,6 +245,9 @@ impl Testbed {
             let addr6 = format!("{}/{SUBNET6_PREFIX}", host.addr6());
             cmd::ip(&["-n", &ns, "addr", "add", &addr6, "dev", IFACE, "nodad"])?;
             cmd::ip(&["-n", &ns, "link", "set", IFACE, "up"])?;
+        }
+        if let Some(mtu) = opts.mtu {
+            cmd::ip(&["-n", &br, "link", "set", "br0", "mtu", &mtu.to_string()])?;
         }
         if opts.mirror {
             self.add_mirror_port()?;

@@ -38,6 +38,10 @@ http {{
             client_body_buffer_size 2m;
             proxy_pass http://127.0.0.1:8081;
         }}
+        # Files the tests put under the testbed folder's static/ (large answers).
+        location /static/ {{
+            root {d};
+        }}
         # Request bodies are kept in files (named in the access log) so tests can compare them.
         location /upload {{
             client_body_in_file_only on;

@@ -243,6 +243,28 @@ pub fn upload(bed: &Testbed, name: &str, data: &[u8]) -> anyhow::Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// POSTs each of `bodies` from the client to `http://online/upload/{prefix}{i}`, one connection
+/// each, in one curl process; returns the HTTP statuses.
+pub fn upload_each(bed: &Testbed, prefix: &str, bodies: &[Vec<u8>]) -> anyhow::Result<Vec<String>> {
+    let mut cmd = bed.cmd(Host::Client, "curl");
+    for (i, data) in bodies.iter().enumerate() {
+        let body = bed.dir().join(format!("{prefix}{i}.upload"));
+        std::fs::write(&body, data)?;
+        if i > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}\\n"])
+            .args(["-H", "Connection: close", "--data-binary"])
+            .arg(format!("@{}", body.display()))
+            .arg(format!("http://{}/upload/{prefix}{i}", Host::Online.addr()));
+    }
+    let out = cmd.output()?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The request body the test nginx stored for `/upload/{name}`, if it arrived.
 pub fn replayed_upload(bed: &Testbed, name: &str) -> Option<Vec<u8>> {
     let line = logged(bed, Host::Test, "upload")

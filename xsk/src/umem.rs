@@ -15,8 +15,8 @@ use xdpilone::{
     BufIdx, DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
 };
 
-/// Bytes per UMEM frame.
-pub const FRAME_SIZE: u32 = 4096;
+/// Bytes per UMEM frame (the XDP programs know it: they redirect no longer frame).
+pub const FRAME_SIZE: u32 = tcpcopy_abi::maps::XSK_FRAME_SIZE;
 
 /// Descriptors of each RX and TX ring (and of the fill and completion rings, xdpilone's
 /// default).

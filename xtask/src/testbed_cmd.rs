@@ -23,6 +23,7 @@ pub fn up(queues: u16) -> anyhow::Result<()> {
         persistent: true,
         id: Some(PERSISTENT_ID.into()),
         mirror: true,
+        mtu: None,
     })?;
     step(&format!("testbed {} is up", bed.id()));
     describe(&bed);

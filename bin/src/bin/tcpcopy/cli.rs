@@ -125,14 +125,10 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(6..=7))]
     pub protocol: u16,
 
-    /// MTU towards the test server.
-    #[arg(
-        short = 'M',
-        long = "mtu",
-        value_name = "BYTES",
-        default_value_t = 1500
-    )]
-    pub mtu: u16,
+    /// Largest packet towards the test server (default: the path's MTU: the route's, else its
+    /// interface's; this caps it).
+    #[arg(short = 'M', long = "mtu", value_name = "BYTES")]
+    pub mtu: Option<u16>,
 
     /// MSS in the SYNs faked for sessions captured mid-stream.
     #[arg(
@@ -223,6 +219,16 @@ pub enum CliError {
     Config(#[from] tcpcopy_engine::ConfigError),
 }
 
+/// The smallest MTU on the paths to `targets` (the route's, else its interface's); 1500 where
+/// none is known (offline replay on a host without a route to the target).
+fn path_mtu(targets: &[IpAddr]) -> u16 {
+    targets
+        .iter()
+        .filter_map(|t| tcpcopy_host::neigh::path_mtu(*t))
+        .min()
+        .map_or(1500, |m| u16::try_from(m).unwrap_or(u16::MAX))
+}
+
 impl Cli {
     /// The capture file to replay offline: `--pcap`, or `-i` naming a file.
     pub fn offline_file(&self) -> Option<PathBuf> {
@@ -288,7 +294,7 @@ impl Cli {
         cfg.ramp = self.ramp;
         cfg.instance = self.instance;
         cfg.idle_timeout = Duration::from_secs(self.timeout.max(1));
-        cfg.mtu = self.mtu;
+        cfg.mtu = self.mtu.unwrap_or_else(|| path_mtu(&targets));
         cfg.mss = self.mss;
         cfg.only_syn = self.only_syn;
         cfg.no_wait = self.no_wait;

@@ -25,7 +25,6 @@ struct State {
     sender: Sender,
     links: Vec<Link>,
     registered: HashSet<(SocketAddr, SocketAddr)>,
-    next_link: usize,
     start: Instant,
     /// Registrations no connected link could carry (IPv6 where every intercept speaks protocol
     /// version 6).
@@ -35,6 +34,18 @@ struct State {
     unsent_registrations: u64,
     /// Packets are waiting for the sender to have room.
     held_back: bool,
+}
+
+/// FNV-1a of a client address and port: which link carries its routes.
+fn client_hash(client: SocketAddr) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    match client.ip() {
+        std::net::IpAddr::V4(a) => a.octets().into_iter().for_each(&mut eat),
+        std::net::IpAddr::V6(a) => a.octets().into_iter().for_each(&mut eat),
+    }
+    client.port().to_be_bytes().into_iter().for_each(&mut eat);
+    h
 }
 
 /// Engine time: microseconds since the Unix epoch, read once at start and then advanced by the
@@ -84,15 +95,17 @@ impl State {
         self.held_back = true;
     }
 
-    /// A route change on one connected link of every intercept (round robin among its links)
-    /// that can carry it.
+    /// A route change on one connected link of every intercept that can carry it: the same
+    /// link for the same client while the links stay up (chosen by a hash of the client), so a
+    /// deregistration reaches the connection that registered (intercept takes it only from
+    /// there), and the sessions spread over the links.
     fn route(&mut self, route: Route, client: SocketAddr) {
         let mut done: Vec<SocketAddr> = Vec::new();
         let mut carried = false;
         let n = self.links.len();
+        let start = usize::try_from(client_hash(client)).unwrap_or(0) % n.max(1);
         for k in 0..n {
-            let i = (self.next_link + k) % n;
-            let link = &self.links[i];
+            let link = &self.links[(start + k) % n];
             if !link.carries(client) {
                 continue;
             }
@@ -101,7 +114,6 @@ impl State {
                 done.push(link.intercept);
             }
         }
-        self.next_link = self.next_link.wrapping_add(1);
         if !matches!(route, Route::Register(..)) {
             return;
         }
@@ -117,11 +129,17 @@ impl State {
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Connected(id, version) => {
-                let link = &mut self.links[id];
-                link.version = Some(version);
+                self.links[id].version = Some(version);
+                // Every live session this link is now the chosen one for (see `route`).
+                let n = self.links.len();
+                let intercept = self.links[id].intercept;
                 for &(c, t) in &self.registered {
-                    if link.carries(c) {
-                        link.send(Route::Register(c, t));
+                    let start = usize::try_from(client_hash(c)).unwrap_or(0) % n.max(1);
+                    let chosen = (0..n).map(|k| (start + k) % n).find(|&i| {
+                        self.links[i].intercept == intercept && self.links[i].carries(c)
+                    });
+                    if chosen == Some(id) {
+                        self.links[id].send(Route::Register(c, t));
                     }
                 }
             }
@@ -184,7 +202,6 @@ pub async fn run(
         sender,
         links,
         registered: HashSet::new(),
-        next_link: 0,
         start: Instant::now(),
         unregistrable: 0,
         registrations: 0,

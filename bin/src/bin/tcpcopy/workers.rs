@@ -62,7 +62,18 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
             plan.engine.mappings.iter().map(|m| m.target.ip()).collect();
         let sender = Sender::new(plan.send, &targets, queue, plan.engine.mtu)
             .context("setting up the sender for replayed packets")?;
-        let engine = Engine::new(plan.engine)?;
+        let mut config = plan.engine;
+        let largest = sender.max_packet();
+        if config.mtu > largest {
+            if queue == 0 {
+                log::info!(
+                    "replayed packets of at most {largest} bytes, what an AF_XDP frame holds (the path takes {}; --send raw sends packets of the whole MTU)",
+                    config.mtu
+                );
+            }
+            config.mtu = largest;
+        }
+        let engine = Engine::new(config)?;
         Ok((source, sender, engine))
     }) else {
         return Ok(());

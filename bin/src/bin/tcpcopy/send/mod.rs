@@ -43,8 +43,8 @@ impl Sender {
         let xsk = match mode {
             SendMode::Raw => None,
             _ if targets.is_empty() => None,
-            SendMode::Xdp => Some(XskSender::new(targets, queue, mtu)?),
-            SendMode::Auto => match XskSender::new(targets, queue, mtu) {
+            SendMode::Xdp => Some(XskSender::new(targets, queue)?),
+            SendMode::Auto => match XskSender::new(targets, queue) {
                 Ok(x) => Some(x),
                 Err(e) => {
                     log::warn!("AF_XDP transmit unavailable ({e}); sending through a raw socket");
@@ -92,6 +92,14 @@ impl Sender {
         };
         let raw = &mut self.raw;
         x.emit(emit, |packet, tx| raw.send(packet, tx.destination.ip()))
+    }
+
+    /// The longest IP packet this sender carries (AF_XDP: what a frame holds behind the Ethernet
+    /// header).
+    pub fn max_packet(&self) -> u16 {
+        self.xsk
+            .as_ref()
+            .map_or(u16::MAX, |_| XskSender::max_packet())
     }
 
     /// Whether the next packet can be taken now (AF_XDP: a frame is free).

@@ -28,10 +28,6 @@ pub enum XskError {
         "{0} has {1} transmit queue(s): none left for worker {2} (fewer workers, or more queues)"
     )]
     NoQueue(String, u32, u32),
-    #[error(
-        "an MTU of {0} does not fit an AF_XDP frame ({FRAME_SIZE} bytes with the Ethernet header)"
-    )]
-    Mtu(u16),
     #[error(transparent)]
     Socket(#[from] XskSetupError),
 }
@@ -50,11 +46,8 @@ impl XskSender {
     /// resolves the next hop's MAC of every target routed through the same interface (ARP or
     /// neighbour discovery), and opens a transmit
     /// queue on queue `queue` of that interface (zero-copy if the driver allows, copy mode
-    /// otherwise). Packets of up to `mtu` bytes must fit a frame behind the Ethernet header.
-    pub fn new(targets: &[IpAddr], queue: u32, mtu: u16) -> Result<Self, XskError> {
-        if usize::from(mtu) + ETH_LEN > FRAME_SIZE as usize {
-            return Err(XskError::Mtu(mtu));
-        }
+    /// otherwise). Packets longer than [`Self::max_packet`] do not fit a frame.
+    pub fn new(targets: &[IpAddr], queue: u32) -> Result<Self, XskError> {
         let first = *targets.first().ok_or(XskError::NoTarget)?;
         let route = neigh::route(first).ok_or(XskError::NoRoute(first))?;
         let src =
@@ -77,6 +70,13 @@ impl XskSender {
             headers,
             errors: 0,
         })
+    }
+
+    /// The longest IP packet a frame holds behind the Ethernet header.
+    pub const fn max_packet() -> u16 {
+        #[expect(clippy::cast_possible_truncation, reason = "4096 - 14 fits")]
+        let n = (FRAME_SIZE as usize - ETH_LEN) as u16;
+        n
     }
 
     pub fn mode(&self) -> XskMode {
