@@ -5,15 +5,21 @@
 
 use std::time::{Duration, Instant};
 
-use tcpcopy_proto::{BatchDecoder, ClientDecoder, InterceptEnd, TcpcopyEnd, encode_response};
+use tcpcopy_proto::{
+    BatchDecoder, ClientDecoder, InterceptEnd, Secret, TcpcopyEnd, encode_response,
+};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut batches = BatchDecoder::default();
     let mut clients = ClientDecoder::default();
     let now = Instant::now();
     // tcpcopy's end reading an intercept; intercept's end reading a tcpcopy.
-    let mut tcpcopy = TcpcopyEnd::new(now, true);
-    let mut intercept = InterceptEnd::new(true, [0; 16]);
+    let mut tcpcopy = TcpcopyEnd::new(now, true, None);
+    let mut intercept = InterceptEnd::new(true, [0; 16], None);
+    // And one that requires the shared secret: nothing registers without the proof.
+    let secret = Secret::new(b"0123456789abcdef").expect("16 bytes");
+    let mut guarded = InterceptEnd::new(true, [0; 16], Some(secret));
+    let mut guarded_ok = true;
     let (mut tcpcopy_ok, mut intercept_ok) = (true, true);
     for chunk in data.chunks(7) {
         batches.feed(chunk);
@@ -37,6 +43,23 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 }
             }
             let _ = intercept.poll_transmit();
+        }
+        if guarded_ok {
+            guarded.handle_input(chunk);
+            loop {
+                match guarded.poll_request() {
+                    Ok(Some(tcpcopy_proto::Event::Register(..))) => {
+                        panic!("a registration without the proof of the secret")
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => {
+                        guarded_ok = false;
+                        break;
+                    }
+                }
+            }
+            let _ = guarded.poll_transmit();
         }
     }
     tcpcopy.handle_timeout(now + Duration::from_secs(2));

@@ -20,7 +20,7 @@ use crate::{
     Headers, Reply,
     inbox::Inbox,
     v6::{self, BatchDecoder, CLIENT_RECORD_LEN, ClientRecord},
-    v7::{self, Accept, ProtoError, Request},
+    v7::{self, Accept, ProtoError, Request, Secret},
 };
 
 /// How long tcpcopy waits for an answer to its offer before it settles on version 6.
@@ -28,7 +28,11 @@ pub const OFFER_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 enum Negotiation {
-    Offered { deadline: Instant },
+    Offered {
+        deadline: Instant,
+    },
+    /// Version 7, the proof of the secret sent, its acknowledgement not yet read.
+    Proving(Accept),
     V6,
     V7(Accept),
 }
@@ -40,6 +44,7 @@ pub struct TcpcopyEnd {
     inbox: Inbox,
     v6: BatchDecoder,
     out: Vec<u8>,
+    secret: Option<Secret>,
 }
 
 /// A registration the negotiated version cannot carry.
@@ -55,8 +60,8 @@ pub enum Unsendable {
 
 impl TcpcopyEnd {
     /// A connection that has just opened. With `offer_v7` false it speaks version 6 only, as the
-    /// original does.
-    pub fn new(now: Instant, offer_v7: bool) -> Self {
+    /// original does. `secret` proves this tcpcopy to an intercept that asks for it.
+    pub fn new(now: Instant, offer_v7: bool, secret: Option<Secret>) -> Self {
         let mut out = ClientRecord::version().encode().to_vec();
         let state = if offer_v7 {
             out.extend_from_slice(&v7::offer(v7::CAPS));
@@ -71,13 +76,14 @@ impl TcpcopyEnd {
             inbox: Inbox::default(),
             v6: BatchDecoder::default(),
             out,
+            secret,
         }
     }
 
     /// The negotiated version, `None` while the offer is open.
     pub fn version(&self) -> Option<u16> {
         match self.state {
-            Negotiation::Offered { .. } => None,
+            Negotiation::Offered { .. } | Negotiation::Proving(_) => None,
             Negotiation::V6 => Some(v6::VERSION),
             Negotiation::V7(_) => Some(v7::VERSION),
         }
@@ -113,13 +119,28 @@ impl TcpcopyEnd {
         match self.state {
             Negotiation::V6 => self.v6.feed(bytes),
             Negotiation::V7(_) => self.inbox.feed(bytes),
+            Negotiation::Proving(accept) => {
+                self.inbox.feed(bytes);
+                if v7::next_proven(&mut self.inbox)? {
+                    self.state = Negotiation::V7(accept);
+                }
+            }
             Negotiation::Offered { .. } => {
                 self.inbox.feed(bytes);
                 match self.inbox.peek(2) {
                     None => {}
                     Some([0xff, 0xff]) => {
                         if let Some(b) = self.inbox.take::<{ v7::ACCEPT_LEN }>() {
-                            self.state = Negotiation::V7(Accept::decode(&b)?);
+                            let accept = Accept::decode(&b)?;
+                            if accept.caps & v7::CAP_SECRET == 0 {
+                                self.state = Negotiation::V7(accept);
+                            } else {
+                                let secret =
+                                    self.secret.as_ref().ok_or(ProtoError::SecretRequired)?;
+                                v7::encode_auth(&secret.proof(&accept.nonce), &mut self.out);
+                                self.state = Negotiation::Proving(accept);
+                                return self.handle_input(&[]);
+                            }
                         }
                     }
                     Some(_) => {
@@ -154,7 +175,9 @@ impl TcpcopyEnd {
 
     fn key(&mut self, kind: u8, client: SocketAddr, target: SocketAddr) -> Result<(), Unsendable> {
         match (&self.state, client, target) {
-            (Negotiation::Offered { .. }, ..) => Err(Unsendable::NotNegotiated),
+            (Negotiation::Offered { .. } | Negotiation::Proving(_), ..) => {
+                Err(Unsendable::NotNegotiated)
+            }
             (Negotiation::V6, SocketAddr::V4(c), SocketAddr::V4(t)) => {
                 self.out
                     .extend_from_slice(&ClientRecord::register(c, t).encode());
@@ -169,7 +192,7 @@ impl TcpcopyEnd {
     /// The next reply's headers, if a whole one has arrived.
     pub fn poll_reply(&mut self) -> Result<Option<Headers>, ProtoError> {
         match self.state {
-            Negotiation::Offered { .. } => Ok(None),
+            Negotiation::Offered { .. } | Negotiation::Proving(_) => Ok(None),
             Negotiation::V6 => Ok(self.v6.next_record().map(|r| v6::response_headers(&r))),
             Negotiation::V7(_) => v7::next_reply(&mut self.inbox),
         }
@@ -194,6 +217,8 @@ pub enum Event {
     Upgraded {
         caps: u32,
     },
+    /// The peer proved the shared secret.
+    Proven,
     Register(SocketAddr, SocketAddr),
     Deregister(SocketAddr, SocketAddr),
     /// A version-6 record of a type that means nothing here (the original logs and ignores it).
@@ -206,18 +231,26 @@ pub struct InterceptEnd {
     peer: Peer,
     accept_v7: bool,
     nonce: [u8; 16],
+    /// The secret a tcpcopy must prove before anything else (version 7 only).
+    secret: Option<Secret>,
+    /// Whether the peer has proven it (or none is required).
+    proven: bool,
     inbox: Inbox,
     out: Vec<u8>,
 }
 
 impl InterceptEnd {
     /// A connection tcpcopy has just opened. With `accept_v7` false it answers no offer and
-    /// speaks version 6 only, as the original does. `nonce` goes out in the accept.
-    pub fn new(accept_v7: bool, nonce: [u8; 16]) -> Self {
+    /// speaks version 6 only, as the original does. `nonce` (random, fresh for every connection)
+    /// goes out in the accept. With a `secret`, the peer must prove it before anything else:
+    /// version 6, which cannot, is refused.
+    pub fn new(accept_v7: bool, nonce: [u8; 16], secret: Option<Secret>) -> Self {
         Self {
             peer: Peer::New,
             accept_v7,
             nonce,
+            proven: secret.is_none(),
+            secret,
             inbox: Inbox::default(),
             out: Vec::new(),
         }
@@ -230,6 +263,18 @@ impl InterceptEnd {
             Peer::V6 { .. } => Some(v6::VERSION),
             Peer::V7 => Some(v7::VERSION),
         }
+    }
+
+    /// Whether a secret is required and the peer has said version 6 but not yet offered 7: it
+    /// has a moment to (its offer follows the version record at once), then it is refused.
+    pub fn awaiting_offer(&self) -> bool {
+        self.secret.is_some()
+            && matches!(
+                self.peer,
+                Peer::V6 {
+                    offer_possible: true
+                }
+            )
     }
 
     /// Bytes received from tcpcopy.
@@ -246,10 +291,24 @@ impl InterceptEnd {
     /// The next thing tcpcopy asked for, `Ok(None)` until more bytes arrive.
     pub fn poll_request(&mut self) -> Result<Option<Event>, ProtoError> {
         match self.peer {
-            Peer::V7 => Ok(v7::next_request(&mut self.inbox)?.map(|r| match r {
-                Request::Register(c, t) => Event::Register(c, t),
-                Request::Deregister(c, t) => Event::Deregister(c, t),
-            })),
+            Peer::V7 => {
+                let Some(r) = v7::next_request(&mut self.inbox)? else {
+                    return Ok(None);
+                };
+                match (r, &self.secret, self.proven) {
+                    (Request::Auth(proof), Some(secret), false) => {
+                        if !secret.verify(&self.nonce, &proof) {
+                            return Err(ProtoError::BadSecret);
+                        }
+                        self.proven = true;
+                        v7::encode_proven(&mut self.out);
+                        Ok(Some(Event::Proven))
+                    }
+                    (_, _, false) | (Request::Auth(_), _, true) => Err(ProtoError::BadSecret),
+                    (Request::Register(c, t), _, true) => Ok(Some(Event::Register(c, t))),
+                    (Request::Deregister(c, t), _, true) => Ok(Some(Event::Deregister(c, t))),
+                }
+            }
             Peer::New => {
                 let Some(b) = self.inbox.take::<CLIENT_RECORD_LEN>() else {
                     return Ok(None);
@@ -279,15 +338,25 @@ impl InterceptEnd {
                     && let Some(theirs) = v7::parse_offer(&b)
                 {
                     let caps = theirs & v7::CAPS;
+                    let ours = v7::CAPS
+                        | if self.secret.is_some() {
+                            v7::CAP_SECRET
+                        } else {
+                            0
+                        };
                     self.out.extend_from_slice(
                         &Accept {
-                            caps: v7::CAPS,
+                            caps: ours,
                             nonce: self.nonce,
                         }
                         .encode(),
                     );
                     self.peer = Peer::V7;
                     return Ok(Some(Event::Upgraded { caps }));
+                }
+                if !self.proven {
+                    // Version 6 has no way to prove a secret.
+                    return Err(ProtoError::BadSecret);
                 }
                 let rec = ClientRecord::decode(&b);
                 let key = (rec.client.into(), rec.target.into());
@@ -369,8 +438,8 @@ mod tests {
     #[test]
     fn two_version_7_ends_agree_on_7_and_carry_both_families() {
         let (mut t, mut i) = (
-            TcpcopyEnd::new(now(), true),
-            InterceptEnd::new(true, [3; 16]),
+            TcpcopyEnd::new(now(), true, None),
+            InterceptEnd::new(true, [3; 16], None),
         );
         assert_eq!(t.version(), None);
         assert_eq!(
@@ -417,8 +486,8 @@ mod tests {
     #[test]
     fn against_a_version_6_intercept_tcpcopy_settles_on_6() {
         let start = now();
-        let mut t = TcpcopyEnd::new(start, true);
-        let mut original = InterceptEnd::new(false, [0; 16]);
+        let mut t = TcpcopyEnd::new(start, true, None);
+        let mut original = InterceptEnd::new(false, [0; 16], None);
         assert_eq!(pump(&mut t, &mut original), vec![Event::Ignored(7)]);
         assert_eq!(t.version(), None);
         assert_eq!(t.poll_timeout(), Some(start + OFFER_TIMEOUT));
@@ -457,7 +526,7 @@ mod tests {
     /// A version-6 message arriving before the timeout settles it at once.
     #[test]
     fn a_version_6_batch_settles_the_offer_at_once() {
-        let mut t = TcpcopyEnd::new(now(), true);
+        let mut t = TcpcopyEnd::new(now(), true, None);
         let _ = t.poll_transmit();
         let rec = v6::response_record(&encode_response(&reply(false, 0, 0, 1)).unwrap()).unwrap();
         let mut wire = Vec::new();
@@ -473,7 +542,7 @@ mod tests {
     /// version-7 intercept answers it in version 6.
     #[test]
     fn a_version_6_tcpcopy_is_served_in_version_6() {
-        let mut i = InterceptEnd::new(true, [0; 16]);
+        let mut i = InterceptEnd::new(true, [0; 16], None);
         let [(c4, s4), _] = keys();
         let (SocketAddr::V4(c), SocketAddr::V4(s)) = (c4, s4) else {
             unreachable!()
@@ -499,18 +568,18 @@ mod tests {
 
     #[test]
     fn a_stranger_is_refused_on_its_first_record() {
-        let mut i = InterceptEnd::new(true, [0; 16]);
+        let mut i = InterceptEnd::new(true, [0; 16], None);
         i.handle_input(b"GET / HTTP/1.1\r\n");
         assert!(matches!(
             i.poll_request(),
             Err(ProtoError::NotVersionRecord(_))
         ));
-        let mut i = InterceptEnd::new(true, [0; 16]);
+        let mut i = InterceptEnd::new(true, [0; 16], None);
         let mut v5 = ClientRecord::version().encode();
         v5[7] = 5;
         i.handle_input(&v5);
         assert_eq!(i.poll_request(), Err(ProtoError::Version(5)));
-        let mut t = TcpcopyEnd::new(now(), true);
+        let mut t = TcpcopyEnd::new(now(), true, None);
         let mut bad = Accept {
             caps: 0,
             nonce: [0; 16],
@@ -518,5 +587,58 @@ mod tests {
         .encode();
         bad[2] = b'X';
         assert_eq!(t.handle_input(&bad), Err(ProtoError::BadAccept));
+    }
+
+    #[expect(clippy::unnecessary_wraps, reason = "the ends take an Option")]
+    fn secret(b: &[u8]) -> Option<Secret> {
+        Some(Secret::new(b).unwrap())
+    }
+
+    #[test]
+    fn a_shared_secret_is_proven_before_any_registration() {
+        let [(c4, s4), _] = keys();
+        let key = b"a shared secret of the team";
+        // The right secret: proven, then registrations.
+        let mut t = TcpcopyEnd::new(now(), true, secret(key));
+        let mut i = InterceptEnd::new(true, [7; 16], secret(key));
+        assert_eq!(
+            pump(&mut t, &mut i),
+            vec![Event::Upgraded { caps: v7::CAPS }, Event::Proven]
+        );
+        t.register(c4, s4).unwrap();
+        assert_eq!(pump(&mut t, &mut i), vec![Event::Register(c4, s4)]);
+        // Another secret: refused; none at all: tcpcopy says what is missing.
+        let mut t = TcpcopyEnd::new(now(), true, secret(b"another secret, not theirs"));
+        let mut i = InterceptEnd::new(true, [7; 16], secret(key));
+        i.handle_input(&t.poll_transmit().unwrap());
+        assert!(matches!(i.poll_request(), Ok(Some(Event::Upgraded { .. }))));
+        t.handle_input(&i.poll_transmit().unwrap()).unwrap();
+        i.handle_input(&t.poll_transmit().unwrap());
+        assert_eq!(i.poll_request(), Err(ProtoError::BadSecret));
+        let mut t = TcpcopyEnd::new(now(), true, None);
+        let mut i = InterceptEnd::new(true, [7; 16], secret(key));
+        i.handle_input(&t.poll_transmit().unwrap());
+        let _ = i.poll_request();
+        assert_eq!(
+            t.handle_input(&i.poll_transmit().unwrap()),
+            Err(ProtoError::SecretRequired)
+        );
+        // A registration without the proof (a stranger who read the protocol) is refused.
+        let mut i = InterceptEnd::new(true, [7; 16], secret(key));
+        let mut wire = ClientRecord::version().encode().to_vec();
+        wire.extend_from_slice(&v7::offer(v7::CAPS));
+        v7::encode_key(v7::MSG_REGISTER, c4, s4, &mut wire).unwrap();
+        i.handle_input(&wire);
+        assert!(matches!(i.poll_request(), Ok(Some(Event::Upgraded { .. }))));
+        assert_eq!(i.poll_request(), Err(ProtoError::BadSecret));
+        // Version 6 cannot prove it: refused at its first registration.
+        let (SocketAddr::V4(c), SocketAddr::V4(s)) = (c4, s4) else {
+            unreachable!()
+        };
+        let mut i = InterceptEnd::new(true, [7; 16], secret(key));
+        let mut wire = ClientRecord::version().encode().to_vec();
+        wire.extend_from_slice(&ClientRecord::register(c, s).encode());
+        i.handle_input(&wire);
+        assert_eq!(i.poll_request(), Err(ProtoError::BadSecret));
     }
 }

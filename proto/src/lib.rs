@@ -12,7 +12,7 @@ pub mod v7;
 pub use endpoint::{Event, InterceptEnd, OFFER_TIMEOUT, TcpcopyEnd, Unsendable, encode_replies};
 pub use reply::{Headers, MAX_HEADERS, RecordError, Reply, encode_response};
 pub use v6::{BatchDecoder, ClientDecoder, ClientRecord};
-pub use v7::ProtoError;
+pub use v7::{ProtoError, Secret};
 
 /// Records per intercept message by default (intercept `-n`; version 6).
 pub const DEFAULT_BATCH: usize = 16;

@@ -20,8 +20,15 @@
 //!   without extension headers, 40 bytes) and its whole TCP header with options, no payload (the
 //!   IP length field still counts it).
 //!
-//! Capability bits: 1 = deregistration (the intercept drops a route when its session ends).
-//! Others are reserved and must be 0.
+//! - tcpcopy -> intercept: type 3, the proof of the shared secret: HMAC-SHA256 keyed with the
+//!   secret over `"tcpcopy control channel v7"` and the accept's nonce (32 bytes); the first
+//!   message when the intercept asks for it. The secret itself never crosses the network.
+//!   intercept -> tcpcopy: type 2, empty, once the proof is checked (a wrong one closes the
+//!   connection instead); tcpcopy registers nothing before it.
+//!
+//! Capability bits: 1 = deregistration (the intercept drops a route when its session ends);
+//! 2 = the intercept requires the proof of the shared secret before any registration. Others are
+//! reserved and must be 0.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -38,12 +45,19 @@ pub const HEADER_LEN: usize = 4;
 /// Message types, tcpcopy -> intercept.
 pub const MSG_REGISTER: u8 = 1;
 pub const MSG_DEREGISTER: u8 = 2;
+pub const MSG_AUTH: u8 = 3;
 /// Message types, intercept -> tcpcopy.
 pub const MSG_REPLY: u8 = 1;
+pub const MSG_PROVEN: u8 = 2;
 /// Capability: routes are removed when tcpcopy deregisters them.
 pub const CAP_DEREGISTER: u32 = 1;
-/// The capabilities this implementation has.
+/// Capability: the intercept requires the proof of the shared secret.
+pub const CAP_SECRET: u32 = 2;
+/// The capabilities this implementation has (without a secret).
 pub const CAPS: u32 = CAP_DEREGISTER;
+/// Bytes of the proof.
+pub const PROOF_LEN: usize = 32;
+const PROOF_CONTEXT: &[u8] = b"tcpcopy control channel v7";
 
 /// Bytes of a registration body for each family.
 const KEY_V4_LEN: usize = 1 + 2 * (4 + 2);
@@ -67,6 +81,79 @@ pub enum ProtoError {
     /// A message whose length or body does not fit its type.
     #[error("malformed message of type {0}")]
     BadMessage(u8),
+    /// The intercept requires the shared secret and this tcpcopy has none.
+    #[error("the intercept requires a shared secret: give --secret-file")]
+    SecretRequired,
+    /// The peer did not prove the shared secret (wrong secret, none, or protocol version 6).
+    #[error("the peer did not prove the shared secret")]
+    BadSecret,
+}
+
+/// A shared secret (`--secret-file`): any bytes, at least 16.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl core::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// A secret too short to be one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the shared secret has {0} bytes; give at least 16 (e.g. from /dev/urandom)")]
+pub struct ShortSecret(usize);
+
+impl Secret {
+    /// The secret in a file's contents (surrounding whitespace removed).
+    pub fn new(bytes: &[u8]) -> Result<Self, ShortSecret> {
+        let b = bytes.trim_ascii();
+        if b.len() < 16 {
+            return Err(ShortSecret(b.len()));
+        }
+        Ok(Self(b.to_vec()))
+    }
+
+    fn mac(&self, nonce: &[u8; 16]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(PROOF_CONTEXT);
+        mac.update(nonce);
+        mac
+    }
+
+    /// The proof for `nonce`.
+    pub fn proof(&self, nonce: &[u8; 16]) -> [u8; PROOF_LEN] {
+        use hmac::Mac as _;
+        self.mac(nonce).finalize().into_bytes().into()
+    }
+
+    /// Whether `proof` proves this secret for `nonce` (compared in constant time).
+    pub fn verify(&self, nonce: &[u8; 16], proof: &[u8]) -> bool {
+        use hmac::Mac as _;
+        self.mac(nonce).verify_slice(proof).is_ok()
+    }
+}
+
+/// Appends the acknowledgement of the proof.
+pub fn encode_proven(out: &mut Vec<u8>) {
+    message(MSG_PROVEN, &[], out);
+}
+
+/// Whether the acknowledgement of the proof is next in `inbox` (consumed); an error for any
+/// other message.
+pub fn next_proven(inbox: &mut Inbox) -> Result<bool, ProtoError> {
+    match next_message(inbox, 0)? {
+        None => Ok(false),
+        Some((MSG_PROVEN, _)) => Ok(true),
+        Some((kind, _)) => Err(ProtoError::UnknownMessage(kind)),
+    }
+}
+
+/// Appends the proof message.
+pub fn encode_auth(proof: &[u8; PROOF_LEN], out: &mut Vec<u8>) {
+    message(MSG_AUTH, proof, out);
 }
 
 /// The offer record tcpcopy sends after the version record.
@@ -192,6 +279,7 @@ pub fn encode_reply(headers: &Headers, out: &mut Vec<u8>) {
 pub enum Request {
     Register(SocketAddr, SocketAddr),
     Deregister(SocketAddr, SocketAddr),
+    Auth([u8; PROOF_LEN]),
 }
 
 /// The next whole message in `inbox` as (type, body), consumed; `Ok(None)` until it has arrived.
@@ -217,6 +305,10 @@ pub fn next_request(inbox: &mut Inbox) -> Result<Option<Request>, ProtoError> {
     let Some((kind, body)) = next_message(inbox, KEY_V6_LEN)? else {
         return Ok(None);
     };
+    if kind == MSG_AUTH {
+        let proof = body.try_into().map_err(|_| ProtoError::BadMessage(kind))?;
+        return Ok(Some(Request::Auth(proof)));
+    }
     let (c, t) = decode_key(&body).ok_or(ProtoError::BadMessage(kind))?;
     match kind {
         MSG_REGISTER => Ok(Some(Request::Register(c, t))),
@@ -340,6 +432,23 @@ mod tests {
             assert_eq!(next_reply(&mut inbox).unwrap(), Some(r.headers));
         }
         assert_eq!(next_reply(&mut inbox).unwrap(), None);
+    }
+
+    #[test]
+    fn proofs_prove_the_secret_and_nothing_else() {
+        let s = Secret::new(b"  0123456789abcdef0123\n").unwrap();
+        let other = Secret::new(b"0123456789abcdef0124").unwrap();
+        let p = s.proof(&[1; 16]);
+        assert!(s.verify(&[1; 16], &p));
+        assert!(!s.verify(&[2; 16], &p), "another nonce");
+        assert!(!other.verify(&[1; 16], &p), "another secret");
+        assert!(!s.verify(&[1; 16], &p[..31]));
+        assert_eq!(Secret::new(b"short\n").unwrap_err(), ShortSecret(5));
+        let mut wire = Vec::new();
+        encode_auth(&p, &mut wire);
+        let mut inbox = Inbox::default();
+        inbox.feed(&wire);
+        assert_eq!(next_request(&mut inbox).unwrap(), Some(Request::Auth(p)));
     }
 
     #[test]

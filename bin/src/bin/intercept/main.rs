@@ -59,6 +59,30 @@ struct Cli {
           value_parser = clap::value_parser!(u16).range(6..=7))]
     protocol: u16,
 
+    /// Accept tcpcopy connections only from this network (CIDR, e.g. 10.0.0.5/32 or
+    /// 2001:db8::/64); may be repeated. Without it any peer is accepted (said at start).
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<ipnet::IpNet>,
+
+    /// A file holding a shared secret (at least 16 bytes) every tcpcopy must prove before it
+    /// registers anything (protocol version 7, challenge-response: the secret never crosses the
+    /// network); version-6 peers are then refused.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+
+    /// Routes (replayed connections) one tcpcopy connection may register.
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    max_routes_per_connection: usize,
+
+    /// Routes all tcpcopy connections together may register.
+    #[arg(long, value_name = "N", default_value_t = 1_048_576)]
+    max_routes: usize,
+
+    /// A route with no registration and no reply for this long is removed (version-6 peers
+    /// never withdraw theirs).
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    route_idle_timeout: u64,
+
     /// Reply headers per message to tcpcopy.
     #[arg(short = 'n', long = "batch", value_name = "N", default_value_t = DEFAULT_BATCH)]
     batch: usize,
@@ -161,17 +185,26 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let af_xdp = cli.capture != CaptureMode::Ring;
     let (listener, addr) = listen(cli.bind, cli.port)?;
     // AF_XDP where it can be had (auto: else the ring buffer, with a warning).
-    let (pool, via, senders) = match start_workers(&mut program, &iface, workers, af_xdp, cli.batch)
-    {
-        Ok(started) => started,
-        Err(e) if cli.capture == CaptureMode::Auto => {
-            log::warn!("AF_XDP receive unavailable ({e:#}); replies come through the ring buffer");
-            program = load()?;
-            start_workers(&mut program, &iface, workers, false, cli.batch)?
-        }
-        Err(e) => return Err(e),
+    let policy = policy(cli)?;
+    let limits = server::Limits {
+        per_connection: cli.max_routes_per_connection.max(1),
+        total: cli.max_routes.max(1),
+        idle: Duration::from_secs(cli.route_idle_timeout.max(1)),
     };
-    workers::control(listener, senders, cli.protocol >= 7)?;
+    let (pool, via, senders) =
+        match start_workers(&mut program, &iface, workers, af_xdp, cli.batch, limits) {
+            Ok(started) => started,
+            Err(e) if cli.capture == CaptureMode::Auto => {
+                log::warn!(
+                    "AF_XDP receive unavailable ({e:#}); replies come through the ring buffer"
+                );
+                program = load()?;
+                start_workers(&mut program, &iface, workers, false, cli.batch, limits)?
+            }
+            Err(e) => return Err(e),
+        };
+    let refusals = std::sync::Arc::new(server::Refusals::default());
+    workers::control(listener, senders, policy, std::sync::Arc::clone(&refusals))?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
@@ -183,7 +216,38 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
-    pool.until_done(interval, |p| workers::line(&program, p))
+    pool.until_done(interval, |p| workers::line(&program, p, &refusals))
+}
+
+/// Who may use the control channel (`--allow`, `--secret-file`, `--protocol`).
+fn policy(cli: &Cli) -> anyhow::Result<server::Policy> {
+    let secret = match &cli.secret_file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the secret file {}", path.display()))?;
+            if cli.protocol < 7 {
+                anyhow::bail!(
+                    "--secret-file needs protocol version 7 (--protocol 6 cannot prove it)"
+                );
+            }
+            Some(tcpcopy_proto::Secret::new(&bytes).with_context(|| path.display().to_string())?)
+        }
+        None => None,
+    };
+    match (cli.allow.is_empty(), secret.is_some()) {
+        (true, false) => log::warn!(
+            "accepting tcpcopy connections from anywhere: restrict them with --allow CIDR and --secret-file"
+        ),
+        (true, true) => {
+            log::info!("tcpcopy connections from anywhere must prove the shared secret");
+        }
+        (false, _) => log::info!("tcpcopy connections accepted from {:?} only", cli.allow),
+    }
+    Ok(server::Policy {
+        accept_v7: cli.protocol >= 7,
+        allow: cli.allow.clone(),
+        secret,
+    })
 }
 
 /// The control port's socket: on `bind`, or on every IPv6 and IPv4 address (`[::]`, which takes
@@ -219,11 +283,12 @@ fn start_workers(
     workers: u16,
     af_xdp: bool,
     batch: usize,
+    limits: server::Limits,
 ) -> anyhow::Result<Started> {
     if af_xdp {
         program.set_mode(MODE_MIRROR)?;
     }
-    let (plans, senders) = workers::plans(program, iface, workers, af_xdp, batch)?;
+    let (plans, senders) = workers::plans(program, iface, workers, af_xdp, batch, limits)?;
     let (pool, vias) = workers::start(plans)?;
     let first = vias.first().copied().unwrap_or("ring");
     Ok((pool, first, senders))

@@ -35,7 +35,7 @@ pub enum ConnEvent {
     Closed(ConnId),
 }
 
-/// Counters of the control side.
+/// Counters of the replies a worker handled.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct RouterStats {
     pub forwarded: u64,
@@ -43,23 +43,64 @@ pub struct RouterStats {
     pub expired: u64,
     pub dropped_slow: u64,
     pub not_tcp: u64,
+}
+
+/// The routing table's counters (every worker keeps the same table: one worker's say it all).
+#[derive(Default, Debug, Clone, Copy)]
+pub struct TableStats {
+    /// Routes now.
+    pub routes: usize,
     /// Routes withdrawn by their tcpcopy (protocol version 7).
     pub deregistered: u64,
+    /// Registrations refused by the per-connection or the total limit.
+    pub refused: u64,
+    /// Routes removed after `Limits::idle` without a registration or a reply.
+    pub idle_expired: u64,
+}
+
+/// Bounds of the routing table.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Routes one connection may hold.
+    pub per_connection: usize,
+    /// Routes all connections together may hold.
+    pub total: usize,
+    /// A route unused (no registration, no reply) this long is removed: version-6 peers never
+    /// withdraw theirs.
+    pub idle: Duration,
 }
 
 struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
     version: u16,
     pending: Vec<Reply>,
+    /// Routes this connection holds.
+    routes: usize,
+    /// Whether a refused registration of this connection was logged.
+    warned: bool,
 }
+
+struct Route {
+    conn: ConnId,
+    used: Instant,
+}
+
+/// How often idle routes are looked for.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
 /// Routes reply records to the connection that registered their client.
 pub struct Router {
     batch: usize,
-    routes: HashMap<Key, ConnId>,
+    limits: Limits,
+    routes: HashMap<Key, Route>,
     conns: HashMap<ConnId, Conn>,
     parked: VecDeque<(Instant, Reply)>,
+    /// Parked replies per key, so a registration looks through the parked ones only when some
+    /// are its own.
+    parked_keys: HashMap<Key, u32>,
+    last_sweep: Option<Instant>,
     pub stats: RouterStats,
+    pub table: TableStats,
 }
 
 impl RouterStats {
@@ -70,18 +111,21 @@ impl RouterStats {
         self.expired += o.expired;
         self.dropped_slow += o.dropped_slow;
         self.not_tcp += o.not_tcp;
-        self.deregistered += o.deregistered;
     }
 }
 
 impl Router {
-    pub fn new(batch: usize) -> Self {
+    pub fn new(batch: usize, limits: Limits) -> Self {
         Self {
             batch: batch.clamp(1, 1024),
+            limits,
             routes: HashMap::new(),
             conns: HashMap::new(),
             parked: VecDeque::new(),
+            parked_keys: HashMap::new(),
+            last_sweep: None,
             stats: RouterStats::default(),
+            table: TableStats::default(),
         }
     }
 
@@ -97,7 +141,7 @@ impl Router {
             .count()
     }
 
-    pub fn on_event(&mut self, ev: ConnEvent) {
+    pub fn on_event(&mut self, now: Instant, ev: ConnEvent) {
         match ev {
             ConnEvent::Open(id, peer, tx) => {
                 log::info!("tcpcopy {peer} connected (connection {id})");
@@ -107,6 +151,8 @@ impl Router {
                         tx,
                         version: v6::VERSION,
                         pending: Vec::new(),
+                        routes: 0,
+                        warned: false,
                     },
                 );
             }
@@ -115,31 +161,76 @@ impl Router {
                     conn.version = tcpcopy_proto::v7::VERSION;
                 }
             }
-            ConnEvent::Register(id, key) => {
-                log::debug!("register {key:?} on connection {id}");
-                self.routes.insert(key, id);
-                if self.parked.iter().any(|(_, r)| key_of(r) == key) {
-                    let parked = std::mem::take(&mut self.parked);
-                    for (at, r) in parked {
-                        if key_of(&r) == key {
-                            self.deliver(id, r);
-                        } else {
-                            self.parked.push_back((at, r));
-                        }
-                    }
-                }
-            }
+            ConnEvent::Register(id, key) => self.register(now, id, key),
             ConnEvent::Deregister(id, key) => {
-                if self.routes.get(&key) == Some(&id) {
-                    self.routes.remove(&key);
-                    self.stats.deregistered += 1;
+                if self.routes.get(&key).is_some_and(|r| r.conn == id) {
+                    self.remove(&key);
+                    self.table.deregistered += 1;
                 }
             }
             ConnEvent::Closed(id) => {
                 log::info!("tcpcopy connection {id} closed");
                 self.conns.remove(&id);
-                self.routes.retain(|_, c| *c != id);
+                self.routes.retain(|_, r| r.conn != id);
             }
+        }
+        self.table.routes = self.routes.len();
+    }
+
+    fn register(&mut self, now: Instant, id: ConnId, key: Key) {
+        log::debug!("register {key:?} on connection {id}");
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match self.routes.get_mut(&key) {
+            Some(r) if r.conn == id => r.used = now,
+            existing => {
+                let full = conn.routes >= self.limits.per_connection
+                    || (existing.is_none() && self.routes.len() >= self.limits.total);
+                if full {
+                    self.table.refused += 1;
+                    if !conn.warned {
+                        conn.warned = true;
+                        log::warn!(
+                            "connection {id}: route limit reached ({} on this connection, {} in all; limits {} and {}): further registrations refused and counted",
+                            conn.routes,
+                            self.routes.len(),
+                            self.limits.per_connection,
+                            self.limits.total
+                        );
+                    }
+                    return;
+                }
+                conn.routes += 1;
+                let old = self.routes.insert(
+                    key,
+                    Route {
+                        conn: id,
+                        used: now,
+                    },
+                );
+                if let Some(prev) = old.and_then(|o| self.conns.get_mut(&o.conn)) {
+                    prev.routes = prev.routes.saturating_sub(1);
+                }
+            }
+        }
+        if self.parked_keys.remove(&key).is_some() {
+            let parked = std::mem::take(&mut self.parked);
+            for (at, r) in parked {
+                if key_of(&r) == key {
+                    self.deliver(id, r);
+                } else {
+                    self.parked.push_back((at, r));
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(r) = self.routes.remove(key)
+            && let Some(conn) = self.conns.get_mut(&r.conn)
+        {
+            conn.routes = conn.routes.saturating_sub(1);
         }
     }
 
@@ -147,16 +238,34 @@ impl Router {
     /// that registration comes.
     pub fn on_reply(&mut self, now: Instant, reply: Reply) {
         let key = key_of(&reply);
-        match self.routes.get(&key) {
-            Some(&id) if self.conns.contains_key(&id) => self.deliver(id, reply),
+        match self.routes.get_mut(&key) {
+            Some(r) if self.conns.contains_key(&r.conn) => {
+                r.used = now;
+                let id = r.conn;
+                self.deliver(id, reply);
+            }
             _ => {
                 log::debug!("park {key:?}");
                 if self.parked.len() >= PARK_MAX {
-                    self.parked.pop_front();
+                    self.drop_oldest_parked();
                     self.stats.expired += 1;
                 }
                 self.parked.push_back((now, reply));
+                *self.parked_keys.entry(key).or_default() += 1;
                 self.stats.parked += 1;
+            }
+        }
+    }
+
+    fn drop_oldest_parked(&mut self) {
+        if let Some((_, r)) = self.parked.pop_front() {
+            let key = key_of(&r);
+            log::debug!("reply for unregistered {key:?} expired");
+            if let Some(n) = self.parked_keys.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.parked_keys.remove(&key);
+                }
             }
         }
     }
@@ -201,33 +310,111 @@ impl Router {
         }
     }
 
-    /// Sends every partial batch and expires parked replies (the timed flush: every millisecond
-    /// here, every 2 ms in the original).
+    /// Sends every partial batch, expires parked replies and, every second, idle routes (the
+    /// timed flush: every millisecond here, every 2 ms in the original).
     pub fn flush(&mut self, now: Instant) {
         self.send_pending();
         while let Some((at, _)) = self.parked.front() {
             if now.duration_since(*at) < PARK_FOR {
                 break;
             }
-            if let Some((_, r)) = self.parked.pop_front() {
-                log::debug!("reply for unregistered {:?} expired", key_of(&r));
-            }
+            self.drop_oldest_parked();
             self.stats.expired += 1;
+        }
+        if self
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) >= IDLE_SWEEP)
+        {
+            self.last_sweep = Some(now);
+            let idle = self.limits.idle;
+            let before = self.routes.len();
+            let conns = &mut self.conns;
+            self.routes.retain(|_, r| {
+                let keep = now.duration_since(r.used) < idle;
+                if !keep && let Some(c) = conns.get_mut(&r.conn) {
+                    c.routes = c.routes.saturating_sub(1);
+                }
+                keep
+            });
+            self.table.idle_expired += (before - self.routes.len()) as u64;
+            self.table.routes = self.routes.len();
         }
     }
 }
 
-/// Accepts tcpcopy connections on `listener` forever.
-pub async fn accept(listener: TcpListener, events: mpsc::Sender<ConnEvent>, accept_v7: bool) {
+/// Who may use the control channel, and how.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Answer version-7 offers.
+    pub accept_v7: bool,
+    /// Peers accepted (`--allow`); empty: any.
+    pub allow: Vec<ipnet::IpNet>,
+    /// The shared secret every tcpcopy must prove (`--secret-file`).
+    pub secret: Option<tcpcopy_proto::Secret>,
+}
+
+impl Policy {
+    fn allows(&self, peer: std::net::IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// Control-channel peers turned away.
+#[derive(Default, Debug)]
+pub struct Refusals {
+    /// Connections from outside `--allow`.
+    pub not_allowed: std::sync::atomic::AtomicU64,
+    /// Connections closed for breaking the protocol (garbage, a wrong version, no proof of the
+    /// secret).
+    pub broken: std::sync::atomic::AtomicU64,
+}
+
+/// Accepts tcpcopy connections on `listener` forever. An accept error (out of file descriptors,
+/// say) is retried with backoff (1 ms doubling to 1 s) rather than at once, so it never spins.
+pub async fn accept(
+    listener: TcpListener,
+    events: mpsc::Sender<ConnEvent>,
+    policy: std::sync::Arc<Policy>,
+    refusals: std::sync::Arc<Refusals>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut next: ConnId = 0;
+    let mut backoff = Duration::from_millis(1);
+    let mut logged_refusals = 0u32;
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => {
+                backoff = Duration::from_millis(1);
+                a
+            }
+            Err(e) => {
+                log::warn!("accepting a tcpcopy connection: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
         };
-        next += 1;
         // IPv4 peers of the dual-stack socket as plain IPv4 addresses.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        tokio::spawn(connection(next, stream, peer, events.clone(), accept_v7));
+        if !policy.allows(peer.ip()) {
+            refusals.not_allowed.fetch_add(1, Relaxed);
+            // The first few are logged; a flood is counted only.
+            if logged_refusals < 10 {
+                logged_refusals += 1;
+                log::warn!("refused a control connection from {peer}: not in --allow");
+            }
+            drop(stream);
+            continue;
+        }
+        next += 1;
+        tokio::spawn(connection(
+            next,
+            stream,
+            peer,
+            events.clone(),
+            std::sync::Arc::clone(&policy),
+            std::sync::Arc::clone(&refusals),
+        ));
     }
 }
 
@@ -236,18 +423,36 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     events: mpsc::Sender<ConnEvent>,
-    accept_v7: bool,
+    policy: std::sync::Arc<Policy>,
+    refusals: std::sync::Arc<Refusals>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
-    let mut end = InterceptEnd::new(accept_v7, nonce());
+    let Some(nonce) = nonce() else {
+        log::error!("no random bytes for the nonce; closing the connection from {peer}");
+        return;
+    };
+    let mut end = InterceptEnd::new(policy.accept_v7, nonce, policy.secret.clone());
     let mut buf = vec![0u8; 16384];
     if events.send(ConnEvent::Open(id, peer, tx)).await.is_err() {
         return;
     }
+    let mut offer_due = None;
     'conn: loop {
+        // A peer that must prove the secret but said version 6 has the offer's moment to
+        // upgrade (the original tcpcopy never does).
+        if !end.awaiting_offer() {
+            offer_due = None;
+        } else if offer_due.is_none() {
+            offer_due = Some(tokio::time::Instant::now() + tcpcopy_proto::OFFER_TIMEOUT);
+        }
         tokio::select! {
+            () = tcpcopy_host::report::sleep_until(offer_due) => {
+                log::warn!("tcpcopy {peer} speaks protocol version 6, which cannot prove the shared secret; closing the connection");
+                refusals.broken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                break 'conn;
+            }
             n = rd.read(&mut buf) => {
                 let Ok(n) = n else { break };
                 if n == 0 {
@@ -260,6 +465,7 @@ async fn connection(
                         Ok(None) => break,
                         Err(e) => {
                             log::warn!("tcpcopy {peer}: {e}; closing the connection");
+                            refusals.broken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             break 'conn;
                         }
                     };
@@ -273,6 +479,15 @@ async fn connection(
                                 break 'conn;
                             }
                             ConnEvent::Upgraded(id)
+                        }
+                        Event::Proven => {
+                            log::info!("tcpcopy {peer} proved the shared secret");
+                            if let Some(b) = end.poll_transmit()
+                                && wr.write_all(&b).await.is_err()
+                            {
+                                break 'conn;
+                            }
+                            continue;
                         }
                         Event::Register(c, t) => ConnEvent::Register(id, (c, t)),
                         Event::Deregister(c, t) => ConnEvent::Deregister(id, (c, t)),
@@ -302,17 +517,27 @@ fn key_of(r: &Reply) -> Key {
     (r.client, r.target)
 }
 
-/// A nonce for the accept: not secret, only different per connection.
-fn nonce() -> [u8; 16] {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    t.to_be_bytes()
+/// A nonce for the accept: random, fresh for every connection (the proof of the secret is bound
+/// to it, so a recorded proof is worth nothing on another connection).
+fn nonce() -> Option<[u8; 16]> {
+    let mut n = [0u8; 16];
+    getrandom::fill(&mut n).ok()?;
+    Some(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: Limits = Limits {
+        per_connection: 4,
+        total: 6,
+        idle: Duration::from_mins(15),
+    };
+
+    fn now0() -> Instant {
+        Instant::now()
+    }
 
     /// A reply from `target` to `client` (IPv4 or IPv6), as caught.
     fn rec(client: &str, target: &str) -> Reply {
@@ -339,27 +564,36 @@ mod tests {
 
     #[tokio::test]
     async fn replies_go_to_the_registering_connection_and_wait_for_late_registrations() {
-        let mut r = Router::new(2);
+        let mut r = Router::new(2, LIMITS);
         let (tx1, mut rx1) = mpsc::channel(16);
         let (tx2, mut rx2) = mpsc::channel(16);
-        r.on_event(ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1));
-        r.on_event(ConnEvent::Open(2, "127.0.0.1:2".parse().unwrap(), tx2));
+        r.on_event(
+            now0(),
+            ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1),
+        );
+        r.on_event(
+            now0(),
+            ConnEvent::Open(2, "127.0.0.1:2".parse().unwrap(), tx2),
+        );
         let a = (
             "192.0.2.1:1000".parse().unwrap(),
             "198.51.100.30:80".parse().unwrap(),
         );
-        r.on_event(ConnEvent::Register(1, a));
+        r.on_event(now0(), ConnEvent::Register(1, a));
         let now = Instant::now();
         // A reply before its registration is parked, then delivered.
         r.on_reply(now, rec("192.0.2.2:2000", "198.51.100.30:80"));
         assert_eq!(r.stats.parked, 1);
-        r.on_event(ConnEvent::Register(
-            2,
-            (
-                "192.0.2.2:2000".parse().unwrap(),
-                "198.51.100.30:80".parse().unwrap(),
+        r.on_event(
+            now0(),
+            ConnEvent::Register(
+                2,
+                (
+                    "192.0.2.2:2000".parse().unwrap(),
+                    "198.51.100.30:80".parse().unwrap(),
+                ),
             ),
-        ));
+        );
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         // Batch of 2 went out on connection 1 right away.
@@ -373,20 +607,23 @@ mod tests {
         r.on_reply(now, rec("192.0.2.9:9", "198.51.100.30:80"));
         r.flush(now + Duration::from_secs(2));
         assert_eq!(r.stats.expired, 1);
-        r.on_event(ConnEvent::Closed(1));
+        r.on_event(now0(), ConnEvent::Closed(1));
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         assert_eq!(r.stats.parked, 3, "routes of a closed connection are gone");
     }
 
     #[tokio::test]
     async fn version_7_connections_get_ipv6_replies_and_lose_deregistered_routes() {
-        let mut r = Router::new(16);
+        let mut r = Router::new(16, LIMITS);
         let (tx, mut rx) = mpsc::channel(16);
-        r.on_event(ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx));
-        r.on_event(ConnEvent::Upgraded(1));
+        r.on_event(
+            now0(),
+            ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx),
+        );
+        r.on_event(now0(), ConnEvent::Upgraded(1));
         let (c, t) = ("[2001:db8:2::7]:40000", "[2001:db8:100::30]:80");
         let key = (c.parse().unwrap(), t.parse().unwrap());
-        r.on_event(ConnEvent::Register(1, key));
+        r.on_event(now0(), ConnEvent::Register(1, key));
         let now = Instant::now();
         r.on_reply(now, rec(c, t));
         r.flush(now);
@@ -394,14 +631,56 @@ mod tests {
         // One version-7 reply message: type 1, length 60 (IPv6 + TCP headers).
         assert_eq!(&m[..4], &[1, 0, 0, 60]);
         assert_eq!(m.len(), 64);
-        r.on_event(ConnEvent::Deregister(2, key));
+        r.on_event(now0(), ConnEvent::Deregister(2, key));
         assert_eq!(
-            r.stats.deregistered, 0,
+            r.table.deregistered, 0,
             "only the registering connection withdraws"
         );
-        r.on_event(ConnEvent::Deregister(1, key));
-        assert_eq!(r.stats.deregistered, 1);
+        r.on_event(now0(), ConnEvent::Deregister(1, key));
+        assert_eq!(r.table.deregistered, 1);
         r.on_reply(now, rec(c, t));
         assert_eq!(r.stats.parked, 1);
+    }
+
+    #[tokio::test]
+    async fn routes_are_bounded_per_connection_and_in_all_and_expire_when_idle() {
+        let mut r = Router::new(16, LIMITS);
+        let t0 = Instant::now();
+        let (tx1, _rx1) = mpsc::channel(16);
+        let (tx2, _rx2) = mpsc::channel(16);
+        r.on_event(t0, ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1));
+        r.on_event(t0, ConnEvent::Open(2, "127.0.0.1:2".parse().unwrap(), tx2));
+        let key = |i: u16| {
+            (
+                SocketAddr::from(([192, 0, 2, 1], i)),
+                SocketAddr::from(([198, 51, 100, 30], 80)),
+            )
+        };
+        for i in 0..10 {
+            r.on_event(t0, ConnEvent::Register(1, key(i)));
+        }
+        assert_eq!(
+            (r.table.routes, r.table.refused),
+            (4, 6),
+            "4 per connection"
+        );
+        // Registering the same key again is no new route.
+        r.on_event(t0, ConnEvent::Register(1, key(0)));
+        assert_eq!((r.table.routes, r.table.refused), (4, 6));
+        for i in 100..110 {
+            r.on_event(t0, ConnEvent::Register(2, key(i)));
+        }
+        assert_eq!((r.table.routes, r.table.refused), (6, 14), "6 in all");
+        // A withdrawn route makes room.
+        r.on_event(t0, ConnEvent::Deregister(1, key(0)));
+        r.on_event(t0, ConnEvent::Register(2, key(200)));
+        assert_eq!(r.table.routes, 6);
+        // A reply keeps its route in use; the others expire after `idle`.
+        let later = t0 + Duration::from_mins(10);
+        r.on_reply(later, rec("192.0.2.1:1", "198.51.100.30:80"));
+        r.flush(t0 + Duration::from_secs(901));
+        assert_eq!((r.table.routes, r.table.idle_expired), (1, 5));
+        r.flush(t0 + Duration::from_secs(1502));
+        assert_eq!((r.table.routes, r.table.idle_expired), (0, 6));
     }
 }

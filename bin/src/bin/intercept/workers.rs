@@ -15,18 +15,20 @@ use tcpcopy_host::workers::{self, Ctx, Pool, Ready, SetupFn};
 use tcpcopy_xsk::{capture::Capture, program::XdpProgram};
 use tokio::{sync::mpsc, time::Instant};
 
-use crate::server::{self, ConnEvent, Router, RouterStats};
+use crate::server::{self, ConnEvent, Limits, Policy, Refusals, Router, RouterStats, TableStats};
 
 /// A worker's counters: the router's, and how many tcpcopy connections it knows.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Snapshot {
     pub router: RouterStats,
+    pub table: TableStats,
     pub connections: usize,
     pub connections_v7: usize,
 }
 
 /// The `stats`/`final` line: the XDP counters, then the workers' router counters summed.
-pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
+pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>, refusals: &Refusals) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
     let xdp = program
         .counters()
         .map(|c| c.to_string())
@@ -36,15 +38,22 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
     for w in &all {
         s.add(&w.router);
     }
+    // Every worker keeps the same table: the first one's counters are the table's.
+    let table = all.first().map(|w| w.table).unwrap_or_default();
     let per_worker: Vec<String> = all.iter().map(|w| w.router.forwarded.to_string()).collect();
     format!(
-        "{xdp} forwarded={} parked={} expired={} dropped_slow={} deregistered={} not_tcp={} tcpcopy_connections={} v7_connections={} forwarded_by_worker={}",
+        "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_tcp={} routes={} deregistered={} routes_refused={} routes_idle_expired={} peers_not_allowed={} peers_broken={} tcpcopy_connections={} v7_connections={} forwarded_by_worker={}",
         s.forwarded,
         s.parked,
         s.expired,
         s.dropped_slow,
-        s.deregistered,
         s.not_tcp,
+        table.routes,
+        table.deregistered,
+        table.refused,
+        table.idle_expired,
+        refusals.not_allowed.load(Relaxed),
+        refusals.broken.load(Relaxed),
         all.first().map_or(0, |w| w.connections),
         all.first().map_or(0, |w| w.connections_v7),
         per_worker.join(",")
@@ -54,6 +63,7 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>) -> String {
 /// What a worker sets itself up from.
 pub struct Plan {
     batch: usize,
+    limits: Limits,
     events: mpsc::UnboundedReceiver<ConnEvent>,
     capture: SetupFn<Capture>,
 }
@@ -66,6 +76,7 @@ pub fn plans(
     workers: u16,
     af_xdp: bool,
     batch: usize,
+    limits: Limits,
 ) -> anyhow::Result<(Vec<Plan>, Vec<mpsc::UnboundedSender<ConnEvent>>)> {
     let mut plans = Vec::new();
     let mut senders = Vec::new();
@@ -74,6 +85,7 @@ pub fn plans(
         senders.push(tx);
         plans.push(Plan {
             batch,
+            limits,
             events,
             capture,
         });
@@ -95,7 +107,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
     };
     ready.ok(capture.describe());
     let mut events = plan.events;
-    let mut router = Router::new(plan.batch);
+    let mut router = Router::new(plan.batch, plan.limits);
     runtime.block_on(async {
         let mut flush = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
         let mut publish = tokio::time::interval(PUBLISH);
@@ -106,9 +118,10 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
                 _ = ctx.stop.changed() => break,
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
-                    router.on_event(ev);
+                    let now = Instant::now();
+                    router.on_event(now, ev);
                     while let Ok(ev) = events.try_recv() {
-                        router.on_event(ev);
+                        router.on_event(now, ev);
                     }
                 }
                 r = capture.read(1024, |ip| router.on_packet(Instant::now(), ip)) => {
@@ -124,6 +137,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
                 }
                 _ = publish.tick() => ctx.publish(Snapshot {
                     router: router.stats,
+                    table: router.table,
                     connections: router.connections(),
                     connections_v7: router.connections_v7(),
                 }),
@@ -132,6 +146,7 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
         router.flush(Instant::now());
         ctx.publish(Snapshot {
             router: router.stats,
+            table: router.table,
             connections: router.connections(),
             connections_v7: router.connections_v7(),
         });
@@ -144,7 +159,8 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
 pub fn control(
     listener: std::net::TcpListener,
     workers: Vec<mpsc::UnboundedSender<ConnEvent>>,
-    accept_v7: bool,
+    policy: Policy,
+    refusals: std::sync::Arc<Refusals>,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
@@ -160,7 +176,12 @@ pub fn control(
                     return;
                 };
                 let (tx, mut rx) = mpsc::channel(65536);
-                tokio::spawn(server::accept(listener, tx, accept_v7));
+                tokio::spawn(server::accept(
+                    listener,
+                    tx,
+                    std::sync::Arc::new(policy),
+                    refusals,
+                ));
                 while let Some(ev) = rx.recv().await {
                     for w in &workers {
                         let _ = w.send(ev.clone());

@@ -125,6 +125,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(6..=7))]
     pub protocol: u16,
 
+    /// A file holding the shared secret the intercepts ask for (their --secret-file): proven by
+    /// challenge-response over protocol version 7, never sent.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
     /// Largest packet towards the test server (default: the path's MTU: the route's, else its
     /// interface's; this caps it).
     #[arg(short = 'M', long = "mtu", value_name = "BYTES")]
@@ -271,6 +276,31 @@ impl Cli {
             }
         }
         Ok(out)
+    }
+
+    /// The control channel's settings: `-s`, `-C`, `--protocol`, `--secret-file` (read here).
+    pub fn control(&self) -> anyhow::Result<crate::link::Control> {
+        let secret = match &self.secret_file {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("reading the secret file {}: {e}", path.display())
+                })?;
+                Some(
+                    tcpcopy_proto::Secret::new(&bytes)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        if secret.is_some() && self.protocol < 7 {
+            anyhow::bail!("--secret-file needs protocol version 7 (--protocol 6 cannot prove it)");
+        }
+        Ok(crate::link::Control {
+            intercepts: self.intercepts()?,
+            per_intercept: self.connections,
+            max_version: self.protocol,
+            secret,
+        })
     }
 
     /// The stats interval, `None` for "only at exit".

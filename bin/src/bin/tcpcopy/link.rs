@@ -8,7 +8,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use tcpcopy_proto::{Headers, TcpcopyEnd, Unsendable};
+use tcpcopy_proto::{Headers, ProtoError, Secret, TcpcopyEnd, Unsendable};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
@@ -22,6 +22,10 @@ pub enum LinkEvent {
     /// Connected, speaking this protocol version.
     Connected(usize, u16),
     Disconnected(usize),
+    /// A connection was given up before it could carry anything: the intercept refused this
+    /// tcpcopy (no or a wrong shared secret, protocol version 6 where a secret is required) or
+    /// broke the protocol.
+    Refused,
     Reply(Headers),
 }
 
@@ -57,20 +61,38 @@ impl Link {
     }
 }
 
-/// Starts `per_intercept` connections to each intercept, offering protocol version 7 unless
-/// `max_version` is 6.
-pub fn start(
-    intercepts: &[SocketAddr],
-    per_intercept: u16,
-    max_version: u16,
-    events: &mpsc::Sender<LinkEvent>,
-) -> Vec<Link> {
+/// The control channel's settings (`-s`, `-C`, `--protocol`, `--secret-file`).
+#[derive(Clone, Debug)]
+pub struct Control {
+    pub intercepts: Vec<SocketAddr>,
+    /// Connections to each intercept.
+    pub per_intercept: u16,
+    /// Offer protocol version 7 unless this is 6.
+    pub max_version: u16,
+    pub secret: Option<Secret>,
+}
+
+/// Starts `per_intercept` connections to each intercept.
+pub fn start(control: &Control, events: &mpsc::Sender<LinkEvent>) -> Vec<Link> {
+    let Control {
+        intercepts,
+        per_intercept,
+        max_version,
+        secret,
+    } = control;
     let mut links = Vec::new();
     for &intercept in intercepts {
-        for _ in 0..per_intercept.max(1) {
+        for _ in 0..(*per_intercept).max(1) {
             let (tx, rx) = mpsc::channel(65536);
             let id = links.len();
-            tokio::spawn(run(id, intercept, max_version >= 7, rx, events.clone()));
+            tokio::spawn(run(
+                id,
+                intercept,
+                *max_version >= 7,
+                secret.clone(),
+                rx,
+                events.clone(),
+            ));
             links.push(Link {
                 intercept,
                 version: None,
@@ -104,26 +126,41 @@ async fn connect(intercept: SocketAddr, warned: &mut bool) -> Option<TcpStream> 
 
 /// Says the version and settles it: version 7 if the intercept accepts the offer, 6 if it
 /// answers in version 6 or not within the offer's timeout. `None` if the connection broke.
-async fn negotiate(stream: &mut TcpStream, end: &mut TcpcopyEnd, buf: &mut [u8]) -> Option<u16> {
+async fn negotiate(
+    stream: &mut TcpStream,
+    end: &mut TcpcopyEnd,
+    buf: &mut [u8],
+    warned: &mut bool,
+) -> Result<u16, bool> {
     loop {
         if let Some(b) = end.poll_transmit() {
-            stream.write_all(&b).await.ok()?;
+            stream.write_all(&b).await.map_err(|_| false)?;
         }
         if let Some(v) = end.version() {
-            return Some(v);
+            // The proof (if asked for) goes with the first registrations; a refused one shows
+            // as the connection closing.
+            return Ok(v);
         }
         let deadline = end
             .poll_timeout()
             .map_or_else(Instant::now, Instant::from_std);
         tokio::select! {
             n = stream.read(buf) => {
-                let n = n.ok()?;
+                let n = n.map_err(|_| false)?;
                 if n == 0 {
-                    return None;
+                    return Err(true);
                 }
                 if let Err(e) = end.handle_input(&buf[..n]) {
-                    log::warn!("intercept {:?}: {e}", stream.peer_addr().ok());
-                    return None;
+                    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                    if e == ProtoError::SecretRequired {
+                        if !*warned {
+                            log::error!("intercept {peer}: {e}; retrying");
+                            *warned = true;
+                        }
+                    } else {
+                        log::warn!("intercept {peer}: {e}");
+                    }
+                    return Err(true);
                 }
             }
             () = tokio::time::sleep_until(deadline) => end.handle_timeout(std::time::Instant::now()),
@@ -135,6 +172,7 @@ async fn run(
     id: usize,
     intercept: SocketAddr,
     offer_v7: bool,
+    secret: Option<Secret>,
     mut rx: mpsc::Receiver<Route>,
     events: mpsc::Sender<LinkEvent>,
 ) {
@@ -148,11 +186,17 @@ async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut end = TcpcopyEnd::new(std::time::Instant::now(), offer_v7);
-        let Some(version) = negotiate(&mut stream, &mut end, &mut buf).await else {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            continue;
+        let mut end = TcpcopyEnd::new(std::time::Instant::now(), offer_v7, secret.clone());
+        let version = match negotiate(&mut stream, &mut end, &mut buf, &mut warned).await {
+            Ok(v) => v,
+            Err(refused) => {
+                if refused && events.send(LinkEvent::Refused).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
         };
         log::info!("connected to intercept {intercept} (link {id}, protocol version {version})");
         warned = false;

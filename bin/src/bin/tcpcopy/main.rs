@@ -44,8 +44,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let config = cli.engine_config()?;
     let filter = tcpcopy_abi::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let interval = cli.stats_interval()?;
-    let intercepts = cli.intercepts()?;
-    if intercepts.is_empty() {
+    let control = cli.control()?;
+    if control.intercepts.is_empty() {
         bail!(
             "no intercept: give -s with the address of the host running intercept (the test server routes its replies there)"
         );
@@ -56,7 +56,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     ports.dedup();
 
     if let Some(path) = cli.offline_file() {
-        return run_offline(cli, config, &intercepts, interval, &filter, &path);
+        return run_offline(cli, config, &control, interval, &filter, &path);
     }
     let iface = cli
         .iface
@@ -89,9 +89,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         plans.push(workers::Plan {
             engine,
             send: cli.send,
-            intercepts: intercepts.clone(),
-            connections: cli.connections,
-            protocol: cli.protocol,
+            control: control.clone(),
             source: Box::new(move || Ok(replay::Source::Live(capture()?))),
         });
     }
@@ -126,7 +124,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
 fn run_offline(
     cli: &cli::Cli,
     config: tcpcopy_engine::Config,
-    intercepts: &[std::net::SocketAddr],
+    control: &link::Control,
     interval: Option<std::time::Duration>,
     filter: &tcpcopy_abi::filter::FilterProgram,
     path: &std::path::Path,
@@ -141,9 +139,7 @@ fn run_offline(
     let (pool, started) = workers::start(vec![workers::Plan {
         engine: config,
         send: cli.send,
-        intercepts: intercepts.to_vec(),
-        connections: cli.connections,
-        protocol: cli.protocol,
+        control: control.clone(),
         source: Box::new(move || Ok(replay::Source::Offline(file))),
     }])?;
     println!(

@@ -32,6 +32,8 @@ struct State {
     /// Registrations sent, and those no connected link could take.
     registrations: u64,
     unsent_registrations: u64,
+    /// Connections the intercepts refused (see `LinkEvent::Refused`).
+    refusals: u64,
     /// Packets are waiting for the sender to have room.
     held_back: bool,
 }
@@ -144,6 +146,7 @@ impl State {
                 }
             }
             LinkEvent::Disconnected(id) => self.links[id].version = None,
+            LinkEvent::Refused => self.refusals += 1,
             LinkEvent::Reply(h) => self.engine.handle_response(now(self.start), h.as_slice()),
         }
     }
@@ -155,6 +158,7 @@ impl State {
             links_up: self.links.iter().filter(|l| l.version.is_some()).count(),
             links: self.links.len(),
             links_v7: self.links.iter().filter(|l| l.version == Some(7)).count(),
+            link_refusals: self.refusals,
             registrations: self.registrations,
             unsent_registrations: self.unsent_registrations,
             unregistrable: self.unregistrable,
@@ -190,13 +194,11 @@ pub async fn run(
     engine: Engine,
     mut source: Source,
     sender: Sender,
-    intercepts: &[SocketAddr],
-    connections: u16,
-    protocol: u16,
+    control: &link::Control,
     ctx: &mut WorkerCtx,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
-    let links = link::start(intercepts, connections, protocol, &events_tx);
+    let links = link::start(control, &events_tx);
     let mut st = State {
         engine,
         sender,
@@ -207,6 +209,7 @@ pub async fn run(
         registrations: 0,
         unsent_registrations: 0,
         held_back: false,
+        refusals: 0,
     };
     let mut sweep = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub links: usize,
     /// Links up that speak protocol version 7.
     pub links_v7: usize,
+    /// Connections the intercepts refused before they carried anything.
+    pub link_refusals: u64,
     pub registrations: u64,
     pub unsent_registrations: u64,
     pub unregistrable: u64,
@@ -31,6 +33,7 @@ impl Snapshot {
         self.links_up += o.links_up;
         self.links += o.links;
         self.links_v7 += o.links_v7;
+        self.link_refusals += o.link_refusals;
         self.registrations += o.registrations;
         self.unsent_registrations += o.unsent_registrations;
         self.unregistrable += o.unregistrable;
@@ -44,12 +47,13 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} send_errors={} intercept_links={}/{} v7_links={} registrations={} unsent_registrations={} unregistrable={}",
+            "{} send_errors={} intercept_links={}/{} v7_links={} link_refusals={} registrations={} unsent_registrations={} unregistrable={}",
             self.engine,
             self.send_errors,
             self.links_up,
             self.links,
             self.links_v7,
+            self.link_refusals,
             self.registrations,
             self.unsent_registrations,
             self.unregistrable

@@ -16,8 +16,6 @@
 //! The main thread only attaches the program, prints the summed counters and tells the workers
 //! to stop (`tcpcopy_host::workers`, shared with intercept).
 
-use std::net::SocketAddr;
-
 use anyhow::Context as _;
 use tcpcopy_engine::Engine;
 use tcpcopy_host::workers;
@@ -32,10 +30,7 @@ use crate::{
 pub struct Plan {
     pub engine: tcpcopy_engine::Config,
     pub send: SendMode,
-    pub intercepts: Vec<SocketAddr>,
-    pub connections: u16,
-    /// Highest control-channel protocol version to offer.
-    pub protocol: u16,
+    pub control: crate::link::Control,
     /// Builds this worker's capture source on its thread (its runtime entered).
     pub source: workers::SetupFn<Source>,
 }
@@ -86,13 +81,5 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         send: sender.describe(),
         capture,
     });
-    runtime.block_on(replay::run(
-        engine,
-        source,
-        sender,
-        &plan.intercepts,
-        plan.connections,
-        plan.protocol,
-        &mut ctx,
-    ))
+    runtime.block_on(replay::run(engine, source, sender, &plan.control, &mut ctx))
 }
