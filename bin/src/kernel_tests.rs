@@ -232,3 +232,72 @@ fn tcpcopy_copies_a_jumbo_frame_whole() {
     assert_eq!(usize::from(records[0].0), jumbo.len(), "wire length");
     assert!(records[0].1 == jumbo, "the whole frame, every buffer of it");
 }
+
+/// What tcpcopy's program does not take apart: an IPv6 request behind an extension header (a
+/// hop-by-hop options header before TCP) and IPv4 fragments. The later fragments carry no TCP
+/// header (never selected); the first one does, and is copied as it is (the engine, which
+/// replays whole segments, counts it as malformed). Every frame passes.
+#[test]
+fn tcpcopy_passes_extension_headers_and_fragments() {
+    let mut program = load(crate::TCPCOPY_OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let six = frame(v6(10, 40_002), v6(20, 80), b"GET /6", None);
+    // Next header 0 (hop-by-hop, 8 bytes: next header TCP, length 0, PadN) before the TCP header.
+    let mut hop = six[..14 + 40].to_vec();
+    hop[14 + 6] = 0;
+    let payload_len = u16::from_be_bytes([hop[14 + 4], hop[14 + 5]]) + 8;
+    hop[14 + 4..14 + 6].copy_from_slice(&payload_len.to_be_bytes());
+    hop.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    hop.extend_from_slice(&six[14 + 40..]);
+    let (verdict, d) = run(&program, &hop);
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!(
+        (d.of(Stat::Seen), d.of(Stat::Matched), d.of(Stat::Malformed)),
+        (1, 0, 0),
+        "not selected, not malformed"
+    );
+
+    let request = frame(v4(CLIENT, 40_000), v4(SERVER, 80), b"GET /frag", None);
+    let mut first = request.clone();
+    first[14 + 6] = 0x20; // more fragments, offset 0
+    let mut later = request.clone();
+    later[14 + 6..14 + 8].copy_from_slice(&0x0003u16.to_be_bytes()); // offset 24 bytes
+    let (verdict, d) = run(&program, &later);
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!((d.of(Stat::Matched), d.of(Stat::Malformed)), (0, 0));
+    let (verdict, d) = run(&program, &first);
+    assert_eq!(verdict, Verdict::Pass);
+    assert_eq!((d.of(Stat::Matched), d.of(Stat::Copied)), (1, 1));
+    let records = ring_records(&mut program);
+    assert_eq!(records.len(), 1);
+    assert!(records[0].1 == first, "the first fragment, as it came");
+}
+
+/// A ring nobody reads fills up: the frames that do not fit are counted (`ring_full`), never
+/// silently lost, and still pass to the online service.
+#[test]
+fn tcpcopy_counts_a_full_ring_and_still_passes() {
+    let mut program = load(crate::TCPCOPY_OBJECT, TCPCOPY_PROGRAM, &[80]);
+    let body = vec![b'x'; 1400];
+    let request = frame(v4(CLIENT, 40_000), v4(SERVER, 80), &body, None);
+    // The ring holds 64 KiB: about 45 such frames with their record headers.
+    let mut full = 0;
+    for i in 0..100 {
+        let (verdict, d) = run(&program, &request);
+        assert_eq!(verdict, Verdict::Pass, "frame {i}");
+        assert_eq!(d.of(Stat::Matched), 1);
+        assert_eq!(d.of(Stat::Copied) + d.of(Stat::RingFull), 1, "frame {i}");
+        full += d.of(Stat::RingFull);
+    }
+    let records = ring_records(&mut program);
+    assert!(
+        (40..50).contains(&records.len()),
+        "{} frames fit",
+        records.len()
+    );
+    assert_eq!(
+        full,
+        100 - records.len() as u64,
+        "every other frame counted"
+    );
+    assert!(records.iter().all(|(_, b)| *b == request));
+}
