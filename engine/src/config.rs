@@ -57,8 +57,11 @@ pub struct Config {
     pub no_wait: bool,
     /// `-t`: a session with no captured or reply packet for this long ends.
     pub idle_timeout: Duration,
-    /// A SYN unanswered this long ends the session.
+    /// A SYN unanswered this long ends the session (once `restart_window` is over).
     pub handshake_timeout: Duration,
+    /// While the test server restarts: a SYN refused (RST) or unanswered is tried again, with
+    /// backoff, for this long from the session's start (or its rebuild); zero tries once.
+    pub restart_window: Duration,
     /// Bytes missing from the capture are waited for this long.
     pub gap_timeout: Duration,
     /// A request is held at most this long after the previous one was acknowledged while the
@@ -91,6 +94,7 @@ impl Config {
             no_wait: false,
             idle_timeout: Duration::from_mins(10),
             handshake_timeout: Duration::from_secs(3),
+            restart_window: Duration::from_secs(30),
             gap_timeout: Duration::from_secs(2),
             response_wait: Duration::from_millis(500),
             rto_min: Duration::from_millis(100),

@@ -336,7 +336,7 @@ impl Engine {
         };
         let seg = p.tcp;
         self.with_session(now, id, |s, cfg, stats| {
-            if !s.on_response(now, cfg, &seg) {
+            if !s.on_response(now, cfg, stats, &seg) {
                 stats.responses_stale += 1;
             }
         });

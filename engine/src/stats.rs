@@ -123,6 +123,10 @@ pub struct Stats {
     /// while the test server had answered less than production had before the client closed:
     /// the test server may have dropped work still unanswered (an HTTP/2 stream, say).
     pub closed_short: u64,
+    /// SYNs sent again because the test server refused or ignored one (it was restarting).
+    pub syn_retries: u64,
+    /// Connections to the test server rebuilt after it reset or closed one mid-session.
+    pub rebuilds: u64,
 }
 
 impl std::ops::AddAssign<&Losses> for Losses {
@@ -157,6 +161,8 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.paced_by_burst_end += o.paced_by_burst_end;
         self.paced_by_timeout += o.paced_by_timeout;
         self.closed_short += o.closed_short;
+        self.syn_retries += o.syn_retries;
+        self.rebuilds += o.rebuilds;
     }
 }
 
@@ -164,7 +170,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} closed_short={}",
+            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} closed_short={} syn_retries={} rebuilds={}",
             self.captured,
             self.captured_malformed,
             self.captured_unmapped,
@@ -181,7 +187,9 @@ impl fmt::Display for Stats {
             self.retransmits,
             self.paced_by_bytes + self.paced_by_burst_end + self.paced_by_timeout,
             self.paced_by_timeout,
-            self.closed_short
+            self.closed_short,
+            self.syn_retries,
+            self.rebuilds
         )?;
         for reason in LossReason::ALL {
             let n = self.lost.get(reason);

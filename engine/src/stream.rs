@@ -42,6 +42,9 @@ pub struct ClientStream {
     /// The ack the client sent with its latest request data (online server's sequence space).
     last_request_ack: Option<Seq>,
     fin: Option<Seq>,
+    /// Where a rebuilt connection starts: a request boundary found there later is none (the
+    /// new connection's first request waits for no answer).
+    fresh_start: Option<Seq>,
 }
 
 impl ClientStream {
@@ -55,6 +58,7 @@ impl ClientStream {
             boundaries: VecDeque::new(),
             last_request_ack: None,
             fin: None,
+            fresh_start: None,
         }
     }
 
@@ -160,7 +164,9 @@ impl ClientStream {
                 let expected = u32::try_from(ack.diff(prev)).unwrap_or(0);
                 // Requests are paced in order: a boundary behind the last one is a capture
                 // reordering artefact and is merged into it.
-                if self.boundaries.back().is_none_or(|b| at.after(b.seq)) {
+                if self.fresh_start == Some(at) {
+                    // The first request of a rebuilt connection.
+                } else if self.boundaries.back().is_none_or(|b| at.after(b.seq)) {
                     self.boundaries.push_back(Boundary { seq: at, expected });
                 } else if let Some(b) = self.boundaries.back_mut() {
                     b.expected += expected;
@@ -185,6 +191,16 @@ impl ClientStream {
             if skip < piece.len() {
                 self.buf.extend(&piece[skip..]);
             }
+        }
+    }
+
+    /// Starts over at `point` (a request boundary, or the end): bytes and boundaries before it,
+    /// and a boundary at it (a new connection's first request waits for nothing), are dropped.
+    pub fn restart_at(&mut self, point: Seq) {
+        self.release(point);
+        self.fresh_start = Some(point);
+        while self.boundaries.front().is_some_and(|b| !b.seq.after(point)) {
+            self.boundaries.pop_front();
         }
     }
 

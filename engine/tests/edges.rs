@@ -250,7 +250,9 @@ mod syn_sent {
 
     #[test]
     fn handshake_timeout_after_three_seconds() {
-        let mut e = engine(config(MAP));
+        let mut cfg = config(MAP);
+        cfg.restart_window = Duration::ZERO;
+        let mut e = engine(cfg);
         e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
         let mut now = t(0);
         let mut syns = 0;
@@ -307,9 +309,55 @@ mod syn_sent {
         );
     }
 
+    /// Within the restart window an unanswered SYN goes on being sent (the test server may be
+    /// down for a restart); after it, the handshake timeout ends the session.
+    #[test]
+    fn unanswered_syns_go_on_for_the_restart_window() {
+        let mut e = engine(config(MAP));
+        e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        let mut now = t(0);
+        while e.session_count() > 0 {
+            drain(&mut e, now);
+            now = e.poll_timeout().unwrap();
+            e.handle_timeout(now);
+        }
+        assert_eq!(e.stats().lost.get(LossReason::HandshakeTimeout), 1);
+        assert!(now >= t(30_000) && now <= t(33_000), "{now:?}");
+        assert!(e.stats().syn_retries >= 9, "{}", e.stats());
+    }
+
+    /// A test server restarting refuses SYNs (nothing listens): each refusal is retried with
+    /// backoff (100 ms, 200 ms, ...), and once it listens again the session goes on.
+    #[test]
+    fn refused_syns_are_retried_until_the_test_server_listens_again() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        expect(&mut e, t(1), &[seg(SYN, ISN, 0, b"")]);
+        reply(&mut e, t(2), RST | ACK, 0, ISN + 1, b"");
+        expect(&mut e, t(2), &[]);
+        assert_eq!(e.poll_timeout(), Some(t(102)));
+        e.handle_timeout(t(102));
+        expect(&mut e, t(102), &[seg(SYN, ISN, 0, b"")]);
+        reply(&mut e, t(103), RST | ACK, 0, ISN + 1, b"");
+        assert_eq!(e.poll_timeout(), Some(t(303)), "the wait doubles");
+        e.handle_timeout(t(303));
+        expect(&mut e, t(303), &[seg(SYN, ISN, 0, b"")]);
+        reply(&mut e, t(304), SYN | ACK, IRS, ISN + 1, b"");
+        expect(
+            &mut e,
+            t(304),
+            &[seg(ACK | PSH, ISN + 1, IRS + 1, b"GET /\n")],
+        );
+        assert_eq!(e.stats().syn_retries, 2);
+        assert_eq!(e.stats().lost.total(), 0);
+    }
+
     #[test]
     fn a_reset_must_acknowledge_our_syn() {
-        let mut e = engine(config(MAP));
+        let mut cfg = config(MAP);
+        cfg.restart_window = Duration::ZERO;
+        let mut e = engine(cfg);
         e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
         drain(&mut e, t(0));
         e.handle_response(t(1), &pkt(TARGET, CLIENT, 0, 4242, RST | ACK, b""));
@@ -374,24 +422,103 @@ mod established {
         );
     }
 
+    /// The test server resets the connection before it acknowledged the request going out (it
+    /// restarted): the request never reached it, so a new connection on the same address and port
+    /// sends it again, counted as a rebuild.
     #[test]
-    fn reset_by_the_test_server_is_a_loss_with_its_reason() {
+    fn a_reset_before_the_request_was_acknowledged_sends_it_again() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        drain(&mut e, t(1));
+        reply(&mut e, t(2), RST | ACK, IRS + 1, ISN + 1, b"");
+        assert_eq!(e.stats().rebuilds, 1);
+        expect(&mut e, t(2), &[seg(SYN, ISN, 0, b"")]);
+        reply(&mut e, t(3), SYN | ACK, 9000, ISN + 1, b"");
+        expect(&mut e, t(3), &[seg(ACK | PSH, ISN + 1, 9001, b"GET /\n")]);
+        assert_eq!(e.stats().lost.total(), 0);
+    }
+
+    /// A reset after the test server acknowledged the request (it may have acted on it): the
+    /// request is not sent twice; a new connection takes what the client sends next.
+    #[test]
+    fn a_reset_after_the_request_was_acknowledged_goes_on_from_the_next_one() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        drain(&mut e, t(1));
+        reply(&mut e, t(2), ACK, IRS + 1, ISN + 7, b"");
+        reply(&mut e, t(3), RST | ACK, IRS + 1, ISN + 7, b"");
+        // Between requests: the next connection waits for the client's next request.
+        expect(&mut e, t(3), &[]);
+        capture(
+            &mut e,
+            t(4),
+            ACK | PSH,
+            ISN + 7,
+            ONLINE_ACK + 100,
+            b"GET /2\n",
+        );
+        expect(&mut e, t(4), &[seg(SYN, ISN + 6, 0, b"")]);
+        reply(&mut e, t(5), SYN | ACK, 9000, ISN + 7, b"");
+        expect(&mut e, t(5), &[seg(ACK | PSH, ISN + 7, 9001, b"GET /2\n")]);
+        assert_eq!(e.stats().rebuilds, 1);
+        assert_eq!(e.stats().lost.total(), 0);
+    }
+
+    /// A reset after the client closed: nothing more to deliver on a new connection; the session
+    /// is lost with its reason, and later packets of that connection start nothing.
+    #[test]
+    fn reset_by_the_test_server_after_the_clients_close_is_a_loss_with_its_reason() {
         let mut e = engine(config(MAP));
         open(&mut e, CLIENT, t(0));
         e.handle_captured(
             t(1),
-            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH, b"GET /\n"),
+            &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH | FIN, b"GET /\n"),
         );
         drain(&mut e, t(1));
-        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1001, RST | ACK, b""));
+        // The request is acknowledged, the client's FIN not, when the reset comes.
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1007, ACK, b""));
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1007, RST | ACK, b""));
         assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
         assert_eq!(e.session_count(), 0);
-        // Later packets of that connection do not start a partial replay.
         e.handle_captured(
             t(3),
             &pkt(CLIENT, ONLINE, 1007, 5101, ACK | PSH, b"GET /2\n"),
         );
         assert_eq!(e.stats().sessions_started, 1);
+    }
+
+    /// The test server closes a keep-alive connection (its request limit) and the client sends
+    /// another request: the old connection is reset, a new one carries the request.
+    #[test]
+    fn a_close_by_the_test_server_before_the_next_request_rebuilds_the_connection() {
+        let mut e = engine(config(MAP));
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        drain(&mut e, t(1));
+        // The answer, then the test server's FIN.
+        reply(&mut e, t(2), ACK | PSH, IRS + 1, ISN + 7, b"ok\n");
+        reply(&mut e, t(2), ACK | FIN, IRS + 4, ISN + 7, b"");
+        expect(&mut e, t(2), &[seg(ACK, ISN + 7, IRS + 5, b"")]);
+        // online had answered 3 bytes: the client's next request acks them.
+        capture(
+            &mut e,
+            t(3),
+            ACK | PSH,
+            ISN + 7,
+            ONLINE_ACK + 3,
+            b"GET /2\n",
+        );
+        expect(
+            &mut e,
+            t(3),
+            &[seg(RST, ISN + 7, 0, b""), seg(SYN, ISN + 6, 0, b"")],
+        );
+        reply(&mut e, t(4), SYN | ACK, 9000, ISN + 7, b"");
+        expect(&mut e, t(4), &[seg(ACK | PSH, ISN + 7, 9001, b"GET /2\n")]);
+        assert_eq!(e.stats().rebuilds, 1);
+        assert_eq!(e.stats().lost.total(), 0);
     }
 
     #[test]

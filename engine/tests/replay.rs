@@ -297,6 +297,7 @@ fn capture_gap_gives_up_with_a_reason() {
 fn nothing_listening_is_refused_and_silence_is_a_handshake_timeout() {
     let mut cfg = config();
     cfg.mappings = vec![Mapping::parse("80-198.51.100.30:81").unwrap()];
+    cfg.restart_window = std::time::Duration::ZERO;
     let mut n = net(cfg, Knobs::default(), 16);
     n.add_client(ClientScript::requests(1), 0);
     assert!(n.run(30_000_000));
@@ -311,7 +312,9 @@ fn nothing_listening_is_refused_and_silence_is_a_handshake_timeout() {
         loss: 1000,
         ..Knobs::default()
     };
-    let mut n = net(config(), knobs, 17);
+    let mut cfg = config();
+    cfg.restart_window = std::time::Duration::ZERO;
+    let mut n = net(cfg, knobs, 17);
     n.add_client(ClientScript::requests(1), 0);
     assert!(n.run(30_000_000));
     assert_eq!(
@@ -392,4 +395,45 @@ fn a_close_before_the_test_server_answered_everything_is_counted() {
     assert_eq!(n.test_app.aborted, 1, "{st}");
     assert_eq!(st.closed_short, 1, "{st}");
     assert_eq!(st.sessions_completed, 1, "{st}");
+}
+
+/// The test server restarts in the middle of 30 keep-alive clients of 20 requests each: every
+/// connection is reset, and for a second nothing listens. Sessions are rebuilt on new
+/// connections and their SYNs retried until it listens again; no session is lost, and every
+/// request reaches the test server (one the reset cut before the test server acknowledged it
+/// goes again on the new connection).
+#[test]
+fn a_test_server_restart_costs_no_session() {
+    let mut test = Server::new("test", 118);
+    test.down = Some((100_000, 1_100_000));
+    let mut n = Net::new(
+        config(),
+        Server::new("online", 120),
+        test,
+        Knobs::default(),
+        40,
+    );
+    for i in 0..30 {
+        let mut script = ClientScript::requests(20);
+        script.think_us = 20_000;
+        n.add_client(script, i * 3_000);
+    }
+    assert!(n.run(120_000_000), "settles; {}", n.engine.stats());
+    let s = n.engine.stats();
+    assert_eq!(s.lost.total(), 0, "{s}");
+    assert!(s.rebuilds >= 30, "every connection rebuilt: {s}");
+    assert!(s.syn_retries > 0, "{s}");
+    let sent: usize = n
+        .client_streams()
+        .iter()
+        .map(|c| c.iter().filter(|b| **b == b'\n').count())
+        .sum();
+    let got: usize = n
+        .test_app
+        .streams()
+        .iter()
+        .map(|c| c.iter().filter(|b| **b == b'\n').count())
+        .sum();
+    assert_eq!(sent, 600);
+    assert_eq!(got, sent, "{s}");
 }

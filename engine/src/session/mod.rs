@@ -130,7 +130,17 @@ const MIN_SETTLE: Duration = Duration::from_millis(1);
 /// Receive window we advertise (unscaled field): we never hold back the test server.
 pub(crate) const OUR_WINDOW: u16 = u16::MAX;
 
+/// The first wait before a refused SYN goes again; it doubles up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+/// Rebuilds of one session before it is given up (a test server that resets every connection).
+const MAX_REBUILDS: u8 = 16;
+
 #[derive(Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of one connection (each read alone), not a hidden state machine"
+)]
 pub struct Session {
     pub key: CaptureKey,
     /// The replayed client address/port and the target.
@@ -180,6 +190,16 @@ pub struct Session {
 
     timers: TimerTable,
     ip_id: u16,
+
+    /// When the current connection's restart window began (the session's start, or its last
+    /// rebuild), the wait before the next SYN after a refusal, and the rebuilds so far.
+    window_from: Time,
+    retry_wait: Duration,
+    rebuilds: u8,
+    /// The test server reset the connection between requests: nothing is sent on it any more.
+    peer_reset: bool,
+    /// Where the request going out now began.
+    request_start: Seq,
 
     outcome: Option<Outcome>,
     /// The RST an ended session owes the test server: its sequence number and flags.
@@ -242,6 +262,11 @@ impl Session {
             challenge_rst: None,
             timers,
             ip_id: (isn.raw() >> 16) as u16,
+            window_from: now,
+            retry_wait: FIRST_RETRY,
+            rebuilds: 0,
+            peer_reset: false,
+            request_start: isn + 1,
             outcome: None,
             rst_due: None,
             timer_at: None,
@@ -359,20 +384,39 @@ impl Session {
     /// A reply header from the test server (via intercept). Returns false (and does nothing) for a
     /// segment this connection cannot accept: one of an older connection on the same 4-tuple (a
     /// late retransmission, a reply intercept parked), by the RFC 793/5961 sequence and PAWS tests.
-    pub fn on_response(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) -> bool {
+    pub fn on_response(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        stats: &mut Stats,
+        seg: &TcpSegment<'_>,
+    ) -> bool {
         if !self.acceptable(seg) {
             return false;
         }
         self.timers.set(Timer::Idle, now + cfg.idle_timeout);
         if seg.flags.rst() {
-            let outcome = if self.state == State::SynSent {
-                Outcome::Lost(LossReason::Refused)
+            if self.state == State::SynSent {
+                if self.in_restart_window(now, cfg) {
+                    // Nothing listens now: the test server is restarting. Try again soon.
+                    self.timers.stop(Timer::Retransmit);
+                    self.timers.set(Timer::Restart, now + self.retry_wait);
+                    self.retry_wait = (self.retry_wait * 2).min(LAST_RETRY);
+                    stats.syn_retries += 1;
+                } else {
+                    self.finish(Outcome::Lost(LossReason::Refused), false);
+                }
+            } else if self.all_delivered() && self.stream.fin().is_some() {
+                self.finish(Outcome::Completed, false);
             } else if self.all_delivered() {
-                Outcome::Completed
+                // Between requests (an idle keep-alive connection reset, a restart): a new
+                // connection is made when the client says more.
+                self.peer_reset = true;
+                self.timers.stop(Timer::Retransmit);
+                self.set_state(State::CloseWait);
             } else {
-                Outcome::Lost(LossReason::ResetByTarget)
-            };
-            self.finish(outcome, false);
+                self.rebuild_after_reset(now, cfg, stats);
+            }
             return true;
         }
         if self.state == State::SynSent {
@@ -575,7 +619,24 @@ impl Session {
                 continue;
             }
             let outcome = match timer {
+                Timer::Handshake if self.in_restart_window(now, cfg) => {
+                    // Unanswered: the test server may be down for a restart. Again.
+                    self.timers
+                        .set(Timer::Handshake, now + cfg.handshake_timeout);
+                    self.due.syn = true;
+                    self.syn_retransmitted = true;
+                    stats.syn_retries += 1;
+                    continue;
+                }
                 Timer::Handshake => Outcome::Lost(LossReason::HandshakeTimeout),
+                Timer::Restart => {
+                    self.timers.stop(Timer::Restart);
+                    self.timers
+                        .set(Timer::Handshake, now + cfg.handshake_timeout);
+                    self.due.syn = true;
+                    self.syn_retransmitted = true;
+                    continue;
+                }
                 Timer::CaptureGap => Outcome::Lost(LossReason::CaptureGap),
                 Timer::Idle if self.all_delivered() => Outcome::Completed,
                 Timer::Idle => Outcome::Lost(LossReason::IdleTimeout),
@@ -618,6 +679,98 @@ impl Session {
             }
             _ => self.due.probe = true,
         }
+    }
+
+    /// Whether a refused or unanswered SYN may go again.
+    fn in_restart_window(&self, now: Time, cfg: &Config) -> bool {
+        now < self.window_from + cfg.restart_window
+    }
+
+    /// The test server reset the connection before everything was delivered: a new connection
+    /// takes over from the request going out, if the test server acknowledged none of it (it
+    /// never saw it: it goes again), else from the next request (the test server may have acted
+    /// on the one the reset cut: it is not sent twice), or from the end of what was captured when
+    /// no request follows yet. A client that has closed has nothing more to say: the session is
+    /// lost.
+    fn rebuild_after_reset(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
+        let point = if self.snd_una == self.request_start {
+            self.snd_una
+        } else {
+            self.stream
+                .next_boundary()
+                .map_or_else(|| self.stream.end(), |b| b.seq)
+        };
+        if self.stream.fin().is_some_and(|f| !f.after(point)) || self.reset_after_delivery {
+            self.finish(Outcome::Lost(LossReason::ResetByTarget), false);
+            return;
+        }
+        self.rebuild(now, cfg, stats, point, false);
+    }
+
+    /// Starts a new connection to the test server whose first byte is the client's `point` (its
+    /// SYN's sequence number is `point - 1`), on the same address and port; `rst_old` resets the
+    /// old connection first (the test server closed it with a FIN and waits in FIN-WAIT-2). The
+    /// captured stream, the registration and the session's timers but the connection's carry on.
+    pub(super) fn rebuild(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        stats: &mut Stats,
+        point: Seq,
+        rst_old: bool,
+    ) {
+        if self.rebuilds >= MAX_REBUILDS {
+            self.finish(Outcome::Lost(LossReason::ResetByTarget), rst_old);
+            return;
+        }
+        log::debug!(
+            "{} > {}: the test server closed the connection mid-session; rebuilding from {}",
+            self.src,
+            self.dst,
+            point.raw()
+        );
+        self.rebuilds += 1;
+        stats.rebuilds += 1;
+        self.peer_reset = false;
+        self.challenge_rst = rst_old.then_some(self.snd_nxt);
+        self.stream.restart_at(point);
+        self.isn = point - 1;
+        self.request_start = point;
+        self.snd_una = self.isn;
+        self.snd_nxt = self.isn;
+        self.snd_max = self.isn;
+        self.snd_wnd = 0;
+        self.peer_wscale = 0;
+        self.our_wscale = 0;
+        self.peer_mss = 536;
+        self.ts_recent = None;
+        self.irs = Seq::new(0);
+        self.rcv_nxt = Seq::new(0);
+        self.dup_acks = 0;
+        self.rto = cfg.rto_min.max(Duration::from_secs(1));
+        self.retries = 0;
+        self.syn_sent_at = None;
+        self.syn_retransmitted = false;
+        self.resp_mark = Seq::new(0);
+        self.pushed_at = None;
+        self.due = Pending {
+            syn: true,
+            ..Pending::default()
+        };
+        for t in [
+            Timer::Close,
+            Timer::Retransmit,
+            Timer::Settle,
+            Timer::ResponseWait,
+            Timer::Restart,
+        ] {
+            self.timers.stop(t);
+        }
+        self.timers
+            .set(Timer::Handshake, now + cfg.handshake_timeout);
+        self.window_from = now;
+        self.retry_wait = FIRST_RETRY;
+        self.set_state(State::SynSent);
     }
 
     /// How long a response must stay quiet after a PSH to count as over.
@@ -663,6 +816,17 @@ impl Session {
             // closes (HTTP/2 streams still unanswered) must not see it earlier.
             let closing = self.stream.fin() == Some(b.seq)
                 || (self.reset_after_delivery && b.seq == self.stream.end());
+            if !closing && self.state.peer_closed() {
+                // The test server closed this connection (keep-alive limit, idle close, a
+                // restart) and the client has more to say: a new connection takes it from here.
+                self.rebuild(now, cfg, stats, b.seq, !self.peer_reset);
+                return Held::Nothing;
+            }
+            if closing && self.peer_reset {
+                // The client closes a connection the test server has reset already.
+                self.finish(Outcome::Completed, false);
+                return Held::Nothing;
+            }
             if got >= b.expected {
                 stats.paced_by_bytes += 1;
             } else if closing && self.state.peer_closed() {
@@ -688,6 +852,7 @@ impl Session {
                 return Held::Request;
             }
             self.stream.pass_boundary();
+            self.request_start = b.seq;
             self.resp_mark = self.rcv_nxt;
             self.timers.stop(Timer::ResponseWait);
         }
@@ -772,7 +937,10 @@ mod tests {
         fn reply(&mut self, now: Time, flags: u8, seq: u32, ack: u32) {
             let bytes = Self::packet(TARGET, CLIENT, flags, seq, ack);
             let p = parse(&bytes, Payload::Whole).unwrap();
-            assert!(self.s.on_response(now, &self.cfg, &p.tcp), "acceptable");
+            assert!(
+                self.s.on_response(now, &self.cfg, &mut self.stats, &p.tcp),
+                "acceptable"
+            );
             self.s.progress(now, &self.cfg, &mut self.stats);
         }
 

@@ -24,6 +24,11 @@ impl Session {
     /// Lets requests whose previous response is over go out, and keeps the pacing timers current;
     /// call after every input and output, before [`Self::deadline`].
     pub fn progress(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
+        if self.outcome.is_none() && self.peer_reset && self.stream.end().after(self.snd_nxt) {
+            // More from the client after the test server reset the connection between requests.
+            let point = self.snd_nxt;
+            self.rebuild(now, cfg, stats, point, false);
+        }
         if self.outcome.is_none() {
             self.pass_boundaries(now, cfg, stats);
             // A client's RST waits for its close boundary, which may pass only now.

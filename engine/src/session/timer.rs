@@ -8,8 +8,11 @@ use crate::time::Time;
 /// in: of several that end the session at once, the first names the outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Timer {
-    /// SYN-SENT for `Config::handshake_timeout`: the session is lost.
+    /// SYN-SENT for `Config::handshake_timeout`: the SYN goes again within the restart window,
+    /// else the session is lost.
     Handshake,
+    /// The test server refused the SYN (it is restarting): the SYN goes again.
+    Restart,
     /// Captured bytes missing for `Config::gap_timeout`: the session is lost.
     CaptureGap,
     /// No captured or reply packet for `Config::idle_timeout`: the session ends.
@@ -28,8 +31,9 @@ pub(crate) enum Timer {
 
 impl Timer {
     /// Every timer, in table order.
-    pub(crate) const VALUES: [Timer; 7] = [
+    pub(crate) const VALUES: [Timer; 8] = [
         Timer::Handshake,
+        Timer::Restart,
         Timer::CaptureGap,
         Timer::Idle,
         Timer::Close,

@@ -218,6 +218,10 @@ pub struct Server {
     /// Lines answered, and lines dropped by `abort_on_close`, over all connections.
     pub answered: usize,
     pub aborted: usize,
+    /// Down from the first time to the second (a restart): every connection is reset at the
+    /// start, nothing listens until the end (SYNs are answered with RSTs).
+    pub down: Option<(u64, u64)>,
+    was_down: bool,
 }
 
 impl Server {
@@ -234,14 +238,18 @@ impl Server {
             abort_on_close: false,
             answered: 0,
             aborted: 0,
+            down: None,
+            was_down: false,
         }
     }
 
-    /// When the next queued answer is due.
+    /// When the next queued answer is due, or the server comes back up.
     pub fn wakeup(&self) -> Option<u64> {
+        let back = self.down.map(|(_, until)| until).filter(|_| self.was_down);
         self.conns
             .values()
             .flat_map(|c| c.queued.iter().map(|(at, _)| *at))
+            .chain(back)
             .min()
     }
 
@@ -260,7 +268,31 @@ impl Server {
         r
     }
 
+    /// While down: resets every connection once, listens to nothing. Returns whether down.
+    fn restart(&mut self, now: u64, sockets: &mut SocketSet<'static>) -> bool {
+        if !self
+            .down
+            .is_some_and(|(from, until)| now >= from && now < until)
+        {
+            self.was_down = false;
+            return false;
+        }
+        if !self.was_down {
+            self.was_down = true;
+            for h in self.listeners.clone() {
+                sockets.get_mut::<Socket>(h).abort();
+                if let Some(c) = self.conns.remove(&h) {
+                    self.finished.push((c.remote, c.rx));
+                }
+            }
+        }
+        true
+    }
+
     pub fn run(&mut self, now: u64, sockets: &mut SocketSet<'static>) {
+        if self.restart(now, sockets) {
+            return;
+        }
         self.ensure_listening(sockets);
         for h in self.listeners.clone() {
             let s = sockets.get_mut::<Socket>(h);

@@ -125,6 +125,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(6..=7))]
     pub protocol: u16,
 
+    /// While the test server restarts: a refused or unanswered SYN is tried again, with backoff,
+    /// for this long from the session's start (or its rebuild); 0 tries once.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub restart_window: f64,
+
     /// A file holding the shared secret the intercepts ask for (their --secret-file): proven by
     /// challenge-response over protocol version 7, never sent.
     #[arg(long = "secret-file", value_name = "FILE")]
@@ -326,6 +331,10 @@ impl Cli {
         cfg.idle_timeout = Duration::from_secs(self.timeout.max(1));
         cfg.mtu = self.mtu.unwrap_or_else(|| path_mtu(&targets));
         cfg.mss = self.mss;
+        if !self.restart_window.is_finite() || self.restart_window < 0.0 {
+            return Err(CliError::BadInterval(self.restart_window));
+        }
+        cfg.restart_window = Duration::from_secs_f64(self.restart_window);
         cfg.only_syn = self.only_syn;
         cfg.no_wait = self.no_wait;
         cfg.session_buffer_limit = self.session_buffer_mib.max(1).saturating_mul(1 << 20);
