@@ -1,4 +1,4 @@
-//! What the engine replays and how: `-x`, `-c`, `-n`, `-r`, `-g`, `-f`, `-D`, `-O`, `-W`, timeouts and limits.
+//! What the engine replays and how: `-x`, `-c`, `-n`, `-r`, `-g`, `-f`, `-D`, `-O`, `-W`, timeouts (`-t`, `-k`) and limits.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -57,6 +57,9 @@ pub struct Config {
     pub no_wait: bool,
     /// `-t`: a session with no captured or reply packet for this long ends.
     pub idle_timeout: Duration,
+    /// `-k`: a session with nothing outstanding (every captured byte acknowledged by the test
+    /// server) and no packet for this long ends, completed. Default: `idle_timeout`.
+    pub keepalive_timeout: Duration,
     /// A SYN unanswered this long ends the session.
     pub handshake_timeout: Duration,
     /// Bytes missing from the capture are waited for this long.
@@ -90,6 +93,7 @@ impl Config {
             only_syn: false,
             no_wait: false,
             idle_timeout: Duration::from_mins(10),
+            keepalive_timeout: Duration::from_mins(10),
             handshake_timeout: Duration::from_secs(3),
             gap_timeout: Duration::from_secs(2),
             response_wait: Duration::from_millis(500),
