@@ -1,10 +1,11 @@
 //! Where an IPv4 packet leaves this host: the route's interface and next hop (`/proc/net/route`),
-//! and the next hop's MAC address (`/proc/net/arp`, resolved by the kernel on demand).
+//! the next hop's MAC address (`/proc/net/arp`, resolved by the kernel on demand), the default
+//! route's interface and the interfaces that carry an address (`/proc/net/if_inet6` for IPv6).
 
 use std::{
     borrow::ToOwned,
     format, fs,
-    net::{Ipv4Addr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, UdpSocket},
     string::String,
     thread,
     time::{Duration, Instant},
@@ -62,6 +63,83 @@ pub fn route_from(table: &str, dst: Ipv4Addr) -> Option<Route> {
 /// The route for `dst` in this network namespace.
 pub fn route(dst: Ipv4Addr) -> Option<Route> {
     route_from(&fs::read_to_string("/proc/net/route").ok()?, dst)
+}
+
+/// The interface of the IPv4 default route in the text of /proc/net/route.
+pub fn default_route_iface_from(table: &str) -> Option<String> {
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_owned())
+    })
+}
+
+/// The interface of this network namespace's IPv4 default route.
+pub fn default_route_iface() -> Option<String> {
+    default_route_iface_from(&fs::read_to_string("/proc/net/route").ok()?)
+}
+
+/// The interfaces that carry the local address `ip`, in the texts of /proc/net/route (IPv4: the
+/// directly connected routes, no gateway, of the longest prefix that covers `ip`) and
+/// /proc/net/if_inet6 (IPv6: the interfaces the address is configured on). Several when the
+/// same subnet or address sits on several interfaces; none when no such route or entry exists.
+pub fn ifaces_with_addr_from(routes: &str, inet6: &str, ip: IpAddr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    match ip {
+        IpAddr::V4(ip) => {
+            let mut best = 0;
+            for line in routes.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 8 {
+                    continue;
+                }
+                let (Some(net), Some(gw), Some(mask)) =
+                    (hex_addr(f[1]), hex_addr(f[2]), hex_addr(f[7]))
+                else {
+                    continue;
+                };
+                let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
+                let (net, mask) = (u32::from(net), u32::from(mask));
+                if flags & 1 == 0
+                    || !gw.is_unspecified()
+                    || mask == 0
+                    || u32::from(ip) & mask != net
+                {
+                    continue;
+                }
+                let bits = mask.count_ones();
+                if bits > best {
+                    best = bits;
+                    out.clear();
+                }
+                if bits == best && !out.iter().any(|i| i == f[0]) {
+                    out.push(f[0].to_owned());
+                }
+            }
+        }
+        IpAddr::V6(ip) => {
+            let hex = format!("{:032x}", u128::from(ip));
+            for line in inet6.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() >= 6 && f[0] == hex && !out.iter().any(|i| i == f[5]) {
+                    out.push(f[5].to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The interfaces of this network namespace that carry the address `ip` (see
+/// [`ifaces_with_addr_from`]); none when `ip` is not an address of this host.
+pub fn ifaces_with_addr(ip: IpAddr) -> Vec<String> {
+    if UdpSocket::bind((ip, 0)).is_err() {
+        return Vec::new();
+    }
+    ifaces_with_addr_from(
+        &fs::read_to_string("/proc/net/route").unwrap_or_default(),
+        &fs::read_to_string("/proc/net/if_inet6").unwrap_or_default(),
+        ip,
+    )
 }
 
 /// The MAC address of `ip` on `iface` in the text of /proc/net/arp, if resolved.
@@ -150,6 +228,28 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn default_route_and_the_interfaces_of_an_address() {
+        assert_eq!(default_route_iface_from(ROUTES).as_deref(), Some("eth0"));
+        assert_eq!(
+            default_route_iface_from(&ROUTES.replace("eth0\t00000000", "eth0\t0000A8C0")),
+            None
+        );
+        let two = format!("{ROUTES}eth1\t006433C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+        let on = |routes: &str, ip: &str| ifaces_with_addr_from(routes, INET6, ip.parse().unwrap());
+        assert_eq!(on(ROUTES, "198.51.100.20"), ["veth0"]);
+        assert_eq!(on(&two, "198.51.100.20"), ["veth0", "eth1"]);
+        assert!(
+            on(ROUTES, "10.9.9.9").is_empty(),
+            "the default route carries no address"
+        );
+        assert_eq!(on(ROUTES, "2001:db8::20"), ["veth0"]);
+        assert!(on(ROUTES, "2001:db8::21").is_empty());
+    }
+
+    const INET6: &str = "20010db8000000000000000000000020 02 40 00 80 veth0\n\
+        00000000000000000000000000000001 01 80 10 80       lo\n";
 
     #[test]
     fn complete_arp_entries_only() {

@@ -168,13 +168,9 @@ pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
 /// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
 /// plus `extra` options; waits until every control connection (2 per worker) is up.
 pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(
-        Host::Online,
-        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
-    );
     let target = format!("{}:80", Host::Test.addr());
     let intercept = Host::Assistant.addr().to_string();
-    cmd.args([
+    let mut args = vec![
         "-i",
         IFACE,
         "--target",
@@ -183,25 +179,41 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
         &intercept,
         "-c",
         "192.0.2.x",
-        "--stats-interval",
-        "0.2",
-    ]);
-    cmd.args(extra);
+    ];
+    args.extend(extra);
+    let mut p = start_tcpcopy_with(bed, &args);
+    wait_links_up(&mut p);
+    p
+}
+
+/// Starts tcpcopy on the online host with exactly `args` (and `--stats-interval 0.2`), as a user
+/// types them; waits until it is attached.
+pub fn start_tcpcopy_with(bed: &Testbed, args: &[&str]) -> Spawned {
+    let mut cmd = bed.cmd(
+        Host::Online,
+        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
+    );
+    cmd.args(args).args(["--stats-interval", "0.2"]);
     let mut p = Spawned::start(cmd).expect("start tcpcopy");
     p.wait_for_line("attached", Duration::from_secs(20))
         .expect("tcpcopy attaches");
-    p.wait_for(
-        |l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix("intercept_links="))
-                .and_then(|v| v.split_once('/'))
-                .is_some_and(|(up, all)| up == all && all != "0")
-        },
-        "intercept links up",
-        Duration::from_secs(20),
-    )
-    .expect("tcpcopy connects to intercept");
     p
+}
+
+/// Waits until every control connection of a tcpcopy (2 per worker) is up.
+pub fn wait_links_up(tcpcopy: &mut Spawned) {
+    tcpcopy
+        .wait_for(
+            |l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("intercept_links="))
+                    .and_then(|v| v.split_once('/'))
+                    .is_some_and(|(up, all)| up == all && all != "0")
+            },
+            "intercept links up",
+            Duration::from_secs(20),
+        )
+        .expect("tcpcopy connects to intercept");
 }
 
 /// POSTs `data` from the client to `http://online/upload/{name}` (nginx keeps the body in a file
