@@ -58,8 +58,8 @@ pub struct Config {
     /// `-t`: a session with no captured or reply packet for this long ends.
     pub idle_timeout: Duration,
     /// `-k`: a session with nothing outstanding (every captured byte acknowledged by the test
-    /// server) and no packet for this long ends, completed. Default: `idle_timeout`.
-    pub keepalive_timeout: Duration,
+    /// server) and no packet for this long ends, completed. `None`: `idle_timeout`.
+    pub keepalive_timeout: Option<Duration>,
     /// A SYN unanswered this long ends the session.
     pub handshake_timeout: Duration,
     /// Bytes missing from the capture are waited for this long.
@@ -93,7 +93,7 @@ impl Config {
             only_syn: false,
             no_wait: false,
             idle_timeout: Duration::from_mins(10),
-            keepalive_timeout: Duration::from_mins(10),
+            keepalive_timeout: None,
             handshake_timeout: Duration::from_secs(3),
             gap_timeout: Duration::from_secs(2),
             response_wait: Duration::from_millis(500),
@@ -103,6 +103,11 @@ impl Config {
             session_buffer_limit: 64 << 20,
             memory_limit: 4 << 30,
         }
+    }
+
+    /// The idle timeout of a session with nothing outstanding (`-k`, else `-t`).
+    pub fn keepalive(&self) -> Duration {
+        self.keepalive_timeout.unwrap_or(self.idle_timeout)
     }
 
     /// Checks values that cannot work together.

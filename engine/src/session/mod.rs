@@ -205,10 +205,7 @@ impl Session {
     ) -> Self {
         let mut timers = TimerTable::default();
         timers.set(Timer::Handshake, now + cfg.handshake_timeout);
-        timers.set(
-            Timer::Idle,
-            now + cfg.idle_timeout.min(cfg.keepalive_timeout),
-        );
+        timers.set(Timer::Idle, now + cfg.idle_timeout.min(cfg.keepalive()));
         Self {
             heard_at: now,
             key,
@@ -335,10 +332,8 @@ impl Session {
     /// idle and keep-alive timeouts (which of them applies is decided when it expires).
     fn heard(&mut self, now: Time, cfg: &Config) {
         self.heard_at = now;
-        self.timers.set(
-            Timer::Idle,
-            now + cfg.idle_timeout.min(cfg.keepalive_timeout),
-        );
+        self.timers
+            .set(Timer::Idle, now + cfg.idle_timeout.min(cfg.keepalive()));
     }
 
     /// A captured client segment of this session.
@@ -596,7 +591,7 @@ impl Session {
                 Timer::Idle => {
                     // `-k` for a session with nothing outstanding, `-t` for one still waiting.
                     let (limit, outcome) = if self.all_delivered() {
-                        (cfg.keepalive_timeout, Outcome::Completed)
+                        (cfg.keepalive(), Outcome::Completed)
                     } else {
                         (cfg.idle_timeout, Outcome::Lost(LossReason::IdleTimeout))
                     };
@@ -914,7 +909,7 @@ mod tests {
             (1_200_000, t(1) + Duration::from_mins(20)),
         ] {
             let mut b = Bench::new();
-            b.cfg.keepalive_timeout = Duration::from_millis(keepalive);
+            b.cfg.keepalive_timeout = Some(Duration::from_millis(keepalive));
             b.send(t(0));
             b.reply(t(1), SYN | ACK, IRS, ISN + 1);
             // Nothing outstanding: the keep-alive timeout (-k) applies, not -t (600 s).
@@ -927,7 +922,7 @@ mod tests {
         }
         // A client FIN the test server has not acknowledged: -t, whatever -k says.
         let mut b = Bench::established_with_client_fin();
-        b.cfg.keepalive_timeout = Duration::from_mins(20);
+        b.cfg.keepalive_timeout = Some(Duration::from_mins(20));
         let end = t(2) + b.cfg.idle_timeout;
         b.s.on_timeout(end - Duration::from_millis(1), &b.cfg, &mut b.stats);
         assert_eq!(b.s.outcome(), None);

@@ -350,9 +350,7 @@ impl Cli {
         cfg.ramp = self.ramp;
         cfg.instance = self.instance;
         cfg.idle_timeout = Duration::from_secs(self.timeout.max(1));
-        cfg.keepalive_timeout = self
-            .keepalive
-            .map_or(cfg.idle_timeout, |k| Duration::from_secs(k.max(1)));
+        cfg.keepalive_timeout = self.keepalive.map(|k| Duration::from_secs(k.max(1)));
         cfg.mtu = self.mtu;
         cfg.mss = self.mss;
         cfg.only_syn = self.only_syn;
@@ -496,13 +494,13 @@ mod tests {
         .unwrap();
         let cfg = cli.engine_config().unwrap();
         assert_eq!(cfg.memory_limit, 512 << 20, "-m is MB, as the original's");
-        assert_eq!(cfg.keepalive_timeout, Duration::from_mins(15));
+        assert_eq!(cfg.keepalive(), Duration::from_mins(15));
         assert_eq!(cfg.idle_timeout, Duration::from_mins(1));
         assert_eq!(cli.ring_mib, 32, "-B is the capture buffer, MB");
         assert!(cli.lonely);
         let cli = parse(&["--target", "10.0.0.12:80", "-s", "10.0.0.13"]).unwrap();
         let cfg = cli.engine_config().unwrap();
-        assert_eq!(cfg.keepalive_timeout, cfg.idle_timeout, "-k defaults to -t");
+        assert_eq!(cfg.keepalive(), cfg.idle_timeout, "-k defaults to -t");
         assert!(cli.iface.is_none(), "-i is optional");
         for (flag, exits) in [
             ("-h", clap::error::ErrorKind::DisplayHelp),
