@@ -1,4 +1,4 @@
-//! What the engine replays and how: `-x`, `-c`, `-n`, `-r`, `-g`, `-f`, `-D`, `-O`, `-W`, timeouts and limits.
+//! What the engine replays and how: `-x`, `-c`, `-n`, `-r`, `-g`, `-f`, `-D`, `-O`, `-W`, timeouts (`-t`, `-k`) and limits.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -57,6 +57,9 @@ pub struct Config {
     pub no_wait: bool,
     /// `-t`: a session with no captured or reply packet for this long ends.
     pub idle_timeout: Duration,
+    /// `-k`: a session with nothing outstanding (every captured byte acknowledged by the test
+    /// server) and no packet for this long ends, completed. `None`: `idle_timeout`.
+    pub keepalive_timeout: Option<Duration>,
     /// A SYN unanswered this long ends the session (once `restart_window` is over).
     pub handshake_timeout: Duration,
     /// While the test server restarts: a SYN refused (RST) or unanswered is tried again, with
@@ -93,6 +96,7 @@ impl Config {
             only_syn: false,
             no_wait: false,
             idle_timeout: Duration::from_mins(10),
+            keepalive_timeout: None,
             handshake_timeout: Duration::from_secs(3),
             restart_window: Duration::from_secs(30),
             gap_timeout: Duration::from_secs(2),
@@ -103,6 +107,11 @@ impl Config {
             session_buffer_limit: 64 << 20,
             memory_limit: 4 << 30,
         }
+    }
+
+    /// The idle timeout of a session with nothing outstanding (`-k`, else `-t`).
+    pub fn keepalive(&self) -> Duration {
+        self.keepalive_timeout.unwrap_or(self.idle_timeout)
     }
 
     /// Checks values that cannot work together.

@@ -28,6 +28,11 @@ impl Mapping {
             text: text.into(),
             reason,
         };
+        if text.contains('@') {
+            return Err(err(
+                "@MAC parts (the original's pcap-send build) are not needed: replayed packets leave through the route to the target; drop them",
+            ));
+        }
         let (online, target) = text
             .split_once('-')
             .ok_or_else(|| err("no '-' between the online and target sides"))?;
@@ -109,6 +114,7 @@ mod tests {
             "0-10.0.0.1:80",
             "80-10.0.0.1:99999",
             "70000-1.2.3.4:5",
+            "80@00:13:21:B2:5E:42-121.55.111.148:18080@00:0F:1F:03:F2:E6",
         ] {
             let e = Mapping::parse(bad).unwrap_err();
             assert!(
@@ -116,6 +122,8 @@ mod tests {
                 "{e}"
             );
         }
+        let e = Mapping::parse("80@00:13:21:B2:5E:42-10.0.0.1:80").unwrap_err();
+        assert!(e.to_string().contains("@MAC parts"), "{e}");
     }
 
     #[test]

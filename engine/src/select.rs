@@ -129,8 +129,7 @@ impl TupleSource {
         } else {
             self.addrs.iter().copied().filter(same_family).collect()
         };
-        let h = hash(client.ip(), client.port(), u64::from(copy) + 1);
-        let first_addr = usize::try_from(h % own.len().max(1) as u64).unwrap_or(0);
+        let first_addr = address_index(client.ip(), copy, own.len());
         // Copy 0 of a single instance keeps the captured port (and address, without -c) first,
         // unless another worker might hand that port out.
         let keep_port = self.instance.is_none()
@@ -144,14 +143,32 @@ impl TupleSource {
         let space = self.space();
         let base = (u32::from(client.port()) + u32::from(copy) * COPY_STRIDE) % space;
         let n = own.len();
-        let probes = PROBES_PER_ADDR.min(space);
+        // The client's own address is tried on every port of this source's share before another
+        // is taken (so a client stays on it until all of those are in use); the others on
+        // `PROBES_PER_ADDR` ports each.
+        let probes = move |a: usize| {
+            if a == 0 {
+                space
+            } else {
+                PROBES_PER_ADDR.min(space)
+            }
+        };
         keep.into_iter()
             .filter(move |_| n > 0)
             .chain((0..n).flat_map(move |a| {
                 let ip = own[(first_addr + a) % n];
-                (0..probes).map(move |k| SocketAddr::new(ip, self.port_at((base + k) % space)))
+                (0..probes(a)).map(move |k| SocketAddr::new(ip, self.port_at((base + k) % space)))
             }))
     }
+}
+
+/// `-c`: the index, among `n` rewrite addresses, of the one copy `copy` of every session from
+/// client address `ip` takes first. It depends on the address and the copy only (not the port),
+/// through the fixed FNV-1a hash: every connection of a client, in every run, gets the same
+/// address for the same copy; each copy is placed apart (the original re-hashes per copy too).
+pub fn address_index(ip: IpAddr, copy: u16, n: usize) -> usize {
+    let h = hash(ip, 0, u64::from(copy) + 1);
+    usize::try_from(h % u64::try_from(n.max(1)).unwrap_or(1)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -261,8 +278,122 @@ mod tests {
         assert_eq!(ramped(100, Duration::from_secs(10_000)), 100);
     }
 
+    fn x_range() -> Vec<IpAddr> {
+        (1..=254).map(|d| IpAddr::from([192, 0, 2, d])).collect()
+    }
+
+    /// The address a session's copy would take with nothing else in use.
+    fn first_addr(src: &TupleSource, client: SocketAddr, copy: u16) -> IpAddr {
+        src.candidates(client, copy, target()).next().unwrap().ip()
+    }
+
+    #[test]
+    fn a_client_address_keeps_one_rewrite_address_across_connections_and_runs() {
+        let client_ip: IpAddr = "198.51.100.10".parse().unwrap();
+        // Fixed, so the same on every run and every host: FNV-1a (computed apart, with Python)
+        // of 198.51.100.10, port 0 and salt 1 is 0x7d44_134e_ff69_673f, 45 modulo 254: the
+        // 46th address of 192.0.2.x; copies 1 and 2 (salts 2, 3) take the 5th and the 218th.
+        assert_eq!(hash(client_ip, 0, 1), 0x7d44_134e_ff69_673f);
+        let expected: [IpAddr; 3] = [
+            "192.0.2.46".parse().unwrap(),
+            "192.0.2.5".parse().unwrap(),
+            "192.0.2.218".parse().unwrap(),
+        ];
+        for run in 0..2u16 {
+            // A new source each run, and any worker of any instance.
+            let src = TupleSource::for_worker(
+                x_range(),
+                (run == 1).then_some(3),
+                WorkerShare {
+                    index: run,
+                    count: 2,
+                },
+                3,
+            );
+            let mut used = HashSet::new();
+            for port in (1000..61_000).step_by(97) {
+                let client = SocketAddr::new(client_ip, port);
+                for (copy, want) in (0..3).zip(expected) {
+                    assert_eq!(first_addr(&src, client, copy), want);
+                    // Also while the client's other connections are live.
+                    assert_eq!(allocate(&src, &mut used, client, copy).unwrap().ip(), want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_client_addresses_spread_over_the_rewrite_addresses() {
+        let src = TupleSource::new(x_range(), None);
+        let mut per_addr = std::collections::HashMap::<IpAddr, usize>::new();
+        let clients = 25_400u32;
+        for i in 0..clients {
+            let ip = IpAddr::from((0x0a00_0000 + i * 7).to_be_bytes());
+            *per_addr
+                .entry(first_addr(&src, SocketAddr::new(ip, 40_000), 0))
+                .or_default() += 1;
+        }
+        // 100 a address on average: every address used, none more than 1.5 times that.
+        assert_eq!(per_addr.len(), 254);
+        let (min, max) = (
+            per_addr.values().min().unwrap(),
+            per_addr.values().max().unwrap(),
+        );
+        assert!(*min >= 50 && *max <= 150, "{min}..{max}");
+    }
+
+    #[test]
+    fn a_client_moves_to_another_address_only_when_its_own_is_full() {
+        // One instance of 16 and 8 workers: 504 ports a share.
+        let src = TupleSource::for_worker(
+            x_range()[..2].to_vec(),
+            Some(0),
+            WorkerShare { index: 0, count: 8 },
+            1,
+        );
+        let client_ip: IpAddr = "198.51.100.10".parse().unwrap();
+        let own = first_addr(&src, SocketAddr::new(client_ip, 5000), 0);
+        let mut used = HashSet::new();
+        let picks: Vec<SocketAddr> = (0..600)
+            .filter_map(|p| allocate(&src, &mut used, SocketAddr::new(client_ip, 2000 + p), 0))
+            .collect();
+        assert_eq!(picks.len(), 600);
+        assert!(picks[..504].iter().all(|t| t.ip() == own));
+        assert!(picks[504..].iter().all(|t| t.ip() != own));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Distinct captured connections (many client addresses and ports) never share a
+        /// replayed 4-tuple, with -c, several copies, workers and instances; and with -c each
+        /// copy of a client address's connections sits on one address (while it has room).
+        #[test]
+        fn distinct_clients_get_distinct_tuples_and_keep_their_address(
+            clients in proptest::collection::hash_set((0u8..6, 1024u16..), 1..120),
+            copies in 1u16..5,
+            instances in 1u8..3,
+            workers in 1u16..4,
+            addrs in 1usize..8,
+        ) {
+            let addrs: Vec<IpAddr> = x_range()[..addrs].to_vec();
+            let mut used = HashSet::new();
+            for f in 0..instances {
+                for w in 0..workers {
+                    let share = WorkerShare { index: w, count: workers };
+                    let src = TupleSource::for_worker(addrs.clone(), (instances > 1).then_some(f), share, copies);
+                    let mut mine = HashSet::new();
+                    for (host, port) in clients.iter().filter(|(_, p)| *p % workers == w) {
+                        let client = SocketAddr::new(IpAddr::from([198, 51, 100, *host]), *port);
+                        for copy in 0..copies {
+                            let t = allocate(&src, &mut mine, client, copy).expect("room for all");
+                            prop_assert!(used.insert(t), "{t} given twice");
+                            prop_assert_eq!(t.ip(), addrs[address_index(client.ip(), copy, addrs.len())]);
+                        }
+                    }
+                }
+            }
+        }
 
         /// Every copy of every concurrent session gets its own 4-tuple, for hundreds of copies,
         /// several instances sharing a target and several workers in each instance.

@@ -3,7 +3,8 @@
 //! next hop and the route's MTU; the neighbour table (`RTM_GETNEIGH`) the next hop's MAC address,
 //! resolved by the kernel on demand (ARP or neighbour discovery). Netlink through the maintained
 //! `netlink-packet-route` and `netlink-sys` crates (the rust-netlink project's, which `rtnetlink`
-//! is built on), not hand-made messages.
+//! is built on), not hand-made messages. The default route's interface and the interfaces that
+//! carry an address come from /proc/net/route and /proc/net/if_inet6.
 
 use std::{
     fs,
@@ -129,6 +130,89 @@ pub fn route(dst: IpAddr) -> Option<Route> {
     })
 }
 
+/// An address as /proc/net/route prints it: host-order hex of the network-order u32.
+fn hex_addr(s: &str) -> Option<Ipv4Addr> {
+    let v = u32::from_str_radix(s, 16).ok()?;
+    Some(Ipv4Addr::from(v.to_le_bytes()))
+}
+
+/// The interface of the IPv4 default route in the text of /proc/net/route.
+pub fn default_route_iface_from(table: &str) -> Option<String> {
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_owned())
+    })
+}
+
+/// The interface of this network namespace's IPv4 default route.
+pub fn default_route_iface() -> Option<String> {
+    default_route_iface_from(&fs::read_to_string("/proc/net/route").ok()?)
+}
+
+/// The interfaces that carry the local address `ip`, in the texts of /proc/net/route (IPv4: the
+/// directly connected routes, no gateway, of the longest prefix that covers `ip`) and
+/// /proc/net/if_inet6 (IPv6: the interfaces the address is configured on). Several when the
+/// same subnet or address sits on several interfaces; none when no such route or entry exists.
+pub fn ifaces_with_addr_from(routes: &str, inet6: &str, ip: IpAddr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    match ip {
+        IpAddr::V4(ip) => {
+            let mut best = 0;
+            for line in routes.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 8 {
+                    continue;
+                }
+                let (Some(net), Some(gw), Some(mask)) =
+                    (hex_addr(f[1]), hex_addr(f[2]), hex_addr(f[7]))
+                else {
+                    continue;
+                };
+                let flags = u32::from_str_radix(f[3], 16).unwrap_or(0);
+                let (net, mask) = (u32::from(net), u32::from(mask));
+                if flags & 1 == 0
+                    || !gw.is_unspecified()
+                    || mask == 0
+                    || u32::from(ip) & mask != net
+                {
+                    continue;
+                }
+                let bits = mask.count_ones();
+                if bits > best {
+                    best = bits;
+                    out.clear();
+                }
+                if bits == best && !out.iter().any(|i| i == f[0]) {
+                    out.push(f[0].to_owned());
+                }
+            }
+        }
+        IpAddr::V6(ip) => {
+            let hex = format!("{:032x}", u128::from(ip));
+            for line in inet6.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() >= 6 && f[0] == hex && !out.iter().any(|i| i == f[5]) {
+                    out.push(f[5].to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The interfaces of this network namespace that carry the address `ip` (see
+/// [`ifaces_with_addr_from`]); none when `ip` is not an address of this host.
+pub fn ifaces_with_addr(ip: IpAddr) -> Vec<String> {
+    if UdpSocket::bind((ip, 0)).is_err() {
+        return Vec::new();
+    }
+    ifaces_with_addr_from(
+        &fs::read_to_string("/proc/net/route").unwrap_or_default(),
+        &fs::read_to_string("/proc/net/if_inet6").unwrap_or_default(),
+        ip,
+    )
+}
+
 /// The MAC address of `ip` on interface `ifindex` in the neighbour table, if resolved.
 pub fn neighbour(ip: IpAddr, ifindex: u32) -> Option<[u8; 6]> {
     let mut msg = NeighbourMessage::default();
@@ -247,6 +331,32 @@ mod tests {
             assert_eq!(r.iface, "lo");
         }
     }
+
+    const ROUTES: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+        veth0\t006433C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+
+    #[test]
+    fn default_route_and_the_interfaces_of_an_address() {
+        assert_eq!(default_route_iface_from(ROUTES).as_deref(), Some("eth0"));
+        assert_eq!(
+            default_route_iface_from(&ROUTES.replace("eth0\t00000000", "eth0\t0000A8C0")),
+            None
+        );
+        let two = format!("{ROUTES}eth1\t006433C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+        let on = |routes: &str, ip: &str| ifaces_with_addr_from(routes, INET6, ip.parse().unwrap());
+        assert_eq!(on(ROUTES, "198.51.100.20"), ["veth0"]);
+        assert_eq!(on(&two, "198.51.100.20"), ["veth0", "eth1"]);
+        assert!(
+            on(ROUTES, "10.9.9.9").is_empty(),
+            "the default route carries no address"
+        );
+        assert_eq!(on(ROUTES, "2001:db8::20"), ["veth0"]);
+        assert!(on(ROUTES, "2001:db8::21").is_empty());
+    }
+
+    const INET6: &str = "20010db8000000000000000000000020 02 40 00 80 veth0\n\
+        00000000000000000000000000000001 01 80 10 80       lo\n";
 
     #[test]
     fn macs_parse() {

@@ -192,34 +192,48 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
         "-c",
         "192.0.2.x",
     ];
-    args.extend_from_slice(extra);
-    start_tcpcopy_args(bed, &args)
+    args.extend(extra);
+    let mut p = start_tcpcopy_with(bed, &args);
+    wait_links_up(&mut p);
+    p
+}
+
+/// Starts tcpcopy on the online host with exactly `args` (and `--stats-interval 0.2`), as a user
+/// types them; waits until it is attached.
+pub fn start_tcpcopy_with(bed: &Testbed, args: &[&str]) -> Spawned {
+    let mut cmd = bed.cmd(
+        Host::Online,
+        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
+    );
+    cmd.args(args).args(["--stats-interval", "0.2"]);
+    let mut p = Spawned::start(cmd).expect("start tcpcopy");
+    p.wait_for_line("attached", Duration::from_secs(20))
+        .expect("tcpcopy attaches");
+    p
 }
 
 /// Starts tcpcopy on the online host with exactly `args` (and a stats interval); waits until it
 /// has attached and every control connection is up.
 pub fn start_tcpcopy_args(bed: &Testbed, args: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(
-        Host::Online,
-        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
-    );
-    cmd.args(args);
-    cmd.args(["--stats-interval", "0.2"]);
-    let mut p = Spawned::start(cmd).expect("start tcpcopy");
-    p.wait_for_line("attached", Duration::from_secs(20))
-        .expect("tcpcopy attaches");
-    p.wait_for(
-        |l| {
-            l.split_whitespace()
-                .find_map(|kv| kv.strip_prefix("intercept_links="))
-                .and_then(|v| v.split_once('/'))
-                .is_some_and(|(up, all)| up == all && all != "0")
-        },
-        "intercept links up",
-        Duration::from_secs(20),
-    )
-    .expect("tcpcopy connects to intercept");
+    let mut p = start_tcpcopy_with(bed, args);
+    wait_links_up(&mut p);
     p
+}
+
+/// Waits until every control connection of a tcpcopy (2 per worker) is up.
+pub fn wait_links_up(tcpcopy: &mut Spawned) {
+    tcpcopy
+        .wait_for(
+            |l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("intercept_links="))
+                    .and_then(|v| v.split_once('/'))
+                    .is_some_and(|(up, all)| up == all && all != "0")
+            },
+            "intercept links up",
+            Duration::from_secs(20),
+        )
+        .expect("tcpcopy connects to intercept");
 }
 
 /// POSTs `data` from the client to `http://online/upload/{name}` (nginx keeps the body in a file

@@ -176,6 +176,8 @@ pub struct Session {
     rto_bounds: (Duration, Duration),
     retries: u8,
     srtt: Option<Duration>,
+    /// The last captured or reply packet (the idle and keep-alive timeouts run from it).
+    heard_at: Time,
     syn_sent_at: Option<Time>,
     syn_retransmitted: bool,
 
@@ -223,8 +225,9 @@ impl Session {
     ) -> Self {
         let mut timers = TimerTable::default();
         timers.set(Timer::Handshake, now + cfg.handshake_timeout);
-        timers.set(Timer::Idle, now + cfg.idle_timeout);
+        timers.set(Timer::Idle, now + cfg.idle_timeout.min(cfg.keepalive()));
         Self {
+            heard_at: now,
             key,
             src,
             dst,
@@ -350,9 +353,17 @@ impl Session {
             && self.stream.fin().is_none_or(|f| self.snd_una.after(f))
     }
 
+    /// A captured or reply packet at `now`: the idle timer runs again, to the earlier of the
+    /// idle and keep-alive timeouts (which of them applies is decided when it expires).
+    fn heard(&mut self, now: Time, cfg: &Config) {
+        self.heard_at = now;
+        self.timers
+            .set(Timer::Idle, now + cfg.idle_timeout.min(cfg.keepalive()));
+    }
+
     /// A captured client segment of this session.
     pub fn on_captured(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) -> Accepted {
-        self.timers.set(Timer::Idle, now + cfg.idle_timeout);
+        self.heard(now, cfg);
         if seg.flags.rst() {
             if seg.flags.ack() {
                 self.stream.note_reset(seg.ack);
@@ -394,7 +405,7 @@ impl Session {
         if !self.acceptable(seg) {
             return false;
         }
-        self.timers.set(Timer::Idle, now + cfg.idle_timeout);
+        self.heard(now, cfg);
         if seg.flags.rst() {
             if self.state == State::SynSent {
                 if self.in_restart_window(now, cfg) {
@@ -638,8 +649,20 @@ impl Session {
                     continue;
                 }
                 Timer::CaptureGap => Outcome::Lost(LossReason::CaptureGap),
-                Timer::Idle if self.all_delivered() => Outcome::Completed,
-                Timer::Idle => Outcome::Lost(LossReason::IdleTimeout),
+                Timer::Idle => {
+                    // `-k` for a session with nothing outstanding, `-t` for one still waiting.
+                    let (limit, outcome) = if self.all_delivered() {
+                        (cfg.keepalive(), Outcome::Completed)
+                    } else {
+                        (cfg.idle_timeout, Outcome::Lost(LossReason::IdleTimeout))
+                    };
+                    let end = self.heard_at + limit;
+                    if end > now {
+                        self.timers.set(Timer::Idle, end);
+                        continue;
+                    }
+                    outcome
+                }
                 // Our FIN is acknowledged and the test server keeps its side open: close it.
                 Timer::Close => Outcome::Completed,
                 Timer::Retransmit => {
@@ -1045,6 +1068,34 @@ mod tests {
         b.reply(t(4), ACK, IRS + 2, ISN + 2);
         assert_eq!(b.s.state(), State::Closed);
         assert_eq!(b.s.outcome(), Some(Outcome::Completed));
+    }
+
+    #[test]
+    fn keepalive_timeout_ends_idle_sessions_with_nothing_outstanding() {
+        for (keepalive, idle_end) in [
+            (60_000, t(1) + Duration::from_mins(1)),
+            (1_200_000, t(1) + Duration::from_mins(20)),
+        ] {
+            let mut b = Bench::new();
+            b.cfg.keepalive_timeout = Some(Duration::from_millis(keepalive));
+            b.send(t(0));
+            b.reply(t(1), SYN | ACK, IRS, ISN + 1);
+            // Nothing outstanding: the keep-alive timeout (-k) applies, not -t (600 s).
+            b.s.on_timeout(idle_end - Duration::from_millis(1), &b.cfg, &mut b.stats);
+            assert_eq!(b.s.outcome(), None);
+            let deadline = b.s.deadline().unwrap();
+            assert_eq!(deadline, idle_end);
+            b.s.on_timeout(deadline, &b.cfg, &mut b.stats);
+            assert_eq!(b.s.outcome(), Some(Outcome::Completed));
+        }
+        // A client FIN the test server has not acknowledged: -t, whatever -k says.
+        let mut b = Bench::established_with_client_fin();
+        b.cfg.keepalive_timeout = Some(Duration::from_mins(20));
+        let end = t(2) + b.cfg.idle_timeout;
+        b.s.on_timeout(end - Duration::from_millis(1), &b.cfg, &mut b.stats);
+        assert_eq!(b.s.outcome(), None);
+        b.s.on_timeout(end, &b.cfg, &mut b.stats);
+        assert_eq!(b.s.outcome(), Some(Outcome::Lost(LossReason::IdleTimeout)));
     }
 
     #[test]

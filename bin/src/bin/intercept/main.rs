@@ -22,6 +22,7 @@ use tcpcopy_xsk::program::XdpProgram;
 #[command(
     name = "intercept",
     version,
+    disable_version_flag = true,
     about = "Catches the test server's replies and reports them to tcpcopy",
     long_about = "Catches the test server's replies and reports them to tcpcopy.\n\n\
 Run it on the host the test server routes its replies for the replayed clients to. An XDP program \
@@ -121,6 +122,73 @@ struct Cli {
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
+
+    /// Replies to these addresses are not caught (they go on to this host's stack): the
+    /// original's firewall pass list, ip[,ip...]; at most 8 in all, may be repeated.
+    #[arg(short = 'x', long = "pass", value_name = "IPS")]
+    pass: Vec<String>,
+
+    /// The original's hash table size: accepted and ignored (the routing table here grows as
+    /// needed).
+    #[arg(short = 's', value_name = "N", hide = true)]
+    hash_size: Option<String>,
+
+    /// The original's single-tcpcopy build's "keep the connected tcpcopy": accepted, always so
+    /// here (every tcpcopy's connections are kept side by side).
+    #[arg(short = 'c', hide = true)]
+    protect: bool,
+
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
+
+    #[arg(short = 't', hide = true, value_name = "N")]
+    router_timeout: Option<String>,
+    #[arg(short = 'D', hide = true, value_name = "DOCKER-ORIG")]
+    docker: Option<String>,
+    #[arg(short = 'q', hide = true, value_name = "N")]
+    queue_len: Option<String>,
+}
+
+impl Cli {
+    /// The first option given that no longer applies, and why (one line each).
+    fn gone(&self) -> Option<&'static str> {
+        [
+            (
+                self.router_timeout.is_some(),
+                "-t (router entry timeout) no longer applies (intercept 1.0 refused it too): an entry lives as long as its tcpcopy connection, replies wait at most 1 s for their registration; drop -t",
+            ),
+            (
+                self.docker.is_some(),
+                "-D (rewriting a container address back to the original) is not supported: give the test server's replies for the -c addresses a route to this host instead; drop -D",
+            ),
+            (
+                self.queue_len.is_some(),
+                "-q (netfilter queue length) no longer applies: XDP catches the replies, there is no queue to size; drop -q",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, why)| given.then_some(why))
+    }
+
+    /// `-F` and `-x` together: the filter the XDP program evaluates ("" for none).
+    fn filter_text(&self) -> anyhow::Result<String> {
+        let mut pass = Vec::new();
+        for part in self.pass.iter().flat_map(|p| p.split(',')).map(str::trim) {
+            if part.is_empty() {
+                continue;
+            }
+            let ip: IpAddr = part.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "-x {part:?}: expected ip[,ip...] (the addresses whose replies pass)"
+                )
+            })?;
+            pass.push(format!("not dst host {ip}"));
+        }
+        let mut parts: Vec<String> = self.filter.iter().map(|f| format!("({f})")).collect();
+        parts.extend(pass);
+        Ok(parts.join(" and "))
+    }
 }
 
 /// `--capture`.
@@ -133,6 +201,10 @@ enum CaptureMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(why) = cli.gone() {
+        eprintln!("intercept: error: {why}");
+        return ExitCode::FAILURE;
+    }
     tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
 }
 
@@ -144,20 +216,14 @@ fn warn_ip_forward() {
     }
 }
 
-/// The interface of the IPv4 default route (`/proc/net/route`).
-fn default_route_iface() -> Option<String> {
-    let table = std::fs::read_to_string("/proc/net/route").ok()?;
-    table.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_owned())
-    })
-}
-
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    if cli.hash_size.is_some() {
+        log::warn!("-s (hash table size) ignored: the routing table here grows as needed");
+    }
     let iface = if let Some(i) = &cli.iface {
         i.clone()
     } else {
-        let i = default_route_iface().context(
+        let i = tcpcopy_host::neigh::default_route_iface().context(
             "no -i given and no default route to take the interface from; give -i IFACE",
         )?;
         log::info!("no -i given: catching replies on {i}, the default route's interface");
@@ -165,7 +231,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     };
     warn_ip_forward();
     let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
-    let filter = tcpcopy_abi::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
+    let filter_text = cli.filter_text()?;
+    let filter = tcpcopy_abi::filter_expr::compile(&filter_text)?;
     let ports = match (&cli.filter, cli.src_ports.is_empty()) {
         (_, false) => cli.src_ports.clone(),
         (Some(_), true) => vec![tcpcopy_abi::maps::ANY_PORT],
@@ -209,9 +276,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
     println!(
-        "attached iface={} mode={mode} ports={ports:?} filter={:?} workers={workers} capture={via} listen={addr}",
-        iface,
-        cli.filter.as_deref().unwrap_or("")
+        "attached iface={iface} mode={mode} ports={ports:?} filter={filter_text:?} workers={workers} capture={via} listen={addr}"
     );
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
@@ -292,4 +357,70 @@ fn start_workers(
     let (pool, vias) = workers::start(plans)?;
     let first = vias.first().copied().unwrap_or("ring");
     Ok((pool, first, senders))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("intercept").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn every_option_of_the_original_parses() {
+        // intercept 1.0's getopt letters (both builds; -h and -v print and exit).
+        let cli = parse(&[
+            "-i",
+            "eth0",
+            "-F",
+            "tcp and src port 8080",
+            "-n",
+            "8",
+            "-p",
+            "36524",
+            "-s",
+            "65536",
+            "-b",
+            "0.0.0.0",
+            "-l",
+            "/tmp/log",
+            "-P",
+            "/tmp/pid",
+            "-c",
+            "-d",
+            "-x",
+            "10.0.0.5,10.0.0.6",
+        ]);
+        assert_eq!(cli.gone(), None);
+        assert!(cli.protect && cli.hash_size.is_some());
+        let text = cli.filter_text().unwrap();
+        assert_eq!(
+            text,
+            "(tcp and src port 8080) and not dst host 10.0.0.5 and not dst host 10.0.0.6"
+        );
+        tcpcopy_abi::filter_expr::compile(&text).unwrap();
+        let alone = parse(&["-x", "10.0.0.5"]).filter_text().unwrap();
+        assert_eq!(alone, "not dst host 10.0.0.5");
+        tcpcopy_abi::filter_expr::compile(&alone).unwrap();
+        assert!(parse(&["-x", "nope"]).filter_text().is_err());
+        for (flag, exits) in [
+            ("-h", clap::error::ErrorKind::DisplayHelp),
+            ("-v", clap::error::ErrorKind::DisplayVersion),
+        ] {
+            let err = Cli::try_parse_from(["intercept", flag]).unwrap_err();
+            assert_eq!(err.kind(), exits);
+        }
+        for (opt, why) in [
+            ("-t", "refused it too"),
+            ("-D", "route to this host"),
+            ("-q", "no queue to size"),
+        ] {
+            let why_not = parse(&[opt, "1"]).gone().unwrap();
+            assert!(
+                why_not.starts_with(opt) && why_not.contains(why),
+                "{why_not}"
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ use crate::send::SendMode;
 #[command(
     name = "tcpcopy",
     version,
+    disable_version_flag = true,
     about = "Copies live TCP requests arriving at this host to a test server",
     long_about = "Copies live TCP requests arriving at this host to a test server.\n\n\
 An XDP program on the capture interface selects the requests to the mapped ports in the kernel and \
@@ -26,13 +27,9 @@ replies to, reports the replies back over the control channel."
 )]
 pub struct Cli {
     /// Capture interface on the online host (the one the requests arrive on), or a capture file
-    /// (pcap or pcapng) to replay offline.
-    #[arg(
-        short = 'i',
-        long = "iface",
-        value_name = "IFACE|FILE",
-        required_unless_present = "pcap"
-    )]
+    /// (pcap or pcapng) to replay offline. Default: the interface that carries the -x online
+    /// addresses, or else the default route's.
+    #[arg(short = 'i', long = "iface", value_name = "IFACE|FILE")]
     pub iface: Option<String>,
 
     /// Replay this capture file (pcap or pcapng) instead of live traffic.
@@ -106,6 +103,16 @@ pub struct Cli {
     )]
     pub timeout: u64,
 
+    /// Idle timeout of a session with nothing outstanding (everything captured acknowledged by
+    /// the test server), seconds; default: -t.
+    #[arg(short = 'k', long = "keepalive", value_name = "SECS")]
+    pub keepalive: Option<u64>,
+
+    /// Keep running while no intercept is reachable (tcpcopy always does so here: it retries
+    /// every intercept with backoff); accepted for the original's command lines.
+    #[arg(short = 'L', long = "lonely")]
+    pub lonely: bool,
+
     /// Connections to each intercept.
     #[arg(
         short = 'C',
@@ -177,8 +184,9 @@ pub struct Cli {
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub session_buffer_mib: usize,
 
-    /// Bytes all sessions together may buffer before new data drops sessions (`memory_cap`), MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    /// Bytes all sessions together may buffer before new data drops sessions (`memory_cap`), MiB
+    /// (-m: the original's memory limit, in MB too).
+    #[arg(short = 'm', long, value_name = "MIB", default_value_t = 4096)]
     pub memory_mib: usize,
 
     /// Worker threads, each pinned to a core and owning the connections whose address/port hash
@@ -191,8 +199,9 @@ pub struct Cli {
     #[arg(long)]
     pub skb_mode: bool,
 
-    /// Size of the kernel-to-userspace frame ring, MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    /// Size of the kernel-to-userspace frame ring, MiB (-B: the original's capture buffer, in MB
+    /// too).
+    #[arg(short = 'B', long, value_name = "MIB", default_value_t = 16)]
     pub ring_mib: u32,
 
     /// Print counters every SECS seconds (0: only at exit).
@@ -210,6 +219,62 @@ pub struct Cli {
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
+
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
+
+    /// The original's options that no longer apply: refused with the reason (see `refused`).
+    #[command(flatten)]
+    pub gone: Gone,
+}
+
+/// Options of tcpcopy 1.3.0 that no longer apply here. They parse (so the answer is not clap's
+/// "unexpected argument") and are refused, each with one line saying why and what replaces it.
+#[derive(Debug, clap::Args)]
+pub struct Gone {
+    #[arg(short = 'H', hide = true, value_name = "IP")]
+    localhost: Option<String>,
+    #[arg(short = 'o', hide = true, value_name = "IFACE")]
+    output: Option<String>,
+    #[arg(short = 'S', hide = true, value_name = "SNAPLEN")]
+    snaplen: Option<String>,
+    #[arg(short = 'U', hide = true, value_name = "KB")]
+    pool: Option<String>,
+    #[arg(short = 'R', hide = true, value_name = "MS")]
+    rtt: Option<String>,
+}
+
+impl Gone {
+    /// The first option given that no longer applies, and why.
+    pub fn check(&self) -> Result<(), CliError> {
+        let why = [
+            (
+                self.localhost.is_some(),
+                "-H (a source address for 127.0.0.1 clients) is not supported: -c ADDR rewrites every client address, loopback ones included",
+            ),
+            (
+                self.output.is_some(),
+                "-o (the sending interface of the original's pcap-send build) no longer applies: replayed packets leave through the interface of the route to the target; drop -o",
+            ),
+            (
+                self.snaplen.is_some(),
+                "-S (pcap snaplen) no longer applies: the XDP program copies each selected frame whole (up to 2048 bytes); drop -S",
+            ),
+            (
+                self.pool.is_some(),
+                "-U (session pool size) no longer applies: sessions are allocated as they come, bounded by --session-buffer-mib and -m; drop -U",
+            ),
+            (
+                self.rtt.is_some(),
+                "-R (a fixed RTT for pacing) no longer applies: a request waits for the test server's response (at most 500 ms) and each session measures its own RTT; drop -R",
+            ),
+        ];
+        match why.into_iter().find(|(given, _)| *given) {
+            Some((_, why)) => Err(CliError::Gone(why)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Options that parse but do not make sense together.
@@ -227,6 +292,8 @@ pub enum CliError {
     BadIntercept(String),
     #[error(transparent)]
     Config(#[from] tcpcopy_engine::ConfigError),
+    #[error("{0}")]
+    Gone(&'static str),
 }
 
 /// The smallest MTU on the paths to `targets` (the route's, else its interface's); 1500 where
@@ -318,6 +385,7 @@ impl Cli {
 
     /// The engine's configuration.
     pub fn engine_config(&self) -> Result<Config, CliError> {
+        self.gone.check()?;
         let mappings = self.mappings()?;
         let targets: Vec<IpAddr> = mappings.iter().map(|m| m.target.ip()).collect();
         let mut cfg = Config::new(mappings);
@@ -329,6 +397,7 @@ impl Cli {
         cfg.ramp = self.ramp;
         cfg.instance = self.instance;
         cfg.idle_timeout = Duration::from_secs(self.timeout.max(1));
+        cfg.keepalive_timeout = self.keepalive.map(|k| Duration::from_secs(k.max(1)));
         cfg.mtu = self.mtu.unwrap_or_else(|| path_mtu(&targets));
         cfg.mss = self.mss;
         if !self.restart_window.is_finite() || self.restart_window < 0.0 {
@@ -422,12 +491,96 @@ mod tests {
     }
 
     #[test]
+    fn every_option_of_the_original_parses() {
+        // tcpcopy 1.3.0's getopt string, every letter (-h and -v print and exit).
+        let cli = parse(&[
+            "-x",
+            "80-10.0.0.12:80",
+            "-c",
+            "10.1.2.x",
+            "-i",
+            "eth0",
+            "-a",
+            "2",
+            "-I",
+            "100",
+            "-T",
+            "2",
+            "-F",
+            "tcp",
+            "-B",
+            "32",
+            "-n",
+            "2",
+            "-f",
+            "1",
+            "-m",
+            "512",
+            "-C",
+            "3",
+            "-p",
+            "36524",
+            "-r",
+            "50",
+            "-M",
+            "1500",
+            "-D",
+            "1460",
+            "-t",
+            "60",
+            "-k",
+            "900",
+            "-s",
+            "10.0.0.13",
+            "-l",
+            "/tmp/log",
+            "-P",
+            "/tmp/pid",
+            "-L",
+            "-W",
+            "-O",
+            "-g",
+            "-d",
+        ])
+        .unwrap();
+        let cfg = cli.engine_config().unwrap();
+        assert_eq!(cfg.memory_limit, 512 << 20, "-m is MB, as the original's");
+        assert_eq!(cfg.keepalive(), Duration::from_mins(15));
+        assert_eq!(cfg.idle_timeout, Duration::from_mins(1));
+        assert_eq!(cli.ring_mib, 32, "-B is the capture buffer, MB");
+        assert!(cli.lonely);
+        let cli = parse(&["--target", "10.0.0.12:80", "-s", "10.0.0.13"]).unwrap();
+        let cfg = cli.engine_config().unwrap();
+        assert_eq!(cfg.keepalive(), cfg.idle_timeout, "-k defaults to -t");
+        assert!(cli.iface.is_none(), "-i is optional");
+        for (flag, exits) in [
+            ("-h", clap::error::ErrorKind::DisplayHelp),
+            ("-v", clap::error::ErrorKind::DisplayVersion),
+        ] {
+            assert_eq!(parse(&[flag]).unwrap_err().kind(), exits);
+        }
+        for (opt, why) in [
+            ("-H", "-c ADDR rewrites every client address"),
+            ("-o", "route to the target"),
+            ("-S", "copies each selected frame whole"),
+            ("-U", "allocated as they come"),
+            ("-R", "measures its own RTT"),
+        ] {
+            let cli = parse(&["--target", "10.0.0.12:80", opt, "1"]).unwrap();
+            let err = cli.engine_config().unwrap_err().to_string();
+            assert!(
+                err.starts_with(opt) && err.contains(why) && !err.contains('\n'),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_values_are_clear_errors() {
         let cli = parse(&["-i", "eth1"]).unwrap();
         assert!(matches!(cli.mappings(), Err(CliError::NoMapping)));
         let cli = parse(&["-i", "eth1", "-x", "80:10.0.0.1"]).unwrap();
         assert!(matches!(cli.mappings(), Err(CliError::Mapping(_))));
-        assert!(parse(&["-x", "80-10.0.0.1:80"]).is_err(), "-i is required");
         let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "--stats-interval=-1"]).unwrap();
         assert!(cli.stats_interval().is_err());
         let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "-s", "nope"]).unwrap();

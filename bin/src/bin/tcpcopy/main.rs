@@ -22,7 +22,58 @@ use tcpcopy_xsk::program::XdpProgram;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Before -d starts the background process, so the reason is said here.
+    if let Err(e) = cli.gone.check() {
+        eprintln!("tcpcopy: error: {e}");
+        return ExitCode::FAILURE;
+    }
     tcpcopy_host::daemon::main_with("tcpcopy", cli.log.as_deref(), || run(&cli))
+}
+
+/// The capture interface: `-i`, else the one interface that carries the `-x` online addresses,
+/// else (no online address given) the default route's.
+fn capture_iface(given: Option<&str>, mappings: &[Mapping]) -> anyhow::Result<String> {
+    if let Some(iface) = given {
+        if iface.contains(',') || iface == "any" {
+            bail!(
+                "-i {iface}: one interface per tcpcopy here (its XDP program attaches to one); run one tcpcopy per interface, each with its own -f"
+            );
+        }
+        return Ok(iface.to_owned());
+    }
+    let mut online: Vec<std::net::IpAddr> = mappings.iter().filter_map(|m| m.online_ip).collect();
+    online.sort_unstable();
+    online.dedup();
+    if online.is_empty() {
+        let iface = tcpcopy_host::neigh::default_route_iface().context(
+            "no -i given, no online address in -x and no default route to take the interface from; give -i IFACE",
+        )?;
+        log::info!("no -i given: capturing on {iface}, the default route's interface");
+        return Ok(iface);
+    }
+    let mut found: Vec<(String, std::net::IpAddr)> = Vec::new();
+    for ip in online {
+        let ifaces = tcpcopy_host::neigh::ifaces_with_addr(ip);
+        if ifaces.is_empty() {
+            bail!(
+                "no -i given and the -x online address {ip} is on no interface of this host; give -i IFACE"
+            );
+        }
+        found.extend(ifaces.into_iter().map(|i| (i, ip)));
+    }
+    let mut names: Vec<&str> = found.iter().map(|(i, _)| i.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() > 1 {
+        let list: Vec<String> = found.iter().map(|(i, ip)| format!("{ip} on {i}")).collect();
+        bail!(
+            "no -i given and the -x online addresses sit on several interfaces ({}); tcpcopy captures on one: give -i IFACE (one tcpcopy per interface, each with its own -f)",
+            list.join(", ")
+        );
+    }
+    let iface = found.swap_remove(0).0;
+    log::info!("no -i given: capturing on {iface}, the interface of the -x online address");
+    Ok(iface)
 }
 
 /// A target that is this host's own online service would replay into itself.
@@ -58,10 +109,12 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     if let Some(path) = cli.offline_file() {
         return run_offline(cli, config, &control, interval, &filter, &path);
     }
-    let iface = cli
-        .iface
-        .clone()
-        .context("give -i IFACE (or a capture file with --pcap)")?;
+    if cli.lonely {
+        log::info!(
+            "-L: tcpcopy keeps running and retries while no intercept is reachable (always so here)"
+        );
+    }
+    let iface = capture_iface(cli.iface.as_deref(), &config.mappings)?;
     if !std::path::Path::new("/sys/class/net").join(&iface).exists() {
         return Err(tcpcopy_xsk::program::XdpError::NoSuchInterface(iface).into());
     }
