@@ -107,7 +107,11 @@ enum CaptureMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
+    let tasks = tcpcopy_host::caps::intercept_tasks(
+        cli.capture != CaptureMode::Ring,
+        tcpcopy_host::caps::privileged_port(cli.port),
+    );
+    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), &tasks, || run(&cli))
 }
 
 fn warn_ip_forward() {

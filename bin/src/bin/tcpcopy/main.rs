@@ -22,7 +22,25 @@ use tcpcopy_xsk::program::XdpProgram;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tcpcopy_host::daemon::main_with("tcpcopy", cli.log.as_deref(), || run(&cli))
+    tcpcopy_host::daemon::main_with(
+        "tcpcopy",
+        cli.log.as_deref(),
+        &capability_tasks(&cli),
+        || run(&cli),
+    )
+}
+
+/// What this run does that needs capabilities (see `tcpcopy_host::caps`): live capture loads
+/// XDP; AF_XDP sends (`--send auto|xdp` to an IPv4 target) or receives (`--mirror`); a raw socket
+/// always may be needed (`--send raw`, the fallback, IPv6 targets).
+fn capability_tasks(cli: &cli::Cli) -> Vec<tcpcopy_host::caps::Task> {
+    let live = cli.offline_file().is_none();
+    // Unparsable mappings are reported by `run`; assume an IPv4 target until then.
+    let v4_target = cli
+        .mappings()
+        .map_or(true, |m| m.iter().any(|m| m.target.is_ipv4()));
+    let af_xdp = (cli.send != send::SendMode::Raw && v4_target) || (live && cli.mirror);
+    tcpcopy_host::caps::tcpcopy_tasks(live, af_xdp)
 }
 
 /// A target that is this host's own online service would replay into itself.
