@@ -5,7 +5,7 @@
 //! crate) and, when any is missing, returns one line naming each missing capability with what
 //! needs it and how to grant the whole set. Root has every capability and passes unchanged.
 //!
-//! What each task needs, found by experiment on Linux 6.18 (see the README, "Capabilities"):
+//! What each task needs, found by experiment on Linux 6.18 (see the README, "Capabilities instead of root"):
 //! creating the maps and loading the programs needs `CAP_BPF`; the XDP program type, the AF_XDP
 //! socket map (`XSKS`) and the attach need `CAP_NET_ADMIN`; without `CAP_PERFMON` the verifier
 //! refuses the programs' packet-pointer arithmetic ("pointer arithmetic with it prohibited for
@@ -124,7 +124,7 @@ pub fn required(tasks: &[Task]) -> Vec<Capability> {
 /// Why the capabilities are not there.
 #[derive(Debug, thiserror::Error)]
 pub enum CapsError {
-    /// Some are missing: one line, ready to print after `NAME: `.
+    /// Some are missing: one line, printed after `NAME: error: `.
     #[error("{0}")]
     Missing(String),
     /// The effective set could not be read.
