@@ -1,6 +1,6 @@
 //! Both XDP programs run on fixed bytes through `BPF_PROG_TEST_RUN`: no interface, no traffic.
 //! Each case asserts the verdict, the counters that moved and, for a copied frame, the bytes
-//! that reached the ring. Loading needs root (or CAP_BPF with CAP_NET_ADMIN), as the
+//! that reached the ring. Loading needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON), as the
 //! end-to-end tests do.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

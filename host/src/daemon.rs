@@ -109,15 +109,22 @@ impl Drop for PidFile {
     }
 }
 
-/// The start of both binaries' `main`: goes to the background for `-d` (returning the exit code
-/// for this process), sets up logging to stderr or the `-l` file, then runs `run`, printing its
-/// error as one line `NAME: error: ...`.
+/// The start of both binaries' `main`: checks that the process has the capabilities `tasks`
+/// need (else one line naming the missing ones and a failure exit, before anything is loaded or
+/// started), goes to the background for `-d` (returning the exit code for this process), sets up
+/// logging to stderr or the `-l` file, then runs `run`, printing its error as one line
+/// `NAME: error: ...`.
 pub fn main_with<E: core::fmt::Display>(
     name: &str,
     log: Option<&Path>,
+    tasks: &[crate::caps::Task],
     run: impl FnOnce() -> Result<(), E>,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
+    if let Err(e) = crate::caps::check(name, tasks) {
+        std::eprintln!("{name}: error: {e}");
+        return ExitCode::FAILURE;
+    }
     match spawn_if_requested(log) {
         Ok(Some(pid)) => {
             std::println!("{name} runs in the background, pid {pid}");

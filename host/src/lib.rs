@@ -1,8 +1,10 @@
-//! Host and runtime helpers shared by `tcpcopy` and `intercept`: starting as a daemon
+//! Host and runtime helpers shared by `tcpcopy` and `intercept`: the capabilities each needs and
+//! the start-up check ([`caps`]), starting as a daemon
 //! ([`daemon`]), worker threads pinned to cores ([`workers`]), routes, neighbours and interface
 //! facts read from the kernel ([`neigh`], [`iface`]), and the ticks of periodic reports
 //! ([`report`]). Nothing here touches the packet path.
 
+pub mod caps;
 pub mod daemon;
 pub mod iface;
 pub mod neigh;

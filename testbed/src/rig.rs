@@ -2,7 +2,7 @@
 //! nginx logs. Used by the end-to-end tests and by `cargo xtask demo`.
 
 use std::{
-    process::{Child, Stdio},
+    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -164,10 +164,39 @@ pub fn start_intercept(bed: &Testbed) -> Spawned {
 
 /// [`start_intercept`] with `extra` options.
 pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(
-        Host::Assistant,
-        binary("intercept").expect("built").to_str().expect("utf-8"),
-    );
+    start_intercept_by(bed, None, extra)
+}
+
+/// Runs `program` on `host` as user `nobody` (uid and gid 65534, no supplementary groups) with
+/// only the capabilities `caps` (setpriv names: `bpf`, `net_admin`, ...): inheritable, ambient
+/// and the whole bounding set, so the program gets exactly these and can gain no other.
+pub fn unprivileged(bed: &Testbed, host: Host, caps: &[&str], program: &str) -> Command {
+    let set = caps
+        .iter()
+        .fold(String::from("-all"), |set, c| format!("{set},+{c}"));
+    let mut cmd = bed.cmd(host, "setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={set}"))
+        .arg(format!("--ambient-caps={set}"))
+        .arg(format!("--bounding-set={set}"))
+        .arg(program);
+    cmd
+}
+
+/// The command that starts `name` (`tcpcopy`, `intercept`) on `host`: as root, or as `nobody`
+/// with only the capabilities `caps` ([`unprivileged`]).
+pub fn binary_cmd(bed: &Testbed, host: Host, name: &str, caps: Option<&[&str]>) -> Command {
+    let path = binary(name).expect("built");
+    let path = path.to_str().expect("utf-8");
+    match caps {
+        None => bed.cmd(host, path),
+        Some(caps) => unprivileged(bed, host, caps, path),
+    }
+}
+
+/// [`start_intercept_with`], as `nobody` with only the capabilities `caps` if given.
+pub fn start_intercept_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
+    let mut cmd = binary_cmd(bed, Host::Assistant, "intercept", caps);
     cmd.args(["-i", IFACE, "--stats-interval", "1"]);
     cmd.args(extra);
     let mut p = Spawned::start(cmd).expect("start intercept");
@@ -180,6 +209,11 @@ pub fn start_intercept_with(bed: &Testbed, extra: &[&str]) -> Spawned {
 /// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
 /// plus `extra` options; waits until every control connection (2 per worker) is up.
 pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
+    start_tcpcopy_by(bed, None, extra)
+}
+
+/// [`start_tcpcopy`], as `nobody` with only the capabilities `caps` if given.
+pub fn start_tcpcopy_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
     let target = format!("{}:80", Host::Test.addr());
     let intercept = Host::Assistant.addr().to_string();
     let mut args = vec![
@@ -193,7 +227,7 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
         "192.0.2.x",
     ];
     args.extend(extra);
-    let mut p = start_tcpcopy_with(bed, &args);
+    let mut p = start_tcpcopy_as(bed, caps, &args);
     wait_links_up(&mut p);
     p
 }
@@ -201,10 +235,12 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
 /// Starts tcpcopy on the online host with exactly `args` (and `--stats-interval 0.2`), as a user
 /// types them; waits until it is attached.
 pub fn start_tcpcopy_with(bed: &Testbed, args: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(
-        Host::Online,
-        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
-    );
+    start_tcpcopy_as(bed, None, args)
+}
+
+/// [`start_tcpcopy_with`], as `nobody` with only the capabilities `caps` if given.
+pub fn start_tcpcopy_as(bed: &Testbed, caps: Option<&[&str]>, args: &[&str]) -> Spawned {
+    let mut cmd = binary_cmd(bed, Host::Online, "tcpcopy", caps);
     cmd.args(args).args(["--stats-interval", "0.2"]);
     let mut p = Spawned::start(cmd).expect("start tcpcopy");
     p.wait_for_line("attached", Duration::from_secs(20))

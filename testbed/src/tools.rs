@@ -50,7 +50,12 @@ pub const TOOLS: &[Tool] = &[
     deb(
         "setpriv",
         "util-linux",
-        "running a binary without capabilities (tests)",
+        "running a binary as nobody with chosen capabilities (tests)",
+    ),
+    deb(
+        "setcap",
+        "libcap2-bin",
+        "file capabilities on a copy of a binary (tests)",
     ),
     deb("nginx", "nginx", "online and test servers (testbed)"),
     deb("curl", "curl", "client requests (tests, demo)"),

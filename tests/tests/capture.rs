@@ -240,7 +240,8 @@ fn misconfigurations_are_refused_with_clear_messages() {
         &[&i[..], &s[..], &["--target", "198.51.100.30:80", "-n", "0"]].concat(),
         "-n must be at least 1",
     );
-    // Not root: the loader says so instead of an opaque permission error.
+    // Not root and no capability: named at start-up instead of an opaque permission error
+    // (tests/tests/caps.rs tries each capability in turn).
     let tcpcopy = binary("tcpcopy").unwrap();
     let out = bed
         .cmd(Host::Online, "setpriv")
@@ -260,7 +261,11 @@ fn misconfigurations_are_refused_with_clear_messages() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("needs root"), "{err}");
+    assert!(
+        err.starts_with("tcpcopy: error: missing capabilities CAP_BPF") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!bed.xdp_attached(Host::Online).unwrap());
 }
 
 #[test]

@@ -6,8 +6,11 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_testbed::{Host, IFACE, Testbed, binary};
-use tcpcopy_tests::{counter, curl_each, logged, start_intercept, wait_closed, wait_until};
+use tcpcopy_testbed::{Host, IFACE, Testbed};
+use tcpcopy_tests::{
+    binary_cmd, counter, curl_each, logged, start_intercept, start_intercept_by, wait_closed,
+    wait_until,
+};
 
 /// Records `n` one-request connections from client to online (`/{path}/i`) into a pcap file.
 fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
@@ -106,9 +109,18 @@ fn record_by(
 
 /// Replays `file` to the test host and waits for tcpcopy to finish by itself; its final line.
 fn replay(bed: &Testbed, file: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    replay_by(bed, None, file, extra)
+}
+
+/// [`replay`], as `nobody` with only the capabilities `caps` if given.
+fn replay_by(
+    bed: &Testbed,
+    caps: Option<&[&str]>,
+    file: &std::path::Path,
+    extra: &[&str],
+) -> (bool, String, String) {
     let target = format!("{}:80", Host::Test.addr());
-    let out = bed
-        .cmd(Host::Online, binary("tcpcopy").unwrap().to_str().unwrap())
+    let out = binary_cmd(bed, Host::Online, "tcpcopy", caps)
         .arg("--pcap")
         .arg(file)
         .args([
@@ -165,6 +177,24 @@ fn a_recorded_capture_replays_completely_again_and_faster() {
     assert_eq!(counter(&last, "completed"), 400, "{last}");
     assert!(last.contains("pass=2/2"), "{last}");
     assert_eq!(logged(&bed, Host::Test, "rec").len(), 600);
+}
+
+#[test]
+fn unprivileged_offline_replay_through_a_raw_socket_needs_only_cap_net_raw() {
+    let bed = Testbed::up().expect("testbed");
+    // intercept as nobody too, with the ring buffer: no AF_XDP socket, so no CAP_NET_RAW or
+    // CAP_IPC_LOCK (tests/tests/caps.rs has the other sets).
+    let intercept = start_intercept_by(
+        &bed,
+        Some(&["bpf", "net_admin", "perfmon"]),
+        &["--capture", "ring"],
+    );
+    assert!(intercept.lines().iter().any(|l| l.contains("capture=ring")));
+    let file = record(&bed, "nobody", 200);
+    let (ok, last, err) = replay_by(&bed, Some(&["net_raw"]), &file, &["--send", "raw"]);
+    assert!(ok, "{err}");
+    assert_eq!(counter(&last, "completed"), 200, "{last}");
+    assert_eq!(logged(&bed, Host::Test, "nobody").len(), 200);
 }
 
 #[test]

@@ -42,9 +42,6 @@ impl core::fmt::Display for AttachMode {
 /// Why the XDP program could not be loaded, attached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
-    /// Loading BPF programs needs privileges this process lacks.
-    #[error("loading XDP programs needs root (CAP_BPF and CAP_NET_ADMIN); run as root")]
-    NotRoot,
     /// The interface named does not exist in this network namespace.
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoSuchInterface(String),
@@ -71,16 +68,6 @@ pub struct XdpProgram {
     link: Option<FdLink>,
 }
 
-fn is_root() -> bool {
-    // Effective uid; the capabilities themselves are checked by the kernel on load.
-    effective_uid() == 0
-}
-
-fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 impl XdpProgram {
     /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel,
     /// with a frame ring of `ring_bytes` (rounded up to a power of two of at least a page) for
@@ -91,9 +78,6 @@ impl XdpProgram {
         ring_bytes: u32,
         workers: u32,
     ) -> Result<Self, XdpError> {
-        if !is_root() {
-            return Err(XdpError::NotRoot);
-        }
         let ring_bytes = ring_bytes
             .max(4096)
             .checked_next_power_of_two()

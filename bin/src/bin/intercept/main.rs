@@ -205,7 +205,11 @@ fn main() -> ExitCode {
         eprintln!("intercept: error: {why}");
         return ExitCode::FAILURE;
     }
-    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
+    let tasks = tcpcopy_host::caps::intercept_tasks(
+        cli.capture != CaptureMode::Ring,
+        tcpcopy_host::caps::privileged_port(cli.port),
+    );
+    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), &tasks, || run(&cli))
 }
 
 fn warn_ip_forward() {

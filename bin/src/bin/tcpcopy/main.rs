@@ -27,7 +27,21 @@ fn main() -> ExitCode {
         eprintln!("tcpcopy: error: {e}");
         return ExitCode::FAILURE;
     }
-    tcpcopy_host::daemon::main_with("tcpcopy", cli.log.as_deref(), || run(&cli))
+    tcpcopy_host::daemon::main_with(
+        "tcpcopy",
+        cli.log.as_deref(),
+        &capability_tasks(&cli),
+        || run(&cli),
+    )
+}
+
+/// What this run does that needs capabilities (see `tcpcopy_host::caps`): live capture loads
+/// XDP; AF_XDP sends (`--send auto|xdp`, IPv4 and IPv6 targets) or receives (`--mirror`); a raw
+/// socket always may be needed (`--send raw`, the fallback, targets behind another interface).
+fn capability_tasks(cli: &cli::Cli) -> Vec<tcpcopy_host::caps::Task> {
+    let live = cli.offline_file().is_none();
+    let af_xdp = cli.send != send::SendMode::Raw || (live && cli.mirror);
+    tcpcopy_host::caps::tcpcopy_tasks(live, af_xdp)
 }
 
 /// The capture interface: `-i`, else the one interface that carries the `-x` online addresses,
