@@ -62,6 +62,11 @@ impl ClientStream {
         }
     }
 
+    /// Sequence number of the first byte held.
+    pub fn start(&self) -> Seq {
+        self.base
+    }
+
     /// Sequence number of the first byte not yet captured in order.
     pub fn end(&self) -> Seq {
         self.base + self.len_u32()

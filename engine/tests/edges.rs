@@ -424,7 +424,9 @@ mod established {
 
     /// The test server resets the connection before it acknowledged the request going out (it
     /// restarted): the request never reached it, so a new connection on the same address and port
-    /// sends it again, counted as a rebuild.
+    /// sends it again, counted as a rebuild. The same when it acknowledged the request but closed
+    /// without answering it (a graceful stop closes the connections whose request it has not read
+    /// yet).
     #[test]
     fn a_reset_before_the_request_was_acknowledged_sends_it_again() {
         let mut e = engine(config(MAP));
@@ -439,16 +441,17 @@ mod established {
         assert_eq!(e.stats().lost.total(), 0);
     }
 
-    /// A reset after the test server acknowledged the request (it may have acted on it): the
-    /// request is not sent twice; a new connection takes what the client sends next.
+    /// A reset after the test server answered the request (it acted on it): the request is not
+    /// sent twice; a new connection takes what the client sends next.
     #[test]
-    fn a_reset_after_the_request_was_acknowledged_goes_on_from_the_next_one() {
+    fn a_reset_after_the_request_was_answered_goes_on_from_the_next_one() {
         let mut e = engine(config(MAP));
         open(&mut e, CLIENT, t(0));
         capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
         drain(&mut e, t(1));
-        reply(&mut e, t(2), ACK, IRS + 1, ISN + 7, b"");
-        reply(&mut e, t(3), RST | ACK, IRS + 1, ISN + 7, b"");
+        reply(&mut e, t(2), ACK | PSH, IRS + 1, ISN + 7, b"ok\n");
+        drain(&mut e, t(2));
+        reply(&mut e, t(3), RST | ACK, IRS + 4, ISN + 7, b"");
         // Between requests: the next connection waits for the client's next request.
         expect(&mut e, t(3), &[]);
         capture(
@@ -477,9 +480,10 @@ mod established {
             &pkt(CLIENT, ONLINE, 1001, 5001, ACK | PSH | FIN, b"GET /\n"),
         );
         drain(&mut e, t(1));
-        // The request is acknowledged, the client's FIN not, when the reset comes.
-        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1007, ACK, b""));
-        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1007, RST | ACK, b""));
+        // The request is acknowledged and answered, the client's FIN not, when the reset comes.
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7001, 1007, ACK | PSH, b"ok\n"));
+        drain(&mut e, t(2));
+        e.handle_response(t(2), &pkt(TARGET, CLIENT, 7004, 1007, RST | ACK, b""));
         assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
         assert_eq!(e.session_count(), 0);
         e.handle_captured(
@@ -902,8 +906,10 @@ mod fin_wait {
     #[test]
     fn a_reset_before_our_fin_is_acknowledged_is_a_loss() {
         let mut e = fin_wait_1();
-        reply(&mut e, t(2), ACK, IRS + 1, 1007, b"");
-        reply(&mut e, t(3), RST | ACK, IRS + 1, 1007, b"");
+        // The request is acknowledged and answered, the FIN not, when the reset comes.
+        reply(&mut e, t(2), ACK | PSH, IRS + 1, 1007, b"ok\n");
+        drain(&mut e, t(2));
+        reply(&mut e, t(3), RST | ACK, IRS + 4, 1007, b"");
         expect(&mut e, t(3), &[]);
         assert_eq!(e.stats().lost.get(LossReason::ResetByTarget), 1);
         assert_eq!(e.session_count(), 0);
@@ -912,16 +918,37 @@ mod fin_wait {
     #[test]
     fn a_server_that_keeps_its_side_open_is_reset_after_the_response_wait() {
         let mut e = fin_wait_1();
-        // FIN-WAIT-2 from t(3): the test server's side stays open for the response wait (500 ms).
-        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
-        expect(&mut e, t(3), &[]);
+        // FIN-WAIT-2 from t(3), the request answered: the test server's side stays open for the
+        // response wait (500 ms).
+        reply(&mut e, t(3), ACK | PSH, IRS + 1, 1008, b"ok\n");
+        expect(&mut e, t(3), &[seg(ACK, 1008, IRS + 4, b"")]);
         e.handle_timeout(t(502));
         expect(&mut e, t(502), &[]);
         assert_eq!(e.session_count(), 1);
         e.handle_timeout(t(503));
-        expect(&mut e, t(503), &[seg(RST | ACK, 1008, IRS + 1, b"")]);
+        expect(&mut e, t(503), &[seg(RST | ACK, 1008, IRS + 4, b"")]);
         assert_eq!(e.stats().sessions_completed, 1);
         assert_eq!(e.session_count(), 0);
+    }
+
+    /// Our FIN acknowledged but the request not answered: the test server may be stopping (it
+    /// will reset the connection, and the request goes again); the session waits for the
+    /// restart window before it resets the connection itself.
+    #[test]
+    fn an_unanswered_request_keeps_fin_wait_2_for_the_restart_window() {
+        let mut e = fin_wait_1();
+        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
+        let mut now = t(3);
+        while e.session_count() > 0 {
+            expect(&mut e, now, &[]);
+            now = e.poll_timeout().unwrap();
+            e.handle_timeout(now);
+            if e.session_count() == 0 {
+                break;
+            }
+        }
+        assert!(now >= t(30_000) && now < t(31_000), "{now:?}");
+        assert_eq!(e.stats().sessions_completed, 1);
     }
 
     #[test]
@@ -976,10 +1003,11 @@ mod fin_wait {
     }
 
     #[test]
-    fn a_reset_after_everything_was_delivered_completes() {
+    fn a_reset_after_everything_was_delivered_and_answered_completes() {
         let mut e = fin_wait_1();
-        reply(&mut e, t(3), ACK, IRS + 1, 1008, b"");
-        reply(&mut e, t(4), RST | ACK, IRS + 1, 1008, b"");
+        reply(&mut e, t(3), ACK | PSH, IRS + 1, 1008, b"ok\n");
+        drain(&mut e, t(3));
+        reply(&mut e, t(4), RST | ACK, IRS + 4, 1008, b"");
         expect(&mut e, t(4), &[]);
         assert_eq!(e.stats().sessions_completed, 1);
         assert_eq!(e.stats().lost.total(), 0);

@@ -348,23 +348,42 @@ impl Testbed {
         let conf = self.dir.join(format!("{name}-nginx.conf"));
         fs::write(&conf, nginx::config(&self.dir, name))?;
         fs::write(self.access_log(host), "")?;
+        self.nginx(host, &[])
+            .with_context(|| format!("starting nginx on {name}"))
+    }
+
+    /// Runs `nginx` of `host` with its files and `args` (none: start it).
+    fn nginx(&self, host: Host, args: &[&str]) -> anyhow::Result<()> {
+        let name = host.name();
+        let conf = self.dir.join(format!("{name}-nginx.conf"));
         let err_log = self.dir.join(format!("{name}-error.log"));
         let ns = self.ns(host);
-        cmd::run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &ns,
-                "nginx",
-                "-e",
-                &err_log.to_string_lossy(),
-                "-c",
-                &conf.to_string_lossy(),
-            ],
-        )
-        .with_context(|| format!("starting nginx on {name}"))
-        .map(drop)
+        let (err_log, conf) = (err_log.to_string_lossy(), conf.to_string_lossy());
+        let mut all = vec!["netns", "exec", &ns, "nginx", "-e", &err_log, "-c", &conf];
+        all.extend_from_slice(args);
+        cmd::run("ip", &all).map(drop)
+    }
+
+    /// Stops nginx on `host` the way a deploy does (`nginx -s quit`: no new connections, the
+    /// requests in progress answered, idle keep-alive connections closed) and waits until it has
+    /// exited (its pid file is gone).
+    pub fn stop_nginx(&self, host: Host, timeout: Duration) -> anyhow::Result<()> {
+        let pid = self.dir.join(format!("{}-nginx.pid", host.name()));
+        self.nginx(host, &["-s", "quit"])?;
+        let deadline = Instant::now() + timeout;
+        while pid.exists() {
+            if Instant::now() > deadline {
+                bail!("nginx on {} did not exit within {timeout:?}", host.name());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Starts nginx on `host` again after [`Self::stop_nginx`] (its access log kept).
+    pub fn restart_nginx(&self, host: Host) -> anyhow::Result<()> {
+        self.nginx(host, &[])
+            .with_context(|| format!("starting nginx on {} again", host.name()))
     }
 
     /// Waits until both nginx instances answer the client, over IPv4 and IPv6.

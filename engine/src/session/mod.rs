@@ -133,8 +133,13 @@ pub(crate) const OUR_WINDOW: u16 = u16::MAX;
 /// The first wait before a refused SYN goes again; it doubles up to [`LAST_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(2);
-/// Rebuilds of one session before it is given up (a test server that resets every connection).
-const MAX_REBUILDS: u8 = 16;
+/// Rebuilds of one session before it is given up (a test server that resets every connection):
+/// with the backoff between rebuilds that bring no answer, about half a minute.
+const MAX_REBUILDS: u8 = 24;
+/// Bytes of the request going out kept after the test server acknowledged them, so that it can
+/// go again on a new connection if the server closes without answering it (larger requests
+/// are not kept: bulk uploads do not double their memory).
+const RESEND_KEEP: i32 = 64 << 10;
 
 #[derive(Debug)]
 #[expect(
@@ -200,8 +205,13 @@ pub struct Session {
     rebuilds: u8,
     /// The test server reset the connection between requests: nothing is sent on it any more.
     peer_reset: bool,
+    /// Rebuilds since the test server last answered anything.
+    rebuilds_in_a_row: u8,
     /// Where the request going out now began.
     request_start: Seq,
+    /// Where the oldest request the test server has not answered at all began, if one before
+    /// the request going out was let go unanswered (released by the response wait).
+    unanswered_from: Option<Seq>,
 
     outcome: Option<Outcome>,
     /// The RST an ended session owes the test server: its sequence number and flags.
@@ -269,7 +279,9 @@ impl Session {
             retry_wait: FIRST_RETRY,
             rebuilds: 0,
             peer_reset: false,
+            rebuilds_in_a_row: 0,
             request_start: isn + 1,
+            unanswered_from: None,
             outcome: None,
             rst_due: None,
             timer_at: None,
@@ -417,6 +429,10 @@ impl Session {
                 } else {
                     self.finish(Outcome::Lost(LossReason::Refused), false);
                 }
+            } else if let Some(point) = self.resend_from() {
+                // The test server closed before it answered the request(s) going out (a graceful
+                // stop closes the connections whose request it has not read): they go again.
+                self.rebuild(now, cfg, stats, point, false);
             } else if self.all_delivered() && self.stream.fin().is_some() {
                 self.finish(Outcome::Completed, false);
             } else if self.all_delivered() {
@@ -575,7 +591,15 @@ impl Session {
             let ack = seg.ack;
             if ack.after(self.snd_una) && !ack.after(self.snd_max) {
                 self.snd_una = ack;
-                self.stream.release(ack);
+                // The request going out is kept (up to RESEND_KEEP bytes) until its answer
+                // begins: a test server that closes before it answers goes on without it.
+                let first = self.unanswered_from.unwrap_or(self.request_start);
+                let keep = if ack.diff(first) <= RESEND_KEEP {
+                    first
+                } else {
+                    ack
+                };
+                self.stream.release(keep);
                 self.dup_acks = 0;
                 self.retries = 0;
                 if self.snd_nxt.before(self.snd_una) {
@@ -603,6 +627,9 @@ impl Session {
             let end = seg.seq + len;
             if end.after(self.rcv_nxt) {
                 self.rcv_nxt = end;
+                if seg.payload_len > 0 {
+                    self.rebuilds_in_a_row = 0;
+                }
                 if seg.payload_len > 0 || seg.flags.fin() {
                     self.pushed_at = (seg.flags.psh() || seg.flags.fin()).then_some(now);
                     if self.timers.get(Timer::ResponseWait).is_some() {
@@ -664,6 +691,14 @@ impl Session {
                     outcome
                 }
                 // Our FIN is acknowledged and the test server keeps its side open: close it.
+                // Our FIN is acknowledged, the test server answered nothing yet: it may be
+                // stopping (its RST makes the requests go again); wait within the restart window.
+                Timer::Close
+                    if self.resend_from().is_some() && self.in_restart_window(now, cfg) =>
+                {
+                    self.timers.set(Timer::Close, now + cfg.response_wait);
+                    continue;
+                }
                 Timer::Close => Outcome::Completed,
                 Timer::Retransmit => {
                     self.timers.stop(Timer::Retransmit);
@@ -710,24 +745,45 @@ impl Session {
     }
 
     /// The test server reset the connection before everything was delivered: a new connection
-    /// takes over from the request going out, if the test server acknowledged none of it (it
-    /// never saw it: it goes again), else from the next request (the test server may have acted
-    /// on the one the reset cut: it is not sent twice), or from the end of what was captured when
-    /// no request follows yet. A client that has closed has nothing more to say: the session is
-    /// lost.
+    /// takes over from the request going out if the test server did not answer any of it (it
+    /// never saw it, or closed before it acted: it goes again), else from the next request (the
+    /// test server acted on the one the reset cut: it is not sent twice), or from the end of what
+    /// was captured when no request follows yet. A client that has closed has nothing more to
+    /// say: the session is lost.
     fn rebuild_after_reset(&mut self, now: Time, cfg: &Config, stats: &mut Stats) {
-        let point = if self.snd_una == self.request_start {
-            self.snd_una
-        } else {
-            self.stream
-                .next_boundary()
-                .map_or_else(|| self.stream.end(), |b| b.seq)
-        };
+        let next = self
+            .stream
+            .next_boundary()
+            .map_or_else(|| self.stream.end(), |b| b.seq);
+        let point = self.resume_point(next);
         if self.stream.fin().is_some_and(|f| !f.after(point)) || self.reset_after_delivery {
             self.finish(Outcome::Lost(LossReason::ResetByTarget), false);
             return;
         }
         self.rebuild(now, cfg, stats, point, false);
+    }
+
+    /// Where a new connection takes over from the one the test server closed or reset: the
+    /// request going out, if the test server neither acknowledged nor answered any of it (its
+    /// FIN is no answer) and its bytes are still held; else `next`.
+    fn resume_point(&self, next: Seq) -> Seq {
+        match self.resend_from() {
+            Some(point) if point.before(next) => point,
+            _ => next,
+        }
+    }
+
+    /// Where the requests the test server has not answered begin, if there are any and their
+    /// bytes are still held: the oldest let go unanswered, or the one going out if the test
+    /// server neither acknowledged nor answered any of it (its FIN is no answer).
+    fn resend_from(&self) -> Option<Seq> {
+        let answer = self.rcv_nxt.diff(self.resp_mark) - i32::from(self.state.peer_closed());
+        let current = (self.snd_una == self.request_start || answer <= 0)
+            && self.request_start.before(self.stream.end());
+        let from = self
+            .unanswered_from
+            .or_else(|| current.then_some(self.request_start))?;
+        (!self.stream.start().after(from)).then_some(from)
     }
 
     /// Starts a new connection to the test server whose first byte is the client's `point` (its
@@ -759,6 +815,7 @@ impl Session {
         self.stream.restart_at(point);
         self.isn = point - 1;
         self.request_start = point;
+        self.unanswered_from = None;
         self.snd_una = self.isn;
         self.snd_nxt = self.isn;
         self.snd_max = self.isn;
@@ -776,10 +833,6 @@ impl Session {
         self.syn_retransmitted = false;
         self.resp_mark = Seq::new(0);
         self.pushed_at = None;
-        self.due = Pending {
-            syn: true,
-            ..Pending::default()
-        };
         for t in [
             Timer::Close,
             Timer::Retransmit,
@@ -789,8 +842,21 @@ impl Session {
         ] {
             self.timers.stop(t);
         }
-        self.timers
-            .set(Timer::Handshake, now + cfg.handshake_timeout);
+        // The first rebuild connects at once; one after another without an answer between them
+        // (a server still stopping accepts and resets) wait 100 ms, 200 ms, ... 2 s.
+        let again = self.rebuilds_in_a_row;
+        self.rebuilds_in_a_row = again.saturating_add(1);
+        self.due = Pending {
+            syn: again == 0,
+            ..Pending::default()
+        };
+        if again == 0 {
+            self.timers
+                .set(Timer::Handshake, now + cfg.handshake_timeout);
+        } else {
+            let wait = (FIRST_RETRY * (1 << (again - 1).min(5))).min(LAST_RETRY);
+            self.timers.set(Timer::Restart, now + wait);
+        }
         self.window_from = now;
         self.retry_wait = FIRST_RETRY;
         self.set_state(State::SynSent);
@@ -842,7 +908,8 @@ impl Session {
             if !closing && self.state.peer_closed() {
                 // The test server closed this connection (keep-alive limit, idle close, a
                 // restart) and the client has more to say: a new connection takes it from here.
-                self.rebuild(now, cfg, stats, b.seq, !self.peer_reset);
+                let point = self.resume_point(b.seq);
+                self.rebuild(now, cfg, stats, point, !self.peer_reset);
                 return Held::Nothing;
             }
             if closing && self.peer_reset {
@@ -875,6 +942,12 @@ impl Session {
                 return Held::Request;
             }
             self.stream.pass_boundary();
+            let answer = got.saturating_sub(u32::from(self.state.peer_closed()));
+            if answer == 0 {
+                self.unanswered_from.get_or_insert(self.request_start);
+            } else {
+                self.unanswered_from = None;
+            }
             self.request_start = b.seq;
             self.resp_mark = self.rcv_nxt;
             self.timers.stop(Timer::ResponseWait);
