@@ -155,11 +155,31 @@ fn ipv6_clients(bed: &Testbed) {
 
 #[test]
 fn three_copies_over_ipv6() {
-    let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept_with(&bed, &[]);
-    let mut tcpcopy = tcpcopy(&bed, true, false, &["-n", "3"]);
-    load(&bed, true, "six3", 300);
-    let test = replayed(&bed, &mut tcpcopy, "six3", 900, 900);
+    three_copies6(&Testbed::up().expect("testbed"));
+}
+
+/// [`three_copies_over_ipv6`] in the two-host layout (intercept `--egress` on the test host).
+#[test]
+fn two_hosts_three_copies_over_ipv6() {
+    let bed = Testbed::up_with(&tcpcopy_testbed::Options {
+        two_hosts: true,
+        ..Default::default()
+    })
+    .expect("testbed");
+    three_copies6(&bed);
+    assert_eq!(
+        bed.leaving_test(tcpcopy_testbed::Leaving::Replies6)
+            .unwrap(),
+        0,
+        "no reply left the test host"
+    );
+}
+
+fn three_copies6(bed: &Testbed) {
+    let _intercept = start_intercept_with(bed, &[]);
+    let mut tcpcopy = tcpcopy(bed, true, false, &["-n", "3"]);
+    load(bed, true, "six3", 300);
+    let test = replayed(bed, &mut tcpcopy, "six3", 900, 900);
     let mut copies: std::collections::HashMap<&str, HashSet<(&str, &str)>> =
         std::collections::HashMap::new();
     for l in &test {
