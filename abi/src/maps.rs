@@ -17,6 +17,10 @@ pub const STATS: &str = "STATS";
 /// Program names, as userspace finds them in the object.
 pub const TCPCOPY_PROGRAM: &str = "tcpcopy_capture";
 pub const INTERCEPT_PROGRAM: &str = "intercept_capture";
+/// tcpcopy's tc ingress program (same object and maps): captures where XDP is taken.
+pub const TCPCOPY_TC_PROGRAM: &str = "tcpcopy_ingress";
+/// intercept's tc egress program (same object and maps): catches the replies on the test server.
+pub const INTERCEPT_TC_PROGRAM: &str = "intercept_egress";
 
 /// Ring buffers of copied frames (`FrameHeader` then the frame's first bytes), one per worker:
 /// a frame goes into ring `hash(addresses, ports) % workers` (the `MODE` map's [`MODE_WORKERS`]

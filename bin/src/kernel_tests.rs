@@ -1,4 +1,7 @@
-//! Both XDP programs run on fixed bytes through `BPF_PROG_TEST_RUN`: no interface, no traffic.
+//! Both XDP programs and both tc programs run on fixed bytes through `BPF_PROG_TEST_RUN`: no
+//! interface, no traffic. (The kernel takes at most about a page of packet for a tc test run, so
+//! the copy of GRO packets longer than the snap length in segments is tested end to end, in
+//! `tests/tests/egress.rs`.)
 //! Each case asserts the verdict, the counters that moved and, for a copied frame, the bytes
 //! that reached the ring. Loading needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON), as the
 //! end-to-end tests do.
@@ -7,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tcpcopy_abi::{
     filter_expr,
-    maps::{INTERCEPT_PROGRAM, TCPCOPY_PROGRAM},
+    maps::{INTERCEPT_PROGRAM, INTERCEPT_TC_PROGRAM, TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM},
     stats::Stat,
 };
 use tcpcopy_wire::{TcpFlags, build::Packet};
@@ -300,4 +303,97 @@ fn tcpcopy_counts_a_full_ring_and_still_passes() {
         "every other frame counted"
     );
     assert!(records.iter().all(|(_, b)| *b == request));
+}
+
+/// intercept `--egress` on the test server: its tc egress program swallows the replies from its
+/// port to the replayed clients' networks (a redirect to no device, which the kernel reports to
+/// TCP as sent) with their headers in the ring, and leaves everything else to the programs after
+/// it (`TCX_NEXT`): replies to other clients, requests, other ports.
+#[test]
+fn intercept_egress_swallows_the_replies_to_replayed_clients_only() {
+    let mut program = load(crate::INTERCEPT_OBJECT, INTERCEPT_TC_PROGRAM, &[80]);
+    program
+        .set_filter(
+            &filter_expr::compile("dst net 192.0.2.0/24 or dst net 2001:db8:2::/64")
+                .expect("a filter"),
+        )
+        .expect("set the filter");
+    let replayed = Ipv4Addr::new(192, 0, 2, 7);
+    let reply = frame(v4(SERVER, 80), v4(replayed, 40_000), b"HTTP/1.1 200", None);
+    let six = frame(
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 30)),
+            80,
+        ),
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 5)),
+            40_000,
+        ),
+        b"HTTP/1.1 200",
+        None,
+    );
+    for f in [&reply, &six] {
+        let (verdict, d) = run(&program, f);
+        assert_eq!(verdict, Verdict::Redirect, "swallowed: {f:02x?}");
+        assert_eq!(
+            (
+                d.of(Stat::Matched),
+                d.of(Stat::Copied),
+                d.of(Stat::Redirected)
+            ),
+            (1, 1, 1)
+        );
+    }
+    // The test server's own client, a request to port 80, another port: left alone.
+    let own = frame(v4(SERVER, 80), v4(CLIENT, 40_000), b"HTTP/1.1 200", None);
+    let request = frame(v4(replayed, 40_000), v4(SERVER, 80), b"GET /", None);
+    let ssh = frame(v4(SERVER, 22), v4(replayed, 40_000), b"ssh", None);
+    for f in [&own, &request, &ssh] {
+        let (verdict, d) = run(&program, f);
+        assert_eq!(verdict, Verdict::Next, "{f:02x?}");
+        assert_eq!((d.of(Stat::Seen), d.of(Stat::Matched)), (1, 0));
+    }
+    let records = ring_records(&mut program);
+    assert_eq!(records.len(), 2);
+    for ((wire_len, bytes), want) in records.iter().zip([&reply, &six]) {
+        assert_eq!(usize::from(*wire_len), want.len());
+        assert_eq!(
+            bytes[..],
+            want[..bytes.len()],
+            "the headers, from Ethernet on"
+        );
+    }
+}
+
+/// tcpcopy's tc ingress program (where XDP is taken): copies the requests to its port into the
+/// ring, byte for byte, and never decides a packet's fate (`TCX_NEXT`).
+#[test]
+fn tcpcopy_tc_ingress_copies_requests_and_decides_nothing() {
+    let mut program = load(crate::TCPCOPY_OBJECT, TCPCOPY_TC_PROGRAM, &[80]);
+    let request = frame(
+        v4(CLIENT, 40_000),
+        v4(SERVER, 80),
+        b"GET / HTTP/1.1\r\n\r\n",
+        None,
+    );
+    let six = frame(v6(10, 40_002), v6(20, 80), b"GET /6", None);
+    let answer = frame(v4(SERVER, 80), v4(CLIENT, 40_000), b"HTTP/1.1 200", None);
+    for f in [&request, &six] {
+        let (verdict, d) = run(&program, f);
+        assert_eq!(verdict, Verdict::Next);
+        assert_eq!((d.of(Stat::Matched), d.of(Stat::Copied)), (1, 1));
+    }
+    let (verdict, d) = run(&program, &answer);
+    assert_eq!(verdict, Verdict::Next);
+    assert_eq!(d.of(Stat::Matched), 0);
+    // Cut inside the TCP ports: malformed, left alone.
+    let (verdict, d) = run(&program, &request[..14 + 20 + 2]);
+    assert_eq!(verdict, Verdict::Next);
+    assert_eq!((d.of(Stat::Malformed), d.of(Stat::Matched)), (1, 0));
+    let records = ring_records(&mut program);
+    assert_eq!(records.len(), 2);
+    for ((wire_len, bytes), want) in records.iter().zip([&request, &six]) {
+        assert_eq!(usize::from(*wire_len), want.len());
+        assert_eq!(bytes, want);
+    }
 }

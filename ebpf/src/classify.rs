@@ -1,17 +1,18 @@
-//! The first step of both XDP programs: count the frame, parse it, look its port up in the filter.
+//! The first step of every program (XDP and tc): count the packet, parse it, look its port up in
+//! the filter, evaluate the `-F` expression.
 #![allow(
     clippy::inline_always,
     reason = "eBPF: helpers are inlined so the verifier sees each bounds check next to its access"
 )]
 
-use aya_ebpf::{
-    maps::{Array, HashMap, PerCpuArray},
-    programs::XdpContext,
-};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
 
 use tcpcopy_abi::{filter::FilterProgram, maps::ANY_PORT, stats::Stat};
 
-use crate::parse::{Fields, tcp_fields};
+use crate::{
+    frame::Frame,
+    parse::{Fields, Layout, tcp_segment},
+};
 
 /// Which port of a segment the filter applies to.
 #[derive(Clone, Copy)]
@@ -32,20 +33,20 @@ pub fn count(stats: &PerCpuArray<u64>, stat: Stat, by: u64) {
     }
 }
 
-/// Counts the frame and returns its fields when the port on `side` is in `ports` (or `ports`
+/// Counts the packet and returns its fields (and where its headers are) when the port on `side` is in `ports` (or `ports`
 /// holds [`ANY_PORT`]) and the `-F` expression in `expr` (if any) matches. Frames shorter than
 /// their headers are counted as malformed; nothing here drops a frame.
 #[inline(always)]
-pub fn classify(
-    ctx: &XdpContext,
+pub fn classify<C: Frame>(
+    ctx: &C,
     ports: &HashMap<u16, u8>,
     expr: &Array<FilterProgram>,
     stats: &PerCpuArray<u64>,
     side: PortSide,
-) -> Option<Fields> {
+) -> Option<(Fields, Layout)> {
     count(stats, Stat::Seen, 1);
-    match tcp_fields(ctx) {
-        Ok(Some(f)) => {
+    match tcp_segment(ctx) {
+        Ok(Some((f, layout))) => {
             let port = match side {
                 PortSide::Destination => f.dst_port,
                 PortSide::Source => f.src_port,
@@ -58,8 +59,8 @@ pub fn classify(
                 return None;
             }
             count(stats, Stat::Matched, 1);
-            count(stats, Stat::MatchedBytes, crate::copy::frame_len(ctx));
-            Some(f)
+            count(stats, Stat::MatchedBytes, ctx.packet_len());
+            Some((f, layout))
         }
         Ok(None) => None,
         Err(_) => {

@@ -1,6 +1,8 @@
-//! Both XDP programs in one place: the maps they share with userspace and what they do with a
-//! frame. `src/bin/tcpcopy-xdp.rs` and `src/bin/intercept-xdp.rs` instantiate it with
-//! [`xdp_program!`].
+//! Every program in one place: the maps they share with userspace and what they do with a
+//! packet. `src/bin/tcpcopy-xdp.rs` and `src/bin/intercept-xdp.rs` instantiate it with
+//! [`xdp_program!`]: each object holds an XDP program and a tc program over the same maps
+//! (tcpcopy's tc program captures at tc ingress where XDP is taken, intercept's catches the
+//! test server's replies at tc egress on the test server itself, `intercept --egress`).
 #![allow(
     clippy::inline_always,
     reason = "eBPF: inlined into the program so the verifier sees every bound"
@@ -8,8 +10,9 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_redirect,
     maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 
 use tcpcopy_abi::{
@@ -20,8 +23,8 @@ use tcpcopy_abi::{
 
 use crate::{
     classify::{PortSide, classify, count},
-    copy::{copy_frame, frame_len},
-    parse::rx_queue,
+    copy::{copy_frame, copy_segments},
+    frame::Frame as _,
 };
 
 /// The maps of one program (the statics `xdp_program!` declares).
@@ -55,13 +58,13 @@ pub fn run<const N: usize>(
     side: PortSide,
     copied: Copied,
 ) -> u32 {
-    let Some(fields) = classify(ctx, maps.ports, maps.expr, maps.stats, side) else {
+    let Some((fields, _)) = classify(ctx, maps.ports, maps.expr, maps.stats, side) else {
         return xdp_action::XDP_PASS;
     };
-    let queue = rx_queue(ctx);
+    let queue = ctx.queue();
     // A frame an AF_XDP socket cannot hold (a jumbo frame, or one in several buffers) goes
     // through the ring buffer instead: the readers read both.
-    let len = frame_len(ctx);
+    let len = ctx.packet_len();
     let fits = len <= XSK_FRAME_MAX && len == (ctx.data_end() - ctx.data()) as u64;
     if fits
         && maps.mode.get(MODE_INDEX).is_some_and(|m| *m == MODE_MIRROR)
@@ -70,11 +73,22 @@ pub fn run<const N: usize>(
         count(maps.stats, Stat::Redirected, 1);
         return action;
     }
+    to_ring(maps, fields.flow_hash(), |ring| {
+        copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
+    });
+    match copied {
+        Copied::Pass => xdp_action::XDP_PASS,
+        Copied::Drop => xdp_action::XDP_DROP,
+    }
+}
+
+/// Calls `copy` with the ring of the worker that owns flow `hash` (`hash % workers`).
+#[inline(always)]
+fn to_ring<const N: usize>(maps: &Maps<'_, N>, hash: u32, copy: impl Fn(&RingBuf)) {
     let workers = maps.mode.get(MODE_WORKERS).map_or(1, |w| (*w).max(1));
     // One call per ring, each with its map as a constant the verifier can see (a map pointer
     // picked at run time from a table would be refused).
-    let copy = |ring| copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
-    match fields.flow_hash() % workers {
+    match hash % workers {
         0 => copy(maps.frames[0]),
         1 => copy(maps.frames[1]),
         2 => copy(maps.frames[2]),
@@ -84,21 +98,77 @@ pub fn run<const N: usize>(
         6 => copy(maps.frames[6]),
         _ => copy(maps.frames[7]),
     }
-    match copied {
-        Copied::Pass => xdp_action::XDP_PASS,
-        Copied::Drop => xdp_action::XDP_DROP,
+}
+
+/// tcx's "no verdict: the next program decides" (`TCX_NEXT`, `TC_ACT_UNSPEC`): what the tc
+/// programs return for every packet they leave alone, so programs attached after them (Cilium, a
+/// filter) still have their say.
+pub const TCX_NEXT: i32 = -1;
+
+/// tcpcopy at tc ingress (where XDP is taken by another program, or `--hook tc`): copies the
+/// selected requests into the ring buffer, whole (a GRO packet in several segments, see
+/// `copy_segments`), and leaves every packet to the programs after it and the stack.
+#[inline(always)]
+pub fn tc_ingress<const N: usize>(ctx: &TcContext, maps: &Maps<'_, N>) -> i32 {
+    if let Some((fields, layout)) = classify(
+        ctx,
+        maps.ports,
+        maps.expr,
+        maps.stats,
+        PortSide::Destination,
+    ) {
+        to_ring(maps, fields.flow_hash(), |ring| {
+            copy_segments(ctx, layout, maps.scratch, ring, maps.stats, maps.last_wake);
+        });
+    }
+    TCX_NEXT
+}
+
+/// An interface index no device ever has: a redirect to it frees the packet.
+const NO_DEVICE: u32 = 0;
+
+/// intercept at tc egress on the test server (`--egress`): copies the headers of the selected
+/// replies (source port, `-F` with the replayed clients' networks) into the ring buffer and
+/// swallows them, so they never leave the host. Everything else is left to the programs after it.
+///
+/// The swallow is a redirect to an interface that does not exist, not a drop: at tc egress the
+/// kernel reports a dropped packet (`TCX_DROP`) to TCP as a failed transmit (`NET_XMIT_DROP`),
+/// so the test server would count its reply as never sent and ignore the replayed client's ACKs
+/// of it. For a redirect, `sch_handle_egress` reports `NET_XMIT_SUCCESS` whatever becomes of
+/// the packet, and `skb_do_redirect` frees it when the device is not found. (tcx maps
+/// `TC_ACT_STOLEN`, which would say the same, to `TCX_NEXT`: the packet would go out.)
+#[inline(always)]
+pub fn tc_egress<const N: usize>(ctx: &TcContext, maps: &Maps<'_, N>) -> i32 {
+    let Some((fields, _)) = classify(ctx, maps.ports, maps.expr, maps.stats, PortSide::Source)
+    else {
+        return TCX_NEXT;
+    };
+    to_ring(maps, fields.flow_hash(), |ring| {
+        copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
+    });
+    count(maps.stats, Stat::Redirected, 1);
+    // SAFETY: bpf_redirect has no preconditions: it records the target for after the program
+    // returns.
+    let verdict = unsafe { bpf_redirect(NO_DEVICE, 0) };
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the helper returns TC_ACT_REDIRECT (7) or TC_ACT_SHOT (2)"
+    )]
+    {
+        verdict as i32
     }
 }
 
 /// Declares the maps userspace finds by name, the XDP entry point `$name`, the panic handler and
-/// the license of one program.
+/// the license of one program, and its tc entry point `$tc_name`, which calls `$tc_run`
+/// ([`tc_ingress`] or [`tc_egress`]) over the same maps.
 #[macro_export]
 macro_rules! xdp_program {
-    ($name:ident, $side:expr, $snap:expr, $copied:expr) => {
+    ($name:ident, $side:expr, $snap:expr, $copied:expr, $tc_name:ident, $tc_run:path) => {
         use aya_ebpf::{
-            macros::{map, xdp},
+            macros::{classifier, map, xdp},
             maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
-            programs::XdpContext,
+            programs::{TcContext, XdpContext},
         };
         use $crate::{
             abi::{
@@ -152,7 +222,21 @@ macro_rules! xdp_program {
             reason = "the #[xdp] macro fixes the entry point's signature"
         )]
         pub fn $name(ctx: XdpContext) -> u32 {
-            let maps = Maps {
+            run(&ctx, &maps(), $side, $copied)
+        }
+
+        #[classifier]
+        #[allow(
+            clippy::needless_pass_by_value,
+            reason = "the #[classifier] macro fixes the entry point's signature"
+        )]
+        pub fn $tc_name(ctx: TcContext) -> i32 {
+            $tc_run(&ctx, &maps())
+        }
+
+        #[inline(always)]
+        fn maps() -> Maps<'static, RECORD> {
+            Maps {
                 ports: &FILTER_PORTS,
                 expr: &FILTER_EXPR,
                 stats: &STATS,
@@ -163,8 +247,7 @@ macro_rules! xdp_program {
                 xsks: &XSKS,
                 mode: &MODE,
                 last_wake: &LAST_WAKE,
-            };
-            run(&ctx, &maps, $side, $copied)
+            }
         }
 
         #[cfg(target_arch = "bpf")]

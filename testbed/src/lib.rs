@@ -8,7 +8,11 @@
 //! ```
 //! nginx listens on port 80 (IPv4 and IPv6) in `online` and `test`, each with its own access log.
 //! The test host routes replies for the replay client addresses ([`REPLAY_CLIENT_NET`],
-//! [`REPLAY_CLIENT_NET6`]) via the assistant, which forwards nothing. Nothing here touches the main namespace: every link is created inside the
+//! [`REPLAY_CLIENT_NET6`]) via the assistant, which forwards nothing. In the two-host layout
+//! ([`Options::two_hosts`]) there is no such route: the test host's only route beyond the subnet
+//! is a default route via [`GATEWAY`] (an address of the bridge, which answers ARP/ND and
+//! forwards nothing), intercept runs on the test host (`--egress`), and tc counters on the
+//! bridge's port of the test host count what leaves it ([`Testbed::leaving_test`]). Nothing here touches the main namespace: every link is created inside the
 //! testbed's own namespaces. Names carry the creating process's pid and a counter, so tests run in
 //! parallel; [`Testbed`]'s `Drop` tears everything down (also when a test panics) and
 //! [`sweep_stale`] removes what a killed process left behind.
@@ -48,6 +52,33 @@ pub const SUBNET6_PREFIX: u8 = 64;
 pub const REPLAY_CLIENT_NET6: &str = "2001:db8:2::/64";
 /// `-c` for IPv6 replays: addresses in [`REPLAY_CLIENT_NET6`].
 pub const REPLAY_CLIENTS6: &str = "2001:db8:2::1,2001:db8:2::2,2001:db8:2::3,2001:db8:2::4";
+/// The two-host layout's default gateway of the test host: the bridge's own address, in the
+/// bridge's namespace, which answers ARP and forwards nothing.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// [`GATEWAY`] for IPv6.
+pub const GATEWAY6: &str = "2001:db8:100::1";
+/// What the test host sends towards the replay clients, as counted on the far side of its link
+/// (two-host layout): tc filters on the bridge's port, each mirroring what it matches to a sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// TCP from port 80 to [`REPLAY_CLIENT_NET`]: replies intercept must catch.
+    Replies,
+    /// TCP from port 80 to [`REPLAY_CLIENT_NET6`].
+    Replies6,
+    /// ICMP to [`REPLAY_CLIENT_NET`]: other traffic, which must pass.
+    Icmp,
+}
+
+impl Leaving {
+    const fn pref(self) -> u32 {
+        match self {
+            Leaving::Replies => 10,
+            Leaving::Replies6 => 11,
+            Leaving::Icmp => 12,
+        }
+    }
+}
+
 /// The interface name of every host inside its namespace.
 pub const IFACE: &str = "veth0";
 /// The online host's mirror port (with `Options::mirror`).
@@ -122,6 +153,10 @@ pub struct Options {
     pub mirror: bool,
     /// MTU of every link (the veths and the bridge); `None` keeps the default 1500.
     pub mtu: Option<u32>,
+    /// The two-host layout: no route via the assistant (which stays, unused); the test host's
+    /// default route goes via [`GATEWAY`]; intercept runs on the test host (`--egress`); what
+    /// leaves the test host for the replay clients is counted ([`Testbed::leaving_test`]).
+    pub two_hosts: bool,
 }
 
 impl Default for Options {
@@ -132,6 +167,7 @@ impl Default for Options {
             id: None,
             mirror: false,
             mtu: None,
+            two_hosts: false,
         }
     }
 }
@@ -141,6 +177,7 @@ pub struct Testbed {
     id: String,
     dir: PathBuf,
     persistent: bool,
+    two_hosts: bool,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -168,6 +205,7 @@ impl Testbed {
             id,
             dir,
             persistent: opts.persistent,
+            two_hosts: opts.two_hosts,
         };
         // From here on, a failure drops `bed`, which tears down whatever was made.
         if let Err(e) = bed.build(opts) {
@@ -181,10 +219,11 @@ impl Testbed {
 
     /// Attaches to a persistent testbed that `up_with(persistent)` made earlier.
     pub fn existing(id: &str) -> anyhow::Result<Self> {
-        let bed = Self {
+        let mut bed = Self {
             id: id.into(),
             dir: std::env::temp_dir().join(id),
             persistent: true,
+            two_hosts: false,
         };
         if !project_namespaces()
             .iter()
@@ -192,6 +231,8 @@ impl Testbed {
         {
             bail!("no testbed {id} is up (`cargo xtask testbed up`)");
         }
+        let br = cmd::output("ip", &["-n", &bed.bridge_ns(), "-o", "addr", "show", "br0"])?;
+        bed.two_hosts = br.contains(&format!(" {GATEWAY}/"));
         Ok(bed)
     }
 
@@ -252,28 +293,32 @@ impl Testbed {
         if opts.mirror {
             self.add_mirror_port()?;
         }
-        let test = self.ns(Host::Test);
-        let assistant = Host::Assistant.addr().to_string();
-        cmd::ip(&[
-            "-n",
-            &test,
-            "route",
-            "add",
-            REPLAY_CLIENT_NET,
-            "via",
-            &assistant,
-        ])?;
-        let assistant6 = Host::Assistant.addr6().to_string();
-        cmd::ip(&[
-            "-n",
-            &test,
-            "-6",
-            "route",
-            "add",
-            REPLAY_CLIENT_NET6,
-            "via",
-            &assistant6,
-        ])?;
+        if opts.two_hosts {
+            self.add_gateway()?;
+        } else {
+            let test = self.ns(Host::Test);
+            let assistant = Host::Assistant.addr().to_string();
+            cmd::ip(&[
+                "-n",
+                &test,
+                "route",
+                "add",
+                REPLAY_CLIENT_NET,
+                "via",
+                &assistant,
+            ])?;
+            let assistant6 = Host::Assistant.addr6().to_string();
+            cmd::ip(&[
+                "-n",
+                &test,
+                "-6",
+                "route",
+                "add",
+                REPLAY_CLIENT_NET6,
+                "via",
+                &assistant6,
+            ])?;
+        }
         self.sysctl(Host::Assistant, "net.ipv6.conf.all.forwarding", "0")?;
         self.sysctl(Host::Test, "net.ipv4.conf.all.rp_filter", "0")?;
         self.sysctl(Host::Test, "net.ipv4.conf.veth0.rp_filter", "0")?;
@@ -285,6 +330,139 @@ impl Testbed {
             self.start_nginx(host)?;
         }
         self.wait_ready(Duration::from_secs(15))
+    }
+
+    /// The two-host layout: the bridge's addresses (answering ARP/ND, forwarding nothing) as the
+    /// test host's default gateway, and the counters of what the test host sends to the replay
+    /// clients: tc filters on its bridge port that mirror what they match to a sink veth (their
+    /// action counts it: `tc -s filter show`).
+    fn add_gateway(&self) -> anyhow::Result<()> {
+        let br = self.bridge_ns();
+        let test = self.ns(Host::Test);
+        let tc = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", br.as_str(), "tc"];
+            all.extend_from_slice(args);
+            cmd::run("ip", &all).map(drop)
+        };
+        for key in [
+            "net.ipv4.ip_forward",
+            "net.ipv6.conf.all.forwarding",
+            "net.ipv4.conf.all.rp_filter",
+        ] {
+            cmd::run(
+                "ip",
+                &["netns", "exec", &br, "sysctl", "-qw", &format!("{key}=0")],
+            )?;
+        }
+        let gw = format!("{GATEWAY}/{SUBNET_PREFIX}");
+        cmd::ip(&["-n", &br, "addr", "add", &gw, "dev", "br0"])?;
+        let gw6 = format!("{GATEWAY6}/{SUBNET6_PREFIX}");
+        cmd::ip(&["-n", &br, "addr", "add", &gw6, "dev", "br0", "nodad"])?;
+        cmd::ip(&[
+            "-n",
+            &test,
+            "route",
+            "add",
+            "default",
+            "via",
+            &GATEWAY.to_string(),
+        ])?;
+        cmd::ip(&[
+            "-n", &test, "-6", "route", "add", "default", "via", GATEWAY6,
+        ])?;
+        cmd::ip(&[
+            "-n", &br, "link", "add", "p-count", "type", "veth", "peer", "name", "p-sink",
+        ])?;
+        cmd::ip(&["-n", &br, "link", "set", "p-count", "up"])?;
+        cmd::ip(&["-n", &br, "link", "set", "p-sink", "up"])?;
+        tc(&["qdisc", "add", "dev", "p-test", "clsact"])?;
+        let mirror = ["action", "mirred", "egress", "mirror", "dev", "p-count"];
+        let v4 = Leaving::Replies.pref().to_string();
+        let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &v4];
+        f.extend_from_slice(&[
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "ip",
+            "dst",
+            REPLAY_CLIENT_NET,
+        ]);
+        f.extend_from_slice(&["match", "ip", "protocol", "6", "0xff"]);
+        f.extend_from_slice(&["match", "ip", "sport", "80", "0xffff"]);
+        f.extend_from_slice(&mirror);
+        tc(&f)?;
+        let v6 = Leaving::Replies6.pref().to_string();
+        let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &v6];
+        f.extend_from_slice(&[
+            "protocol",
+            "ipv6",
+            "u32",
+            "match",
+            "ip6",
+            "dst",
+            REPLAY_CLIENT_NET6,
+        ]);
+        f.extend_from_slice(&["match", "ip6", "protocol", "6", "0xff"]);
+        f.extend_from_slice(&["match", "ip6", "sport", "80", "0xffff"]);
+        f.extend_from_slice(&mirror);
+        tc(&f)?;
+        let icmp = Leaving::Icmp.pref().to_string();
+        let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &icmp];
+        f.extend_from_slice(&[
+            "protocol",
+            "ip",
+            "u32",
+            "match",
+            "ip",
+            "dst",
+            REPLAY_CLIENT_NET,
+        ]);
+        f.extend_from_slice(&["match", "ip", "protocol", "1", "0xff"]);
+        f.extend_from_slice(&mirror);
+        tc(&f)
+    }
+
+    /// Packets the test host has sent that match `what`, counted on the bridge's side of its
+    /// link (two-host layout).
+    pub fn leaving_test(&self, what: Leaving) -> anyhow::Result<u64> {
+        if !self.two_hosts {
+            bail!("counting what leaves the test host needs the two-host layout");
+        }
+        let pref = what.pref().to_string();
+        let out = cmd::output(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.bridge_ns(),
+                "tc",
+                "-s",
+                "filter",
+                "show",
+                "dev",
+                "p-test",
+                "ingress",
+                "pref",
+                &pref,
+            ],
+        )?;
+        parse_sent_packets(&out).with_context(|| format!("no counter in {out:?}"))
+    }
+
+    /// Whether this is the two-host layout ([`Options::two_hosts`]).
+    pub fn two_hosts(&self) -> bool {
+        self.two_hosts
+    }
+
+    /// The host intercept runs on: the test host itself in the two-host layout (`--egress`),
+    /// else the assistant.
+    pub fn intercept_host(&self) -> Host {
+        if self.two_hosts {
+            Host::Test
+        } else {
+            Host::Assistant
+        }
     }
 
     /// `mirror0` on the online host, fed by a tc mirred copy of the client's port.
@@ -500,6 +678,14 @@ fn count_open(tcp: &str, port: u16) -> usize {
         .count()
 }
 
+/// The packets of the first `Sent N bytes M pkt` in `tc -s` output.
+fn parse_sent_packets(tc: &str) -> Option<u64> {
+    let at = tc.find("Sent ")?;
+    let mut words = tc[at..].split_whitespace();
+    let (_, _, _, pkts) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    pkts.parse().ok()
+}
+
 /// `InSegs` from the text of /proc/net/snmp (a header line of names, then a line of values).
 fn parse_in_segs(snmp: &str) -> anyhow::Result<u64> {
     let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
@@ -544,6 +730,15 @@ mod tests {
         assert_eq!(count_open(tcp, 80), 2);
         assert_eq!(count_open(tcp, 8080), 1);
         assert_eq!(count_open(tcp, 443), 0);
+    }
+
+    #[test]
+    fn sent_packets_from_tc_stats() {
+        let out = "filter protocol ip pref 10 u32 chain 0 fh 800::800 order 2048\n\
+                   \taction order 1: mirred (Egress Mirror to device p-count) pipe\n\
+                   \tSent 1234 bytes 17 pkt (dropped 0, overlimits 0 requeues 0)\n";
+        assert_eq!(parse_sent_packets(out), Some(17));
+        assert_eq!(parse_sent_packets("nothing"), None);
     }
 
     #[test]

@@ -157,7 +157,9 @@ fn settled(line: &str, sessions: u64) -> bool {
         && counter(line, "copied") + counter(line, "redirected") == counter(line, "captured")
 }
 
-/// Starts intercept on the assistant (catching replies from port 80) and waits until it listens.
+/// Starts intercept (catching replies from port 80) and waits until it listens: on the
+/// assistant, or in the two-host layout on the test host with `--egress` for the replay
+/// clients' networks.
 pub fn start_intercept(bed: &Testbed) -> Spawned {
     start_intercept_with(bed, &[])
 }
@@ -196,8 +198,17 @@ pub fn binary_cmd(bed: &Testbed, host: Host, name: &str, caps: Option<&[&str]>) 
 
 /// [`start_intercept_with`], as `nobody` with only the capabilities `caps` if given.
 pub fn start_intercept_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
-    let mut cmd = binary_cmd(bed, Host::Assistant, "intercept", caps);
+    let mut cmd = binary_cmd(bed, bed.intercept_host(), "intercept", caps);
     cmd.args(["-i", IFACE, "--stats-interval", "1"]);
+    if bed.two_hosts() {
+        cmd.args([
+            "--egress",
+            "-c",
+            crate::REPLAY_CLIENT_NET,
+            "-c",
+            crate::REPLAY_CLIENT_NET6,
+        ]);
+    }
     cmd.args(extra);
     let mut p = Spawned::start(cmd).expect("start intercept");
     p.wait_for_line("attached", Duration::from_secs(20))
@@ -205,8 +216,9 @@ pub fn start_intercept_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) 
     p
 }
 
-/// Starts tcpcopy on the online host replaying port 80 to the test host through the assistant's
-/// intercept, rewriting clients into 192.0.2.0/24 (the test host routes those via the assistant),
+/// Starts tcpcopy on the online host replaying port 80 to the test host through intercept (on
+/// the assistant, or the test host in the two-host layout), rewriting clients into
+/// 192.0.2.0/24 (the test host routes those via the assistant, or via its default gateway),
 /// plus `extra` options; waits until every control connection (2 per worker) is up.
 pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
     start_tcpcopy_by(bed, None, extra)
@@ -215,7 +227,7 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
 /// [`start_tcpcopy`], as `nobody` with only the capabilities `caps` if given.
 pub fn start_tcpcopy_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
     let target = format!("{}:80", Host::Test.addr());
-    let intercept = Host::Assistant.addr().to_string();
+    let intercept = bed.intercept_host().addr().to_string();
     let mut args = vec![
         "-i",
         IFACE,

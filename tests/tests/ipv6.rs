@@ -52,7 +52,7 @@ fn replayed(
 /// intercept reached over `control_v6`, plus `extra`.
 fn tcpcopy(bed: &Testbed, to_v6: bool, control_v6: bool, extra: &[&str]) -> Spawned {
     let map = format!("80-{}", Host::Test.socket(to_v6, 80));
-    let intercept = Host::Assistant.ip(control_v6).to_string();
+    let intercept = bed.intercept_host().ip(control_v6).to_string();
     let clients = if to_v6 { REPLAY_CLIENTS6 } else { "192.0.2.x" };
     let mut args = vec!["-i", IFACE, "-x", &map, "-s", &intercept, "-c", clients];
     args.extend_from_slice(extra);
@@ -68,11 +68,33 @@ fn attached(p: &mut Spawned) -> String {
 
 #[test]
 fn ipv6_clients_replayed_over_ipv6_with_af_xdp_and_with_the_fallbacks() {
-    let bed = Testbed::up().expect("testbed");
+    ipv6_clients(&Testbed::up().expect("testbed"));
+}
+
+/// [`ipv6_clients_replayed_over_ipv6_with_af_xdp_and_with_the_fallbacks`] in the two-host
+/// layout: intercept `--egress` on the test host (tc egress, replies through the ring either
+/// way), none of the replies leaving it.
+#[test]
+fn two_hosts_ipv6_clients_replayed_over_ipv6() {
+    let bed = Testbed::up_with(&tcpcopy_testbed::Options {
+        two_hosts: true,
+        ..Default::default()
+    })
+    .expect("testbed");
+    ipv6_clients(&bed);
+    assert_eq!(
+        bed.leaving_test(tcpcopy_testbed::Leaving::Replies6)
+            .unwrap(),
+        0,
+        "no reply left the test host"
+    );
+}
+
+fn ipv6_clients(bed: &Testbed) {
     for (round, (send, capture)) in [("xdp", "auto"), ("raw", "ring")].into_iter().enumerate() {
         let path = format!("six{round}");
-        let mut intercept = start_intercept_with(&bed, &["--capture", capture]);
-        let mut tcpcopy = tcpcopy(&bed, true, true, &["--send", send]);
+        let mut intercept = start_intercept_with(bed, &["--capture", capture]);
+        let mut tcpcopy = tcpcopy(bed, true, true, &["--send", send]);
         let line = attached(&mut tcpcopy);
         let want = if round == 0 {
             "send=af_xdp-copy"
@@ -88,14 +110,14 @@ fn ipv6_clients_replayed_over_ipv6_with_af_xdp_and_with_the_fallbacks() {
             2,
             "IPv6 registrations need version 7: {stats}"
         );
-        load(&bed, true, &path, 1000);
-        let test = replayed(&bed, &mut tcpcopy, &path, 1000, 1000);
+        load(bed, true, &path, 1000);
+        let test = replayed(bed, &mut tcpcopy, &path, 1000, 1000);
         assert!(
             test.iter().all(|l| l.starts_with("2001:db8:2::")),
             "from the rewritten IPv6 client addresses: {:?}",
             &test[..1]
         );
-        let online: HashSet<_> = logged(&bed, Host::Online, &path)
+        let online: HashSet<_> = logged(bed, Host::Online, &path)
             .iter()
             .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
             .collect();
@@ -133,11 +155,31 @@ fn ipv6_clients_replayed_over_ipv6_with_af_xdp_and_with_the_fallbacks() {
 
 #[test]
 fn three_copies_over_ipv6() {
-    let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept_with(&bed, &[]);
-    let mut tcpcopy = tcpcopy(&bed, true, false, &["-n", "3"]);
-    load(&bed, true, "six3", 300);
-    let test = replayed(&bed, &mut tcpcopy, "six3", 900, 900);
+    three_copies6(&Testbed::up().expect("testbed"));
+}
+
+/// [`three_copies_over_ipv6`] in the two-host layout (intercept `--egress` on the test host).
+#[test]
+fn two_hosts_three_copies_over_ipv6() {
+    let bed = Testbed::up_with(&tcpcopy_testbed::Options {
+        two_hosts: true,
+        ..Default::default()
+    })
+    .expect("testbed");
+    three_copies6(&bed);
+    assert_eq!(
+        bed.leaving_test(tcpcopy_testbed::Leaving::Replies6)
+            .unwrap(),
+        0,
+        "no reply left the test host"
+    );
+}
+
+fn three_copies6(bed: &Testbed) {
+    let _intercept = start_intercept_with(bed, &[]);
+    let mut tcpcopy = tcpcopy(bed, true, false, &["-n", "3"]);
+    load(bed, true, "six3", 300);
+    let test = replayed(bed, &mut tcpcopy, "six3", 900, 900);
     let mut copies: std::collections::HashMap<&str, HashSet<(&str, &str)>> =
         std::collections::HashMap::new();
     for l in &test {

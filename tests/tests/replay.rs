@@ -4,13 +4,36 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use tcpcopy_testbed::{Host, Testbed};
+use tcpcopy_testbed::{Host, Leaving, Testbed};
 use tcpcopy_tests::{
     codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_settled,
     wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
+
+/// A testbed in the two-host layout (see `tcpcopy_testbed::Options::two_hosts`).
+fn two_hosts() -> Testbed {
+    Testbed::up_with(&tcpcopy_testbed::Options {
+        two_hosts: true,
+        ..Default::default()
+    })
+    .expect("testbed")
+}
+
+/// In the two-host layout: none of the test host's replies to the replayed clients left it
+/// (counted on the bridge's side of its link).
+fn none_left(bed: &Testbed) {
+    if bed.two_hosts() {
+        for what in [Leaving::Replies, Leaving::Replies6] {
+            assert_eq!(
+                bed.leaving_test(what).unwrap(),
+                0,
+                "{what:?} left the test host"
+            );
+        }
+    }
+}
 
 /// The URIs of access-log lines (`addr port "GET /uri HTTP/1.1" ...`).
 fn uris(lines: &[String]) -> Vec<String> {
@@ -26,17 +49,30 @@ fn uris(lines: &[String]) -> Vec<String> {
 
 #[test]
 fn thousand_one_request_connections_arrive_exactly_once() {
-    let bed = Testbed::up().expect("testbed");
-    let mut intercept = start_intercept(&bed);
+    thousand_one_request_connections(&Testbed::up().expect("testbed"));
+}
+
+/// [`thousand_one_request_connections_arrive_exactly_once`] in the two-host layout: intercept `--egress` on the test host, no assistant,
+/// no route for the replayed clients but the test host's default route.
+#[test]
+fn two_hosts_thousand_one_request_connections_arrive_exactly_once() {
+    thousand_one_request_connections(&two_hosts());
+}
+
+fn thousand_one_request_connections(bed: &Testbed) {
+    let mut intercept = start_intercept(bed);
+    // On the assistant, replies through AF_XDP; on the test host, tc egress and the ring.
+    let via = if bed.two_hosts() {
+        "mode=tc-egress"
+    } else {
+        "capture=af_xdp-copy"
+    };
     assert!(
-        intercept
-            .lines()
-            .iter()
-            .any(|l| l.contains("capture=af_xdp-copy")),
+        intercept.lines().iter().any(|l| l.contains(via)),
         "{:?}",
         intercept.lines()
     );
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    let mut tcpcopy = start_tcpcopy(bed, &[]);
     let attached = tcpcopy
         .lines()
         .into_iter()
@@ -47,8 +83,8 @@ fn thousand_one_request_connections_arrive_exactly_once() {
         "AF_XDP transmit, copy mode on veth: {attached}"
     );
 
-    let a = curl(&bed, Host::Online, "one", 0..500, true);
-    let b = curl(&bed, Host::Online, "one", 500..1000, true);
+    let a = curl(bed, Host::Online, "one", 0..500, true);
+    let b = curl(bed, Host::Online, "one", 500..1000, true);
     let mut answered = codes(a);
     answered.extend(codes(b));
     assert_eq!(
@@ -57,14 +93,14 @@ fn thousand_one_request_connections_arrive_exactly_once() {
         "online answered all"
     );
     assert!(
-        wait_until(WAIT, || logged(&bed, Host::Test, "one").len() >= 1000),
+        wait_until(WAIT, || logged(bed, Host::Test, "one").len() >= 1000),
         "replayed: {}",
-        logged(&bed, Host::Test, "one").len()
+        logged(bed, Host::Test, "one").len()
     );
     // Every session over: no copy still on its way that would arrive twice.
-    wait_settled(&bed, &mut tcpcopy, 1000, WAIT);
-    let online = logged(&bed, Host::Online, "one");
-    let test = logged(&bed, Host::Test, "one");
+    wait_settled(bed, &mut tcpcopy, 1000, WAIT);
+    let online = logged(bed, Host::Online, "one");
+    let test = logged(bed, Host::Test, "one");
     assert_eq!(test.len(), 1000, "exactly once each");
     assert_eq!(uris(&test), uris(&online), "the same URLs");
     assert!(
@@ -77,18 +113,36 @@ fn thousand_one_request_connections_arrive_exactly_once() {
     assert_eq!(counter(&last, "lost"), 0, "{last}");
     assert_eq!(counter(&last, "ring_full"), 0, "{last}");
     let icpt = intercept.finish(Duration::from_secs(10)).unwrap();
-    assert!(
-        counter(&icpt, "redirected") > 0 && counter(&icpt, "copied") == 0,
-        "replies through AF_XDP: {icpt}"
-    );
+    if bed.two_hosts() {
+        assert!(
+            counter(&icpt, "copied") >= 2000 && counter(&icpt, "forwarded") >= 2000,
+            "replies caught at tc egress, through the ring: {icpt}"
+        );
+        none_left(bed);
+    } else {
+        assert!(
+            counter(&icpt, "redirected") > 0 && counter(&icpt, "copied") == 0,
+            "replies through AF_XDP: {icpt}"
+        );
+    }
 }
 
 #[test]
 fn three_copies_from_three_client_sets() {
-    let bed = Testbed::up().expect("testbed");
+    three_copies(&Testbed::up().expect("testbed"));
+}
+
+/// [`three_copies_from_three_client_sets`] in the two-host layout: intercept `--egress` on the test host, no assistant,
+/// no route for the replayed clients but the test host's default route.
+#[test]
+fn two_hosts_three_copies_from_three_client_sets() {
+    three_copies(&two_hosts());
+}
+
+fn three_copies(bed: &Testbed) {
     // The fallbacks for drivers without AF_XDP: the raw-socket sender, the ring-buffer replies.
-    let intercept = tcpcopy_tests::start_intercept_with(&bed, &["--capture", "ring"]);
-    let mut tcpcopy = start_tcpcopy(&bed, &["-n", "3", "--send", "raw"]);
+    let intercept = tcpcopy_tests::start_intercept_with(bed, &["--capture", "ring"]);
+    let mut tcpcopy = start_tcpcopy(bed, &["-n", "3", "--send", "raw"]);
     assert!(intercept.lines().iter().any(|l| l.contains("capture=ring")));
     assert!(
         tcpcopy
@@ -96,17 +150,17 @@ fn three_copies_from_three_client_sets() {
             .iter()
             .any(|l| l.starts_with("attached") && l.contains("send=raw"))
     );
-    let codes = curl_each(&bed, Host::Online, "three", 1000);
+    let codes = curl_each(bed, Host::Online, "three", 1000);
     assert_eq!(codes.iter().filter(|c| *c == "200").count(), 1000);
     assert!(
-        wait_until(WAIT, || logged(&bed, Host::Test, "three").len() >= 3000),
+        wait_until(WAIT, || logged(bed, Host::Test, "three").len() >= 3000),
         "replayed: {}; {:?}; {:?}",
-        logged(&bed, Host::Test, "three").len(),
+        logged(bed, Host::Test, "three").len(),
         tcpcopy.lines().last(),
         intercept.lines().last()
     );
-    wait_settled(&bed, &mut tcpcopy, 3000, WAIT);
-    let test = logged(&bed, Host::Test, "three");
+    wait_settled(bed, &mut tcpcopy, 3000, WAIT);
+    let test = logged(bed, Host::Test, "three");
     assert_eq!(test.len(), 3000);
     // Every URL three times, each copy from its own client address/port. (A tuple may come
     // back for a later session once an earlier one is over; two live copies never share one:
@@ -132,6 +186,7 @@ fn three_copies_from_three_client_sets() {
     assert!(per_uri.values().all(|n| *n == 3) && per_uri.len() == 1000);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "lost"), 0, "{last}");
+    none_left(bed);
 }
 
 #[test]
@@ -175,16 +230,26 @@ fn half_of_the_sessions_whole() {
 
 #[test]
 fn keep_alive_connections_and_a_one_megabyte_upload() {
-    let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    keep_alive_and_upload(&Testbed::up().expect("testbed"));
+}
+
+/// [`keep_alive_connections_and_a_one_megabyte_upload`] in the two-host layout: intercept `--egress` on the test host, no assistant,
+/// no route for the replayed clients but the test host's default route.
+#[test]
+fn two_hosts_keep_alive_connections_and_a_one_megabyte_upload() {
+    keep_alive_and_upload(&two_hosts());
+}
+
+fn keep_alive_and_upload(bed: &Testbed) {
+    let _intercept = start_intercept(bed);
+    let mut tcpcopy = start_tcpcopy(bed, &[]);
     let children: Vec<_> = (0..20)
-        .map(|c| curl(&bed, Host::Online, &format!("ka{c}"), 0..100, false))
+        .map(|c| curl(bed, Host::Online, &format!("ka{c}"), 0..100, false))
         .collect();
     let data: Vec<u8> = (0..1_048_576u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
-    assert_eq!(tcpcopy_tests::upload(&bed, "big", &data).unwrap(), "200");
+    assert_eq!(tcpcopy_tests::upload(bed, "big", &data).unwrap(), "200");
     for c in children {
         assert_eq!(codes(c).len(), 100);
     }
@@ -197,12 +262,12 @@ fn keep_alive_connections_and_a_one_megabyte_upload() {
     };
     assert!(
         wait_until(WAIT, || all_ka() >= 2000
-            && !logged(&bed, Host::Test, "upload").is_empty()),
+            && !logged(bed, Host::Test, "upload").is_empty()),
         "replayed {} of 2000",
         all_ka()
     );
     assert_eq!(all_ka(), 2000);
-    let got = tcpcopy_tests::replayed_upload(&bed, "big").expect("the upload was replayed");
+    let got = tcpcopy_tests::replayed_upload(bed, "big").expect("the upload was replayed");
     assert!(
         got == data,
         "the 1 MB body arrived intact ({} bytes)",
@@ -210,12 +275,23 @@ fn keep_alive_connections_and_a_one_megabyte_upload() {
     );
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&last, "lost"), 0, "{last}");
+    none_left(bed);
 }
 
 #[test]
 fn connections_opened_before_tcpcopy_started_are_replayed() {
-    let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept(&bed);
+    opened_before_start(&Testbed::up().expect("testbed"));
+}
+
+/// [`connections_opened_before_tcpcopy_started_are_replayed`] in the two-host layout: intercept `--egress` on the test host, no assistant,
+/// no route for the replayed clients but the test host's default route.
+#[test]
+fn two_hosts_connections_opened_before_tcpcopy_started_are_replayed() {
+    opened_before_start(&two_hosts());
+}
+
+fn opened_before_start(bed: &Testbed) {
+    let _intercept = start_intercept(bed);
     // One keep-alive connection, a request every 200 ms; tcpcopy starts in the middle of it.
     let mut args: Vec<String> = vec![
         "-s".into(),
@@ -238,19 +314,19 @@ fn connections_opened_before_tcpcopy_started_are_replayed() {
         .spawn()
         .unwrap();
     // tcpcopy starts once the connection has carried a few requests.
-    assert!(wait_until(WAIT, || logged(&bed, Host::Online, "early")
+    assert!(wait_until(WAIT, || logged(bed, Host::Online, "early")
         .len()
         >= 5));
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    let mut tcpcopy = start_tcpcopy(bed, &[]);
     assert_eq!(codes(early), vec!["200"; 20]);
     assert!(
-        wait_until(WAIT, || logged(&bed, Host::Test, "early").len() >= 5),
+        wait_until(WAIT, || logged(bed, Host::Test, "early").len() >= 5),
         "replayed: {:?}",
-        logged(&bed, Host::Test, "early")
+        logged(bed, Host::Test, "early")
     );
-    wait_settled(&bed, &mut tcpcopy, 1, WAIT);
-    let test = uris(&logged(&bed, Host::Test, "early"));
-    let online = uris(&logged(&bed, Host::Online, "early"));
+    wait_settled(bed, &mut tcpcopy, 1, WAIT);
+    let test = uris(&logged(bed, Host::Test, "early"));
+    let online = uris(&logged(bed, Host::Online, "early"));
     assert!(
         test.len() < 20,
         "the requests before tcpcopy started are not there: {test:?}"
@@ -273,13 +349,21 @@ fn connections_opened_before_tcpcopy_started_are_replayed() {
 
 #[test]
 fn intercept_restart_mid_run_needs_no_tcpcopy_restart() {
-    let bed = Testbed::up().expect("testbed");
-    let mut intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
-    assert_eq!(curl_each(&bed, Host::Online, "before", 50), vec!["200"; 50]);
-    assert!(wait_until(WAIT, || logged(&bed, Host::Test, "before")
-        .len()
-        >= 50));
+    intercept_restart(&Testbed::up().expect("testbed"));
+}
+
+/// [`intercept_restart_mid_run_needs_no_tcpcopy_restart`] in the two-host layout: intercept `--egress` on the test host, no assistant,
+/// no route for the replayed clients but the test host's default route.
+#[test]
+fn two_hosts_intercept_restart_mid_run_needs_no_tcpcopy_restart() {
+    intercept_restart(&two_hosts());
+}
+
+fn intercept_restart(bed: &Testbed) {
+    let mut intercept = start_intercept(bed);
+    let mut tcpcopy = start_tcpcopy(bed, &[]);
+    assert_eq!(curl_each(bed, Host::Online, "before", 50), vec!["200"; 50]);
+    assert!(wait_until(WAIT, || logged(bed, Host::Test, "before").len() >= 50));
     intercept.signal("KILL").unwrap();
     intercept.wait(Duration::from_secs(5)).unwrap();
     tcpcopy
@@ -291,15 +375,15 @@ fn intercept_restart_mid_run_needs_no_tcpcopy_restart() {
         .unwrap();
     // A new intercept: tcpcopy reconnects by itself (a stats line after this point shows it).
     let lines_before = tcpcopy.lines().len();
-    let _intercept = start_intercept(&bed);
+    let _intercept = start_intercept(bed);
     assert!(wait_until(WAIT, || tcpcopy.lines()[lines_before..]
         .iter()
         .any(|l| l.contains("intercept_links=2/2"))));
-    assert_eq!(curl_each(&bed, Host::Online, "after", 50), vec!["200"; 50]);
+    assert_eq!(curl_each(bed, Host::Online, "after", 50), vec!["200"; 50]);
     assert!(
-        wait_until(WAIT, || logged(&bed, Host::Test, "after").len() >= 50),
+        wait_until(WAIT, || logged(bed, Host::Test, "after").len() >= 50),
         "replay resumed: {}",
-        logged(&bed, Host::Test, "after").len()
+        logged(bed, Host::Test, "after").len()
     );
     // Every session closes properly once the last FINs are through.
     tcpcopy

@@ -1,16 +1,22 @@
-//! Userspace side of both XDP programs: load the embedded object, configure the port filter,
-//! attach through a bpf link (driver mode, falling back to generic SKB mode), read the counters.
+//! Userspace side of the kernel programs: load the embedded object, configure the port filter,
+//! attach through a bpf link (XDP: driver mode, falling back to generic SKB mode; tc: a tcx link
+//! at ingress or egress, first in the interface's chain), read the counters.
 //!
-//! The program is attached only through a bpf link, never through the legacy netlink call: the link
-//! is owned by this process, so when the process dies, even by SIGKILL, the kernel detaches the
-//! program and nothing is left on the interface.
+//! A program is attached only through a bpf link, never through the legacy netlink calls: the
+//! link is owned by this process, so when the process dies, even by SIGKILL, the kernel detaches
+//! the program and nothing is left on the interface. Nothing this process did not attach is ever
+//! detached or replaced: an XDP attach refused because another program holds the interface is
+//! reported as [`XdpError::Attach`], and tcx links coexist with other programs.
 
 use std::{format, string::String, vec::Vec};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, PerCpuArray},
-    programs::{Xdp, XdpMode, links::FdLink},
+    programs::{
+        LinkOrder, Program, SchedClassifier, TcAttachType, Xdp, XdpMode, links::FdLink,
+        tc::TcAttachOptions,
+    },
     util::KernelVersion,
 };
 use log::{info, warn};
@@ -39,6 +45,24 @@ impl core::fmt::Display for AttachMode {
     }
 }
 
+/// Where a tc program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcHook {
+    /// Received packets, after GRO (tcpcopy where XDP is taken).
+    Ingress,
+    /// Packets the host sends, after the neighbour layer (intercept on the test server).
+    Egress,
+}
+
+impl core::fmt::Display for TcHook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TcHook::Ingress => "tc-ingress",
+            TcHook::Egress => "tc-egress",
+        })
+    }
+}
+
 /// Why the XDP program could not be loaded, attached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -56,6 +80,15 @@ pub enum XdpError {
     /// The kernel refused the attach in both modes.
     #[error("attaching XDP to {iface} was refused in driver and in SKB mode: {reason}")]
     Attach { iface: String, reason: String },
+    /// The kernel refused the tcx attach.
+    #[error(
+        "attaching the tc program to {iface} ({hook}) through a tcx link was refused (needs kernel 6.6 or newer): {reason}"
+    )]
+    AttachTc {
+        iface: String,
+        hook: TcHook,
+        reason: String,
+    },
     /// A map could not be opened or updated.
     #[error("XDP map {map}: {reason}")]
     Map { map: &'static str, reason: String },
@@ -69,7 +102,8 @@ pub struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads `object` (an eBPF ELF image) and the XDP program named `program` into the kernel,
+    /// Loads `object` (an eBPF ELF image) and its program named `program` (XDP or tc) into the
+    /// kernel,
     /// with a frame ring of `ring_bytes` (rounded up to a power of two of at least a page) for
     /// each of `workers` workers (see [`maps::FRAMES`]).
     pub fn load(
@@ -90,12 +124,7 @@ impl XdpProgram {
         let mut ebpf = loader
             .load(object)
             .map_err(|e| XdpError::Load(format!("{e}")))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(program)
-            .ok_or_else(|| XdpError::Load(format!("no program {program} in the object")))?
-            .try_into()
-            .map_err(|e| XdpError::Load(format!("{e}")))?;
-        prog.load().map_err(|e| XdpError::Load(format!("{e}")))?;
+        load_program(&mut ebpf, program)?;
         Ok(Self {
             ebpf,
             program,
@@ -215,6 +244,7 @@ impl XdpProgram {
                     return Err(XdpError::NoSuchInterface(iface.into()));
                 }
                 Err(e) => {
+                    let e = with_sources(&e);
                     if mode == AttachMode::Driver {
                         warn!("driver-mode XDP refused on {iface} ({e}); falling back to SKB mode");
                     }
@@ -226,6 +256,53 @@ impl XdpProgram {
             iface: iface.into(),
             reason: reasons.join("; "),
         })
+    }
+
+    /// Loads the tc program `name` of the same object (it shares the maps) unless loaded, and
+    /// attaches it to `iface` at `hook` through a tcx link, first in the interface's chain: it
+    /// sees the packets before the programs already there, and leaves every packet it does not
+    /// take to them (`TCX_NEXT`). Nothing already attached is detached or replaced.
+    pub fn attach_tc(
+        &mut self,
+        name: &'static str,
+        iface: &str,
+        hook: TcHook,
+    ) -> Result<(), XdpError> {
+        if !std::path::Path::new("/sys/class/net").join(iface).exists() {
+            return Err(XdpError::NoSuchInterface(iface.into()));
+        }
+        let err = |reason: String| XdpError::AttachTc {
+            iface: iface.into(),
+            hook,
+            reason,
+        };
+        let kernel = KernelVersion::current().map_err(|e| XdpError::Load(format!("{e}")))?;
+        if kernel < KernelVersion::new(6, 6, 0) {
+            return Err(err(format!("kernel {kernel:?}")));
+        }
+        load_program(&mut self.ebpf, name)?;
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| XdpError::Load(format!("no program {name}")))?
+            .try_into()
+            .map_err(|e| XdpError::Load(format!("{e}")))?;
+        let attach_type = match hook {
+            TcHook::Ingress => TcAttachType::Ingress,
+            TcHook::Egress => TcAttachType::Egress,
+        };
+        let id = prog
+            .attach_with_options(
+                iface,
+                attach_type,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+            .map_err(|e| err(with_sources(&e)))?;
+        let link = prog.take_link(id).map_err(|e| err(format!("{e}")))?;
+        let link = FdLink::try_from(link).map_err(|e| err(format!("not a bpf link: {e}")))?;
+        self.link = Some(link);
+        info!("tc program {name} attached to {iface} at {hook} (tcx link, first in the chain)");
+        Ok(())
     }
 
     /// Sums every counter over all CPUs, in [`Stat::ALL`] order.
@@ -254,25 +331,32 @@ impl XdpProgram {
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun, XdpError> {
         use aya::programs::{TestRun as _, TestRunOptions};
         let err = |reason: String| XdpError::Load(format!("{}: {reason}", self.program));
-        let xdp: &Xdp = self
-            .ebpf
-            .program(self.program)
-            .ok_or_else(|| err("not in the object".into()))?
-            .try_into()
-            .map_err(|e| err(format!("{e}")))?;
         let mut out = vec![0u8; frame.len() + 256];
-        let result = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                repeat: repeat.max(1),
-                ..TestRunOptions::default()
-            })
-            .map_err(|e| err(format!("BPF_PROG_TEST_RUN: {e}")))?;
-        Ok(TestRun {
-            verdict: Verdict::from_action(result.return_value),
-            per_run: result.duration,
-        })
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        };
+        let run_err = |e: aya::programs::ProgramError| err(format!("BPF_PROG_TEST_RUN: {e}"));
+        match self.ebpf.program(self.program) {
+            Some(Program::Xdp(xdp)) => {
+                let result = xdp.test_run(opts).map_err(run_err)?;
+                Ok(TestRun {
+                    verdict: Verdict::from_action(result.return_value),
+                    per_run: result.duration,
+                })
+            }
+            Some(Program::SchedClassifier(tc)) => {
+                let result = tc.test_run(opts).map_err(run_err)?;
+                Ok(TestRun {
+                    verdict: Verdict::from_tc(result.return_value),
+                    per_run: result.duration,
+                })
+            }
+            Some(_) => Err(err("neither XDP nor tc".into())),
+            None => Err(err("not in the object".into())),
+        }
     }
 
     /// The loaded object, for maps a program adds beyond the shared ones.
@@ -281,7 +365,32 @@ impl XdpProgram {
     }
 }
 
-/// What an XDP program decided for a frame.
+/// An error's message followed by its sources' (aya's syscall errors say which call failed, and
+/// their source says why: "Device or resource busy").
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Loads program `name` of `ebpf` (XDP or tc) into the kernel, unless it is loaded already.
+fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<(), XdpError> {
+    let load_err = |e: aya::programs::ProgramError| XdpError::Load(format!("{name}: {e}"));
+    match ebpf.program_mut(name) {
+        Some(Program::Xdp(p)) if p.fd().is_err() => p.load().map_err(load_err),
+        Some(Program::SchedClassifier(p)) if p.fd().is_err() => p.load().map_err(load_err),
+        Some(Program::Xdp(_) | Program::SchedClassifier(_)) => Ok(()),
+        Some(_) => Err(XdpError::Load(format!("{name} is neither XDP nor tc"))),
+        None => Err(XdpError::Load(format!("no program {name} in the object"))),
+    }
+}
+
+/// What a program decided for a packet (XDP's actions; tc's verdicts as tcx reads them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Aborted,
@@ -289,7 +398,9 @@ pub enum Verdict {
     Pass,
     Tx,
     Redirect,
-    /// A value XDP does not define.
+    /// tc: no verdict, the next program in the chain decides (`TCX_NEXT`).
+    Next,
+    /// A value neither defines.
     Other(u32),
 }
 
@@ -303,6 +414,17 @@ impl Verdict {
             3 => Self::Tx,
             4 => Self::Redirect,
             n => Self::Other(n),
+        }
+    }
+
+    /// The verdict of a tc program's return value, as tcx reads it (`TCX_PASS` 0, `TCX_DROP` 2,
+    /// `TCX_REDIRECT` 7, `TCX_NEXT` -1 and anything else).
+    pub fn from_tc(value: u32) -> Self {
+        match value {
+            0 => Self::Pass,
+            2 => Self::Drop,
+            7 => Self::Redirect,
+            _ => Self::Next,
         }
     }
 }

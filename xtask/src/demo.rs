@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: the main job in a throwaway testbed, shown to a person.
 //!
-//! Brings the testbed up, starts intercept on the assistant and tcpcopy on the online host, sends
+//! Brings the testbed up in the two-host layout (no assistant: the test host's only route for
+//! the replayed clients is its default route), starts `intercept --egress` on the test host and
+//! tcpcopy on the online host, sends
 //! real HTTP traffic from the client to the online nginx (one-request connections, keep-alive
 //! connections, a 1 MB upload), and prints, as it goes and at the end, what online served against
 //! what the test nginx received through the replay, with tcpcopy's losses per reason. The testbed
@@ -10,7 +12,7 @@ use std::{thread, time::Duration};
 
 use anyhow::ensure;
 use tcpcopy_testbed::{
-    Host, IFACE, Testbed,
+    GATEWAY, Host, IFACE, Leaving, Options, REPLAY_CLIENT_NET, REPLAY_CLIENT_NET6, Testbed,
     rig::{
         codes, counter, curl, logged, replayed_upload, start_intercept, start_tcpcopy, upload,
         wait_until,
@@ -20,9 +22,12 @@ use tcpcopy_testbed::{
 use crate::sh::step;
 
 pub fn demo() -> anyhow::Result<()> {
-    step("bringing up the testbed (client, online, test, assistant on a private bridge)");
-    let bed = Testbed::up()?;
-    for host in Host::ALL {
+    step("bringing up the testbed: two hosts (online, test) and a client on a private bridge");
+    let bed = Testbed::up_with(&Options {
+        two_hosts: true,
+        ..Options::default()
+    })?;
+    for host in [Host::Client, Host::Online, Host::Test] {
         println!(
             "    {:<10} {}  (netns {})",
             host.name(),
@@ -30,14 +35,17 @@ pub fn demo() -> anyhow::Result<()> {
             bed.ns(host)
         );
     }
+    println!(
+        "    the test host's default route goes via {GATEWAY} (forwards nothing); no route for the replayed clients, no assistant"
+    );
     step(&format!(
-        "starting intercept on the assistant: -i {IFACE} (catches replies from port 80)"
+        "starting intercept on the test host: -i {IFACE} --egress -c {REPLAY_CLIENT_NET} -c {REPLAY_CLIENT_NET6} (catches its replies from port 80 to the replayed clients as they leave)"
     ));
     let mut intercept = start_intercept(&bed);
     step(&format!(
         "starting tcpcopy on online: -i {IFACE} --target {}:80 -s {} -c 192.0.2.x",
         Host::Test.addr(),
-        Host::Assistant.addr()
+        Host::Test.addr()
     ));
     let mut tcpcopy = start_tcpcopy(&bed, &[]);
 
@@ -161,8 +169,14 @@ fn summary(bed: &Testbed, last: &str, icpt: &str, intact: bool) -> anyhow::Resul
         "    replies caught by intercept:            {}",
         counter(icpt, "forwarded")
     );
+    let left = bed.leaving_test(Leaving::Replies)? + bed.leaving_test(Leaving::Replies6)?;
+    println!("    replies that left the test host:        {left}");
     println!("    tcpcopy: {last}");
     ensure!(test == online, "not every request was replayed");
     ensure!(intact, "the uploaded body differs");
+    ensure!(
+        left == 0,
+        "replies to the replayed clients left the test host"
+    );
     Ok(())
 }

@@ -24,6 +24,7 @@ pub fn up(queues: u16) -> anyhow::Result<()> {
         id: Some(PERSISTENT_ID.into()),
         mirror: true,
         mtu: None,
+        two_hosts: false,
     })?;
     step(&format!("testbed {} is up", bed.id()));
     describe(&bed);

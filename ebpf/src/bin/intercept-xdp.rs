@@ -11,5 +11,7 @@ tcpcopy_ebpf::xdp_program!(
     intercept_capture,
     tcpcopy_ebpf::classify::PortSide::Source,
     tcpcopy_ebpf::abi::maps::INTERCEPT_SNAP,
-    tcpcopy_ebpf::program::Copied::Drop
+    tcpcopy_ebpf::program::Copied::Drop,
+    intercept_egress,
+    tcpcopy_ebpf::program::tc_egress
 );

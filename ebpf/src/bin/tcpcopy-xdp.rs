@@ -11,5 +11,7 @@ tcpcopy_ebpf::xdp_program!(
     tcpcopy_capture,
     tcpcopy_ebpf::classify::PortSide::Destination,
     tcpcopy_ebpf::abi::maps::TCPCOPY_SNAP,
-    tcpcopy_ebpf::program::Copied::Pass
+    tcpcopy_ebpf::program::Copied::Pass,
+    tcpcopy_ingress,
+    tcpcopy_ebpf::program::tc_ingress
 );

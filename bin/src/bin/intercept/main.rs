@@ -1,6 +1,9 @@
-//! `intercept`: on the host the test server routes its replies to, catches those replies with
-//! XDP (they are dropped there, so nothing answers them) and sends their headers to the tcpcopy
-//! instance that registered each client, over the control channel.
+//! `intercept`: catches the test server's replies to the replayed clients and sends their
+//! headers to the tcpcopy instance that registered each client, over the control channel.
+//!
+//! Two ways to catch them: on the test server itself (`--egress`: a tc egress program takes the
+//! replies as they leave and swallows them, so they never reach the network), or on an
+//! assistant host the test server routes them to (XDP consumes them there).
 
 mod server;
 mod workers;
@@ -14,9 +17,9 @@ use std::{
 
 use anyhow::Context as _;
 use clap::Parser;
-use tcpcopy_abi::maps::{INTERCEPT_PROGRAM, MODE_MIRROR};
+use tcpcopy_abi::maps::{INTERCEPT_PROGRAM, INTERCEPT_TC_PROGRAM, MODE_MIRROR};
 use tcpcopy_proto::{DEFAULT_BATCH, DEFAULT_PORT};
-use tcpcopy_xsk::program::XdpProgram;
+use tcpcopy_xsk::program::{TcHook, XdpProgram};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,15 +28,35 @@ use tcpcopy_xsk::program::XdpProgram;
     disable_version_flag = true,
     about = "Catches the test server's replies and reports them to tcpcopy",
     long_about = "Catches the test server's replies and reports them to tcpcopy.\n\n\
-Run it on the host the test server routes its replies for the replayed clients to. An XDP program \
-on --iface selects the replies (by source port) and hands them to intercept (AF_XDP, or their headers \
-through a ring buffer); they are dropped there, so the assistant never answers them; \
-intercept sends each header to the tcpcopy instance that registered that client."
+With --egress, run it on the test server itself: a tc egress program on the interface the replies \
+leave by takes the replies to the replayed clients (-c) from the test service's port as they leave, \
+hands their headers to intercept and swallows them, so they never reach the network. The replayed \
+client addresses must be routed through a next hop that answers ARP/ND (e.g. the default gateway), \
+not on-link.\n\n\
+Without it, run it on the host the test server routes its replies for the replayed clients to. An \
+XDP program on --iface selects the replies (by source port) and hands them to intercept (AF_XDP, or \
+their headers through a ring buffer); they are dropped there, so the assistant never answers them. \
+Either way intercept sends each header to the tcpcopy instance that registered that client."
 )]
 struct Cli {
-    /// Interface the test server's replies arrive on (default: the default route's interface).
+    /// Interface the test server's replies arrive on (default: the default route's interface);
+    /// with --egress, the interface they leave by (default: the route to the replayed clients).
     #[arg(short = 'i', long = "iface", value_name = "IFACE")]
     iface: Option<String>,
+
+    /// Run on the test server itself: catch its replies to the replayed clients (-c) at tc
+    /// egress as they leave and swallow them (no assistant host, no route, no sysctl).
+    #[arg(long)]
+    egress: bool,
+
+    /// With --egress: the replayed client addresses (what tcpcopy's -c rewrites clients into),
+    /// as networks (192.0.2.0/24, 2001:db8:2::/64) or addresses; repeatable or comma-separated.
+    /// Only replies to these are caught: the test server's own clients are left alone. `-c`
+    /// without a value is the original's single-tcpcopy flag ("keep the connected tcpcopy"):
+    /// accepted, always so here (every tcpcopy's connections are kept side by side).
+    #[arg(short = 'c', long = "clients", value_name = "NET", value_delimiter = ',',
+          num_args = 0.., value_parser = parse_net)]
+    clients_arg: Option<Vec<ipnet::IpNet>>,
 
     /// Source port(s) of the replies to catch (the test service's ports); may be repeated.
     /// Default 80, unless -F decides.
@@ -133,11 +156,6 @@ struct Cli {
     #[arg(short = 's', value_name = "N", hide = true)]
     hash_size: Option<String>,
 
-    /// The original's single-tcpcopy build's "keep the connected tcpcopy": accepted, always so
-    /// here (every tcpcopy's connections are kept side by side).
-    #[arg(short = 'c', hide = true)]
-    protect: bool,
-
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: (),
@@ -151,6 +169,11 @@ struct Cli {
 }
 
 impl Cli {
+    /// `--egress`'s client networks (none for the original's bare `-c`).
+    fn clients(&self) -> &[ipnet::IpNet] {
+        self.clients_arg.as_deref().unwrap_or_default()
+    }
+
     /// The first option given that no longer applies, and why (one line each).
     fn gone(&self) -> Option<&'static str> {
         [
@@ -199,6 +222,13 @@ enum CaptureMode {
     Ring,
 }
 
+/// A network, or an address as a network of one.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither a network (192.0.2.0/24) nor an address"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(why) = cli.gone() {
@@ -223,6 +253,14 @@ fn warn_ip_forward() {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     if cli.hash_size.is_some() {
         log::warn!("-s (hash table size) ignored: the routing table here grows as needed");
+    }
+    if cli.egress {
+        return run_egress(cli);
+    }
+    if !cli.clients().is_empty() {
+        anyhow::bail!(
+            "-c/--clients is for --egress (on the assistant, the test server's route decides what arrives)"
+        );
     }
     let iface = if let Some(i) = &cli.iface {
         i.clone()
@@ -281,6 +319,113 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .with_context(|| format!("reply interface {iface}"))?;
     println!(
         "attached iface={iface} mode={mode} ports={ports:?} filter={filter_text:?} workers={workers} capture={via} listen={addr}"
+    );
+    let _pid_file =
+        tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
+    let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
+    pool.until_done(interval, |p| workers::line(&program, p, &refusals))
+}
+
+/// The `-F` expression of `--egress`: the user's, and a reply's destination in one of the
+/// replayed clients' networks.
+fn egress_filter(user: Option<&str>, clients: &[ipnet::IpNet]) -> String {
+    let nets: Vec<String> = clients.iter().map(|n| format!("dst net {n}")).collect();
+    let nets = nets.join(" or ");
+    match user {
+        Some(f) if !f.trim().is_empty() => format!("({f}) and ({nets})"),
+        _ => nets,
+    }
+}
+
+/// The interface the replies to `clients` leave by (the route to the first address of each),
+/// with a warning where that route has no gateway: the replies would wait for an ARP/ND answer
+/// that never comes and never reach tc egress.
+fn egress_iface(cli: &Cli) -> anyhow::Result<String> {
+    let mut found = None;
+    for net in cli.clients() {
+        let probe = net.hosts().next().unwrap_or_else(|| net.addr());
+        let Some(route) = tcpcopy_host::neigh::route(probe) else {
+            log::warn!(
+                "no route to the replayed clients {net}: the test server cannot answer them; route them through a gateway (e.g. the default route)"
+            );
+            continue;
+        };
+        if route.next_hop == probe {
+            log::warn!(
+                "the replayed clients {net} are on-link on {}: replies to them wait for an ARP/ND answer that never comes and never reach the tc egress hook; use client addresses that are routed through a gateway (e.g. the default route)",
+                route.iface
+            );
+        } else if tcpcopy_host::neigh::resolve(&route, Duration::from_secs(1)).is_none() {
+            log::warn!(
+                "the next hop {} towards the replayed clients {net} does not answer ARP/ND: replies to them never reach the tc egress hook",
+                route.next_hop
+            );
+        }
+        found.get_or_insert(route.iface);
+    }
+    match (&cli.iface, found) {
+        (Some(i), _) => Ok(i.clone()),
+        (None, Some(i)) => {
+            log::info!(
+                "no -i given: catching replies leaving by {i}, the route to the replayed clients"
+            );
+            Ok(i)
+        }
+        (None, None) => anyhow::bail!("no route to the replayed clients; give -i IFACE"),
+    }
+}
+
+/// `--egress`: the tc egress program on the test server itself; replies through the ring buffer
+/// (AF_XDP sockets take only what XDP redirects).
+fn run_egress(cli: &Cli) -> anyhow::Result<()> {
+    if cli.clients().is_empty() {
+        anyhow::bail!(
+            "--egress needs the replayed client addresses: -c NET (what tcpcopy's -c rewrites clients into, e.g. -c 192.0.2.0/24); only replies to them are caught"
+        );
+    }
+    if cli.capture == CaptureMode::Xdp {
+        anyhow::bail!(
+            "--capture xdp and --egress: replies caught at tc egress come through the ring buffer"
+        );
+    }
+    let iface = egress_iface(cli)?;
+    let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
+    let expr = egress_filter(cli.filter.as_deref(), cli.clients());
+    let filter = tcpcopy_abi::filter_expr::compile(&expr)?;
+    let ports = if cli.src_ports.is_empty() {
+        if cli.filter.is_some() {
+            vec![tcpcopy_abi::maps::ANY_PORT]
+        } else {
+            vec![80]
+        }
+    } else {
+        cli.src_ports.clone()
+    };
+    let mut program = XdpProgram::load_configured(
+        tcpcopy::INTERCEPT_OBJECT,
+        INTERCEPT_TC_PROGRAM,
+        cli.ring_mib.saturating_mul(1 << 20),
+        u32::from(workers),
+        &ports,
+        &filter,
+    )?;
+    let (listener, addr) = listen(cli.bind, cli.port)?;
+    let policy = policy(cli)?;
+    let limits = server::Limits {
+        per_connection: cli.max_routes_per_connection.max(1),
+        total: cli.max_routes.max(1),
+        idle: Duration::from_secs(cli.route_idle_timeout.max(1)),
+    };
+    let (pool, via, senders) =
+        start_workers(&mut program, &iface, workers, false, cli.batch, limits)?;
+    let refusals = std::sync::Arc::new(server::Refusals::default());
+    workers::control(listener, senders, policy, std::sync::Arc::clone(&refusals))?;
+    program
+        .attach_tc(INTERCEPT_TC_PROGRAM, &iface, TcHook::Egress)
+        .with_context(|| format!("reply interface {iface}"))?;
+    println!(
+        "attached iface={iface} mode={} ports={ports:?} filter={expr:?} workers={workers} capture={via} listen={addr}",
+        TcHook::Egress
     );
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
@@ -397,7 +542,7 @@ mod tests {
             "10.0.0.5,10.0.0.6",
         ]);
         assert_eq!(cli.gone(), None);
-        assert!(cli.protect && cli.hash_size.is_some());
+        assert!(cli.clients_arg == Some(Vec::new()) && cli.hash_size.is_some());
         let text = cli.filter_text().unwrap();
         assert_eq!(
             text,

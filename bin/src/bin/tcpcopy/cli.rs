@@ -12,6 +12,14 @@ use tcpcopy_proto::DEFAULT_PORT;
 
 use crate::send::SendMode;
 
+/// `--hook`: where the capture program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    Auto,
+    Xdp,
+    Tc,
+}
+
 #[derive(Debug, Parser)]
 #[expect(clippy::struct_excessive_bools, reason = "command-line flags")]
 #[command(
@@ -198,6 +206,12 @@ pub struct Cli {
     /// Attach XDP in generic (SKB) mode instead of trying driver mode first.
     #[arg(long)]
     pub skb_mode: bool,
+
+    /// Where to capture: XDP, falling back to a tc ingress program (tcx link) when the interface's
+    /// XDP is taken by another program (auto); XDP only; or tc ingress only, next to whatever
+    /// programs the interface has.
+    #[arg(long, value_enum, default_value_t = Hook::Auto)]
+    pub hook: Hook,
 
     /// Size of the kernel-to-userspace frame ring, MiB (-B: the original's capture buffer, in MB
     /// too).

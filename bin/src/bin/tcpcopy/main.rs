@@ -16,7 +16,7 @@ use std::{net::UdpSocket, process::ExitCode};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_abi::maps::TCPCOPY_PROGRAM;
+use tcpcopy_abi::maps::{TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM};
 use tcpcopy_engine::{Mapping, WorkerShare};
 use tcpcopy_xsk::program::XdpProgram;
 
@@ -161,9 +161,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         });
     }
     let (pool, started) = workers::start(plans)?;
-    let mode = program
-        .attach(&iface, cli.skb_mode)
-        .with_context(|| format!("capture interface {iface}"))?;
+    let mode =
+        attach(&mut program, cli, &iface).with_context(|| format!("capture interface {iface}"))?;
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
@@ -184,6 +183,40 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     pool.until_done(interval, |p| report::line(Some(&program), p))
+}
+
+/// Attaches the capture where `--hook` says: XDP (driver, else SKB mode), or where the
+/// interface's XDP is taken by a program tcpcopy did not attach (auto), or with `--hook tc`, a tc
+/// ingress program through a tcx link, next to the programs already there; nothing is detached
+/// or replaced. The mode for the `attached` line (`driver`, `skb`, `tc-ingress`).
+fn attach(program: &mut XdpProgram, cli: &cli::Cli, iface: &str) -> anyhow::Result<String> {
+    use tcpcopy_xsk::program::{TcHook, XdpError};
+    if cli.mirror && cli.hook == cli::Hook::Tc {
+        bail!("--mirror needs XDP (frames are redirected into AF_XDP sockets); drop --hook tc");
+    }
+    let tc = |program: &mut XdpProgram| -> anyhow::Result<String> {
+        program.attach_tc(TCPCOPY_TC_PROGRAM, iface, TcHook::Ingress)?;
+        log::info!(
+            "capturing on {iface} with a tc ingress program (tcx link): it sees packets after GRO and copies long ones in segments"
+        );
+        Ok(TcHook::Ingress.to_string())
+    };
+    if cli.hook == cli::Hook::Tc {
+        return tc(program);
+    }
+    match program.attach(iface, cli.skb_mode) {
+        Ok(mode) => {
+            log::info!("capturing on {iface} with XDP ({mode} mode)");
+            Ok(mode.to_string())
+        }
+        Err(XdpError::Attach { reason, .. }) if cli.hook == cli::Hook::Auto && !cli.mirror => {
+            log::warn!(
+                "XDP on {iface} is taken or refused ({reason}); another program may hold it, and it is left as it is: capturing with a tc ingress program (tcx link) instead"
+            );
+            tc(program)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `-i FILE` / `--pcap FILE`: replays the file's sessions in one worker; no XDP program is
