@@ -223,6 +223,40 @@ impl BytesFramer {
     }
 }
 
+/// Server bytes kept until they can be read (their request not parsed yet, or the protocol not
+/// known yet), with when each piece came.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Each piece's end offset in `bytes` and its time.
+    pieces: VecDeque<(usize, Time)>,
+}
+
+impl Pending {
+    fn push(&mut self, now: Time, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.pieces.push_back((self.bytes.len(), now));
+    }
+
+    fn held(&self) -> usize {
+        self.bytes.capacity() + self.pieces.len() * 16
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Hands every piece to `f`, in order, and empties the store.
+    fn drain(&mut self, mut f: impl FnMut(Time, &[u8])) {
+        let Pending { bytes, pieces } = core::mem::take(self);
+        let mut from = 0;
+        for (end, time) in pieces {
+            f(time, &bytes[from..end]);
+            from = end;
+        }
+    }
+}
+
 struct PendingRequest {
     id: u64,
     head: RequestHead,
@@ -238,10 +272,8 @@ struct HttpFramer {
     next_id: u64,
     /// The request whose body is being read.
     in_body: Option<u64>,
-    /// Server bytes that came before the request they answer was parsed, with when they came
-    /// (each piece's end offset in `pending`).
-    pending: Vec<u8>,
-    pending_times: VecDeque<(usize, Time)>,
+    /// Server bytes that came before the request they answer was parsed.
+    pending: Pending,
     last_server_byte: Option<Time>,
 }
 
@@ -253,8 +285,7 @@ impl HttpFramer {
             unanswered: VecDeque::new(),
             next_id: 0,
             in_body: None,
-            pending: Vec::new(),
-            pending_times: VecDeque::new(),
+            pending: Pending::default(),
             last_server_byte: None,
         }
     }
@@ -262,8 +293,7 @@ impl HttpFramer {
     fn held(&self) -> usize {
         self.requests.held()
             + self.responses.held()
-            + self.pending.capacity()
-            + self.pending_times.len() * 16
+            + self.pending.held()
             + self
                 .unanswered
                 .iter()
@@ -307,13 +337,8 @@ impl HttpFramer {
     }
 
     fn drain_pending(&mut self, cfg: &Config, out: &mut Out) {
-        let pending = core::mem::take(&mut self.pending);
-        let times = core::mem::take(&mut self.pending_times);
-        let mut from = 0;
-        for (end, time) in times {
-            self.server(time, &pending[from..end], cfg, out);
-            from = end;
-        }
+        let mut pending = core::mem::take(&mut self.pending);
+        pending.drain(|time, bytes| self.server(time, bytes, cfg, out));
     }
 
     fn server(&mut self, now: Time, mut bytes: &[u8], cfg: &Config, out: &mut Out) {
@@ -324,8 +349,7 @@ impl HttpFramer {
             if self.responses.at_start() {
                 let Some(front) = self.unanswered.front() else {
                     // An answer to a request not parsed yet: kept until it is.
-                    self.pending.extend_from_slice(bytes);
-                    self.pending_times.push_back((self.pending.len(), now));
+                    self.pending.push(now, bytes);
                     return;
                 };
                 self.responses.expect(front.head.head, front.head.connect);
@@ -371,10 +395,29 @@ impl HttpFramer {
 }
 
 enum Framer {
-    /// Protocol `Auto` before the first bytes.
-    Undecided,
+    /// Protocol `Auto` before the client's first bytes; server bytes wait (a greeting, or an
+    /// answer whose request is still missing from the client's stream).
+    Undecided(Pending),
     Http(Box<HttpFramer>),
     Bytes(BytesFramer),
+}
+
+fn decide(http: bool) -> Framer {
+    if http {
+        Framer::Http(Box::new(HttpFramer::new()))
+    } else {
+        Framer::Bytes(BytesFramer::default())
+    }
+}
+
+impl Framer {
+    fn server(&mut self, now: Time, bytes: &[u8], cfg: &Config, out: &mut Out) {
+        match self {
+            Framer::Http(h) => h.server(now, bytes, cfg, out),
+            Framer::Bytes(b) => b.server(now, bytes, out),
+            Framer::Undecided(p) => p.push(now, bytes),
+        }
+    }
 }
 
 /// Whether `bytes` (a connection's first from the client) start like an HTTP/1.x request.
@@ -412,7 +455,7 @@ impl Side {
             client: Reassembler::new(),
             server: Reassembler::new(),
             framer: match cfg.protocol {
-                Protocol::Auto => Framer::Undecided,
+                Protocol::Auto => Framer::Undecided(Pending::default()),
                 Protocol::Http => Framer::Http(Box::new(HttpFramer::new())),
                 Protocol::Bytes => Framer::Bytes(BytesFramer::default()),
             },
@@ -423,7 +466,7 @@ impl Side {
 
     pub fn held(&self) -> usize {
         let framer = match &self.framer {
-            Framer::Undecided => 0,
+            Framer::Undecided(p) => p.held(),
             Framer::Http(h) => h.held(),
             Framer::Bytes(b) => b.held(),
         };
@@ -461,19 +504,21 @@ impl Side {
             seg.fin,
             seg.payload,
             &mut |bytes: &[u8]| {
-                if matches!(framer, Framer::Undecided) {
-                    *framer = if dir == Direction::Request && looks_like_http(bytes) {
-                        Framer::Http(Box::new(HttpFramer::new()))
-                    } else {
-                        Framer::Bytes(BytesFramer::default())
-                    };
+                if let Framer::Undecided(pending) = framer {
+                    if dir == Direction::Response {
+                        pending.push(now, bytes);
+                        return;
+                    }
+                    let mut pending = core::mem::take(pending);
+                    *framer = decide(looks_like_http(bytes));
+                    pending.drain(|t, b| framer.server(t, b, cfg, out));
                 }
                 match (&mut *framer, dir) {
                     (Framer::Http(h), Direction::Request) => h.client(now, bytes, cfg, out),
                     (Framer::Http(h), Direction::Response) => h.server(now, bytes, cfg, out),
                     (Framer::Bytes(b), Direction::Request) => b.client(now, bytes, out),
                     (Framer::Bytes(b), Direction::Response) => b.server(now, bytes, out),
-                    (Framer::Undecided, _) => {}
+                    (Framer::Undecided(_), _) => {}
                 }
             },
         );
@@ -530,12 +575,21 @@ impl Side {
         match &mut self.framer {
             Framer::Http(h) => h.server_closed(&mut self.out),
             Framer::Bytes(b) if self.out.broken.is_none() => b.close(&mut self.out),
-            Framer::Bytes(_) | Framer::Undecided => {}
+            Framer::Bytes(_) => {}
+            Framer::Undecided(pending) => {
+                // Only the server spoke: a greeting.
+                let mut pending = core::mem::take(pending);
+                let mut bytes = BytesFramer::default();
+                pending.drain(|t, b| bytes.server(t, b, &mut self.out));
+                if self.out.broken.is_none() {
+                    bytes.close(&mut self.out);
+                }
+            }
         }
         self.ended = true;
         // What was parked can no longer be delivered.
         self.client = Reassembler::new();
         self.server = Reassembler::new();
-        self.framer = Framer::Undecided;
+        self.framer = Framer::Undecided(Pending::default());
     }
 }
