@@ -188,6 +188,7 @@ const FUZZ_SMOKE: &[(&str, u32)] = &[
     ("engine", 15),
     ("control_channel", 10),
     ("filter_expr", 10),
+    ("compare", 10),
 ];
 
 /// Each fuzz target, briefly: a smoke run that catches a reader, decoder, compiler or the engine
