@@ -28,7 +28,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let n = usize::from(*len).min(tail.len());
         let (bytes, next) = tail.split_at(n);
         rest = next;
-        let which = if op & 1 == 0 { Which::Online } else { Which::Test };
+        let which = if op & 1 == 0 {
+            Which::Online
+        } else {
+            Which::Test
+        };
         let dir = if op & 2 == 0 {
             Direction::Request
         } else {
@@ -47,7 +51,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             }
             flags => {
                 let seg = Segment {
-                    seq: Seq::new(u32::from(*off) * 97) + if op & 0x40 != 0 { 0xffff_ff00 } else { 0 },
+                    seq: Seq::new(u32::from(*off) * 97)
+                        + if op & 0x40 != 0 { 0xffff_ff00 } else { 0 },
                     syn: flags == 2,
                     fin: flags == 3,
                     rst: flags == 4 && op & 0x20 != 0,
