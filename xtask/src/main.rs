@@ -48,7 +48,8 @@ enum Task {
     Test,
     /// The benchmarks; figures go to target/bench/.
     Bench {
-        /// engine (criterion, no root), testbed (namespaces, release binaries) or all.
+        /// engine (criterion, no root: the engine and the response comparison), testbed
+        /// (namespaces, release binaries) or all.
         #[arg(value_enum, default_value_t = bench::Which::All)]
         which: bench::Which,
     },
