@@ -48,7 +48,8 @@ enum Task {
     Test,
     /// The benchmarks; figures go to target/bench/.
     Bench {
-        /// engine (criterion, no root), testbed (namespaces, release binaries) or all.
+        /// engine (criterion, no root: the engine and the response comparison), testbed
+        /// (namespaces, release binaries) or all.
         #[arg(value_enum, default_value_t = bench::Which::All)]
         which: bench::Which,
     },
@@ -188,6 +189,7 @@ const FUZZ_SMOKE: &[(&str, u32)] = &[
     ("engine", 15),
     ("control_channel", 10),
     ("filter_expr", 10),
+    ("compare", 10),
 ];
 
 /// Each fuzz target, briefly: a smoke run that catches a reader, decoder, compiler or the engine

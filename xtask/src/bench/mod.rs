@@ -2,6 +2,8 @@
 //!
 //! - `engine.md`: the session engine alone (criterion): packets per second, bytes per idle
 //!   session.
+//! - `compare.md`: the response comparison alone (criterion): response bytes summarized and
+//!   compared per second, and the digest's cost.
 //! - `testbed.md`: the release binaries in the namespace testbed, each figure a ratio of two
 //!   measurements of the same run: replay at increasing load (replayed vs online requests),
 //!   bulk uploads (replayed vs online Gbit/s), harm to production (online throughput with
@@ -9,6 +11,7 @@
 //!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth).
 
 mod bulk;
+mod compare;
 mod engine;
 mod harm;
 mod load;
@@ -35,6 +38,7 @@ pub enum Which {
 pub fn bench(which: Which) -> anyhow::Result<()> {
     if which != Which::Testbed {
         engine::engine()?;
+        compare::compare()?;
     }
     if which != Which::Engine {
         testbed()?;

@@ -1,0 +1,365 @@
+//! One direction of one TCP connection put back in order from its segments.
+//!
+//! Bytes are delivered in order as soon as they are contiguous: the in-order part of a segment
+//! straight from the caller's slice (no copy), parked out-of-order pieces when the gap before them
+//! fills. Retransmissions and overlaps are trimmed (the first copy of a byte wins), pieces parked
+//! never overlap each other, sequence numbers wrap (positions are kept as 64-bit stream offsets,
+//! converted from [`Seq`] distances). A gap is visible ([`Reassembler::gap_since`]) so the caller
+//! can give up on it after a while instead of waiting for ever.
+
+use std::collections::BTreeMap;
+
+use tcpcopy_engine::{Seq, Time};
+
+/// A segment this far from the next expected byte (either way) is not of this stream.
+pub const WINDOW: i64 = 1 << 30;
+
+/// Book-keeping bytes counted for every parked piece besides its payload.
+pub const PIECE_OVERHEAD: usize = 64;
+
+/// What a segment did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Bytes new to the stream (delivered now or parked).
+    pub new: usize,
+    /// Bytes already had (retransmissions, overlaps), dropped.
+    pub duplicate: usize,
+    /// The segment lay outside the window (or past the FIN) and was ignored.
+    pub ignored: bool,
+}
+
+/// The stream of one direction.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    /// Sequence number of the next byte to deliver, once known.
+    next: Option<Seq>,
+    /// Bytes delivered so far (the stream offset of `next`).
+    delivered: u64,
+    /// Out-of-order pieces by stream offset, never overlapping, all past `delivered`.
+    parked: BTreeMap<u64, Vec<u8>>,
+    parked_bytes: usize,
+    /// Stream offset of the FIN, once seen.
+    fin: Option<u64>,
+    /// When the oldest unfilled gap opened.
+    gap_since: Option<Time>,
+}
+
+impl Reassembler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Bytes held (parked pieces and their book-keeping).
+    pub fn held(&self) -> usize {
+        self.parked_bytes + self.parked.len() * PIECE_OVERHEAD
+    }
+
+    /// Whether every byte up to the FIN has been delivered.
+    pub fn is_finished(&self) -> bool {
+        self.fin == Some(self.delivered)
+    }
+
+    /// Whether bytes are missing before parked ones or before the FIN.
+    pub fn has_gap(&self) -> bool {
+        self.gap_since.is_some()
+    }
+
+    /// Since when bytes have been missing, if they are.
+    pub fn gap_since(&self) -> Option<Time> {
+        self.gap_since
+    }
+
+    /// A segment of the stream: `syn` marks the connection's first (its sequence number comes
+    /// before the first byte), `fin` its last. In-order bytes go to `deliver`, in order.
+    ///
+    /// The stream starts at the first segment seen: after the SYN, or at the first data of a
+    /// stream seen mid-way. Feed the SYN when there is one: data that came out of order before
+    /// it would otherwise be taken for the start.
+    pub fn handle_segment(
+        &mut self,
+        now: Time,
+        seq: Seq,
+        syn: bool,
+        fin: bool,
+        payload: &[u8],
+        deliver: &mut impl FnMut(&[u8]),
+    ) -> Accepted {
+        let data_seq = if syn { seq + 1 } else { seq };
+        let next = *self.next.get_or_insert(data_seq);
+        let mut accepted = Accepted::default();
+        let distance = i64::from(data_seq.diff(next));
+        if !(-WINDOW..WINDOW).contains(&distance) {
+            accepted.ignored = true;
+            return accepted;
+        }
+        let Some(start) = self.delivered.checked_add_signed(distance) else {
+            // Before the stream's first byte: old, or from another connection.
+            accepted.ignored = true;
+            return accepted;
+        };
+        let end = start + payload.len() as u64;
+        if fin {
+            // A FIN that contradicts one seen already (or one before delivered data) is ignored.
+            if self.fin.is_none() && end >= self.delivered {
+                self.fin = Some(end);
+                self.drop_parked_from(end);
+            }
+        }
+        let limit = self.fin.unwrap_or(u64::MAX);
+        let end_kept = end.min(limit);
+        if end_kept < end {
+            accepted.ignored = true;
+        }
+        let mut from = start;
+        if from < self.delivered {
+            let dup = index(self.delivered.min(end_kept) - from);
+            accepted.duplicate += dup;
+            from = self.delivered;
+        }
+        if from < end_kept {
+            let piece = &payload[index(from - start)..index(end_kept - start)];
+            if from == self.delivered {
+                accepted.new += piece.len();
+                self.deliver(piece, deliver);
+            } else {
+                let (new, dup) = self.park(from, piece);
+                accepted.new += new;
+                accepted.duplicate += dup;
+            }
+        }
+        let gap = !self.parked.is_empty() || self.fin.is_some_and(|f| f > self.delivered);
+        self.gap_since = if gap {
+            Some(self.gap_since.unwrap_or(now))
+        } else {
+            None
+        };
+        accepted
+    }
+
+    /// Delivers `piece` (which starts at `delivered`), then every parked piece it reaches.
+    fn deliver(&mut self, piece: &[u8], deliver: &mut impl FnMut(&[u8])) {
+        deliver(piece);
+        self.advance(piece.len());
+        while let Some(entry) = self.parked.first_entry() {
+            let at = *entry.key();
+            if at > self.delivered {
+                break;
+            }
+            let bytes = entry.remove();
+            self.parked_bytes -= bytes.len();
+            let skip = index(self.delivered - at);
+            if skip < bytes.len() {
+                deliver(&bytes[skip..]);
+                self.advance(bytes.len() - skip);
+            }
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.delivered += n as u64;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "sequence space wraps modulo 2^32"
+        )]
+        let n = n as u32;
+        self.next = self.next.map(|s| s + n);
+    }
+
+    /// Forgets parked bytes at or past stream offset `limit` (the FIN's).
+    fn drop_parked_from(&mut self, limit: u64) {
+        for (_, bytes) in self.parked.split_off(&limit) {
+            self.parked_bytes -= bytes.len();
+        }
+        if let Some(mut entry) = self.parked.last_entry() {
+            let at = *entry.key();
+            let bytes = entry.get_mut();
+            let keep = usize::try_from(limit - at).unwrap_or(usize::MAX);
+            if keep < bytes.len() {
+                self.parked_bytes -= bytes.len() - keep;
+                bytes.truncate(keep);
+            }
+        }
+    }
+
+    /// Parks the parts of `piece` (at stream offset `at`, past `delivered`) no parked piece has.
+    fn park(&mut self, at: u64, piece: &[u8]) -> (usize, usize) {
+        let end = at + piece.len() as u64;
+        // Parked pieces never overlap, so their ends grow with their starts: walk back from the
+        // last one starting before `end` while they reach past `at`.
+        let mut covering: Vec<(u64, u64)> = self
+            .parked
+            .range(..end)
+            .rev()
+            .map(|(&s, v)| (s, s + v.len() as u64))
+            .take_while(|&(_, e)| e > at)
+            .collect();
+        covering.reverse();
+        let mut new = 0;
+        let mut pos = at;
+        let mut holes = Vec::new();
+        for (s, e) in covering {
+            if s > pos {
+                holes.push((pos, s));
+            }
+            pos = pos.max(e);
+        }
+        if pos < end {
+            holes.push((pos, end));
+        }
+        for (s, e) in holes {
+            let bytes = piece[index(s - at)..index(e - at)].to_vec();
+            new += bytes.len();
+            self.parked_bytes += bytes.len();
+            self.parked.insert(s, bytes);
+        }
+        (new, piece.len() - new)
+    }
+}
+
+/// A distance within one slice (so it fits a `usize`) as an index.
+fn index(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const T: Time = Time::ZERO;
+
+    fn feed(r: &mut Reassembler, out: &mut Vec<u8>, seq: u32, data: &[u8]) -> Accepted {
+        r.handle_segment(T, Seq::new(seq), false, false, data, &mut |b| {
+            out.extend_from_slice(b);
+        })
+    }
+
+    #[test]
+    fn in_order_after_the_syn() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        assert_eq!(feed(&mut r, &mut out, 101, b"hello ").new, 6);
+        feed(&mut r, &mut out, 107, b"world");
+        assert_eq!(out, b"hello world");
+        assert!(!r.has_gap());
+        assert_eq!(r.delivered(), 11);
+    }
+
+    #[test]
+    fn reordered_segments_wait_for_the_gap() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        feed(&mut r, &mut out, 0, b"ab");
+        let t = Time::from_millis(5);
+        r.handle_segment(t, Seq::new(4), false, false, b"ef", &mut |_| panic!());
+        assert_eq!(r.gap_since(), Some(t));
+        assert_eq!(r.held(), 2 + PIECE_OVERHEAD);
+        feed(&mut r, &mut out, 2, b"cd");
+        assert_eq!(out, b"abcdef");
+        assert!(!r.has_gap());
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn duplicates_and_overlaps_are_trimmed() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        feed(&mut r, &mut out, 0, b"abcd");
+        let a = feed(&mut r, &mut out, 0, b"abcd");
+        assert_eq!((a.new, a.duplicate), (0, 4));
+        let a = feed(&mut r, &mut out, 2, b"cdEF");
+        assert_eq!((a.new, a.duplicate), (2, 2));
+        // Parked pieces overlapping each other and the stream.
+        feed(&mut r, &mut out, 10, b"KLMN");
+        let a = feed(&mut r, &mut out, 8, b"IJKLMNOP");
+        assert_eq!((a.new, a.duplicate), (4, 4));
+        feed(&mut r, &mut out, 5, b"FGHIJ");
+        assert_eq!(out, b"abcdEFGHIJKLMNOP");
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        let isn = u32::MAX - 3;
+        r.handle_segment(T, Seq::new(isn), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, isn.wrapping_add(5), b"efgh");
+        feed(&mut r, &mut out, isn.wrapping_add(1), b"abcd");
+        feed(&mut r, &mut out, isn.wrapping_add(9), b"ij");
+        assert_eq!(out, b"abcdefghij");
+    }
+
+    #[test]
+    fn fin_ends_the_stream_and_a_missing_byte_is_a_gap() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        feed(&mut r, &mut out, 0, b"ab");
+        r.handle_segment(T, Seq::new(3), false, true, b"d", &mut |_| {});
+        assert!(r.has_gap() && !r.is_finished());
+        feed(&mut r, &mut out, 2, b"c");
+        assert!(r.is_finished() && !r.has_gap());
+        assert!(feed(&mut r, &mut out, 4, b"zz").ignored);
+        assert_eq!(out, b"abcd");
+    }
+
+    #[test]
+    fn far_away_segments_are_ignored() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        feed(&mut r, &mut out, 1000, b"ab");
+        assert!(feed(&mut r, &mut out, 1000 + (1 << 31), b"x").ignored);
+        assert!(feed(&mut r, &mut out, 10, b"x").ignored);
+        assert_eq!(r.held(), 0);
+    }
+
+    proptest! {
+        /// Any cut into segments, any order, any duplicates: the same bytes in the same order.
+        #[test]
+        fn any_order_gives_the_stream(
+            data in proptest::collection::vec(any::<u8>(), 1..600),
+            cuts in proptest::collection::vec(1usize..80, 1..40),
+            order in proptest::collection::vec(any::<u16>(), 0..80),
+            isn: u32,
+        ) {
+            let mut segs = Vec::new();
+            let mut pos = 0;
+            let mut i = 0;
+            while pos < data.len() {
+                let n = cuts[i % cuts.len()].min(data.len() - pos);
+                segs.push((pos, n));
+                pos += n;
+                i += 1;
+            }
+            // Duplicates and overlapping retransmissions.
+            let extra: Vec<(usize, usize)> = order.iter().map(|&o| {
+                let s = usize::from(o) % data.len();
+                (s, (usize::from(o) % 97 + 1).min(data.len() - s))
+            }).collect();
+            segs.extend(extra);
+            // Shuffle deterministically by the order keys.
+            for (k, &o) in order.iter().enumerate() {
+                let a = k % segs.len();
+                let b = usize::from(o) % segs.len();
+                segs.swap(a, b);
+            }
+            let mut r = Reassembler::new();
+            let mut out = Vec::new();
+            r.handle_segment(T, Seq::new(isn), true, false, &[], &mut |_| {});
+            for (s, n) in segs {
+                let seq = Seq::new(isn) + 1 + u32::try_from(s).unwrap();
+                r.handle_segment(T, seq, false, false, &data[s..s + n], &mut |b| out.extend_from_slice(b));
+            }
+            prop_assert_eq!(&out, &data);
+            prop_assert_eq!(r.held(), 0);
+            prop_assert!(!r.has_gap());
+        }
+    }
+}

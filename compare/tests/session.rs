@@ -1,0 +1,589 @@
+//! A session compared end to end: both sides' segments in, verdicts out.
+
+use std::{sync::Arc, time::Duration};
+
+use proptest::prelude::*;
+use tcpcopy_compare::{
+    Config, Difference, Direction, Offset, Outcome, Protocol, Reason, Segment, Seq, Session, Time,
+    Verdict, Which,
+};
+
+fn us(t: u64) -> Time {
+    Time::from_micros(t)
+}
+
+/// One side's connection: where each direction's next byte goes.
+struct Conn {
+    which: Which,
+    client: Seq,
+    server: Seq,
+}
+
+impl Conn {
+    fn open(s: &mut Session, which: Which, client_isn: u32, server_isn: u32) -> Conn {
+        let (c, v) = (Seq::new(client_isn), Seq::new(server_isn));
+        s.handle_segment(us(0), which, Direction::Request, Segment::syn(c));
+        s.handle_segment(us(0), which, Direction::Response, Segment::syn(v));
+        Conn {
+            which,
+            client: c + 1,
+            server: v + 1,
+        }
+    }
+
+    fn request(&mut self, s: &mut Session, t: u64, bytes: &[u8]) {
+        s.handle_segment(
+            us(t),
+            self.which,
+            Direction::Request,
+            Segment::data(self.client, bytes),
+        );
+        self.client = self.client + u32::try_from(bytes.len()).unwrap();
+    }
+
+    fn response(&mut self, s: &mut Session, t: u64, bytes: &[u8]) {
+        s.handle_segment(
+            us(t),
+            self.which,
+            Direction::Response,
+            Segment::data(self.server, bytes),
+        );
+        self.server = self.server + u32::try_from(bytes.len()).unwrap();
+    }
+
+    fn close(&mut self, s: &mut Session, t: u64) {
+        s.handle_segment(
+            us(t),
+            self.which,
+            Direction::Request,
+            Segment::data(self.client, &[]).with_fin(),
+        );
+        s.handle_segment(
+            us(t),
+            self.which,
+            Direction::Response,
+            Segment::data(self.server, &[]).with_fin(),
+        );
+    }
+}
+
+fn session(cfg: Config) -> (Session, Conn, Conn) {
+    let mut s = Session::new(Arc::new(cfg));
+    let online = Conn::open(&mut s, Which::Online, 1000, 5000);
+    let test = Conn::open(&mut s, Which::Test, 1000, 900_000);
+    (s, online, test)
+}
+
+fn verdicts(s: &mut Session) -> Vec<Verdict> {
+    std::iter::from_fn(|| s.poll_verdict()).collect()
+}
+
+const GET: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n";
+
+fn ok(extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One GET answered `online` by production and `test` by the test server.
+fn one(cfg: Config, online: &[u8], test: &[u8]) -> Verdict {
+    let (mut s, mut a, mut b) = session(cfg);
+    a.request(&mut s, 1000, GET);
+    a.response(&mut s, 3000, online);
+    b.request(&mut s, 10_000, GET);
+    b.response(&mut s, 15_000, test);
+    let mut v = verdicts(&mut s);
+    assert_eq!(v.len(), 1, "{v:?}");
+    v.remove(0)
+}
+
+fn record(v: &Verdict) -> &tcpcopy_compare::Record {
+    match &v.outcome {
+        Outcome::Differ(r) => r,
+        other => panic!("not a difference: {other:?}"),
+    }
+}
+
+#[test]
+fn same_answer_with_latencies() {
+    let v = one(
+        Config::default(),
+        &ok(
+            "Date: Mon, 01 Dec 2026 10:00:00 GMT\r\nServer: nginx/1.22\r\n",
+            "hello",
+        ),
+        &ok(
+            "Date: Mon, 01 Dec 2026 10:00:09 GMT\r\nServer: nginx/1.26\r\n",
+            "hello",
+        ),
+    );
+    assert_eq!(v.outcome, Outcome::Same);
+    assert_eq!(v.index, 0);
+    assert_eq!(v.online_latency, Some(Duration::from_millis(2)));
+    assert_eq!(v.test_latency, Some(Duration::from_millis(5)));
+}
+
+#[test]
+fn status_differs() {
+    let v = one(
+        Config::default(),
+        &ok("", "hello"),
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!",
+    );
+    let r = record(&v);
+    assert_eq!(
+        r.difference,
+        Difference::Status {
+            online: 200,
+            test: 404
+        }
+    );
+    assert_eq!(r.request, "GET /index.html HTTP/1.1");
+    assert_eq!((r.online.status, r.test.status), (Some(200), Some(404)));
+    assert_eq!(r.online.latency_us, Some(2000));
+    assert_eq!(r.test.latency_us, Some(5000));
+}
+
+#[test]
+fn a_header_differs_and_ignored_ones_do_not() {
+    let v = one(
+        Config::default(),
+        &ok("X-Cache: HIT\r\nETag: \"1-2\"\r\n", "hello"),
+        &ok("X-Cache: MISS\r\nETag: \"3-4\"\r\n", "hello"),
+    );
+    let Difference::Header { name, online, test } = &record(&v).difference else {
+        panic!("{v:?}");
+    };
+    assert_eq!(name, "x-cache");
+    assert_eq!(online.as_ref().unwrap().to_string(), "HIT");
+    assert_eq!(test.as_ref().unwrap().to_string(), "MISS");
+
+    // A header only one side sends.
+    let v = one(Config::default(), &ok("X-New: 1\r\n", "hi"), &ok("", "hi"));
+    assert!(matches!(
+        &record(&v).difference,
+        Difference::Header { name, test: None, .. } if name == "x-new"
+    ));
+
+    // Ignored by the caller's list (names without regard to case).
+    let online = ok("X-Request-Id: 17\r\n", "hello");
+    let test = ok("x-request-id: 99\r\n", "hello");
+    assert!(matches!(
+        one(Config::default(), &online, &test).outcome,
+        Outcome::Differ(_)
+    ));
+    let mut cfg = Config::default();
+    cfg.ignore.add("X-Request-ID");
+    assert_eq!(one(cfg, &online, &test).outcome, Outcome::Same);
+}
+
+#[test]
+fn body_differs_with_the_same_length() {
+    let v = one(
+        Config::default(),
+        &ok("", "hello world"),
+        &ok("", "hello WORLD"),
+    );
+    let r = record(&v);
+    assert_eq!(
+        r.difference,
+        Difference::Body {
+            at: Offset {
+                offset: 6,
+                exact: true
+            }
+        }
+    );
+    assert_eq!((r.online.length, r.test.length), (11, 11));
+    assert_ne!(r.online.digest, r.test.digest);
+    let json = serde_json::to_value(r).unwrap();
+    assert_eq!(json["difference"]["what"], "body");
+    assert_eq!(json["difference"]["at"]["offset"], 6);
+    assert_eq!(json["online"]["status"], 200);
+    assert_eq!(json["request"], "GET /index.html HTTP/1.1");
+    assert_eq!(json["online"]["digest"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn body_length_differs() {
+    let v = one(Config::default(), &ok("", "hello"), &ok("", "hello!"));
+    assert!(matches!(
+        record(&v).difference,
+        Difference::BodyLength {
+            online: 5,
+            test: 6,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn chunked_and_content_length_bodies_compare_equal() {
+    let chunked =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    3;ext=1\r\nhel\r\n2\r\nlo\r\n0\r\nTrailer: x\r\n\r\n";
+    assert_eq!(
+        one(Config::default(), &ok("", "hello"), chunked).outcome,
+        Outcome::Same
+    );
+}
+
+#[test]
+fn pipelined_requests_with_head_and_interim_answers() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    let reqs = b"GET /1 HTTP/1.1\r\n\r\nHEAD /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody";
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n";
+    let post = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+    let mut all = ok("", "one");
+    all.extend_from_slice(head);
+    all.extend_from_slice(post);
+    // Online: everything at once. Test: the answers one at a time, the requests in pieces.
+    a.request(&mut s, 100, reqs);
+    a.response(&mut s, 200, &all);
+    for piece in reqs.chunks(5) {
+        b.request(&mut s, 1000, piece);
+    }
+    b.response(&mut s, 2000, &ok("", "one"));
+    b.response(&mut s, 2100, head);
+    b.response(&mut s, 2200, post);
+    let v = verdicts(&mut s);
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert!(v.iter().all(|v| v.outcome == Outcome::Same), "{v:?}");
+    assert_eq!(v[2].test_latency, Some(Duration::from_micros(1200)));
+    assert_eq!(s.stats().same, 3);
+}
+
+#[test]
+fn answer_before_its_request_is_reassembled_waits_for_it() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 200, &ok("", "x"));
+    // The test side's request segment comes late (e.g. reordered capture of what was sent).
+    let first = b.client;
+    b.client = b.client + u32::try_from(GET.len()).unwrap();
+    b.response(&mut s, 300, &ok("", "x"));
+    assert!(verdicts(&mut s).is_empty());
+    s.handle_segment(
+        us(250),
+        Which::Test,
+        Direction::Request,
+        Segment::data(first, GET),
+    );
+    assert_eq!(verdicts(&mut s)[0].outcome, Outcome::Same);
+}
+
+#[test]
+fn ended_before_the_answer_is_incomplete() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 200, &ok("", "hello"));
+    b.request(&mut s, 300, GET);
+    b.response(&mut s, 400, &ok("", "hello")[..30]);
+    b.close(&mut s, 500);
+    let v = verdicts(&mut s);
+    assert_eq!(v[0].outcome, Outcome::NotCompared(Reason::Incomplete));
+    assert_eq!(v[0].online_latency, Some(Duration::from_micros(100)));
+    // A test session that never answered at all.
+    let (mut s, mut a, _b) = session(Config::default());
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 200, &ok("", "hello"));
+    a.request(&mut s, 300, GET);
+    s.finish();
+    let v = verdicts(&mut s);
+    assert_eq!(v.len(), 2);
+    assert!(
+        v.iter()
+            .all(|v| v.outcome == Outcome::NotCompared(Reason::Incomplete))
+    );
+    assert_eq!(s.stats().not_compared_for(Reason::Incomplete), 2);
+}
+
+#[test]
+fn close_delimited_bodies() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 200, b"HTTP/1.0 200 OK\r\n\r\nuntil the end");
+    a.close(&mut s, 900);
+    b.request(&mut s, 1000, GET);
+    b.response(&mut s, 1100, b"HTTP/1.0 200 OK\r\n\r\nuntil the END");
+    b.close(&mut s, 1500);
+    let v = verdicts(&mut s);
+    assert!(matches!(
+        record(&v[0]).difference,
+        Difference::Body {
+            at: Offset { offset: 10, .. }
+        }
+    ));
+    // The answer's last byte, not the FIN, ends its time.
+    assert_eq!(v[0].online_latency, Some(Duration::from_micros(100)));
+}
+
+#[test]
+fn a_gap_that_never_fills_is_given_up() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 200, &ok("", "hello"));
+    b.request(&mut s, 1000, GET);
+    let answer = ok("", "hello");
+    // The first 10 bytes never come.
+    s.handle_segment(
+        us(1100),
+        Which::Test,
+        Direction::Response,
+        Segment::data(b.server + 10, &answer[10..]),
+    );
+    let deadline = s.poll_timeout().unwrap();
+    assert_eq!(deadline, us(1100) + Duration::from_secs(2));
+    s.handle_timeout(deadline - Duration::from_micros(1));
+    assert!(verdicts(&mut s).is_empty());
+    s.handle_timeout(deadline);
+    assert_eq!(
+        verdicts(&mut s)[0].outcome,
+        Outcome::NotCompared(Reason::Gap)
+    );
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.stats().not_compared_for(Reason::Gap), 1);
+}
+
+#[test]
+fn over_the_cap_is_not_compared_and_frees_everything() {
+    let cfg = Config {
+        session_cap: 16 * 1024,
+        ..Config::default()
+    };
+    let (mut s, mut a, _b) = session(cfg);
+    // Online answers 1000 requests; the test side never does: online's summaries pile up.
+    for i in 0..1000 {
+        a.request(&mut s, i * 10, GET);
+        a.response(&mut s, i * 10 + 5, &ok("X-N: 1\r\n", "some body"));
+        assert!(s.held() <= 16 * 1024 || s.is_over_cap());
+    }
+    assert!(s.is_over_cap());
+    assert_eq!(s.held(), 0);
+    let v = verdicts(&mut s);
+    assert!(!v.is_empty());
+    assert!(
+        v.iter()
+            .all(|v| v.outcome == Outcome::NotCompared(Reason::OverCap))
+    );
+    assert_eq!(s.stats().sessions_over_cap, 1);
+    s.finish();
+    assert!(verdicts(&mut s).is_empty());
+}
+
+#[test]
+fn parse_error_on_one_side() {
+    let v = one(
+        Config::default(),
+        &ok("", "hi"),
+        b"garbage, not HTTP\r\n\r\n",
+    );
+    assert_eq!(v.outcome, Outcome::NotCompared(Reason::ParseError));
+}
+
+#[test]
+fn upgrade_ends_the_comparison() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    let up = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi";
+    for c in [&mut a, &mut b] {
+        c.request(&mut s, 10, up);
+        c.response(&mut s, 20, answer);
+        c.request(&mut s, 30, b"\x81\x82abcd");
+    }
+    s.finish();
+    let v = verdicts(&mut s);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].outcome, Outcome::Same);
+}
+
+#[test]
+fn other_protocols_compare_bytes_between_requests() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    let query = b"\x00\x00\x00\x05query";
+    let mut answer: Vec<u8> = (0..200u8).collect();
+    a.request(&mut s, 10, query);
+    a.response(&mut s, 20, &answer[..100]);
+    a.response(&mut s, 25, &answer[100..]);
+    a.request(&mut s, 30, query);
+    a.response(&mut s, 45, b"second");
+    a.close(&mut s, 50);
+    b.request(&mut s, 100, query);
+    answer[150] ^= 1;
+    b.response(&mut s, 130, &answer);
+    b.request(&mut s, 140, query);
+    b.response(&mut s, 150, b"second");
+    b.close(&mut s, 160);
+    let got = verdicts(&mut s);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let r = record(&got[0]);
+    assert_eq!(
+        r.difference,
+        Difference::Bytes {
+            online: 200,
+            test: 200,
+            at: Offset {
+                offset: 0,
+                exact: false
+            }
+        }
+    );
+    assert_eq!(r.request, "\\x00\\x00\\x00\\x05query");
+    assert_eq!((r.online.status, r.online.latency_us), (None, Some(15)));
+    assert_eq!(r.test.latency_us, Some(30));
+    assert_eq!(got[1].outcome, Outcome::Same);
+    assert_eq!(got[1].test_latency, Some(Duration::from_micros(10)));
+}
+
+#[test]
+fn bytes_differ_at_an_exact_offset() {
+    let cfg = Config {
+        protocol: Protocol::Bytes,
+        ..Config::default()
+    };
+    let (mut s, mut a, mut b) = session(cfg);
+    a.request(&mut s, 10, b"PING");
+    a.response(&mut s, 20, b"+PONG from the online server");
+    b.request(&mut s, 30, b"PING");
+    b.response(&mut s, 40, b"+PONG from the test server");
+    s.finish();
+    let v = verdicts(&mut s);
+    assert!(matches!(
+        record(&v[0]).difference,
+        Difference::Bytes {
+            online: 28,
+            test: 26,
+            at: Offset {
+                offset: 15,
+                exact: true
+            }
+        }
+    ));
+}
+
+#[test]
+fn a_greeting_and_caller_marked_requests() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    for (c, t) in [(&mut a, 0), (&mut b, 1000)] {
+        c.response(&mut s, t + 1, b"220 ready\r\n");
+        c.request(&mut s, t + 2, b"A\r\n");
+        // The caller knows a second request starts although nothing was answered.
+        s.handle_request_start(c.which);
+        c.request(&mut s, t + 3, b"B\r\n");
+        c.response(&mut s, t + 4, b"ok\r\n");
+        c.close(&mut s, t + 5);
+    }
+    let v = verdicts(&mut s);
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert!(v.iter().all(|v| v.outcome == Outcome::Same));
+    // The greeting has no request: no latency.
+    assert_eq!(v[0].online_latency, None);
+    assert_eq!(v[2].online_latency, Some(Duration::from_micros(1)));
+}
+
+#[test]
+fn stats_line() {
+    let v = one(Config::default(), &ok("", "a"), &ok("", "b"));
+    let mut stats = tcpcopy_compare::Stats::default();
+    stats.count(&v);
+    stats.count(&v);
+    assert_eq!(
+        stats.to_string(),
+        "same=0 differ=2 not_compared=0 over_cap=0 gap=0 incomplete=0 parse_error=0 upgraded=0 sessions_over_cap=0"
+    );
+}
+
+/// Segments of `stream` from `base`, cut at `cuts`, shuffled by `order`, with duplicates.
+fn segments(stream: &[u8], cuts: &[usize], order: &[u16]) -> Vec<(usize, usize)> {
+    let mut segs = Vec::new();
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < stream.len() {
+        let n = cuts[i % cuts.len()].min(stream.len() - pos);
+        segs.push((pos, n));
+        pos += n;
+        i += 1;
+    }
+    for &o in order.iter().take(5) {
+        let s = usize::from(o) % stream.len();
+        segs.push((s, (usize::from(o) % 300 + 1).min(stream.len() - s)));
+    }
+    for (k, &o) in order.iter().enumerate() {
+        let a = k % segs.len();
+        let b = usize::from(o) % segs.len();
+        segs.swap(a, b);
+    }
+    segs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// However the test side's streams are cut, reordered and duplicated (sequence numbers
+    /// wrapping), the verdicts are those of the same bytes sent whole.
+    #[test]
+    fn any_segmentation_gives_the_same_verdicts(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1500), 1..4),
+        chunked in any::<bool>(),
+        flip in any::<Option<(usize, u8)>>(),
+        cuts in proptest::collection::vec(1usize..700, 1..10),
+        order in proptest::collection::vec(any::<u16>(), 0..40),
+        isn in any::<u32>(),
+    ) {
+        let mut requests = Vec::new();
+        let mut online = Vec::new();
+        let mut test = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            requests.extend_from_slice(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+            online.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+            online.extend_from_slice(body);
+            let mut body = body.clone();
+            if let Some((at, x)) = flip && !body.is_empty() && x != 0 {
+                let at = at % body.len();
+                body[at] ^= x;
+            }
+            if chunked {
+                test.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                for c in body.chunks(333) {
+                    test.extend_from_slice(format!("{:x};e=1\r\n", c.len()).as_bytes());
+                    test.extend_from_slice(c);
+                    test.extend_from_slice(b"\r\n");
+                }
+                test.extend_from_slice(b"0\r\n\r\n");
+            } else {
+                test.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+                test.extend_from_slice(&body);
+            }
+        }
+        let run = |segmented: bool| -> Vec<Outcome> {
+            let mut s = Session::new(Arc::new(Config::default()));
+            let mut a = Conn::open(&mut s, Which::Online, 7, 7);
+            a.request(&mut s, 1, &requests);
+            a.response(&mut s, 2, &online);
+            let mut b = Conn::open(&mut s, Which::Test, isn, isn ^ 0x8000_0000);
+            if segmented {
+                for (st, n) in segments(&requests, &cuts, &order) {
+                    s.handle_segment(us(3), Which::Test, Direction::Request,
+                        Segment::data(b.client + u32::try_from(st).unwrap(), &requests[st..st + n]));
+                }
+                for (st, n) in segments(&test, &cuts, &order) {
+                    s.handle_segment(us(4), Which::Test, Direction::Response,
+                        Segment::data(b.server + u32::try_from(st).unwrap(), &test[st..st + n]));
+                }
+            } else {
+                b.request(&mut s, 3, &requests);
+                b.response(&mut s, 4, &test);
+            }
+            s.finish();
+            std::iter::from_fn(|| s.poll_verdict()).map(|v| v.outcome).collect()
+        };
+        let whole = run(false);
+        prop_assert_eq!(whole.len(), bodies.len());
+        let changed = flip.is_some_and(|(_, x)| x != 0) && bodies.iter().any(|b| !b.is_empty());
+        prop_assert_eq!(whole.iter().any(|o| matches!(o, Outcome::Differ(_))), changed);
+        prop_assert_eq!(run(true), whole);
+    }
+}
