@@ -265,7 +265,7 @@ mod tests {
         let mut r = ResponseTimes::default();
         r.observe(Duration::from_micros(250));
         r.observe(Duration::from_millis(3));
-        r.observe(Duration::from_secs(60));
+        r.observe(Duration::from_mins(1));
         let c: Vec<(u64, u64)> = r.cumulative().collect();
         assert_eq!(c[0], (250, 1), "a bound is inclusive");
         assert_eq!(c[3], (2_500, 1));

@@ -115,6 +115,7 @@ impl Drop for PidFile {
 pub fn main_with<E: core::fmt::Display>(
     name: &str,
     log: Option<&Path>,
+    format: crate::logfmt::LogFormat,
     run: impl FnOnce() -> Result<(), E>,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -132,6 +133,7 @@ pub fn main_with<E: core::fmt::Display>(
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.format_timestamp_millis();
+    crate::logfmt::init(format, &mut logger);
     if let Some(path) = log {
         match fs::OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {

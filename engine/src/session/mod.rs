@@ -195,8 +195,8 @@ pub struct Session {
     /// data after it), and payload bytes the test server acknowledged (its record's figures).
     pub requests: u64,
     pub delivered: u64,
-    /// The current request's data has been counted in `requests`.
-    request_counted: bool,
+    /// Request boundaries passed: new data counts a request while `requests` is not above it.
+    boundaries_passed: u64,
     /// When new request data last went out while no answer had begun: the start of a response
     /// time.
     awaiting_answer_since: Option<Time>,
@@ -264,7 +264,7 @@ impl Session {
             started: now,
             requests: 0,
             delivered: 0,
-            request_counted: false,
+            boundaries_passed: 0,
             awaiting_answer_since: None,
             unsent_since: None,
         }
@@ -745,7 +745,7 @@ impl Session {
                 return Held::Request;
             }
             self.stream.pass_boundary();
-            self.request_counted = false;
+            self.boundaries_passed += 1;
             self.resp_mark = self.rcv_nxt;
             self.timers.stop(Timer::ResponseWait);
         }

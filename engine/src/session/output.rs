@@ -268,8 +268,7 @@ impl Session {
         let end = seq + sent;
         if end.after(self.snd_max) && sent > 0 {
             // New data: a request's (first data counts it), whose answer is awaited from now.
-            if !self.request_counted {
-                self.request_counted = true;
+            if self.requests <= self.boundaries_passed {
                 self.requests += 1;
                 stats.requests += 1;
             }

@@ -97,6 +97,15 @@ struct Cli {
     /// Log to this file instead of stderr.
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
+
+    /// Logs and report lines as text (default) or one JSON object a line.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: tcpcopy_host::logfmt::LogFormat,
+
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics, readiness on /ready (attached and
+    /// listening for tcpcopy) and liveness on /live.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 /// `--capture`.
@@ -109,7 +118,9 @@ enum CaptureMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), || run(&cli))
+    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), cli.log_format, || {
+        run(&cli)
+    })
 }
 
 fn warn_ip_forward() {
@@ -140,6 +151,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         i
     };
     warn_ip_forward();
+    let metrics = cli
+        .metrics
+        .map(tcpcopy_host::metrics::Listener::bind)
+        .transpose()?;
     let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
     let filter = tcpcopy_abi::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
     let ports = match (&cli.filter, cli.src_ports.is_empty()) {
@@ -175,11 +190,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
-    println!(
-        "attached iface={} mode={mode} ports={ports:?} filter={:?} workers={workers} capture={via} listen={addr}",
-        iface,
-        cli.filter.as_deref().unwrap_or("")
+    tcpcopy_host::logfmt::emit(
+        "attached",
+        &format!(
+            "iface={} mode={mode} ports={ports:?} filter={:?} workers={workers} capture={via} listen={addr}",
+            iface,
+            cli.filter.as_deref().unwrap_or("")
+        ),
     );
+    let program = std::sync::Arc::new(program);
+    if let Some(listener) = metrics {
+        let slots = pool.slots.clone();
+        let program = program.clone();
+        listener.serve(tcpcopy_host::metrics::Source {
+            families: Box::new(move || workers::metrics(&program, &slots.all())),
+            // Attached and listening: served from here on only.
+            ready: Box::new(|| Ok(())),
+        })?;
+    }
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));

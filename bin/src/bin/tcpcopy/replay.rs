@@ -15,6 +15,7 @@ use crate::{
     link::{self, Link, LinkEvent, Route},
     report::{Snapshot, WorkerCtx},
     send::Sender,
+    sessions::{self, SessionLog},
 };
 
 /// Frames or replies handled before the engine's output is flushed.
@@ -34,6 +35,10 @@ struct State {
     unsent_registrations: u64,
     /// Packets are waiting for the sender to have room.
     held_back: bool,
+    /// `--session-log`, this worker's number, and its lines not yet written.
+    records: Option<std::sync::Arc<SessionLog>>,
+    worker: usize,
+    pending_records: Vec<u8>,
 }
 
 /// FNV-1a of a client address and port: which link carries its routes.
@@ -63,6 +68,29 @@ fn now(start: Instant) -> Time {
 static EPOCH_US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 impl State {
+    fn new(
+        engine: Engine,
+        sender: Sender,
+        links: Vec<Link>,
+        records: Option<std::sync::Arc<SessionLog>>,
+        worker: usize,
+    ) -> Self {
+        State {
+            engine,
+            sender,
+            links,
+            registered: HashSet::new(),
+            start: Instant::now(),
+            unregistrable: 0,
+            registrations: 0,
+            unsent_registrations: 0,
+            held_back: false,
+            records,
+            worker,
+            pending_records: Vec::new(),
+        }
+    }
+
     fn flush(&mut self) {
         let t = now(self.start);
         while let Some(ev) = self.engine.poll_event() {
@@ -71,7 +99,22 @@ impl State {
                     self.registered.insert((client, target));
                     self.route(Route::Register(client, target), client);
                 }
-                Event::Closed { client, target, .. } => {
+                Event::Closed {
+                    client,
+                    target,
+                    outcome,
+                    record,
+                } => {
+                    if self.records.is_some() {
+                        sessions::append(
+                            &mut self.pending_records,
+                            self.worker,
+                            client,
+                            target,
+                            outcome,
+                            &record,
+                        );
+                    }
                     if self.registered.remove(&(client, target)) {
                         self.route(Route::Deregister(client, target), client);
                     }
@@ -148,8 +191,20 @@ impl State {
         }
     }
 
+    /// Writes the session records collected since the last call.
+    fn write_records(&mut self) {
+        if let Some(log) = &self.records
+            && !self.pending_records.is_empty()
+        {
+            log.write(&self.pending_records);
+            self.pending_records.clear();
+        }
+    }
+
     fn snapshot(&self, source: &Source) -> Snapshot {
         Snapshot {
+            active_sessions: self.engine.session_count(),
+            lag: self.engine.replay_lag(now(self.start)),
             engine: *self.engine.stats(),
             send_errors: self.sender.errors(),
             links_up: self.links.iter().filter(|l| l.version.is_some()).count(),
@@ -184,30 +239,32 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// How often a worker publishes its counters for the stats lines.
 const PUBLISH: Duration = Duration::from_millis(100);
 
+/// The intercepts a worker connects to: `-s`, `-C` connections to each, the highest protocol
+/// version to offer.
+pub struct Intercepts<'a> {
+    pub addrs: &'a [SocketAddr],
+    pub connections: u16,
+    pub protocol: u16,
+}
+
 /// One worker's loop: runs until told to stop (live) or the end of the file's last pass
 /// (offline), publishing its counters every [`PUBLISH`] and at the end.
 pub async fn run(
     engine: Engine,
     mut source: Source,
     sender: Sender,
-    intercepts: &[SocketAddr],
-    connections: u16,
-    protocol: u16,
+    intercepts: Intercepts<'_>,
+    records: Option<std::sync::Arc<SessionLog>>,
     ctx: &mut WorkerCtx,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
-    let links = link::start(intercepts, connections, protocol, &events_tx);
-    let mut st = State {
-        engine,
-        sender,
-        links,
-        registered: HashSet::new(),
-        start: Instant::now(),
-        unregistrable: 0,
-        registrations: 0,
-        unsent_registrations: 0,
-        held_back: false,
-    };
+    let links = link::start(
+        intercepts.addrs,
+        intercepts.connections,
+        intercepts.protocol,
+        &events_tx,
+    );
+    let mut st = State::new(engine, sender, links, records, ctx.index);
     let mut sweep = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publish = tokio::time::interval(PUBLISH);
@@ -256,7 +313,10 @@ pub async fn run(
             () = timer => st.engine.handle_timeout(now(st.start)),
             () = drained => {}
             () = retry => {}
-            _ = publish.tick() => ctx.publish(st.snapshot(&source)),
+            _ = publish.tick() => {
+                st.write_records();
+                ctx.publish(st.snapshot(&source));
+            }
             _ = sweep.tick() => {
                 if let Source::Live(capture) = &mut source {
                     let engine = &mut st.engine;
@@ -288,6 +348,7 @@ pub async fn run(
             }
         }
     }
+    st.write_records();
     ctx.publish(st.snapshot(&source));
     match &mut source {
         Source::Offline(file) => offline_outcome(file, st.engine.stats()),

@@ -36,6 +36,8 @@ pub struct Plan {
     pub connections: u16,
     /// Highest control-channel protocol version to offer.
     pub protocol: u16,
+    /// `--session-log`, shared by the workers.
+    pub records: Option<std::sync::Arc<crate::sessions::SessionLog>>,
     /// Builds this worker's capture source on its thread (its runtime entered).
     pub source: workers::SetupFn<Source>,
 }
@@ -90,9 +92,12 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         engine,
         source,
         sender,
-        &plan.intercepts,
-        plan.connections,
-        plan.protocol,
+        replay::Intercepts {
+            addrs: &plan.intercepts,
+            connections: plan.connections,
+            protocol: plan.protocol,
+        },
+        plan.records,
         &mut ctx,
     ))
 }
