@@ -118,6 +118,7 @@ fn check_tcpcopy_metrics(text: &str) {
 /// figures.
 fn check_records(records: &[String]) {
     assert_eq!(records.len(), 1000);
+    println!("a session record: {}", records[0]);
     for r in records {
         let j: serde_json::Value = serde_json::from_str(r).unwrap_or_else(|e| panic!("{e}: {r}"));
         assert_eq!(j["outcome"], "completed", "{r}");
