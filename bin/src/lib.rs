@@ -20,5 +20,32 @@ pub static XDP_PASS_OBJECT: &[u8] =
 // port space the engine can divide.
 const _: () = assert!(tcpcopy_abi::maps::MAX_WORKERS <= tcpcopy_engine::MAX_SHARES as u32);
 
+/// The XDP program's counters as metrics: `{prefix}_xdp_{name}_frames_total` (or
+/// `_bytes_total`), one per [`Stat`](tcpcopy_abi::stats::Stat).
+pub fn xdp_metrics(
+    families: &mut tcpcopy_host::metrics::Families,
+    prefix: &str,
+    counters: &tcpcopy_xsk::program::Counters,
+) {
+    use tcpcopy_abi::stats::Stat;
+    let all: Vec<(&'static str, &'static str, u64)> = Stat::ALL
+        .iter()
+        .map(|&s| {
+            let help = match s {
+                Stat::Seen => "Frames the XDP program saw.",
+                Stat::Matched => "TCP frames whose port (and -F filter) the program selected.",
+                Stat::MatchedBytes => "Bytes (whole frames) of the selected frames.",
+                Stat::Malformed => "Frames too short for the headers they announce (passed on).",
+                Stat::Copied => "Selected frames copied to userspace through the ring buffer.",
+                Stat::RingFull => "Selected frames lost because the ring buffer was full.",
+                Stat::Truncated => "Selected frames copied cut to the snap length.",
+                Stat::Redirected => "Selected frames redirected into an AF_XDP socket.",
+            };
+            (s.name(), help, counters.get(s))
+        })
+        .collect();
+    families.xdp(prefix, &all);
+}
+
 #[cfg(test)]
 mod kernel_tests;

@@ -40,7 +40,24 @@ pub enum Event {
         client: SocketAddr,
         target: SocketAddr,
         outcome: Outcome,
+        record: SessionRecord,
     },
+}
+
+/// What a per-session record needs besides the replay's 4-tuple and outcome (which
+/// [`Event::Closed`] carries): the captured connection, when the session started and ended
+/// (the caller's `now` values), and what it replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The client as captured, and the online service it talked to.
+    pub captured_client: SocketAddr,
+    pub online: SocketAddr,
+    pub started: Time,
+    pub ended: Time,
+    /// Payload bytes the test server acknowledged.
+    pub bytes: u64,
+    /// Requests whose data went out.
+    pub requests: u64,
 }
 
 type SessionId = u32;
@@ -154,6 +171,18 @@ impl Engine {
     /// Sessions alive now.
     pub fn session_count(&self) -> usize {
         self.by_replay.len()
+    }
+
+    /// How far the replay runs behind the capture at `now`: the longest any live session's
+    /// oldest captured byte not yet sent has waited (see the README; zero when every captured
+    /// byte has gone out). Walks the sessions: for reports, not for every packet.
+    pub fn replay_lag(&self, now: Time) -> std::time::Duration {
+        self.sessions
+            .iter()
+            .flatten()
+            .map(|s| s.lag(now))
+            .max()
+            .unwrap_or_default()
     }
 
     /// Bytes buffered by all sessions.
@@ -505,6 +534,14 @@ impl Engine {
             client: s.src,
             target: s.dst,
             outcome,
+            record: SessionRecord {
+                captured_client: s.key.client,
+                online: s.key.online,
+                started: s.started,
+                ended: now,
+                bytes: s.delivered,
+                requests: s.requests,
+            },
         });
     }
 }

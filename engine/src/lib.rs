@@ -17,8 +17,8 @@ pub mod time;
 pub use tcpcopy_wire as wire;
 
 pub use config::{Config, ConfigError, MAX_SHARES, WorkerShare, parse_client_addrs};
-pub use engine::{Engine, Event, Transmit};
+pub use engine::{Engine, Event, SessionRecord, Transmit};
 pub use mapping::{Mapping, MappingError};
-pub use stats::{LossReason, Outcome, Stats};
+pub use stats::{LossReason, Outcome, RESPONSE_TIME_BOUNDS_US, ResponseTimes, Stats};
 pub use tcpcopy_wire::Seq;
 pub use time::Time;

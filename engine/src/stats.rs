@@ -83,6 +83,58 @@ impl Losses {
     }
 }
 
+/// Upper bounds of the [`ResponseTimes`] buckets, microseconds (the last bucket, above them all,
+/// is implicit).
+pub const RESPONSE_TIME_BOUNDS_US: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000,
+];
+
+/// The test server's response times, as a histogram of fixed buckets: from the replayed
+/// request's last byte sent to the first byte of the answer (times from the caller's `now`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseTimes {
+    /// Observations per bucket (not cumulative); the last counts those above every bound.
+    buckets: [u64; RESPONSE_TIME_BOUNDS_US.len() + 1],
+    /// Sum of the observations, microseconds.
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl ResponseTimes {
+    /// Counts one response time.
+    pub fn observe(&mut self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = RESPONSE_TIME_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+        self.count += 1;
+    }
+
+    /// `(upper bound in microseconds, observations at or below it)` for every bound, cumulative
+    /// as Prometheus histograms are; the `+Inf` bucket is [`Self::count`].
+    pub fn cumulative(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut total = 0;
+        RESPONSE_TIME_BOUNDS_US
+            .iter()
+            .zip(self.buckets)
+            .map(move |(&bound, n)| {
+                total += n;
+                (bound, total)
+            })
+    }
+}
+
+impl std::ops::AddAssign<&ResponseTimes> for ResponseTimes {
+    fn add_assign(&mut self, o: &ResponseTimes) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.sum_us += o.sum_us;
+        self.count += o.count;
+    }
+}
+
 /// The engine's counters; they only grow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -127,6 +179,13 @@ pub struct Stats {
     pub syn_retries: u64,
     /// Connections to the test server rebuilt after it reset or closed one mid-session.
     pub rebuilds: u64,
+    /// Requests replayed: a session's first data, and every request boundary passed with data
+    /// after it.
+    pub requests: u64,
+    /// Payload bytes the test server acknowledged.
+    pub payload_bytes_delivered: u64,
+    /// The test server's response times.
+    pub response_time: ResponseTimes,
 }
 
 impl std::ops::AddAssign<&Losses> for Losses {
@@ -163,6 +222,9 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.closed_short += o.closed_short;
         self.syn_retries += o.syn_retries;
         self.rebuilds += o.rebuilds;
+        self.requests += o.requests;
+        self.payload_bytes_delivered += o.payload_bytes_delivered;
+        self.response_time += &o.response_time;
     }
 }
 
@@ -198,5 +260,30 @@ impl fmt::Display for Stats {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn response_times_fall_into_cumulative_buckets() {
+        let mut r = ResponseTimes::default();
+        r.observe(Duration::from_micros(250));
+        r.observe(Duration::from_millis(3));
+        r.observe(Duration::from_mins(1));
+        let c: Vec<(u64, u64)> = r.cumulative().collect();
+        assert_eq!(c[0], (250, 1), "a bound is inclusive");
+        assert_eq!(c[3], (2_500, 1));
+        assert_eq!(c[4], (5_000, 2));
+        assert_eq!(c.last().copied(), Some((5_000_000, 2)), "60 s only in +Inf");
+        assert_eq!(r.count, 3);
+        assert_eq!(r.sum_us, 250 + 3_000 + 60_000_000);
+        let mut sum = r;
+        sum += &r;
+        assert_eq!(sum.count, 6);
+        assert_eq!(sum.cumulative().nth(4), Some((5_000, 4)));
     }
 }

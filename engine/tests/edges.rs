@@ -1165,3 +1165,92 @@ mod damaged {
         }
     }
 }
+
+/// What a session's record and the operators' figures say: requests, bytes delivered, start
+/// and end, the response times (request's last byte sent to the answer) and the replay lag.
+mod records {
+    use super::*;
+    use tcpcopy_engine::{Outcome, SessionRecord};
+
+    #[test]
+    fn a_closed_session_reports_its_requests_bytes_times_and_response_times() {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        assert!(matches!(e.poll_event(), Some(Event::Register { .. })));
+        // Request 1 (10 bytes) at 10 ms, answered (100 bytes) at 15 ms.
+        capture(
+            &mut e,
+            t(10),
+            ACK | PSH,
+            ISN + 1,
+            ONLINE_ACK,
+            b"GET /a 1\r\n",
+        );
+        assert_eq!(
+            e.replay_lag(t(10)),
+            Duration::ZERO,
+            "not yet sent: no time passed"
+        );
+        assert_eq!(
+            e.replay_lag(t(12)),
+            Duration::from_millis(2),
+            "captured, not sent"
+        );
+        expect(
+            &mut e,
+            t(12),
+            &[seg(ACK | PSH, ISN + 1, irs + 1, b"GET /a 1\r\n")],
+        );
+        assert_eq!(e.replay_lag(t(13)), Duration::ZERO, "everything sent");
+        reply(&mut e, t(15), ACK | PSH, irs + 1, ISN + 11, &[b'x'; 100]);
+        let _ = recv(&mut e, t(15));
+        // Request 2 (the client acked online's 100-byte answer) at 20 ms, held until the answer
+        // came; it goes at once, answered at 27 ms.
+        capture(
+            &mut e,
+            t(20),
+            ACK | PSH,
+            ISN + 11,
+            ONLINE_ACK + 100,
+            b"GET /b\r\n",
+        );
+        expect(
+            &mut e,
+            t(20),
+            &[seg(ACK | PSH, ISN + 11, irs + 101, b"GET /b\r\n")],
+        );
+        reply(&mut e, t(27), ACK | PSH, irs + 101, ISN + 19, &[b'y'; 100]);
+        let _ = recv(&mut e, t(27));
+        // The client closes; the test server acknowledges the FIN and closes too.
+        capture(&mut e, t(30), ACK | FIN, ISN + 19, ONLINE_ACK + 200, b"");
+        expect(&mut e, t(30), &[seg(ACK | FIN, ISN + 19, irs + 201, b"")]);
+        reply(&mut e, t(31), ACK | FIN, irs + 201, ISN + 20, b"");
+        let _ = recv(&mut e, t(31));
+        let Some(Event::Closed {
+            outcome, record, ..
+        }) = e.poll_event()
+        else {
+            panic!("closed; {}", e.stats());
+        };
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(
+            record,
+            SessionRecord {
+                captured_client: CLIENT.parse().unwrap(),
+                online: ONLINE.parse().unwrap(),
+                started: t(0),
+                ended: t(31),
+                bytes: 18,
+                requests: 2,
+            }
+        );
+        let s = e.stats();
+        assert_eq!((s.requests, s.payload_bytes_delivered), (2, 18));
+        let r = s.response_time;
+        assert_eq!(r.count, 2, "two answers");
+        assert_eq!(r.sum_us, 3_000 + 7_000, "12 ms -> 15 ms and 20 ms -> 27 ms");
+        let buckets: Vec<(u64, u64)> = r.cumulative().collect();
+        assert!(buckets.contains(&(2_500, 0)) && buckets.contains(&(5_000, 1)));
+        assert!(buckets.contains(&(10_000, 2)));
+    }
+}

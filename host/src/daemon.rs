@@ -118,6 +118,7 @@ pub fn main_with<E: core::fmt::Display>(
     name: &str,
     log: Option<&Path>,
     tasks: &[crate::caps::Task],
+    format: crate::logfmt::LogFormat,
     run: impl FnOnce() -> Result<(), E>,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -139,6 +140,7 @@ pub fn main_with<E: core::fmt::Display>(
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.format_timestamp_millis();
+    crate::logfmt::init(format, &mut logger);
     if let Some(path) = log {
         match fs::OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {

@@ -97,6 +97,20 @@ pub struct Pool<S> {
     stop: watch::Sender<bool>,
     pub slots: Arc<Slots<S>>,
     ended: mpsc::UnboundedReceiver<usize>,
+    /// Run on SIGHUP (reopening files for logrotate), if set.
+    pub on_hangup: Option<Box<dyn Fn() + Send>>,
+}
+
+/// SIGHUP's stream, or never.
+struct Hangup<'a>(Option<&'a mut tokio::signal::unix::Signal>);
+
+impl Hangup<'_> {
+    async fn recv(&mut self) -> Option<()> {
+        match self.0.as_mut() {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Starts one worker per plan, running `body(plan, ctx, ready)` on its own pinned thread, and
@@ -121,6 +135,7 @@ where
         stop,
         slots,
         ended,
+        on_hangup: None,
     };
     for (index, plan) in plans.into_iter().enumerate() {
         let ctx = Ctx {
@@ -181,6 +196,13 @@ impl<S> Pool<S> {
         runtime.block_on(async {
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
+            // SIGHUP only where something reopens a file on it; else it ends the process as ever.
+            let mut hup = if self.on_hangup.is_some() {
+                Some(signal(SignalKind::hangup())?)
+            } else {
+                None
+            };
+            let mut hup = Hangup(hup.as_mut());
             let mut ticker = ticker(interval).await;
             let mut ended = 0;
             while ended < n {
@@ -191,13 +213,18 @@ impl<S> Pool<S> {
                         Some(_) => ended += 1,
                         None => break,
                     },
-                    () = tick(ticker.as_mut()) => std::println!("stats {}", line(&self)),
+                    () = tick(ticker.as_mut()) => crate::logfmt::emit("stats", &line(&self)),
+                    _ = hup.recv() => {
+                        if let Some(f) = &self.on_hangup {
+                            f();
+                        }
+                    }
                 }
             }
             anyhow::Ok(())
         })?;
         let result = self.join();
-        std::println!("final {}", line(&self));
+        crate::logfmt::emit("final", &line(&self));
         result
     }
 

@@ -69,6 +69,21 @@ pub const TOOLS: &[Tool] = &[
     deb("tshark", "tshark", "pcapng recordings (offline tests)"),
     deb("bpftool", "bpftool", "XDP program run times (benchmarks)"),
     deb("ping", "iputils-ping", "ICMP through intercept (tests)"),
+    deb(
+        "promtool",
+        "prometheus",
+        "checking the scraped metrics (tests)",
+    ),
+    deb(
+        "systemd-analyze",
+        "systemd",
+        "checking the systemd units (tests)",
+    ),
+    deb(
+        "podman",
+        "podman",
+        "building the container image (`cargo xtask image`)",
+    ),
     deb("apt-get", "apt", "setup's package installs"),
     deb("dpkg-query", "dpkg", "setup's package checks"),
     Tool {

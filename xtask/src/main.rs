@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod image;
 mod setup;
 mod sh;
 mod testbed_cmd;
@@ -46,6 +47,8 @@ enum Task {
     Demo,
     /// Every check CI runs: fmt, clippy (host and BPF), unit and end-to-end tests.
     Test,
+    /// The container image of both programs (static binaries, FROM scratch) with podman.
+    Image,
     /// The benchmarks; figures go to target/bench/.
     Bench {
         /// engine (criterion, no root: the engine and the response comparison), testbed
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             .and_then(|()| build(false))
             .and_then(|()| demo::demo()),
         Task::Test => setup::setup().and_then(|()| test()),
+        Task::Image => image::image(),
         Task::Bench { which } => bench::bench(which),
     };
     match result {

@@ -220,6 +220,21 @@ pub struct Session {
     pub(crate) timer_at: Option<Time>,
     /// Whether the session sits in the engine's transmit queue.
     pub(crate) queued: bool,
+
+    /// When the session started (its record's start).
+    pub started: Time,
+    /// Requests whose data went out (a session's first data, then each boundary passed with
+    /// data after it), and payload bytes the test server acknowledged (its record's figures).
+    pub requests: u64,
+    pub delivered: u64,
+    /// Request boundaries passed: new data counts a request while `requests` is not above it.
+    boundaries_passed: u64,
+    /// When new request data last went out while no answer had begun: the start of a response
+    /// time.
+    awaiting_answer_since: Option<Time>,
+    /// When the oldest captured byte not yet sent was captured (an upper bound: the time new
+    /// bytes came while everything before had been sent); `None` when all is sent.
+    unsent_since: Option<Time>,
 }
 
 impl Session {
@@ -286,6 +301,12 @@ impl Session {
             rst_due: None,
             timer_at: None,
             queued: false,
+            started: now,
+            requests: 0,
+            delivered: 0,
+            boundaries_passed: 0,
+            awaiting_answer_since: None,
+            unsent_since: None,
         }
     }
 
@@ -311,6 +332,13 @@ impl Session {
     /// Bytes held for this session.
     pub fn buffered(&self) -> usize {
         self.stream.buffered()
+    }
+
+    /// How long the oldest captured byte not yet sent has waited at `now` (zero when everything
+    /// captured has gone out): how far this session's replay runs behind the capture.
+    pub fn lag(&self, now: Time) -> Duration {
+        self.unsent_since
+            .map_or(Duration::ZERO, |t| now.saturating_since(t))
     }
 
     /// The captured SYN's sequence number.
@@ -396,6 +424,9 @@ impl Session {
         let acc = self
             .stream
             .insert(seg.seq, seg.payload, ack, seg.flags.fin());
+        if acc.new > 0 && self.unsent_since.is_none() {
+            self.unsent_since = Some(now);
+        }
         if !self.stream.has_gap() {
             self.timers.stop(Timer::CaptureGap);
         } else if self.timers.get(Timer::CaptureGap).is_none() {
@@ -449,7 +480,7 @@ impl Session {
         if self.state == State::SynSent {
             self.on_syn_ack(now, seg);
         } else {
-            self.on_synchronized(now, cfg, seg);
+            self.on_synchronized(now, cfg, stats, seg);
         }
         self.reset_if_delivered();
         if self.snd_una == self.snd_max {
@@ -561,7 +592,13 @@ impl Session {
     }
 
     /// A segment in a synchronized state.
-    fn on_synchronized(&mut self, now: Time, cfg: &Config, seg: &TcpSegment<'_>) {
+    fn on_synchronized(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        stats: &mut Stats,
+        seg: &TcpSegment<'_>,
+    ) {
         if seg.flags.syn() {
             // A retransmitted SYN-ACK: our handshake ACK was lost. One with another initial
             // sequence number means the server answered our SYN again from scratch (its first
@@ -590,6 +627,15 @@ impl Session {
         if seg.flags.ack() {
             let ack = seg.ack;
             if ack.after(self.snd_una) && !ack.after(self.snd_max) {
+                // Payload bytes delivered: what the ack moved over, less our FIN.
+                let fin_acked = self
+                    .stream
+                    .fin()
+                    .is_some_and(|f| !self.snd_una.after(f) && ack.after(f));
+                let moved = u64::try_from(ack.diff(self.snd_una)).unwrap_or(0);
+                let bytes = moved - u64::from(fin_acked).min(moved);
+                self.delivered += bytes;
+                stats.payload_bytes_delivered += bytes;
                 self.snd_una = ack;
                 // The request going out is kept (up to RESEND_KEEP bytes) until its answer
                 // begins: a test server that closes before it answers goes on without it.
@@ -629,6 +675,9 @@ impl Session {
                 self.rcv_nxt = end;
                 if seg.payload_len > 0 {
                     self.rebuilds_in_a_row = 0;
+                    if let Some(sent) = self.awaiting_answer_since.take() {
+                        stats.response_time.observe(now.saturating_since(sent));
+                    }
                 }
                 if seg.payload_len > 0 || seg.flags.fin() {
                     self.pushed_at = (seg.flags.psh() || seg.flags.fin()).then_some(now);
@@ -949,6 +998,7 @@ impl Session {
                 self.unanswered_from = None;
             }
             self.request_start = b.seq;
+            self.boundaries_passed += 1;
             self.resp_mark = self.rcv_nxt;
             self.timers.stop(Timer::ResponseWait);
         }

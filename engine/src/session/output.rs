@@ -204,7 +204,7 @@ impl Session {
                 .unwrap_or(0)
                 .min(self.mss());
             if avail > 0 {
-                return self.send_data(now, buf, una, avail, true);
+                return self.send_data(now, stats, buf, una, avail, true);
             }
         }
         let limit = self.send_limit(cfg);
@@ -214,7 +214,7 @@ impl Session {
                 .min(self.mss());
             let seq = self.snd_nxt;
             let retransmit = seq.before(self.snd_max);
-            return self.send_data(now, buf, seq, n, retransmit);
+            return self.send_data(now, stats, buf, seq, n, retransmit);
         }
         if self.fin_allowed(cfg) {
             let fin = self.snd_nxt;
@@ -238,7 +238,7 @@ impl Session {
             // Zero-window probe: one byte past the window.
             self.due.probe = false;
             let seq = self.snd_nxt;
-            return self.send_data(now, buf, seq, 1, false);
+            return self.send_data(now, stats, buf, seq, 1, false);
         }
         if self.due.ack {
             let opts = self.options(now);
@@ -256,6 +256,7 @@ impl Session {
     fn send_data(
         &mut self,
         now: Time,
+        stats: &mut Stats,
         buf: &mut [u8],
         seq: Seq,
         n: usize,
@@ -270,8 +271,19 @@ impl Session {
         let len = self.write_with(buf, seq, flags, payload, opts).ok()?;
         let sent = u32::try_from(sent).unwrap_or(0);
         let end = seq + sent;
+        if end.after(self.snd_max) && sent > 0 {
+            // New data: a request's (first data counts it), whose answer is awaited from now.
+            if self.requests <= self.boundaries_passed {
+                self.requests += 1;
+                stats.requests += 1;
+            }
+            self.awaiting_answer_since = Some(now);
+        }
         if end.after(self.snd_nxt) {
             self.snd_nxt = end;
+        }
+        if !end.before(self.stream.end()) {
+            self.unsent_since = None;
         }
         self.snd_max = self.snd_max.max(self.snd_nxt);
         self.due.ack = false;

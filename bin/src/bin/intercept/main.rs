@@ -146,6 +146,15 @@ struct Cli {
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     log: Option<PathBuf>,
 
+    /// Logs and report lines as text (default) or one JSON object a line.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: tcpcopy_host::logfmt::LogFormat,
+
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics, readiness on /ready (attached and
+    /// listening for tcpcopy) and liveness on /live.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+
     /// Replies to these addresses are not caught (they go on to this host's stack): the
     /// original's firewall pass list, ip[,ip...]; at most 8 in all, may be repeated.
     #[arg(short = 'x', long = "pass", value_name = "IPS")]
@@ -239,7 +248,13 @@ fn main() -> ExitCode {
         cli.capture != CaptureMode::Ring,
         tcpcopy_host::caps::privileged_port(cli.port),
     );
-    tcpcopy_host::daemon::main_with("intercept", cli.log.as_deref(), &tasks, || run(&cli))
+    tcpcopy_host::daemon::main_with(
+        "intercept",
+        cli.log.as_deref(),
+        &tasks,
+        cli.log_format,
+        || run(&cli),
+    )
 }
 
 fn warn_ip_forward() {
@@ -272,6 +287,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         i
     };
     warn_ip_forward();
+    let metrics = cli
+        .metrics
+        .map(tcpcopy_host::metrics::Listener::bind)
+        .transpose()?;
     let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
     let filter_text = cli.filter_text()?;
     let filter = tcpcopy_abi::filter_expr::compile(&filter_text)?;
@@ -317,9 +336,22 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
-    println!(
-        "attached iface={iface} mode={mode} ports={ports:?} filter={filter_text:?} workers={workers} capture={via} listen={addr}"
+    tcpcopy_host::logfmt::emit(
+        "attached",
+        &format!(
+            "iface={iface} mode={mode} ports={ports:?} filter={filter_text:?} workers={workers} capture={via} listen={addr}"
+        ),
     );
+    let program = std::sync::Arc::new(program);
+    if let Some(listener) = metrics {
+        let slots = pool.slots.clone();
+        let program = program.clone();
+        listener.serve(tcpcopy_host::metrics::Source {
+            families: Box::new(move || workers::metrics(&program, &slots.all())),
+            // Attached and listening: served from here on only.
+            ready: Box::new(|| Ok(())),
+        })?;
+    }
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));

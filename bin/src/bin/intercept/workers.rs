@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use tcpcopy_host::workers::{self, Ctx, Pool, Ready, SetupFn};
+use tcpcopy_host::{
+    metrics::{self, Families, with},
+    workers::{self, Ctx, Pool, Ready, SetupFn},
+};
 use tcpcopy_xsk::{capture::Capture, program::XdpProgram};
 use tokio::{sync::mpsc, time::Instant};
 
@@ -58,6 +61,95 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>, refusals: &Refusals) ->
         all.first().map_or(0, |w| w.connections_v7),
         per_worker.join(",")
     )
+}
+
+/// The metrics of a scrape: the XDP program's counters and each worker's (label `worker`).
+pub fn metrics(program: &XdpProgram, slots: &[Snapshot]) -> Families {
+    let mut f = Families::default();
+    if let Ok(c) = program.counters() {
+        tcpcopy::xdp_metrics(&mut f, "intercept", &c);
+    }
+    for (i, s) in slots.iter().enumerate() {
+        let r = &s.router;
+        let w = || metrics::worker(i);
+        f.counter(
+            "intercept_replies_forwarded",
+            "Reply headers sent to the tcpcopy that registered their client.",
+            None,
+            w(),
+            r.forwarded,
+        );
+        f.counter(
+            "intercept_replies_parked",
+            "Replies that came before their client's registration and waited for it.",
+            None,
+            w(),
+            r.parked,
+        );
+        f.counter(
+            "intercept_replies_expired",
+            "Parked replies whose registration did not come within 1 s.",
+            None,
+            w(),
+            r.expired,
+        );
+        for (reason, n) in [("slow_tcpcopy", r.dropped_slow), ("not_tcp", r.not_tcp)] {
+            f.counter(
+                "intercept_replies_dropped",
+                "Replies dropped: the tcpcopy connection could not take them, or not TCP.",
+                None,
+                with(w(), "reason", reason),
+                n,
+            );
+        }
+    }
+    // Every worker knows every connection and route: the first one's counts are the process's.
+    let first = slots.first().copied().unwrap_or_default();
+    let t = first.table;
+    for (name, help, n) in [
+        (
+            "intercept_routes_deregistered",
+            "Routes withdrawn by their tcpcopy (protocol version 7).",
+            t.deregistered,
+        ),
+        (
+            "intercept_routes_refused",
+            "Registrations refused by the per-connection or the total route limit.",
+            t.refused,
+        ),
+        (
+            "intercept_routes_idle_expired",
+            "Routes removed after --route-idle-timeout without a registration or a reply.",
+            t.idle_expired,
+        ),
+    ] {
+        f.counter(name, help, None, Vec::new(), n);
+    }
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    {
+        f.gauge(
+            "intercept_tcpcopy_connections",
+            "tcpcopy control connections connected (each tcpcopy instance has -C per worker).",
+            None,
+            Vec::new(),
+            first.connections as f64,
+        );
+        f.gauge(
+            "intercept_routes",
+            "Routes (replayed connections registered) now.",
+            None,
+            Vec::new(),
+            t.routes as f64,
+        );
+        f.gauge(
+            "intercept_tcpcopy_connections_v7",
+            "tcpcopy control connections that speak protocol version 7.",
+            None,
+            Vec::new(),
+            first.connections_v7 as f64,
+        );
+    }
+    f
 }
 
 /// What a worker sets itself up from.

@@ -234,6 +234,19 @@ pub struct Cli {
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
 
+    /// Logs and report lines as text (default) or one JSON object a line.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: tcpcopy_host::logfmt::LogFormat,
+
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics, readiness on /ready (attached and
+    /// every intercept link up) and liveness on /live.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Append one JSON line per ended session to FILE (reopened on SIGHUP, for logrotate).
+    #[arg(long, value_name = "FILE")]
+    pub session_log: Option<PathBuf>,
+
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: (),

@@ -10,9 +10,10 @@ mod offline;
 mod replay;
 mod report;
 mod send;
+mod sessions;
 mod workers;
 
-use std::{net::UdpSocket, process::ExitCode};
+use std::{net::UdpSocket, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         "tcpcopy",
         cli.log.as_deref(),
         &capability_tasks(&cli),
+        cli.log_format,
         || run(&cli),
     )
 }
@@ -116,12 +118,21 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         );
     }
     refuse_replay_loop(&config.mappings)?;
+    let Outputs { metrics, records } = Outputs::open(cli)?;
     let mut ports: Vec<u16> = config.mappings.iter().map(|m| m.online_port).collect();
     ports.sort_unstable();
     ports.dedup();
 
     if let Some(path) = cli.offline_file() {
-        return run_offline(cli, config, &control, interval, &filter, &path);
+        return run_offline(
+            cli,
+            config,
+            &control,
+            interval,
+            &filter,
+            &path,
+            Outputs { metrics, records },
+        );
     }
     if cli.lonely {
         log::info!(
@@ -157,10 +168,11 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             engine,
             send: cli.send,
             control: control.clone(),
+            records: records.clone(),
             source: Box::new(move || Ok(replay::Source::Live(capture()?))),
         });
     }
-    let (pool, started) = workers::start(plans)?;
+    let (mut pool, started) = workers::start(plans)?;
     let mode =
         attach(&mut program, cli, &iface).with_context(|| format!("capture interface {iface}"))?;
     for m in &config.mappings {
@@ -177,9 +189,18 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     };
     let capture_via = mode_of(&started.iter().map(|s| s.capture).collect::<Vec<_>>());
     let send = mode_of(&started.iter().map(|s| s.send).collect::<Vec<_>>());
-    println!(
-        "attached iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}"
+    tcpcopy_host::logfmt::emit(
+        "attached",
+        &format!(
+            "iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}"
+        ),
     );
+    let program = Arc::new(program);
+    serve_outputs(
+        Outputs { metrics, records },
+        &mut pool,
+        Some(program.clone()),
+    )?;
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     pool.until_done(interval, |p| report::line(Some(&program), p))
@@ -219,6 +240,51 @@ fn attach(program: &mut XdpProgram, cli: &cli::Cli, iface: &str) -> anyhow::Resu
     }
 }
 
+/// `--metrics` and `--session-log`, opened at start.
+struct Outputs {
+    metrics: Option<tcpcopy_host::metrics::Listener>,
+    records: Option<Arc<sessions::SessionLog>>,
+}
+
+impl Outputs {
+    /// Bound and opened before anything is loaded: a taken port or an unwritable file fails the
+    /// start at once.
+    fn open(cli: &cli::Cli) -> anyhow::Result<Self> {
+        let metrics = cli
+            .metrics
+            .map(tcpcopy_host::metrics::Listener::bind)
+            .transpose()?;
+        let records = cli
+            .session_log
+            .as_deref()
+            .map(sessions::SessionLog::open)
+            .transpose()?
+            .map(Arc::new);
+        Ok(Self { metrics, records })
+    }
+}
+
+/// Serves the metrics (from the program's counters and the workers' snapshots) and reopens the
+/// session log on SIGHUP.
+fn serve_outputs(
+    out: Outputs,
+    pool: &mut tcpcopy_host::workers::Pool<report::Snapshot>,
+    program: Option<Arc<XdpProgram>>,
+) -> anyhow::Result<()> {
+    if let Some(records) = out.records {
+        pool.on_hangup = Some(Box::new(move || records.reopen()));
+    }
+    if let Some(listener) = out.metrics {
+        let slots = pool.slots.clone();
+        let ready_slots = pool.slots.clone();
+        listener.serve(tcpcopy_host::metrics::Source {
+            families: Box::new(move || report::metrics(program.as_deref(), &slots.all())),
+            ready: Box::new(move || report::ready(&ready_slots.all())),
+        })?;
+    }
+    Ok(())
+}
+
 /// `-i FILE` / `--pcap FILE`: replays the file's sessions in one worker; no XDP program is
 /// loaded.
 fn run_offline(
@@ -228,6 +294,7 @@ fn run_offline(
     interval: Option<std::time::Duration>,
     filter: &tcpcopy_abi::filter::FilterProgram,
     path: &std::path::Path,
+    outputs: Outputs,
 ) -> anyhow::Result<()> {
     let play = offline::Playback {
         speed: cli.accelerate,
@@ -236,19 +303,24 @@ fn run_offline(
         filter: *filter,
     };
     let file = offline::Offline::open(path, play)?;
-    let (pool, started) = workers::start(vec![workers::Plan {
+    let (mut pool, started) = workers::start(vec![workers::Plan {
         engine: config,
         send: cli.send,
         control: control.clone(),
+        records: outputs.records.clone(),
         source: Box::new(move || Ok(replay::Source::Offline(file))),
     }])?;
-    println!(
-        "replaying file={} speed={} loops={} send={}",
-        path.display(),
-        cli.accelerate,
-        cli.loops.max(1),
-        started.first().map_or("raw", |s| s.send)
+    tcpcopy_host::logfmt::emit(
+        "replaying",
+        &format!(
+            "file={} speed={} loops={} send={}",
+            path.display(),
+            cli.accelerate,
+            cli.loops.max(1),
+            started.first().map_or("raw", |s| s.send)
+        ),
     );
+    serve_outputs(outputs, &mut pool, None)?;
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     pool.until_done(interval, |p| report::line(None, p))

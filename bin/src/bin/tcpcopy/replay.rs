@@ -15,6 +15,7 @@ use crate::{
     link::{self, Link, LinkEvent, Route},
     report::{Snapshot, WorkerCtx},
     send::Sender,
+    sessions::{self, SessionLog},
 };
 
 /// Frames or replies handled before the engine's output is flushed.
@@ -36,6 +37,10 @@ struct State {
     refusals: u64,
     /// Packets are waiting for the sender to have room.
     held_back: bool,
+    /// `--session-log`, this worker's number, and its lines not yet written.
+    records: Option<std::sync::Arc<SessionLog>>,
+    worker: usize,
+    pending_records: Vec<u8>,
 }
 
 /// FNV-1a of a client address and port: which link carries its routes.
@@ -65,6 +70,30 @@ fn now(start: Instant) -> Time {
 static EPOCH_US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 impl State {
+    fn new(
+        engine: Engine,
+        sender: Sender,
+        links: Vec<Link>,
+        records: Option<std::sync::Arc<SessionLog>>,
+        worker: usize,
+    ) -> Self {
+        State {
+            engine,
+            sender,
+            links,
+            registered: HashSet::new(),
+            start: Instant::now(),
+            unregistrable: 0,
+            registrations: 0,
+            unsent_registrations: 0,
+            held_back: false,
+            refusals: 0,
+            records,
+            worker,
+            pending_records: Vec::new(),
+        }
+    }
+
     fn flush(&mut self) {
         let t = now(self.start);
         while let Some(ev) = self.engine.poll_event() {
@@ -73,7 +102,22 @@ impl State {
                     self.registered.insert((client, target));
                     self.route(Route::Register(client, target), client);
                 }
-                Event::Closed { client, target, .. } => {
+                Event::Closed {
+                    client,
+                    target,
+                    outcome,
+                    record,
+                } => {
+                    if self.records.is_some() {
+                        sessions::append(
+                            &mut self.pending_records,
+                            self.worker,
+                            client,
+                            target,
+                            outcome,
+                            &record,
+                        );
+                    }
                     if self.registered.remove(&(client, target)) {
                         self.route(Route::Deregister(client, target), client);
                     }
@@ -151,8 +195,20 @@ impl State {
         }
     }
 
+    /// Writes the session records collected since the last call.
+    fn write_records(&mut self) {
+        if let Some(log) = &self.records
+            && !self.pending_records.is_empty()
+        {
+            log.write(&self.pending_records);
+            self.pending_records.clear();
+        }
+    }
+
     fn snapshot(&self, source: &Source) -> Snapshot {
         Snapshot {
+            active_sessions: self.engine.session_count(),
+            lag: self.engine.replay_lag(now(self.start)),
             engine: *self.engine.stats(),
             send_errors: self.sender.errors(),
             links_up: self.links.iter().filter(|l| l.version.is_some()).count(),
@@ -195,22 +251,12 @@ pub async fn run(
     mut source: Source,
     sender: Sender,
     control: &link::Control,
+    records: Option<std::sync::Arc<SessionLog>>,
     ctx: &mut WorkerCtx,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
     let links = link::start(control, &events_tx);
-    let mut st = State {
-        engine,
-        sender,
-        links,
-        registered: HashSet::new(),
-        start: Instant::now(),
-        unregistrable: 0,
-        registrations: 0,
-        unsent_registrations: 0,
-        held_back: false,
-        refusals: 0,
-    };
+    let mut st = State::new(engine, sender, links, records, ctx.index);
     let mut sweep = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publish = tokio::time::interval(PUBLISH);
@@ -259,7 +305,10 @@ pub async fn run(
             () = timer => st.engine.handle_timeout(now(st.start)),
             () = drained => {}
             () = retry => {}
-            _ = publish.tick() => ctx.publish(st.snapshot(&source)),
+            _ = publish.tick() => {
+                st.write_records();
+                ctx.publish(st.snapshot(&source));
+            }
             _ = sweep.tick() => {
                 if let Source::Live(capture) = &mut source {
                     let engine = &mut st.engine;
@@ -291,6 +340,7 @@ pub async fn run(
             }
         }
     }
+    st.write_records();
     ctx.publish(st.snapshot(&source));
     match &mut source {
         Source::Offline(file) => offline_outcome(file, st.engine.stats()),

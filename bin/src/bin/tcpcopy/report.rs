@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use tcpcopy_engine::Stats;
+use tcpcopy_engine::{LossReason, Stats};
+use tcpcopy_host::metrics::{Families, Unit, Value, with, worker};
 use tcpcopy_host::workers::{self, Pool};
 use tcpcopy_xsk::program::XdpProgram;
 
@@ -24,6 +25,10 @@ pub struct Snapshot {
     pub unregistrable: u64,
     /// Offline replay: how far into the file.
     pub progress: Option<String>,
+    /// Sessions alive, and how far the replay runs behind the capture (see
+    /// `Engine::replay_lag`), when last published.
+    pub active_sessions: usize,
+    pub lag: std::time::Duration,
 }
 
 impl Snapshot {
@@ -37,6 +42,8 @@ impl Snapshot {
         self.registrations += o.registrations;
         self.unsent_registrations += o.unsent_registrations;
         self.unregistrable += o.unregistrable;
+        self.active_sessions += o.active_sessions;
+        self.lag = self.lag.max(o.lag);
         if o.progress.is_some() {
             self.progress.clone_from(&o.progress);
         }
@@ -83,4 +90,246 @@ pub fn line(program: Option<&XdpProgram>, pool: &Pool<Snapshot>) -> String {
     };
     let per_worker: Vec<String> = per_worker.iter().map(u64::to_string).collect();
     format!("{head} {total} captured_by_worker={}", per_worker.join(","))
+}
+
+/// Whether tcpcopy is ready (for `/ready`): attached (this is asked only once it is) and every
+/// intercept link of every worker up.
+pub fn ready(slots: &[Snapshot]) -> Result<(), String> {
+    let (total, _) = total(slots);
+    if total.links > 0 && total.links_up == total.links {
+        Ok(())
+    } else {
+        Err(format!(
+            "intercept links up: {} of {}",
+            total.links_up, total.links
+        ))
+    }
+}
+
+/// The metrics of a scrape: the XDP program's counters, and each worker's (label `worker`).
+#[expect(clippy::too_many_lines, reason = "one list of metric families")]
+pub fn metrics(program: Option<&XdpProgram>, slots: &[Snapshot]) -> Families {
+    let mut f = Families::default();
+    if let Some(c) = program.and_then(|p| p.counters().ok()) {
+        tcpcopy::xdp_metrics(&mut f, "tcpcopy", &c);
+    }
+    for (i, s) in slots.iter().enumerate() {
+        let e = &s.engine;
+        let w = || worker(i);
+        f.counter(
+            "tcpcopy_sessions",
+            "Replayed sessions ended, by outcome: completed or the reason it was lost.",
+            None,
+            with(w(), "outcome", "completed"),
+            e.sessions_completed,
+        );
+        for r in LossReason::ALL {
+            f.counter(
+                "tcpcopy_sessions",
+                "",
+                None,
+                with(w(), "outcome", r.name()),
+                e.lost.get(r),
+            );
+        }
+        f.counter(
+            "tcpcopy_sessions_started",
+            "Replayed sessions (copies) started.",
+            None,
+            w(),
+            e.sessions_started,
+        );
+        f.counter(
+            "tcpcopy_sessions_skipped",
+            "Captured sessions -r left out.",
+            None,
+            w(),
+            e.sessions_skipped,
+        );
+        f.counter(
+            "tcpcopy_sessions_faked_syn",
+            "Sessions started with a faked SYN (captured mid-stream).",
+            None,
+            w(),
+            e.sessions_faked_syn,
+        );
+        f.gauge(
+            "tcpcopy_sessions_active",
+            "Replayed sessions alive.",
+            None,
+            w(),
+            count(s.active_sessions),
+        );
+        f.counter(
+            "tcpcopy_captured_packets",
+            "Captured client packets taken in.",
+            None,
+            w(),
+            e.captured,
+        );
+        for (reason, n) in [
+            ("malformed", e.captured_malformed),
+            ("unmapped", e.captured_unmapped),
+            ("orphan", e.captured_orphan),
+        ] {
+            f.counter(
+                "tcpcopy_captured_ignored_packets",
+                "Captured packets not replayed: malformed, of no mapping, or of no session that could start one.",
+                None,
+                with(w(), "reason", reason),
+                n,
+            );
+        }
+        f.counter(
+            "tcpcopy_client_retransmitted",
+            "Captured bytes already had (client retransmissions, overlaps), trimmed.",
+            Some(Unit::Bytes),
+            w(),
+            e.client_retransmitted_bytes,
+        );
+        f.counter(
+            "tcpcopy_sent_packets",
+            "Packets sent to the test server.",
+            None,
+            w(),
+            e.packets_sent,
+        );
+        f.counter(
+            "tcpcopy_sent_payload",
+            "Payload bytes sent to the test server (retransmissions included).",
+            Some(Unit::Bytes),
+            w(),
+            e.payload_bytes_sent,
+        );
+        f.counter(
+            "tcpcopy_delivered_payload",
+            "Payload bytes the test server acknowledged.",
+            Some(Unit::Bytes),
+            w(),
+            e.payload_bytes_delivered,
+        );
+        f.counter(
+            "tcpcopy_retransmitted_packets",
+            "Segments sent again (timeout or duplicate ACKs).",
+            None,
+            w(),
+            e.retransmits,
+        );
+        f.counter(
+            "tcpcopy_send_errors",
+            "Packets the sender could not send.",
+            None,
+            w(),
+            s.send_errors,
+        );
+        f.counter(
+            "tcpcopy_requests",
+            "Requests replayed (a session's first data, and each later request).",
+            None,
+            w(),
+            e.requests,
+        );
+        for (by, n) in [
+            ("bytes", e.paced_by_bytes),
+            ("burst_end", e.paced_by_burst_end),
+            ("timeout", e.paced_by_timeout),
+        ] {
+            f.counter(
+                "tcpcopy_paced_requests",
+                "Requests held for the previous answer, by what released them.",
+                None,
+                with(w(), "by", by),
+                n,
+            );
+        }
+        f.counter(
+            "tcpcopy_closed_short",
+            "Client closes passed on after the response wait with the answer shorter than online's.",
+            None,
+            w(),
+            e.closed_short,
+        );
+        f.counter(
+            "tcpcopy_responses",
+            "Reply headers received from intercept.",
+            None,
+            w(),
+            e.responses,
+        );
+        for (reason, n) in [
+            ("malformed", e.responses_malformed),
+            ("unknown", e.responses_unknown),
+            ("stale", e.responses_stale),
+        ] {
+            f.counter(
+                "tcpcopy_responses_ignored",
+                "Reply headers not taken: malformed, of no session, or of an older connection.",
+                None,
+                with(w(), "reason", reason),
+                n,
+            );
+        }
+        let r = &e.response_time;
+        #[expect(clippy::cast_precision_loss, reason = "seconds as f64")]
+        let secs = |us: u64| us as f64 / 1e6;
+        f.histogram(
+            "tcpcopy_response_time",
+            "The test server's response time: from a replayed request's last byte sent to the first byte of the answer.",
+            Some(Unit::Seconds),
+            w(),
+            Value::Histogram {
+                sum: secs(r.sum_us),
+                count: r.count,
+                buckets: r.cumulative().map(|(b, n)| (secs(b), n)).collect(),
+            },
+        );
+        f.gauge(
+            "tcpcopy_replay_lag",
+            "How far the replay runs behind the capture: the longest a captured byte not yet sent to the test server has waited.",
+            Some(Unit::Seconds),
+            w(),
+            s.lag.as_secs_f64(),
+        );
+        f.gauge(
+            "tcpcopy_intercept_links",
+            "Control connections to intercepts, configured.",
+            None,
+            w(),
+            count(s.links),
+        );
+        f.gauge(
+            "tcpcopy_intercept_links_up",
+            "Control connections to intercepts up.",
+            None,
+            w(),
+            count(s.links_up),
+        );
+        f.gauge(
+            "tcpcopy_intercept_links_v7",
+            "Control connections up that speak protocol version 7.",
+            None,
+            w(),
+            count(s.links_v7),
+        );
+        f.counter(
+            "tcpcopy_registrations",
+            "Replayed clients registered with intercept.",
+            None,
+            w(),
+            s.registrations,
+        );
+        f.counter(
+            "tcpcopy_registrations_unsent",
+            "Registrations no connected link could take.",
+            None,
+            w(),
+            s.unsent_registrations + s.unregistrable,
+        );
+    }
+    f
+}
+
+#[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn count(n: usize) -> f64 {
+    n as f64
 }

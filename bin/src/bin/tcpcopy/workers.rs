@@ -31,6 +31,8 @@ pub struct Plan {
     pub engine: tcpcopy_engine::Config,
     pub send: SendMode,
     pub control: crate::link::Control,
+    /// `--session-log`, shared by the workers.
+    pub records: Option<std::sync::Arc<crate::sessions::SessionLog>>,
     /// Builds this worker's capture source on its thread (its runtime entered).
     pub source: workers::SetupFn<Source>,
 }
@@ -81,5 +83,12 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         send: sender.describe(),
         capture,
     });
-    runtime.block_on(replay::run(engine, source, sender, &plan.control, &mut ctx))
+    runtime.block_on(replay::run(
+        engine,
+        source,
+        sender,
+        &plan.control,
+        plan.records,
+        &mut ctx,
+    ))
 }
