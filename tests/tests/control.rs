@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed, binary};
+use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed};
 use tcpcopy_tests::{
-    counter, curl_each, logged, start_intercept_with, start_tcpcopy, wait_settled, wait_until,
+    counter, curl_each, logged, start_intercept_with, start_tcpcopy, start_tcpcopy_with,
+    wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -32,13 +33,9 @@ fn intercept_stats(p: &mut Spawned, what: &str, done: impl Fn(&str) -> bool) -> 
 
 /// tcpcopy with `extra`, not waiting for its intercept links (they may never come up).
 fn tcpcopy_unlinked(bed: &Testbed, extra: &[&str]) -> Spawned {
-    let mut cmd = bed.cmd(
-        Host::Online,
-        binary("tcpcopy").expect("built").to_str().expect("utf-8"),
-    );
     let target = format!("{}:80", Host::Test.addr());
     let intercept = Host::Assistant.addr().to_string();
-    cmd.args([
+    let mut args = vec![
         "-i",
         IFACE,
         "--target",
@@ -47,13 +44,9 @@ fn tcpcopy_unlinked(bed: &Testbed, extra: &[&str]) -> Spawned {
         &intercept,
         "-c",
         "192.0.2.x",
-        "--stats-interval",
-        "0.2",
-    ]);
-    cmd.args(extra);
-    let mut p = Spawned::start(cmd).expect("start tcpcopy");
-    p.wait_for_line("attached", WAIT).expect("tcpcopy attaches");
-    p
+    ];
+    args.extend_from_slice(extra);
+    start_tcpcopy_with(bed, &args)
 }
 
 #[test]
