@@ -13,17 +13,17 @@ use tcpcopy_proto::{ClientRecord, v7};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (Some(addr), Some(n)) = (args.next(), args.next()) else {
+    let (Some(addr), Some(count)) = (args.next(), args.next()) else {
         anyhow::bail!("usage: control-flood ADDR:PORT N");
     };
     let addr: SocketAddr = addr.parse()?;
-    let n: u32 = n.parse()?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let count: u32 = count.parse()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut hello = ClientRecord::version().encode().to_vec();
     hello.extend_from_slice(&v7::offer(v7::CAPS));
     let mut accept = [0u8; v7::ACCEPT_LEN];
-    let upgraded = s.write_all(&hello).is_ok() && s.read_exact(&mut accept).is_ok();
+    let upgraded = stream.write_all(&hello).is_ok() && stream.read_exact(&mut accept).is_ok();
     if !upgraded || v7::Accept::decode(&accept).is_err() {
         println!("sent=0 open=false");
         return Ok(());
@@ -33,15 +33,15 @@ fn main() -> anyhow::Result<()> {
     let mut sent = 0u32;
     let mut buf = Vec::with_capacity(1 << 16);
     let mut open = true;
-    while sent < n && open {
+    while sent < count && open {
         buf.clear();
-        while sent < n && buf.len() < (1 << 16) - 64 {
+        while sent < count && buf.len() < (1 << 16) - 64 {
             let [_, b, c, d] = sent.to_be_bytes();
             let client = SocketAddrV4::new(Ipv4Addr::new(10, b, c, d), 40_000);
             v7::encode_key(v7::MSG_REGISTER, client.into(), target, &mut buf)?;
             sent += 1;
         }
-        open = s.write_all(&buf).is_ok();
+        open = stream.write_all(&buf).is_ok();
     }
     println!(
         "sent={sent} open={open} seconds={:.1}",
