@@ -15,6 +15,17 @@ pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The same for multi-buffer frames: the empty program `bpf-cost` measures tcpcopy's and
+/// intercept's programs against (they are built `xdp.frags` too).
+#[xdp(frags)]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the #[xdp] macro fixes the entry point's signature"
+)]
+pub fn xdp_pass_frags(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

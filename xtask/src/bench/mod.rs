@@ -2,6 +2,7 @@
 //!
 //! - `engine.md`: the session engine alone (criterion): packets per second, bytes per idle
 //!   session.
+//! - `kernel.md`: the XDP programs per packet (`bpf-cost`), next to an empty program.
 //! - `compare.md`: the response comparison alone (criterion): response bytes summarized and
 //!   compared per second, and the digest's cost.
 //! - `testbed.md`: the release binaries in the namespace testbed, each figure a ratio of two
@@ -14,6 +15,7 @@ mod bulk;
 mod compare;
 mod engine;
 mod harm;
+mod kernel;
 mod load;
 mod path;
 mod rig;
@@ -32,15 +34,19 @@ use crate::sh::{self, step};
 pub enum Which {
     All,
     Engine,
+    Kernel,
     Testbed,
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
-    if which != Which::Testbed {
+    if matches!(which, Which::All | Which::Engine) {
         engine::engine()?;
         compare::compare()?;
     }
-    if which != Which::Engine {
+    if matches!(which, Which::All | Which::Kernel) {
+        kernel::kernel()?;
+    }
+    if matches!(which, Which::All | Which::Testbed) {
         testbed()?;
     }
     Ok(())
