@@ -226,6 +226,14 @@ pub fn start_tcpcopy(bed: &Testbed, extra: &[&str]) -> Spawned {
 
 /// [`start_tcpcopy`], as `nobody` with only the capabilities `caps` if given.
 pub fn start_tcpcopy_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
+    let mut p = start_tcpcopy_unlinked(bed, caps, extra);
+    wait_links_up(&mut p);
+    p
+}
+
+/// [`start_tcpcopy_by`] without waiting for the intercept links (for tests where intercept
+/// refuses them): waits until tcpcopy has attached.
+pub fn start_tcpcopy_unlinked(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
     let target = format!("{}:80", Host::Test.addr());
     let intercept = bed.intercept_host().addr().to_string();
     let mut args = vec![
@@ -239,9 +247,7 @@ pub fn start_tcpcopy_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) ->
         "192.0.2.x",
     ];
     args.extend(extra);
-    let mut p = start_tcpcopy_as(bed, caps, &args);
-    wait_links_up(&mut p);
-    p
+    start_tcpcopy_as(bed, caps, &args)
 }
 
 /// Starts tcpcopy on the online host with exactly `args` (and `--stats-interval 0.2`), as a user

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use tcpcopy_testbed::{Host, IFACE, Spawned, Testbed};
+use tcpcopy_testbed::{Host, Spawned, Testbed};
 use tcpcopy_tests::{
-    counter, curl_each, logged, start_intercept_with, start_tcpcopy, start_tcpcopy_with,
+    counter, curl_each, logged, start_intercept_with, start_tcpcopy, start_tcpcopy_unlinked,
     wait_settled, wait_until,
 };
 
@@ -29,24 +29,6 @@ fn intercept_stats(p: &mut Spawned, what: &str, done: impl Fn(&str) -> bool) -> 
     let from = p.lines().len();
     p.wait_for_after(from, |l| l.starts_with("stats") && done(l), what, WAIT)
         .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// tcpcopy with `extra`, not waiting for its intercept links (they may never come up).
-fn tcpcopy_unlinked(bed: &Testbed, extra: &[&str]) -> Spawned {
-    let target = format!("{}:80", Host::Test.addr());
-    let intercept = Host::Assistant.addr().to_string();
-    let mut args = vec![
-        "-i",
-        IFACE,
-        "--target",
-        &target,
-        "-s",
-        &intercept,
-        "-c",
-        "192.0.2.x",
-    ];
-    args.extend_from_slice(extra);
-    start_tcpcopy_with(bed, &args)
 }
 
 #[test]
@@ -98,7 +80,7 @@ fn a_shared_secret_is_proven_and_everyone_else_refused() {
     // is taken; version 6, which cannot prove it, is closed by intercept after the offer's
     // moment.
     for extra in [vec!["--secret-file", wrong], vec![]] {
-        let mut t = tcpcopy_unlinked(&bed, &extra);
+        let mut t = start_tcpcopy_unlinked(&bed, None, &extra);
         let line = t
             .wait_for(
                 |l| l.starts_with("stats") && counter(l, "link_refusals") >= 2,
@@ -110,7 +92,7 @@ fn a_shared_secret_is_proven_and_everyone_else_refused() {
         t.finish(Duration::from_secs(10)).unwrap();
     }
     let before = intercept_stats(&mut intercept, "a stats line", |_| true);
-    let mut t = tcpcopy_unlinked(&bed, &["--protocol", "6"]);
+    let mut t = start_tcpcopy_unlinked(&bed, None, &["--protocol", "6"]);
     let s = intercept_stats(&mut intercept, "version 6 closed", |l| {
         counter(l, "peers_broken") >= counter(&before, "peers_broken") + 2
     });

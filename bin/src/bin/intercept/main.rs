@@ -312,13 +312,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut program = load()?;
     let af_xdp = cli.capture != CaptureMode::Ring;
     let (listener, addr) = listen(cli.bind, cli.port)?;
-    // AF_XDP where it can be had (auto: else the ring buffer, with a warning).
     let policy = policy(cli)?;
-    let limits = server::Limits {
-        per_connection: cli.max_routes_per_connection.max(1),
-        total: cli.max_routes.max(1),
-        idle: Duration::from_secs(cli.route_idle_timeout.max(1)),
-    };
+    let limits = limits(cli);
+    // AF_XDP where it can be had (auto: else the ring buffer, with a warning).
     let (pool, via, senders) =
         match start_workers(&mut program, &iface, workers, af_xdp, cli.batch, limits) {
             Ok(started) => started,
@@ -443,11 +439,7 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
     )?;
     let (listener, addr) = listen(cli.bind, cli.port)?;
     let policy = policy(cli)?;
-    let limits = server::Limits {
-        per_connection: cli.max_routes_per_connection.max(1),
-        total: cli.max_routes.max(1),
-        idle: Duration::from_secs(cli.route_idle_timeout.max(1)),
-    };
+    let limits = limits(cli);
     let (pool, via, senders) =
         start_workers(&mut program, &iface, workers, false, cli.batch, limits)?;
     let refusals = std::sync::Arc::new(server::Refusals::default());
@@ -463,6 +455,16 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
     pool.until_done(interval, |p| workers::line(&program, p, &refusals))
+}
+
+/// The routing table's bounds (`--max-routes-per-connection`, `--max-routes`,
+/// `--route-idle-timeout`).
+fn limits(cli: &Cli) -> server::Limits {
+    server::Limits {
+        per_connection: cli.max_routes_per_connection.max(1),
+        total: cli.max_routes.max(1),
+        idle: Duration::from_secs(cli.route_idle_timeout.max(1)),
+    }
 }
 
 /// Who may use the control channel (`--allow`, `--secret-file`, `--protocol`).
