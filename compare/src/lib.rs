@@ -18,6 +18,7 @@
 pub mod config;
 pub mod digest;
 pub mod http;
+pub mod log;
 pub mod reassembly;
 mod session;
 mod side;
