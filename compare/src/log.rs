@@ -60,13 +60,14 @@ impl Histogram {
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0..=1); `None` when empty, `u64::MAX`
-    /// when it lies above the last bound.
-    pub fn quantile(&self, q: f64) -> Option<u64> {
+    /// The upper bound of the bucket holding the quantile `permille`/1000 (500 the median, 990
+    /// the 99th percentile); `None` when empty, `u64::MAX` when it lies above the last bound.
+    pub fn quantile(&self, permille: u64) -> Option<u64> {
         if self.count == 0 {
             return None;
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let rank = (u128::from(self.count) * u128::from(permille.min(1000))).div_ceil(1000);
+        let rank = u64::try_from(rank).unwrap_or(u64::MAX).max(1);
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
@@ -165,9 +166,9 @@ mod tests {
         assert_eq!(h.counts[5], 1, "1500 is in (1000, 2000]");
         assert_eq!(*h.counts.last().unwrap(), 1, "above the last bound");
         assert_eq!(h.count, 6);
-        assert_eq!(h.quantile(0.5), Some(100));
-        assert_eq!(h.quantile(1.0), Some(u64::MAX));
-        assert_eq!(Histogram::default().quantile(0.5), None);
+        assert_eq!(h.quantile(500), Some(100));
+        assert_eq!(h.quantile(1000), Some(u64::MAX));
+        assert_eq!(Histogram::default().quantile(500), None);
         let mut m = Histogram::default();
         m.merge(&h);
         m.merge(&h);
