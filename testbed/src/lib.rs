@@ -377,50 +377,38 @@ impl Testbed {
         cmd::ip(&["-n", &br, "link", "set", "p-sink", "up"])?;
         tc(&["qdisc", "add", "dev", "p-test", "clsact"])?;
         let mirror = ["action", "mirred", "egress", "mirror", "dev", "p-count"];
-        let v4 = Leaving::Replies.pref().to_string();
-        let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &v4];
-        f.extend_from_slice(&[
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            REPLAY_CLIENT_NET,
-        ]);
-        f.extend_from_slice(&["match", "ip", "protocol", "6", "0xff"]);
-        f.extend_from_slice(&["match", "ip", "sport", "80", "0xffff"]);
-        f.extend_from_slice(&mirror);
-        tc(&f)?;
-        let v6 = Leaving::Replies6.pref().to_string();
-        let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &v6];
-        f.extend_from_slice(&[
-            "protocol",
-            "ipv6",
-            "u32",
-            "match",
-            "ip6",
-            "dst",
-            REPLAY_CLIENT_NET6,
-        ]);
-        f.extend_from_slice(&["match", "ip6", "protocol", "6", "0xff"]);
-        f.extend_from_slice(&["match", "ip6", "sport", "80", "0xffff"]);
-        f.extend_from_slice(&mirror);
-        tc(&f)?;
-        let icmp = Leaving::Icmp.pref().to_string();
-        let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &icmp];
-        f.extend_from_slice(&[
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            REPLAY_CLIENT_NET,
-        ]);
-        f.extend_from_slice(&["match", "ip", "protocol", "1", "0xff"]);
-        f.extend_from_slice(&mirror);
-        tc(&f)
+        // (counter, tc protocol, u32 family, destination net, IP protocol, source port)
+        let counters = [
+            (
+                Leaving::Replies,
+                "ip",
+                "ip",
+                REPLAY_CLIENT_NET,
+                "6",
+                Some("80"),
+            ),
+            (
+                Leaving::Replies6,
+                "ipv6",
+                "ip6",
+                REPLAY_CLIENT_NET6,
+                "6",
+                Some("80"),
+            ),
+            (Leaving::Icmp, "ip", "ip", REPLAY_CLIENT_NET, "1", None),
+        ];
+        for (what, protocol, family, net, ip_proto, sport) in counters {
+            let pref = what.pref().to_string();
+            let mut f = vec!["filter", "add", "dev", "p-test", "ingress", "pref", &pref];
+            f.extend_from_slice(&["protocol", protocol, "u32", "match", family, "dst", net]);
+            f.extend_from_slice(&["match", family, "protocol", ip_proto, "0xff"]);
+            if let Some(port) = sport {
+                f.extend_from_slice(&["match", family, "sport", port, "0xffff"]);
+            }
+            f.extend_from_slice(&mirror);
+            tc(&f)?;
+        }
+        Ok(())
     }
 
     /// Packets the test host has sent that match `what`, counted on the bridge's side of its

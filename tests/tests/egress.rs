@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tcpcopy_testbed::{Host, IFACE, Leaving, Options, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, start_intercept, start_tcpcopy, upload, wait_settled, wait_until,
+    codes, counter, curl, logged, start_intercept, start_intercept_with, start_tcpcopy, upload,
+    wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -17,6 +18,9 @@ const WAIT: Duration = Duration::from_mins(1);
 /// the test nginx draw replies that the test host routes via its default gateway, as it does
 /// for the replayed clients.
 const PROBE: &str = "192.0.2.77";
+
+/// intercept's metrics listener on the test host.
+const METRICS: &str = "127.0.0.1:9465";
 
 fn two_hosts() -> Testbed {
     Testbed::up_with(&Options {
@@ -59,7 +63,7 @@ fn egress_catches_only_the_replies_to_replayed_clients_and_sigkill_leaves_nothin
         wait_until(WAIT, || bed.leaving_test(Leaving::Replies).unwrap() >= 1),
         "the counter on the far side of the test host's link sees its replies"
     );
-    let mut intercept = start_intercept(&bed);
+    let mut intercept = start_intercept_with(&bed, &["--metrics", METRICS]);
     let attached = intercept
         .lines()
         .into_iter()
@@ -80,6 +84,22 @@ fn egress_catches_only_the_replies_to_replayed_clients_and_sigkill_leaves_nothin
             WAIT,
         )
         .unwrap();
+    // --metrics is served in --egress mode too: the caught reply is counted there.
+    let scraped = || {
+        let out = bed
+            .cmd(Host::Test, "curl")
+            .args(["-s", "--max-time", "5"])
+            .arg(format!("http://{METRICS}/metrics"))
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = scraped();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("intercept_xdp_matched_frames_total") && !l.ends_with(" 0")),
+        "{text}"
+    );
     // The test host's other traffic passes: its clients' answers (port 80 to the client host),
     // ICMP to the replay clients' network, the control port.
     assert_eq!(

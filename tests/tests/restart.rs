@@ -13,6 +13,7 @@ use tcpcopy_tests::{
 };
 
 const WAIT: Duration = Duration::from_secs(45);
+const METRICS: &str = "127.0.0.1:9464";
 
 /// The requests (method, URI, protocol) of access-log lines, sorted.
 fn requests(lines: &[String]) -> Vec<String> {
@@ -28,7 +29,7 @@ fn requests(lines: &[String]) -> Vec<String> {
 fn a_test_server_restart_mid_replay_loses_almost_nothing() {
     let bed = Testbed::up().expect("testbed");
     let _intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    let mut tcpcopy = start_tcpcopy(&bed, &["--metrics", METRICS]);
 
     let one = curl(&bed, Host::Online, "one", 0..800, true);
     let kept = curl(&bed, Host::Online, "kept", 0..400, false);
@@ -76,4 +77,20 @@ fn a_test_server_restart_mid_replay_loses_almost_nothing() {
         counter(&settled, "rebuilds") > 0,
         "the keep-alive connection rebuilt: {settled}"
     );
+    // The same counters in the metrics.
+    let out = bed
+        .cmd(Host::Online, "curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://{METRICS}/metrics"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["tcpcopy_syn_retries_total", "tcpcopy_rebuilds_total"] {
+        let sum: f64 = text
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        assert!(sum > 0.0, "{name} moved: {text}");
+    }
 }

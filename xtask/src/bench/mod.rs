@@ -13,6 +13,7 @@
 
 mod bulk;
 mod compare;
+mod criterion;
 mod engine;
 mod harm;
 mod kernel;

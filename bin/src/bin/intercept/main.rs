@@ -94,12 +94,13 @@ struct Cli {
     #[arg(long = "secret-file", value_name = "FILE")]
     secret_file: Option<PathBuf>,
 
-    /// Routes (replayed connections) one tcpcopy connection may register.
-    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    /// Routes (replayed connections) one tcpcopy connection may register. Each costs about
+    /// 500 bytes in every worker's table.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
     max_routes_per_connection: usize,
 
     /// Routes all tcpcopy connections together may register.
-    #[arg(long, value_name = "N", default_value_t = 1_048_576)]
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
     max_routes: usize,
 
     /// A route with no registration and no reply for this long is removed (version-6 peers
@@ -338,6 +339,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             "iface={iface} mode={mode} ports={ports:?} filter={filter_text:?} workers={workers} capture={via} listen={addr}"
         ),
     );
+    serve(cli, program, metrics, pool, &refusals)
+}
+
+/// What both modes do once attached: metrics served (if asked), the pid file written, the
+/// workers run until a signal, with a stats line each interval.
+fn serve(
+    cli: &Cli,
+    program: XdpProgram,
+    metrics: Option<tcpcopy_host::metrics::Listener>,
+    pool: tcpcopy_host::workers::Pool<workers::Snapshot>,
+    refusals: &std::sync::Arc<server::Refusals>,
+) -> anyhow::Result<()> {
     let program = std::sync::Arc::new(program);
     if let Some(listener) = metrics {
         let slots = pool.slots.clone();
@@ -351,7 +364,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
-    pool.until_done(interval, |p| workers::line(&program, p, &refusals))
+    pool.until_done(interval, |p| workers::line(&program, p, refusals))
 }
 
 /// The `-F` expression of `--egress`: the user's, and a reply's destination in one of the
@@ -417,6 +430,10 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
         );
     }
     let iface = egress_iface(cli)?;
+    let metrics = cli
+        .metrics
+        .map(tcpcopy_host::metrics::Listener::bind)
+        .transpose()?;
     let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
     let expr = egress_filter(cli.filter.as_deref(), cli.clients());
     let filter = tcpcopy_abi::filter_expr::compile(&expr)?;
@@ -447,14 +464,14 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
     program
         .attach_tc(INTERCEPT_TC_PROGRAM, &iface, TcHook::Egress)
         .with_context(|| format!("reply interface {iface}"))?;
-    println!(
-        "attached iface={iface} mode={} ports={ports:?} filter={expr:?} workers={workers} capture={via} listen={addr}",
-        TcHook::Egress
+    tcpcopy_host::logfmt::emit(
+        "attached",
+        &format!(
+            "iface={iface} mode={} ports={ports:?} filter={expr:?} workers={workers} capture={via} listen={addr}",
+            TcHook::Egress
+        ),
     );
-    let _pid_file =
-        tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    let interval = (cli.stats_interval > 0).then(|| Duration::from_secs(cli.stats_interval));
-    pool.until_done(interval, |p| workers::line(&program, p, &refusals))
+    serve(cli, program, metrics, pool, &refusals)
 }
 
 /// The routing table's bounds (`--max-routes-per-connection`, `--max-routes`,

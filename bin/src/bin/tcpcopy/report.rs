@@ -250,6 +250,20 @@ pub fn metrics(program: Option<&XdpProgram>, slots: &[Snapshot]) -> Families {
             e.closed_short,
         );
         f.counter(
+            "tcpcopy_syn_retries",
+            "SYNs sent again because the test server refused or ignored one (it was restarting).",
+            None,
+            w(),
+            e.syn_retries,
+        );
+        f.counter(
+            "tcpcopy_rebuilds",
+            "Connections to the test server rebuilt after it reset or closed one mid-session.",
+            None,
+            w(),
+            e.rebuilds,
+        );
+        f.counter(
             "tcpcopy_responses",
             "Reply headers received from intercept.",
             None,
