@@ -195,7 +195,9 @@ pub struct Summary {
 
 impl Summary {
     pub fn not_compared_total(&self) -> u64 {
-        self.not_compared.values().sum()
+        self.not_compared
+            .values()
+            .fold(0u64, |a, &n| a.saturating_add(n))
     }
 }
 

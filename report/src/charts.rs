@@ -115,7 +115,8 @@ fn share(count: u64, total: u64) -> f64 {
 pub fn latency(online: &Histogram, test: &Histogram) -> anyhow::Result<String> {
     let n = LATENCY_BOUNDS_US.len() + 1;
     let any = |i: usize| {
-        online.counts.get(i).copied().unwrap_or(0) + test.counts.get(i).copied().unwrap_or(0) > 0
+        online.counts.get(i).copied().unwrap_or(0) > 0
+            || test.counts.get(i).copied().unwrap_or(0) > 0
     };
     let first = (0..n).find(|&i| any(i)).unwrap_or(0);
     let last = (0..n).rev().find(|&i| any(i)).unwrap_or(n - 1);
@@ -232,7 +233,13 @@ pub fn compared_over_time(series: &[(u64, u64, u64)], start_us: u64) -> anyhow::
     }
     let x_min = bars.first().map_or(0.0, |b| b.0.min(0.0));
     let x_max = bars.last().map_or(1.0, |b| b.1).max(x_min + 1.0);
-    let y_max = bars.iter().map(|b| b.2 + b.3).max().unwrap_or(0).max(1) as f64 * 1.15;
+    let y_max = bars
+        .iter()
+        .map(|b| b.2.saturating_add(b.3))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64
+        * 1.15;
     svg(|root| {
         let mut chart = ChartBuilder::on(root)
             .margin(16)
@@ -264,7 +271,7 @@ pub fn compared_over_time(series: &[(u64, u64, u64)], start_us: u64) -> anyhow::
             Rectangle::new(
                 [
                     (b.0 + gap(b), b.2 as f64),
-                    (b.1 - gap(b), (b.2 + b.3) as f64),
+                    (b.1 - gap(b), b.2.saturating_add(b.3) as f64),
                 ],
                 DIFFER.filled(),
             )

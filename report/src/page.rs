@@ -199,7 +199,7 @@ pub fn render(agg: &Aggregate, source: &str, top: usize) -> anyhow::Result<Strin
 /// The verdict's class (`good`, `bad`, `none`) and sentence; `same` is unknown without a
 /// summary.
 fn headline(same: Option<u64>, differ: u64) -> (&'static str, String) {
-    let compared = same.map(|s| s + differ);
+    let compared = same.map(|s| s.saturating_add(differ));
     match (same, compared) {
         (None, _) if differ == 0 => ("none", "Nothing in this log to report".to_owned()),
         (None, _) => (
@@ -234,14 +234,14 @@ fn verdict(h: &mut String, agg: &Aggregate) {
     let (same, differ, nc) = s.map_or((None, agg.differ_lines, 0), |s| {
         (Some(s.same), s.differ, s.not_compared_total())
     });
-    let compared = same.map(|s| s + differ);
+    let compared = same.map(|s| s.saturating_add(differ));
     let (class, headline) = headline(same, differ);
     let _ = write!(
         h,
         "<section class=\"verdict {class}\" id=\"verdict\"><div class=\"headline\">{}</div>",
         esc(&headline)
     );
-    let all = compared.unwrap_or(differ) + nc;
+    let all = compared.unwrap_or(differ).saturating_add(nc);
     let reasons: Vec<String> = s
         .map(|s| {
             s.not_compared
@@ -615,6 +615,53 @@ mod tests {
         assert_eq!(percent(1, 3), "33.3%");
         assert_eq!(percent(1, 10_000), "<0.1%");
         assert_eq!(percent(0, 0), "–");
+    }
+
+    /// A valid log, then that log with bytes flipped and cut anywhere, and extreme values:
+    /// every one reads and renders (no panic, no overflow).
+    #[test]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "pseudo-random positions and bytes"
+    )]
+    fn damaged_and_extreme_logs_always_render() {
+        let differ = r#"{"kind":"differ","time_us":1796212800000000,"client":"c","server":"s","index":0,"request":"GET / HTTP/1.1","online":{"status":200,"length":1,"digest":"00","latency_us":5},"test":{"status":500,"length":1,"digest":"01","latency_us":9},"difference":{"what":"header","name":"x-a","online":"1","test":"2"}}"#;
+        let summary = r#"{"kind":"summary","time_us":1796212801000000,"same":3,"differ":1,"not_compared":{"gap":1},"sessions_over_cap":0,"online":{"counts":[0,1,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1],"count":4,"sum_us":70000500},"test":{"counts":[0,0,0,4],"count":4,"sum_us":900},"final":true}"#;
+        let log = format!("{differ}\n{summary}\n{differ}\n{summary}\n");
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..300u64 {
+            let mut bytes = log.clone().into_bytes();
+            for _ in 0..round % 7 {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            bytes.truncate(
+                bytes.len() - (next() as usize % (bytes.len() / 2)) * usize::from(round % 3 == 0),
+            );
+            let agg = Aggregate::read(Cursor::new(bytes)).unwrap();
+            render(&agg, "fuzzed.log", DEFAULT_TOP).unwrap();
+        }
+        let max = u64::MAX;
+        let extreme = format!(
+            r#"{{"kind":"summary","time_us":{max},"same":{max},"differ":{max},"not_compared":{{"gap":{max},"incomplete":{max}}},"sessions_over_cap":{max},"online":{{"counts":[{max},{max}],"count":{max},"sum_us":{max}}},"test":{{"counts":[],"count":{max},"sum_us":0}},"final":false}}
+{{"kind":"summary","time_us":0,"same":0,"differ":0,"online":{{"counts":[],"count":0,"sum_us":0}},"test":{{"counts":[],"count":0,"sum_us":0}}}}
+{{"kind":"differ","time_us":{max},"request":"","online":{{"status":65535}},"test":{{"status":null}},"difference":{{"what":""}}}}
+{{"kind":"differ","time_us":0,"request":"","online":{{}},"test":{{}},"difference":{{"what":"bytes"}}}}
+"#
+        );
+        let agg = Aggregate::read(Cursor::new(extreme)).unwrap();
+        assert_eq!(
+            (agg.summary_lines, agg.differ_lines, agg.bad_lines),
+            (2, 2, 0)
+        );
+        let page = render(&agg, "extreme.log", DEFAULT_TOP).unwrap();
+        assert!(page.contains("65535 → —"));
     }
 
     #[test]

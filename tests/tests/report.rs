@@ -117,15 +117,83 @@ fn write_log(path: &Path) {
 }
 
 /// Pixels of exactly `rgb` and their mean x.
-fn pixels_of(rgba: &[u8], width: usize, rgb: [u8; 3]) -> (usize, f64) {
-    let (mut n, mut sum_x) = (0usize, 0f64);
+fn pixels_of(rgba: &[u8], width: usize, rgb: [u8; 3]) -> (u32, f64) {
+    let (mut n, mut sum_x) = (0u32, 0f64);
     for (k, px) in rgba.chunks_exact(4).enumerate() {
         if px[..3] == rgb {
             n += 1;
-            sum_x += (k % width) as f64;
+            sum_x += f64::from(u32::try_from(k % width).unwrap());
         }
     }
-    (n, if n == 0 { 0.0 } else { sum_x / n as f64 })
+    (n, if n == 0 { 0.0 } else { sum_x / f64::from(n) })
+}
+
+/// Opens `page` in headless Chromium inside the testbed's client namespace (no network there)
+/// and returns the screenshot's RGBA pixels.
+fn screenshot(bed: &Testbed, page: &Path, width: usize, height: usize) -> Vec<u8> {
+    let dir = bed.dir();
+    let shot = dir.join("report.png");
+    let stderr = std::fs::File::create(dir.join("chromium.stderr")).unwrap();
+    let mut chromium = bed.cmd(Host::Client, "chromium");
+    chromium
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium").display()
+        ))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let mut child = chromium.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_mins(2);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let diag = || std::fs::read_to_string(dir.join("chromium.stderr")).unwrap_or_default();
+    assert!(
+        status.success() && shot.exists(),
+        "chromium: {status}\n{}",
+        diag()
+    );
+
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width as usize, info.height as usize), (width, height));
+    // Kept for a person to look at (the testbed's directory goes with it).
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::copy(&shot, keep.join("report.png")).unwrap();
+    std::fs::copy(page, keep.join("report.html")).unwrap();
+    match info.color_type {
+        png::ColorType::Rgba => buf[..info.buffer_size()].to_vec(),
+        png::ColorType::Rgb => buf[..info.buffer_size()]
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        other => panic!("unexpected PNG colour type {other:?}"),
+    }
 }
 
 #[test]
@@ -189,66 +257,9 @@ fn the_report_page_shows_the_verdict_and_its_charts_in_a_browser() {
         assert!(!html.contains(external), "the page holds {external:?}");
     }
 
-    // In a real browser, inside the testbed's client namespace.
-    let shot = dir.join("report.png");
+    // In a real browser.
     let (width, height) = (1280usize, 3200usize);
-    let stderr = std::fs::File::create(dir.join("chromium.stderr")).unwrap();
-    let mut chromium = bed.cmd(Host::Client, "chromium");
-    chromium
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.join("chromium").display()
-        ))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("--window-size={width},{height}"))
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    let mut child = chromium.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let diag = || std::fs::read_to_string(dir.join("chromium.stderr")).unwrap_or_default();
-    assert!(
-        status.success() && shot.exists(),
-        "chromium: {status}\n{}",
-        diag()
-    );
-
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!((info.width as usize, info.height as usize), (width, height));
-    let rgba: Vec<u8> = match info.color_type {
-        png::ColorType::Rgba => buf[..info.buffer_size()].to_vec(),
-        png::ColorType::Rgb => buf[..info.buffer_size()]
-            .chunks_exact(3)
-            .flat_map(|p| [p[0], p[1], p[2], 255])
-            .collect(),
-        other => panic!("unexpected PNG colour type {other:?}"),
-    };
+    let rgba = screenshot(&bed, &page, width, height);
 
     // The series' colours in enough pixels to be charts, not just the legend's swatches.
     let online = pixels_of(&rgba, width, [0x1f, 0x77, 0xb4]);
@@ -265,8 +276,7 @@ fn the_report_page_shows_the_verdict_and_its_charts_in_a_browser() {
         let _ = write!(summary, "{name}: {n} px at mean x {x:.0}; ");
         assert!(
             n > 10_000,
-            "too few {name} pixels in the screenshot ({summary}); see {}",
-            shot.display()
+            "too few {name} pixels in the screenshot ({summary}); see target/tmp/report.png"
         );
     }
     // The test server is slower: its bars stand right of production's.
@@ -287,6 +297,5 @@ fn the_report_page_shows_the_verdict_and_its_charts_in_a_browser() {
         "the screenshot looks blank: {} colours, {ink} dark pixels",
         colours.len()
     );
-    // Kept for a person to look at when the testbed directory is kept.
-    eprintln!("screenshot: {} ({summary})", shot.display());
+    eprintln!("screenshot in target/tmp/report.png: {summary}");
 }
