@@ -70,6 +70,11 @@ pub const TOOLS: &[Tool] = &[
     deb("bpftool", "bpftool", "XDP program run times (benchmarks)"),
     deb("ping", "iputils-ping", "ICMP through intercept (tests)"),
     deb(
+        "chromium",
+        "chromium",
+        "opening the `tcpcopy report` page in a real browser (tests)",
+    ),
+    deb(
         "promtool",
         "prometheus",
         "checking the scraped metrics (tests)",

@@ -22,6 +22,11 @@ use tcpcopy_engine::{Mapping, WorkerShare};
 use tcpcopy_xsk::program::XdpProgram;
 
 fn main() -> ExitCode {
+    // `tcpcopy report FILE [-o OUT.html]`: a --compare-log as an HTML page (crate
+    // tcpcopy-report); no capture, no privileges, none of the replay's options.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "report") {
+        return tcpcopy_report::cli::main(std::env::args_os().skip(1));
+    }
     let cli = cli::Cli::parse();
     // Before -d starts the background process, so the reason is said here.
     if let Err(e) = cli.gone.check() {
