@@ -453,6 +453,70 @@ impl Testbed {
         }
     }
 
+    /// Puts an impairment relay on `host`'s link (this kernel has no netem): in the bridge's
+    /// namespace, `host`'s port leaves the bridge and the relay (`impair`, a testbed binary)
+    /// carries every frame between it and a new port of the bridge, dropping, duplicating and
+    /// reordering the TCP packets to or from the replayed clients ([`REPLAY_CLIENT_NET`]) as
+    /// `options` say (`loss=PCT dup=PCT reorder=PCT seed=N`; `in_*` counters: towards `host`,
+    /// `out_*`: from it). Frames cross it whole: segmentation and checksum offloads are turned
+    /// off on every host's interface first (ethtool), so no frame is larger than the MTU or
+    /// carries a checksum left to the hardware. Returns the running relay once it is ready;
+    /// dropping it (or the testbed) ends it.
+    pub fn impair(&self, host: Host, options: &[&str]) -> anyhow::Result<Spawned> {
+        let br = self.bridge_ns();
+        tools::require("ethtool")?;
+        for h in Host::ALL {
+            let ns = self.ns(h);
+            cmd::run(
+                "ip",
+                &[
+                    "netns", "exec", &ns, "ethtool", "-K", IFACE, "tx", "off", "tso", "off", "gso",
+                    "off",
+                ],
+            )
+            .with_context(|| format!("offloads off on {}", h.name()))?;
+        }
+        let port = format!("p-{}", host.name());
+        let (relay_side, bridge_side) = (format!("r-{}", host.name()), format!("b-{}", host.name()));
+        cmd::ip(&[
+            "-n",
+            &br,
+            "link",
+            "add",
+            &relay_side,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &bridge_side,
+        ])?;
+        for dev in [&port, &relay_side, &bridge_side] {
+            // No link-local address: nothing of the bridge namespace's own goes through the relay.
+            cmd::run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &br,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+                ],
+            )?;
+        }
+        cmd::ip(&["-n", &br, "link", "set", &relay_side, "up"])?;
+        cmd::ip(&["-n", &br, "link", "set", &bridge_side, "master", "br0", "up"])?;
+        cmd::ip(&["-n", &br, "link", "set", &port, "nomaster"])?;
+        let relay = binary("impair")?;
+        let mut relay_cmd = in_ns(&br, relay.to_str().context("utf-8 path")?);
+        relay_cmd
+            .args([&port, &relay_side, REPLAY_CLIENT_NET])
+            .args(options);
+        let mut relay = Spawned::start(relay_cmd)?;
+        relay.wait_for_line("ready", Duration::from_secs(10))?;
+        Ok(relay)
+    }
+
     /// `mirror0` on the online host, fed by a tc mirred copy of the client's port.
     fn add_mirror_port(&self) -> anyhow::Result<()> {
         let br = self.bridge_ns();

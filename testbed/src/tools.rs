@@ -40,6 +40,11 @@ pub const TOOLS: &[Tool] = &[
     deb("ip", "iproute2", "namespaces, veth links, routes (testbed)"),
     deb("tc", "iproute2", "the bridge's mirror port (testbed)"),
     deb("sysctl", "procps", "per-namespace settings (testbed)"),
+    deb(
+        "ethtool",
+        "ethtool",
+        "offloads off for the impairment relay (chaos tests)",
+    ),
     deb("kill", "procps", "signals to started processes (tests)"),
     deb(
         "cat",
