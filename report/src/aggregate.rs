@@ -442,21 +442,24 @@ impl Aggregate {
         self.differ_over_time.iter().map(|(t, &n)| (t, n)).collect()
     }
 
-    /// Per interval up to each summary: `(end_us, same, differ)` compared in it (the first from
-    /// tcpcopy's start). A counter that goes down (tcpcopy restarted on the same log) starts a
-    /// new run.
-    pub fn interval_series(&self) -> Vec<(u64, u64, u64)> {
+    /// Per interval between successive summaries: `(start_us, end_us, same, differ)` compared
+    /// in it. The first summary only opens the first interval: what it counts since tcpcopy
+    /// started may span more than the log (a log reopened after rotation). A counter that goes
+    /// down (tcpcopy restarted on the same log) starts a new run.
+    pub fn interval_series(&self) -> Vec<(u64, u64, u64, u64)> {
         let mut out = Vec::new();
-        let mut prev = Counters::default();
+        let mut prev: Option<Counters> = None;
         for (_, c) in self.summaries_over_time.iter() {
-            let restarted = c.same < prev.same || c.differ < prev.differ;
-            let (same, differ) = if restarted {
-                (c.same, c.differ)
-            } else {
-                (c.same - prev.same, c.differ - prev.differ)
-            };
-            out.push((c.time_us, same, differ));
-            prev = *c;
+            if let Some(p) = prev {
+                let restarted = c.same < p.same || c.differ < p.differ;
+                let (same, differ) = if restarted {
+                    (c.same, c.differ)
+                } else {
+                    (c.same - p.same, c.differ - p.differ)
+                };
+                out.push((p.time_us, c.time_us, same, differ));
+            }
+            prev = Some(*c);
         }
         out
     }
@@ -580,7 +583,7 @@ mod tests {
         );
         assert_eq!(
             agg.interval_series(),
-            [(1_001_000_000, 50, 10), (1_003_000_000, 50, 20)]
+            [(1_001_000_000, 1_003_000_000, 50, 20)]
         );
         assert_eq!(agg.first_time_us, Some(1_000_000_000));
         assert_eq!(agg.last_time_us, Some(1_003_000_000));
@@ -634,10 +637,9 @@ mod tests {
         assert_eq!(
             agg.interval_series(),
             [
-                (1_000_000, 10, 1),
-                (2_000_000, 10, 1),
-                (3_000_000, 5, 1),
-                (4_000_000, 2, 0)
+                (1_000_000, 2_000_000, 10, 1),
+                (2_000_000, 3_000_000, 5, 1),
+                (3_000_000, 4_000_000, 2, 0)
             ]
         );
         assert!(!agg.truncated_last_line, "the last line is whole");

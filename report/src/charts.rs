@@ -212,25 +212,19 @@ pub fn differ_over_time(
 }
 
 /// Requests compared per interval between summaries, same and differing stacked
-/// (`(interval end, same, differ)`), over seconds since `start_us`.
-pub fn compared_over_time(series: &[(u64, u64, u64)], start_us: u64) -> anyhow::Result<String> {
-    let ends: Vec<f64> = series
+/// (`(interval start, end, same, differ)`), over seconds since `start_us`.
+pub fn compared_over_time(
+    series: &[(u64, u64, u64, u64)],
+    start_us: u64,
+) -> anyhow::Result<String> {
+    let at = |t: u64| t.saturating_sub(start_us) as f64 / 1e6;
+    let bars: Vec<(f64, f64, u64, u64)> = series
         .iter()
-        .map(|s| s.0.saturating_sub(start_us) as f64 / 1e6)
+        .map(|&(begin, end, same, differ)| {
+            let (begin, end) = (at(begin), at(end));
+            (begin.min(end - 0.5), end, same, differ)
+        })
         .collect();
-    let mut bars = Vec::new();
-    for (k, &(_, same, differ)) in series.iter().enumerate() {
-        let end = ends[k];
-        // The first interval: as long as the next one, but not before the log's first line.
-        let begin = match k {
-            0 => ends
-                .get(1)
-                .map_or(0.0, |next| (end - (next - end)).max(0.0)),
-            _ => ends[k - 1],
-        };
-        let begin = if end - begin > 0.0 { begin } else { end - 1.0 };
-        bars.push((begin, end, same, differ));
-    }
     let x_min = bars.first().map_or(0.0, |b| b.0.min(0.0));
     let x_max = bars.last().map_or(1.0, |b| b.1).max(x_min + 1.0);
     let y_max = bars

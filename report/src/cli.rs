@@ -73,8 +73,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             println!(
                 "tcpcopy report: wrote {} ({totals}; {} lines read, {} unreadable)",
                 output.display(),
-                agg.lines,
-                agg.bad_lines
+                thousands(agg.lines),
+                thousands(agg.bad_lines)
             );
             ExitCode::SUCCESS
         }

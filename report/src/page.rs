@@ -283,8 +283,11 @@ fn verdict(h: &mut String, agg: &Aggregate) {
     h.push_str(&tile(
         "nc",
         "Not compared",
-        Some(nc),
-        if reasons.is_empty() {
+        // Without a summary it is unknown.
+        s.map(|_| nc),
+        if s.is_none() {
+            String::new()
+        } else if reasons.is_empty() {
             percent(nc, all)
         } else {
             reasons.join(" · ")
