@@ -64,7 +64,9 @@ fn harm_only() -> anyhow::Result<()> {
     tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
     step("harm to production: online throughput with and without tcpcopy");
     let bed = Testbed::up()?;
+    let intercept = start_intercept(&bed);
     let harm = harm::run(&bed)?;
+    drop(intercept);
     drop(bed);
     let md = harm::table(&harm);
     fs::create_dir_all("target/bench")?;
