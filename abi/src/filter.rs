@@ -80,6 +80,59 @@ impl Fields {
     }
 }
 
+/// FNV-1a's offset basis and prime (64-bit).
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+/// `FNV_PRIME` to the 8th: eight FNV-1a steps over zero bytes (the salt 0 of a session hash)
+/// are eight multiplications by the prime.
+const FNV_PRIME_8: u64 = {
+    let mut p: u64 = 1;
+    let mut i = 0;
+    while i < 8 {
+        p = p.wrapping_mul(FNV_PRIME);
+        i += 1;
+    }
+    p
+};
+
+#[inline(always)]
+#[allow(clippy::inline_always, reason = "eBPF: inlined into the program")]
+const fn fnv_u64(mut h: u64, word: u64, bytes: u32) -> u64 {
+    let mut i = bytes;
+    while i > 0 {
+        i -= 1;
+        h ^= (word >> (i * 8)) & 0xff;
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+impl Fields {
+    /// The session hash of `-r` and `-g`: FNV-1a over the client's (source) address (4 bytes
+    /// for IPv4, 16 for IPv6), its port (big-endian) and the salt 0 (8 bytes), exactly as the
+    /// engine's `select::hash(client_ip, client_port, 0)`: the kernel and the engine pick the
+    /// same sessions. `v6`: the packet is IPv6 (an IPv4-mapped IPv6 address hashes all 16
+    /// bytes, as the engine sees it).
+    #[inline(always)]
+    #[allow(clippy::inline_always, reason = "eBPF: inlined into the program")]
+    pub const fn session_hash(&self, v6: bool) -> u64 {
+        let h = if v6 {
+            fnv_u64(fnv_u64(FNV_BASIS, self.src[0], 8), self.src[1], 8)
+        } else {
+            fnv_u64(FNV_BASIS, self.src[1], 4)
+        };
+        fnv_u64(h, self.src_port as u64, 2).wrapping_mul(FNV_PRIME_8)
+    }
+
+    /// Whether the session of this (client's) segment is among `percent` percent (`-r`): the
+    /// engine's `select::selected`. 100 or more: every session.
+    #[inline(always)]
+    #[allow(clippy::inline_always, reason = "eBPF: inlined into the program")]
+    pub const fn selected(&self, v6: bool, percent: u32) -> bool {
+        percent >= 100 || self.session_hash(v6) % 100 < percent as u64
+    }
+}
+
 /// An IPv4 address in the filter's 128-bit form (`::ffff:a.b.c.d`).
 pub const fn v4_mapped(octets: [u8; 4]) -> [u64; 2] {
     let low = 0x0000_ffff_0000_0000
@@ -149,7 +202,30 @@ const _: () =
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::{Fields, v4_mapped};
+
+    /// The engine's `select::hash` of the same client (its test computed the value apart, with
+    /// Python): 192.0.2.9 port 10000 salt 0 is 0xe072_98a4_63fa_d263, 87 modulo 100.
+    #[test]
+    fn session_hash_is_the_engines() {
+        let client = |src, port| Fields {
+            src_port: port,
+            dst_port: 80,
+            src,
+            dst: v4_mapped([198, 51, 100, 20]),
+        };
+        let f = client(v4_mapped([192, 0, 2, 9]), 10_000);
+        assert_eq!(f.session_hash(false), 0xe072_98a4_63fa_d263);
+        assert!(f.selected(false, 88) && !f.selected(false, 87) && f.selected(false, 100));
+        // Ports 10000..10016: those at 1, 24, 21 and 28 modulo 100 are below 30 (the engine's
+        // test of `selected`).
+        let picked: std::vec::Vec<u16> = (10_000..10_016)
+            .filter(|p| client(v4_mapped([192, 0, 2, 9]), *p).selected(false, 30))
+            .collect();
+        assert_eq!(picked, [10_002, 10_005, 10_010, 10_013]);
+    }
 
     #[test]
     fn flow_hash_is_per_connection_and_spreads_connections() {

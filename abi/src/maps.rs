@@ -1,15 +1,17 @@
 //! Names and sizes of the maps both XDP programs expose to userspace.
 
-/// Port filter: key is a TCP port in host byte order, value is non-zero when the port is selected.
-/// `tcpcopy` matches destination ports (requests to the online service), `intercept` matches source
-/// ports (replies from the test server).
+/// Port filter: an array of one byte per TCP port (index: the port in host byte order), non-zero
+/// when the port is selected. `tcpcopy` matches destination ports (requests to the online
+/// service), `intercept` matches source ports (replies from the test server). An array, not a
+/// hash map: the verifier inlines an array lookup into a few instructions, and this lookup is on
+/// the path of every packet (a hash lookup cost about 10 ns, half of an unmatched packet's time).
 pub const FILTER_PORTS: &str = "FILTER_PORTS";
-/// A key in [`FILTER_PORTS`] that selects every port (the `-F` expression decides alone).
+/// An index in [`FILTER_PORTS`] that selects every port (the `-F` expression decides alone).
 pub const ANY_PORT: u16 = 0;
 /// The compiled `-F` expression: an array of one `filter::FilterProgram`.
 pub const FILTER_EXPR: &str = "FILTER_EXPR";
-/// Maximum number of ports in [`FILTER_PORTS`].
-pub const FILTER_PORTS_MAX: u32 = 1024;
+/// Entries of [`FILTER_PORTS`]: every port.
+pub const FILTER_PORTS_MAX: u32 = 1 << 16;
 
 /// Per-CPU counters, indexed by [`crate::stats::Stat`].
 pub const STATS: &str = "STATS";
@@ -77,12 +79,41 @@ pub const XSKS: &str = "XSKS";
 /// Receive queues an interface may have for `--mirror`.
 pub const MAX_QUEUES: u32 = 64;
 /// How selected frames reach userspace: an array of u32, at [`MODE_INDEX`] [`MODE_COPY`] or
-/// [`MODE_MIRROR`], at [`MODE_WORKERS`] the number of workers (ring buffers in use; 0 means 1).
+/// [`MODE_MIRROR`], at [`MODE_WORKERS`] the number of workers (ring buffers in use; 0 means 1),
+/// at [`MODE_PERCENT`] the percentage of sessions replayed.
 pub const MODE: &str = "MODE";
 /// Entries of the `MODE` array.
-pub const MODE_ENTRIES: u32 = 2;
+pub const MODE_ENTRIES: u32 = 4;
 pub const MODE_INDEX: u32 = 0;
 pub const MODE_WORKERS: u32 = 1;
+/// A flag in the [`MODE_WORKERS`] entry: each frame goes into ring `cpu % workers` (the CPU the
+/// program runs on) instead of `hash(addresses, ports) % workers`. For `bpf-cost`'s comparison
+/// of the two layouts only: per-CPU rings are not flow-consistent on their own (a connection's
+/// packets reach one CPU only where the NIC's RSS and the interrupt affinity keep them there;
+/// on veth and with generic XDP they run on the sender's CPU), so tcpcopy never sets it.
+pub const WORKERS_BY_CPU: u32 = 1 << 31;
+/// tcpcopy's `-r` (with `-g`, the percentage it ramps up to): only the segments of the sessions
+/// the engine replays are copied, chosen by the same hash of the client's address and port
+/// (`filter::Fields::selected`, the engine's `select::selected`); the others are counted
+/// (`unselected`) and left alone. 0 (never set) or 100: every session.
+pub const MODE_PERCENT: u32 = 2;
+/// tcpcopy: the shortest time, in milliseconds, between two copied pure ACKs (no payload, no
+/// SYN, FIN or RST) of one client connection; 0 (never set): every pure ACK is copied. The
+/// engine uses a client's pure ACKs for two things only: the first of a connection (the
+/// handshake's third segment) marks where the online server's stream starts, and any packet
+/// restarts the session's idle timer (`-t`, `-k`). So the first pure ACK of each connection is
+/// always copied (the [`ACKED`] map has no entry for it; a SYN removes the entry), later ones at
+/// most once per this gap, which tcpcopy sets to an eighth of its shortest idle timeout (at most
+/// a second): a session then ends at most that much earlier than with every ACK copied, and only
+/// when its client went quiet for nearly the whole timeout. Applies to the ring buffer
+/// (copy mode and tc), not to `--mirror`.
+pub const MODE_ACK_GAP: u32 = 3;
+/// When each client connection last had a pure ACK copied (an LRU hash: key the connection's
+/// addresses and ports as five u64, value `bpf_ktime_get_ns`). An entry evicted only costs one
+/// more copied ACK.
+pub const ACKED: &str = "ACKED";
+/// Entries of [`ACKED`] in tcpcopy's object (intercept's is made as small as the kernel takes).
+pub const ACKED_MAX: u32 = 32_768;
 /// Copy selected frames into the ring buffer and pass every frame on (the default).
 pub const MODE_COPY: u32 = 0;
 /// Redirect selected frames into the AF_XDP socket of their queue (tcpcopy on a mirror/tap

@@ -20,11 +20,16 @@ pub enum Stat {
     Truncated = 6,
     /// Matched frames redirected into an AF_XDP socket (tcpcopy `--mirror`).
     Redirected = 7,
+    /// Matched frames of sessions tcpcopy does not replay (`-r`), left alone: not copied.
+    Unselected = 8,
+    /// Client pure ACKs of replayed sessions not copied: the engine has no use for them (see
+    /// `maps::MODE_ACK_GAP`).
+    AcksSkipped = 9,
 }
 
 impl Stat {
     /// All counters, in index order.
-    pub const ALL: [Stat; 8] = [
+    pub const ALL: [Stat; 10] = [
         Stat::Seen,
         Stat::Matched,
         Stat::MatchedBytes,
@@ -33,6 +38,8 @@ impl Stat {
         Stat::RingFull,
         Stat::Truncated,
         Stat::Redirected,
+        Stat::Unselected,
+        Stat::AcksSkipped,
     ];
 
     /// Name used in log lines and stats output.
@@ -46,10 +53,12 @@ impl Stat {
             Stat::RingFull => "ring_full",
             Stat::Truncated => "truncated",
             Stat::Redirected => "redirected",
+            Stat::Unselected => "unselected",
+            Stat::AcksSkipped => "acks_skipped",
         }
     }
 }
 
 /// Number of entries in the `STATS` array.
-pub const STAT_COUNT: u32 = 8;
+pub const STAT_COUNT: u32 = 10;
 const _: () = assert!(Stat::ALL.len() == STAT_COUNT as usize);

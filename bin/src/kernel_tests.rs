@@ -73,7 +73,7 @@ impl Delta {
 fn ring_records(program: &mut XdpProgram) -> Vec<(u16, Vec<u8>)> {
     let mut ring = RingMap::take(program, 0).expect("worker 0's ring");
     let mut out = Vec::new();
-    ring.read_now(64, |h, bytes| out.push((h.wire_len, bytes.to_vec())));
+    while ring.read_now(64, |h, bytes| out.push((h.wire_len, bytes.to_vec()))) > 0 {}
     out
 }
 
@@ -395,5 +395,143 @@ fn tcpcopy_tc_ingress_copies_requests_and_decides_nothing() {
     for ((wire_len, bytes), want) in records.iter().zip([&request, &six]) {
         assert_eq!(usize::from(*wire_len), want.len());
         assert_eq!(bytes, want);
+    }
+}
+
+/// `-r` decided in the kernel: for IPv4 and IPv6 clients on many ports, the XDP and the tc
+/// ingress programs copy exactly the segments of the sessions the engine's own
+/// `select::selected` picks (same inputs on both sides), count the others as `unselected`, and
+/// pass every frame.
+#[test]
+fn tcpcopy_copies_only_the_sessions_the_engine_replays() {
+    for name in [TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM] {
+        let mut program = load(crate::TCPCOPY_OBJECT, name, &[80]);
+        program.set_percentage(30).expect("set -r");
+        let clients: Vec<SocketAddr> = (0..200u16)
+            .map(|i| {
+                v4(
+                    Ipv4Addr::new(198, 51, 100, 10 + u8::try_from(i % 7).unwrap()),
+                    10_000 + i * 251,
+                )
+            })
+            .chain((0..200u16).map(|i| v6(i % 5 + 1, 32_768 + i * 131)))
+            .collect();
+        let mut expected = Vec::new();
+        for client in &clients {
+            let server = if client.is_ipv4() {
+                v4(SERVER, 80)
+            } else {
+                v6(20, 80)
+            };
+            let f = frame(*client, server, b"GET / HTTP/1.1\r\n\r\n", None);
+            let (verdict, d) = run(&program, &f);
+            assert_ne!(verdict, Verdict::Drop, "{name}: production traffic goes on");
+            let engine = tcpcopy_engine::select::selected(*client, 30);
+            assert_eq!(d.of(Stat::Matched), 1);
+            assert_eq!(
+                (d.of(Stat::Copied), d.of(Stat::Unselected)),
+                if engine { (1, 0) } else { (0, 1) },
+                "{name}: {client}, the engine says selected={engine}"
+            );
+            if engine {
+                expected.push(f);
+            }
+        }
+        // About 30% of each family, and exactly those frames in the ring.
+        assert!((90..=150).contains(&expected.len()), "{}", expected.len());
+        let records = ring_records(&mut program);
+        assert_eq!(records.len(), expected.len(), "{name}");
+        assert!(
+            records
+                .iter()
+                .zip(&expected)
+                .all(|((_, b), want)| b == want)
+        );
+        // -r 100: every session again.
+        program.set_percentage(100).expect("set -r");
+        let (_, d) = run(&program, &frame(clients[1], v4(SERVER, 80), b"GET /", None));
+        assert_eq!((d.of(Stat::Copied), d.of(Stat::Unselected)), (1, 0));
+    }
+}
+
+/// A client's pure ACKs the engine has no use for are not copied (XDP and tc ingress): the
+/// first of a connection (the handshake's third segment) is, later ones at most once per gap;
+/// SYN, data, FIN and RST always are; a SYN starts over (the next connection's first pure ACK
+/// is copied again). A padded frame (a 54-byte ACK padded to Ethernet's 60) is still a pure ACK.
+/// Gap 0 copies every one.
+#[test]
+fn tcpcopy_skips_the_pure_acks_the_engine_does_not_use() {
+    let segment = |flags: u8, payload: &[u8]| {
+        Packet::between(v4(CLIENT, 40_000), v4(SERVER, 80))
+            .seq(1000)
+            .ack(2000)
+            .flags(flags)
+            .payload(payload)
+            .ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], None)
+    };
+    let (ack, psh) = (TcpFlags::ACK, TcpFlags::ACK | TcpFlags::PSH);
+    let syn = segment(TcpFlags::SYN, b"");
+    let pure = segment(ack, b"");
+    let mut padded = pure.clone();
+    padded.resize(60, 0);
+    let data = segment(psh, b"GET / HTTP/1.1\r\n\r\n");
+    let fin = segment(ack | TcpFlags::FIN, b"");
+    let rst = segment(TcpFlags::RST, b"");
+    let six = Packet::between(v6(10, 40_002), v6(20, 80))
+        .flags(ack)
+        .ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], None);
+    for name in [TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM] {
+        let mut program = load(crate::TCPCOPY_OBJECT, name, &[80]);
+        program
+            .set_ack_gap(std::time::Duration::from_mins(1))
+            .unwrap();
+        // (frame, copied?)
+        let steps: [(&[u8], bool); 12] = [
+            (&syn, true),
+            (&pure, true),
+            (&pure, false),
+            (&data, true),
+            (&padded, false),
+            (&fin, true),
+            (&pure, false),
+            (&rst, true),
+            (&syn, true),
+            (&padded, true),
+            (&six, true),
+            (&six, false),
+        ];
+        let mut expected = Vec::new();
+        for (i, (f, copied)) in steps.iter().enumerate() {
+            let (verdict, d) = run(&program, f);
+            assert_ne!(verdict, Verdict::Drop);
+            assert_eq!(
+                (d.of(Stat::Copied), d.of(Stat::AcksSkipped)),
+                if *copied { (1, 0) } else { (0, 1) },
+                "{name}, step {i}"
+            );
+            if *copied {
+                expected.push(f.to_vec());
+            }
+        }
+        let records = ring_records(&mut program);
+        assert_eq!(records.len(), expected.len());
+        assert!(
+            records
+                .iter()
+                .zip(&expected)
+                .all(|((_, b), want)| b == want)
+        );
+        // Past the gap the next one is copied; gap 0 copies all.
+        program
+            .set_ack_gap(std::time::Duration::from_millis(1))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (_, d) = run(&program, &pure);
+        assert_eq!(d.of(Stat::Copied), 1, "{name}: a gap later");
+        program.set_ack_gap(std::time::Duration::ZERO).unwrap();
+        for _ in 0..3 {
+            let (_, d) = run(&program, &pure);
+            assert_eq!(d.of(Stat::Copied), 1, "{name}: gap 0");
+        }
     }
 }

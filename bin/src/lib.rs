@@ -40,6 +40,8 @@ pub fn xdp_metrics(
                 Stat::RingFull => "Selected frames lost because the ring buffer was full.",
                 Stat::Truncated => "Selected frames copied cut to the snap length.",
                 Stat::Redirected => "Selected frames redirected into an AF_XDP socket.",
+                Stat::Unselected => "Selected frames of sessions not replayed (-r), not copied.",
+                Stat::AcksSkipped => "Client pure ACKs the engine has no use for, not copied.",
             };
             (s.name(), help, counters.get(s))
         })

@@ -5,13 +5,13 @@
     reason = "eBPF: helpers are inlined so the verifier sees each bounds check next to its access"
 )]
 
-use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
+use aya_ebpf::maps::{Array, PerCpuArray};
 
 use tcpcopy_abi::{filter::FilterProgram, maps::ANY_PORT, stats::Stat};
 
 use crate::{
     frame::Frame,
-    parse::{Fields, Layout, tcp_segment},
+    parse::{Fields, Layout, addresses, tcp_head},
 };
 
 /// Which port of a segment the filter applies to.
@@ -33,39 +33,56 @@ pub fn count(stats: &PerCpuArray<u64>, stat: Stat, by: u64) {
     }
 }
 
-/// Counts the packet and returns its fields (and where its headers are) when the port on `side` is in `ports` (or `ports`
-/// holds [`ANY_PORT`]) and the `-F` expression in `expr` (if any) matches. Frames shorter than
-/// their headers are counted as malformed; nothing here drops a frame.
+/// Whether `port` is selected in `ports` (or `ports` selects [`ANY_PORT`]): two array lookups the
+/// verifier inlines, no hash.
+#[inline(always)]
+fn port_selected(ports: &Array<u8>, port: u16) -> bool {
+    ports.get(u32::from(port)).is_some_and(|v| *v != 0)
+        || ports.get(u32::from(ANY_PORT)).is_some_and(|v| *v != 0)
+}
+
+/// Counts the packet and returns its fields (and where its headers are) when the port on `side`
+/// is in `ports` (or `ports` holds [`ANY_PORT`]) and the `-F` expression in `expr` (if any)
+/// matches. Frames shorter than their headers are counted as malformed; nothing here drops a
+/// frame.
+///
+/// The cheapest test that rejects comes first, since most packets are not for us: the headers up
+/// to the ports, then the port (an inlined array lookup); the addresses, the `-F` expression and
+/// the packet's whole length (a helper call, across the buffers of a multi-buffer frame) only for
+/// a packet whose port is selected.
 #[inline(always)]
 pub fn classify<C: Frame>(
     ctx: &C,
-    ports: &HashMap<u16, u8>,
+    ports: &Array<u8>,
     expr: &Array<FilterProgram>,
     stats: &PerCpuArray<u64>,
     side: PortSide,
 ) -> Option<(Fields, Layout)> {
     count(stats, Stat::Seen, 1);
-    match tcp_segment(ctx) {
-        Ok(Some((f, layout))) => {
-            let port = match side {
-                PortSide::Destination => f.dst_port,
-                PortSide::Source => f.src_port,
-            };
-            if ports.get_ptr(port).is_none() {
-                ports.get_ptr(ANY_PORT)?;
-            }
-            let prog = expr.get(0)?;
-            if !prog.matches(&f) {
-                return None;
-            }
-            count(stats, Stat::Matched, 1);
-            count(stats, Stat::MatchedBytes, ctx.packet_len());
-            Some((f, layout))
-        }
-        Ok(None) => None,
+    let head = match tcp_head(ctx) {
+        Ok(Some(head)) => head,
+        Ok(None) => return None,
         Err(_) => {
             count(stats, Stat::Malformed, 1);
-            None
+            return None;
         }
+    };
+    let port = match side {
+        PortSide::Destination => head.dst_port,
+        PortSide::Source => head.src_port,
+    };
+    if !port_selected(ports, port) {
+        return None;
     }
+    let Ok(f) = addresses(ctx, &head) else {
+        count(stats, Stat::Malformed, 1);
+        return None;
+    };
+    let prog = expr.get(0)?;
+    if !prog.matches(&f) {
+        return None;
+    }
+    count(stats, Stat::Matched, 1);
+    count(stats, Stat::MatchedBytes, ctx.packet_len());
+    Some((f, head.layout))
 }

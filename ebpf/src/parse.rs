@@ -59,13 +59,33 @@ pub fn tcp_fields<C: Frame>(ctx: &C) -> Result<Option<Fields>, Malformed> {
 /// [`tcp_fields`] and where the headers are.
 #[inline(always)]
 pub fn tcp_segment<C: Frame>(ctx: &C) -> Result<Option<(Fields, Layout)>, Malformed> {
+    let Some(head) = tcp_head(ctx)? else {
+        return Ok(None);
+    };
+    Ok(Some((addresses(ctx, &head)?, head.layout)))
+}
+
+/// Where a TCP segment's headers are and its ports: what a program reads of a packet before it
+/// knows whether the packet is for it (the addresses come after, [`addresses`]).
+#[derive(Clone, Copy)]
+pub struct Head {
+    pub layout: Layout,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// The headers' places and the ports of a first-fragment TCP segment (one optional VLAN tag,
+/// IPv4 or IPv6 without extension headers), `Ok(None)` for anything else. Reads the fewest bytes
+/// that decide: the EtherType, the IP version, length, protocol and fragment offset, the ports.
+#[inline(always)]
+pub fn tcp_head<C: Frame>(ctx: &C) -> Result<Option<Head>, Malformed> {
     let mut ethertype = be16(ctx, 12)?;
     let mut l3 = 14;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         ethertype = be16(ctx, 16)?;
         l3 = 18;
     }
-    let l4 = match ethertype {
+    let (l4, v6) = match ethertype {
         ETH_P_IP => {
             let version_ihl: u8 = ctx.load(l3).ok_or(Malformed)?;
             let ihl = usize::from(version_ihl & 0x0f) * 4;
@@ -79,25 +99,39 @@ pub fn tcp_segment<C: Frame>(ctx: &C) -> Result<Option<(Fields, Layout)>, Malfor
             if be16(ctx, l3 + 6)? & 0x1fff != 0 {
                 return Ok(None);
             }
-            let src: [u8; 4] = ctx.load(l3 + 12).ok_or(Malformed)?;
-            let dst: [u8; 4] = ctx.load(l3 + 16).ok_or(Malformed)?;
-            (l3 + ihl, v4_mapped(src), v4_mapped(dst), false)
+            (l3 + ihl, false)
         }
         ETH_P_IPV6 => {
             if ctx.load::<u8>(l3 + 6).ok_or(Malformed)? != IPPROTO_TCP {
                 return Ok(None);
             }
-            (l3 + IPV6_HLEN, v6(ctx, l3 + 8)?, v6(ctx, l3 + 24)?, true)
+            (l3 + IPV6_HLEN, true)
         }
         _ => return Ok(None),
     };
-    let (l4, src, dst, is_v6) = l4;
     let ports: [u8; 4] = ctx.load(l4).ok_or(Malformed)?;
-    let fields = Fields {
+    Ok(Some(Head {
+        layout: Layout { l3, l4, v6 },
         src_port: u16::from_be_bytes([ports[0], ports[1]]),
         dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+    }))
+}
+
+/// The addresses of the segment `head` describes, with its ports.
+#[inline(always)]
+pub fn addresses<C: Frame>(ctx: &C, head: &Head) -> Result<Fields, Malformed> {
+    let l3 = head.layout.l3;
+    let (src, dst) = if head.layout.v6 {
+        (v6(ctx, l3 + 8)?, v6(ctx, l3 + 24)?)
+    } else {
+        let src: [u8; 4] = ctx.load(l3 + 12).ok_or(Malformed)?;
+        let dst: [u8; 4] = ctx.load(l3 + 16).ok_or(Malformed)?;
+        (v4_mapped(src), v4_mapped(dst))
+    };
+    Ok(Fields {
+        src_port: head.src_port,
+        dst_port: head.dst_port,
         src,
         dst,
-    };
-    Ok(Some((fields, Layout { l3, l4, v6: is_v6 })))
+    })
 }

@@ -10,26 +10,30 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_redirect,
-    maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_redirect},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap},
     programs::{TcContext, XdpContext},
 };
 
 use tcpcopy_abi::{
-    filter::FilterProgram,
-    maps::{MAX_WORKERS, MODE_INDEX, MODE_MIRROR, MODE_WORKERS, XSK_FRAME_MAX},
+    filter::{Fields, FilterProgram},
+    maps::{
+        MAX_WORKERS, MODE_ACK_GAP, MODE_INDEX, MODE_MIRROR, MODE_PERCENT, MODE_WORKERS,
+        WORKERS_BY_CPU, XSK_FRAME_MAX,
+    },
     stats::Stat,
 };
 
 use crate::{
     classify::{PortSide, classify, count},
     copy::{copy_frame, copy_segments},
-    frame::Frame as _,
+    frame::Frame,
+    parse::Layout,
 };
 
 /// The maps of one program (the statics `xdp_program!` declares).
 pub struct Maps<'a, const N: usize> {
-    pub ports: &'a HashMap<u16, u8>,
+    pub ports: &'a Array<u8>,
     pub expr: &'a Array<FilterProgram>,
     pub stats: &'a PerCpuArray<u64>,
     pub frames: [&'a RingBuf; MAX_WORKERS as usize],
@@ -38,6 +42,8 @@ pub struct Maps<'a, const N: usize> {
     pub mode: &'a Array<u32>,
     /// When this CPU last woke a ring's reader (see `copy::copy_frame`).
     pub last_wake: &'a PerCpuArray<u64>,
+    /// When each client connection last had a pure ACK copied (`maps::ACKED`).
+    pub acked: &'a LruHashMap<[u64; 5], u64>,
 }
 
 /// What becomes of a selected frame that is not redirected into an AF_XDP socket, once copied.
@@ -49,8 +55,10 @@ pub enum Copied {
     Drop,
 }
 
-/// Selects the frame (port on `side`, `-F` expression), then redirects it into the AF_XDP socket
-/// of its queue (AF_XDP mode) or copies it into the ring buffer; unselected frames always pass.
+/// Selects the frame (port on `side`, `-F` expression; for tcpcopy also its session, `-r`),
+/// then redirects it into the AF_XDP socket of its queue (AF_XDP mode) or copies it into the
+/// ring buffer (tcpcopy: unless it is a pure ACK the engine does not need); unselected frames
+/// always pass.
 #[inline(always)]
 pub fn run<const N: usize>(
     ctx: &XdpContext,
@@ -58,9 +66,12 @@ pub fn run<const N: usize>(
     side: PortSide,
     copied: Copied,
 ) -> u32 {
-    let Some((fields, _)) = classify(ctx, maps.ports, maps.expr, maps.stats, side) else {
+    let Some((fields, layout)) = classify(ctx, maps.ports, maps.expr, maps.stats, side) else {
         return xdp_action::XDP_PASS;
     };
+    if matches!(side, PortSide::Destination) && !replayed(maps, &fields, layout.v6) {
+        return xdp_action::XDP_PASS;
+    }
     let queue = ctx.queue();
     // A frame an AF_XDP socket cannot hold (a jumbo frame, or one in several buffers) goes
     // through the ring buffer instead: the readers read both.
@@ -73,6 +84,9 @@ pub fn run<const N: usize>(
         count(maps.stats, Stat::Redirected, 1);
         return action;
     }
+    if matches!(side, PortSide::Destination) && needless_ack(ctx, maps, &fields, layout) {
+        return xdp_action::XDP_PASS;
+    }
     to_ring(maps, fields.flow_hash(), |ring| {
         copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
     });
@@ -82,13 +96,109 @@ pub fn run<const N: usize>(
     }
 }
 
-/// Calls `copy` with the ring of the worker that owns flow `hash` (`hash % workers`).
+/// tcpcopy's `-r`: whether the session of this client segment is one the engine replays (the
+/// same hash of the client's address and port, `Fields::selected`); counts `unselected` when
+/// not. Read after the port and `-F` tests, so only selected packets pay for it.
+#[inline(always)]
+fn replayed<const N: usize>(maps: &Maps<'_, N>, fields: &Fields, v6: bool) -> bool {
+    let percent = maps.mode.get(MODE_PERCENT).map_or(0, |p| *p);
+    if percent == 0 || fields.selected(v6, percent) {
+        return true;
+    }
+    count(maps.stats, Stat::Unselected, 1);
+    false
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const NS_PER_MS: u64 = 1_000_000;
+
+/// tcpcopy: whether this client segment of a replayed session is a pure ACK the engine has no
+/// use for (see `maps::MODE_ACK_GAP`): not the first of its connection, and less than the gap
+/// after the last one copied. Counts `acks_skipped` when so. A SYN forgets the connection, so
+/// the first pure ACK of the next connection on the same addresses and ports is copied.
+#[inline(always)]
+fn needless_ack<C: Frame, const N: usize>(
+    ctx: &C,
+    maps: &Maps<'_, N>,
+    fields: &Fields,
+    layout: Layout,
+) -> bool {
+    let gap_ms = maps.mode.get(MODE_ACK_GAP).map_or(0, |g| *g);
+    if gap_ms == 0 {
+        return false;
+    }
+    // The IP header's length field, not the frame's (an Ethernet frame may be padded). The
+    // black box keeps the compiler from dropping this bounds check as implied by the TCP
+    // header's below: the verifier checks each packet pointer on its own.
+    let length_at = core::hint::black_box(layout.l3 + if layout.v6 { 4 } else { 2 });
+    let Some(ip_len) = ctx.load::<[u8; 2]>(length_at) else {
+        return false;
+    };
+    let Some([doff, flags]) = ctx.load::<[u8; 2]>(layout.l4 + 12) else {
+        return false;
+    };
+    let key = [
+        fields.src[0],
+        fields.src[1],
+        fields.dst[0],
+        fields.dst[1],
+        (u64::from(fields.src_port) << 16) | u64::from(fields.dst_port),
+    ];
+    if flags & TCP_SYN != 0 {
+        // A missing entry is no error: nothing to forget.
+        let _ = maps.acked.remove(key);
+        return false;
+    }
+    if flags & (TCP_FIN | TCP_RST) != 0 {
+        return false;
+    }
+    // An IP length of 0 (a BIG TCP or jumbogram packet) is not a pure ACK.
+    let tcp_header = usize::from(doff >> 4) * 4;
+    let ip_len = usize::from(u16::from_be_bytes(ip_len));
+    let headers = if layout.v6 {
+        tcp_header
+    } else {
+        layout.l4 - layout.l3 + tcp_header
+    };
+    if ip_len == 0 || ip_len > headers {
+        return false;
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(last) = maps.acked.get_ptr_mut(key) {
+        // SAFETY: the pointer is the map's value for this key, valid for this program run; a
+        // concurrent update from another CPU at worst copies one more ACK.
+        let last = unsafe { &mut *last };
+        if now.wrapping_sub(*last) < u64::from(gap_ms) * NS_PER_MS {
+            count(maps.stats, Stat::AcksSkipped, 1);
+            return true;
+        }
+        *last = now;
+    } else {
+        // The first pure ACK of the connection. A full map evicts the oldest entry; a failed
+        // insert only means the next ACK is copied too.
+        let _ = maps.acked.insert(key, now, 0);
+    }
+    false
+}
+
+/// Calls `copy` with the ring of the worker that owns flow `hash` (`hash % workers`; with
+/// `WORKERS_BY_CPU`, `bpf-cost`'s other layout, the ring of this CPU).
 #[inline(always)]
 fn to_ring<const N: usize>(maps: &Maps<'_, N>, hash: u32, copy: impl Fn(&RingBuf)) {
-    let workers = maps.mode.get(MODE_WORKERS).map_or(1, |w| (*w).max(1));
+    let entry = maps.mode.get(MODE_WORKERS).map_or(1, |w| *w);
+    let workers = (entry & !WORKERS_BY_CPU).max(1);
+    let key = if entry & WORKERS_BY_CPU == 0 {
+        hash
+    } else {
+        // SAFETY: bpf_get_smp_processor_id has no preconditions.
+        unsafe { bpf_get_smp_processor_id() }
+    };
     // One call per ring, each with its map as a constant the verifier can see (a map pointer
     // picked at run time from a table would be refused).
-    match hash % workers {
+    match key % workers {
         0 => copy(maps.frames[0]),
         1 => copy(maps.frames[1]),
         2 => copy(maps.frames[2]),
@@ -116,7 +226,9 @@ pub fn tc_ingress<const N: usize>(ctx: &TcContext, maps: &Maps<'_, N>) -> i32 {
         maps.expr,
         maps.stats,
         PortSide::Destination,
-    ) {
+    ) && replayed(maps, &fields, layout.v6)
+        && !needless_ack(ctx, maps, &fields, layout)
+    {
         to_ring(maps, fields.flow_hash(), |ring| {
             copy_segments(ctx, layout, maps.scratch, ring, maps.stats, maps.last_wake);
         });
@@ -167,14 +279,15 @@ macro_rules! xdp_program {
     ($name:ident, $side:expr, $snap:expr, $copied:expr, $tc_name:ident, $tc_run:path) => {
         use aya_ebpf::{
             macros::{classifier, map, xdp},
-            maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
+            maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap},
             programs::{TcContext, XdpContext},
         };
         use $crate::{
             abi::{
                 filter::FilterProgram,
                 maps::{
-                    FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES, MODE_ENTRIES,
+                    ACKED_MAX, FILTER_PORTS_MAX, FRAME_HEADER_LEN, FRAMES_BYTES, MAX_QUEUES,
+                    MODE_ENTRIES,
                 },
                 stats::STAT_COUNT,
             },
@@ -184,7 +297,7 @@ macro_rules! xdp_program {
         const RECORD: usize = FRAME_HEADER_LEN + $snap;
 
         #[map]
-        static FILTER_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(FILTER_PORTS_MAX, 0);
+        static FILTER_PORTS: Array<u8> = Array::with_max_entries(FILTER_PORTS_MAX, 0);
         #[map]
         static FILTER_EXPR: Array<FilterProgram> = Array::with_max_entries(1, 0);
         #[map]
@@ -213,6 +326,8 @@ macro_rules! xdp_program {
         static MODE: Array<u32> = Array::with_max_entries(MODE_ENTRIES, 0);
         #[map]
         static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+        #[map]
+        static ACKED: LruHashMap<[u64; 5], u64> = LruHashMap::with_max_entries(ACKED_MAX, 0);
 
         // `frags`: the program takes multi-buffer frames (jumbo frames, where the driver hands
         // XDP a frame in several buffers), so it can be attached where the MTU exceeds a page.
@@ -247,6 +362,7 @@ macro_rules! xdp_program {
                 xsks: &XSKS,
                 mode: &MODE,
                 last_wake: &LAST_WAKE,
+                acked: &ACKED,
             }
         }
 

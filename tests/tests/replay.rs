@@ -228,6 +228,90 @@ fn half_of_the_sessions_whole() {
     assert_eq!(counter(&last, "lost"), 0, "{last}");
 }
 
+/// `-r 10` decided in the kernel: of 300 keep-alive sessions, only the segments of the sessions
+/// the engine's hash selects are copied (the others counted `unselected` by the XDP program and
+/// never put in the ring), and exactly those sessions, whole, reach the test server.
+#[test]
+fn a_tenth_of_the_sessions_copied_and_replayed() {
+    let bed = Testbed::up().expect("testbed");
+    let _intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &["-r", "10"]);
+    let mut children = Vec::new();
+    for s in 0..300 {
+        children.push(curl(&bed, Host::Online, &format!("tenth{s}"), 0..3, false));
+        if children.len() == 10 {
+            for c in children.drain(..) {
+                assert_eq!(codes(c), vec!["200"; 3]);
+            }
+        }
+    }
+    for c in children {
+        assert_eq!(codes(c), vec!["200"; 3]);
+    }
+    wait_settled(&bed, &mut tcpcopy, 1, WAIT);
+    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    // The sessions the engine's hash of each online client (address and port, from the online
+    // nginx's log) selects.
+    let session = |line: &str| {
+        let uri = line.split('"').nth(1)?.split(' ').nth(1)?;
+        uri.strip_prefix("/tenth")?
+            .split('/')
+            .next()
+            .map(str::to_owned)
+    };
+    let mut expected = HashSet::new();
+    let mut all = HashSet::new();
+    for line in bed.requests(Host::Online).unwrap() {
+        let Some(s) = session(&line) else { continue };
+        let mut words = line.split(' ');
+        let client = std::net::SocketAddr::new(
+            words.next().unwrap().parse().unwrap(),
+            words.next().unwrap().parse().unwrap(),
+        );
+        if tcpcopy_engine::select::selected(client, 10) {
+            expected.insert(s.clone());
+        }
+        all.insert(s);
+    }
+    assert_eq!(all.len(), 300);
+    assert!((10..=60).contains(&expected.len()), "{}", expected.len());
+    let test = bed.requests(Host::Test).unwrap();
+    let mut per_session = std::collections::HashMap::new();
+    for s in test.iter().filter_map(|l| session(l)) {
+        *per_session.entry(s).or_insert(0) += 1;
+    }
+    let replayed: HashSet<String> = per_session.keys().cloned().collect();
+    assert_eq!(replayed, expected, "exactly the selected sessions; {last}");
+    assert!(
+        per_session.values().all(|n| *n == 3),
+        "whole: {per_session:?}"
+    );
+    // The kernel's counters: every client segment to port 80 matched; of the selected
+    // sessions' all copied but the pure ACKs the engine has no use for, the rest counted and
+    // left alone; the engine saw only what was copied and started only the selected sessions.
+    let (matched, copied, unselected, acks) = (
+        counter(&last, "matched"),
+        counter(&last, "copied"),
+        counter(&last, "unselected"),
+        counter(&last, "acks_skipped"),
+    );
+    assert_eq!(counter(&last, "ring_full"), 0, "{last}");
+    assert_eq!(copied + acks + unselected, matched, "{last}");
+    assert!(acks > 0 && acks < copied, "{last}");
+    assert_eq!(counter(&last, "captured"), copied, "{last}");
+    assert_eq!(counter(&last, "sessions"), expected.len() as u64, "{last}");
+    // Sessions of one kind: the selected share of segments is the selected share of sessions.
+    // (copied + acks) / matched against expected / 300, in integers: within 30%.
+    let (share, want) = ((copied + acks) * 300, expected.len() as u64 * matched);
+    assert!(
+        share.abs_diff(want) * 10 < want * 3,
+        "{} of {matched} segments copied or skipped for {} of 300 sessions: {last}",
+        copied + acks,
+        expected.len()
+    );
+    assert_eq!(counter(&last, "lost"), 0, "{last}");
+}
+
 #[test]
 fn keep_alive_connections_and_a_one_megabyte_upload() {
     keep_alive_and_upload(&Testbed::up().expect("testbed"));

@@ -12,7 +12,7 @@ use std::{format, string::String, vec::Vec};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, PerCpuArray},
+    maps::PerCpuArray,
     programs::{
         LinkOrder, Program, SchedClassifier, TcAttachType, Xdp, XdpMode, links::FdLink,
         tc::TcAttachOptions,
@@ -121,6 +121,12 @@ impl XdpProgram {
             let used = u32::try_from(i).unwrap_or(u32::MAX) < workers.max(1);
             loader.map_max_entries(name, if used { ring_bytes } else { 4096 });
         }
+        // Only tcpcopy's programs skip pure ACKs: the others' map is as small as it can be (an
+        // LRU hash takes at least one entry per CPU).
+        if program != maps::TCPCOPY_PROGRAM && program != maps::TCPCOPY_TC_PROGRAM {
+            let cpus = aya::util::nr_cpus().map_or(64, |n| u32::try_from(n).unwrap_or(64));
+            loader.map_max_entries(maps::ACKED, cpus.max(1));
+        }
         let mut ebpf = loader
             .load(object)
             .map_err(|e| XdpError::Load(format!("{e}")))?;
@@ -151,21 +157,23 @@ impl XdpProgram {
 
     /// Selects the TCP ports the program matches (replacing nothing already there).
     pub fn set_ports(&mut self, ports: &[u16]) -> Result<(), XdpError> {
-        let map_err = |e: aya::maps::MapError| XdpError::Map {
-            map: FILTER_PORTS,
-            reason: format!("{e}"),
-        };
-        let mut filter: HashMap<_, u16, u8> =
-            HashMap::try_from(self.ebpf.map_mut(FILTER_PORTS).ok_or_else(|| {
-                map_err(aya::maps::MapError::InvalidName {
-                    name: FILTER_PORTS.into(),
-                })
-            })?)
-            .map_err(map_err)?;
         for port in ports {
-            filter.insert(port, 1, 0).map_err(map_err)?;
+            self.set_entry(FILTER_PORTS, u32::from(*port), 1u8)?;
         }
         Ok(())
+    }
+
+    /// tcpcopy's `-r`: copies only the sessions among `percent` percent, chosen by the engine's
+    /// hash of the client's address and port (see `maps::MODE_PERCENT`).
+    pub fn set_percentage(&mut self, percent: u8) -> Result<(), XdpError> {
+        self.set_entry(maps::MODE, maps::MODE_PERCENT, u32::from(percent))
+    }
+
+    /// tcpcopy: copy a connection's pure ACKs after its first at most once per `gap` (see
+    /// `maps::MODE_ACK_GAP`); zero copies every one.
+    pub fn set_ack_gap(&mut self, gap: std::time::Duration) -> Result<(), XdpError> {
+        let ms = u32::try_from(gap.as_millis()).unwrap_or(u32::MAX);
+        self.set_entry(maps::MODE, maps::MODE_ACK_GAP, ms)
     }
 
     /// Sets how selected frames reach userspace (`maps::MODE_COPY` or `maps::MODE_MIRROR`).

@@ -1,6 +1,6 @@
 //! Harm to production: online nginx's saturated keep-alive throughput without tcpcopy, with
-//! tcpcopy capturing but replaying only 1% of sessions (`-r 1`: the XDP copy and the engine see
-//! every packet), and with tcpcopy replaying everything; three times each, alternating, in one
+//! tcpcopy attached but replaying only 1% of sessions (`-r 1`: the XDP program copies only
+//! that 1%, the rest costs it a parse and a hash), and with tcpcopy replaying everything; three times each, alternating, in one
 //! run, and the median of each (a noisy neighbour on the machine hits one run, not the figure).
 //! Also the online host's extra CPU per request: tcpcopy's own and its XDP program's (the
 //! kernel's BPF run-time statistics, switched on for the run and restored after).

@@ -10,6 +10,7 @@
 //!   bulk uploads (replayed vs online Gbit/s), harm to production (online throughput with
 //!   tcpcopy vs without), CPU per 1000 replayed requests per second, the AF_XDP packet path
 //!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth).
+//! - `harm.md` (`cargo xtask bench harm`): the harm benchmark of `testbed.md` alone.
 
 mod bulk;
 mod compare;
@@ -37,6 +38,8 @@ pub enum Which {
     Engine,
     Kernel,
     Testbed,
+    /// Only the testbed's harm benchmark (online throughput with and without tcpcopy).
+    Harm,
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
@@ -50,6 +53,27 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
     if matches!(which, Which::All | Which::Testbed) {
         testbed()?;
     }
+    if which == Which::Harm {
+        harm_only()?;
+    }
+    Ok(())
+}
+
+/// The harm benchmark alone, its table to `target/bench/harm.md`.
+fn harm_only() -> anyhow::Result<()> {
+    sh::cargo(&["build", "--release", "--workspace"])?;
+    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+    step("harm to production: online throughput with and without tcpcopy");
+    let bed = Testbed::up()?;
+    let intercept = start_intercept(&bed);
+    let harm = harm::run(&bed)?;
+    drop(intercept);
+    drop(bed);
+    let md = harm::table(&harm);
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/harm.md", &md)?;
+    step("written to target/bench/harm.md");
+    print!("{md}");
     Ok(())
 }
 

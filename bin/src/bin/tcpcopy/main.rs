@@ -157,6 +157,15 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         &ports,
         &filter,
     )?;
+    // The kernel copies only the sessions the engine replays (with -g, those of the percentage
+    // it ramps up to): the others never reach the ring.
+    program.set_percentage(config.percentage)?;
+    // Pure ACKs after a connection's first: at most one per an eighth of the shortest idle
+    // timeout (at most a second), enough to keep every session's idle timer running.
+    program.set_ack_gap((config.idle_timeout.min(config.keepalive()) / 8).clamp(
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_secs(1),
+    ))?;
     if cli.mirror {
         program.set_mode(tcpcopy_abi::maps::MODE_MIRROR)?;
     }
