@@ -320,7 +320,7 @@ fn a_syn_flood_at_online_while_real_requests_flow() {
                     && counter(l, "sessions") >= 1000
             },
             "the flood's sessions ended",
-            Duration::from_secs(120),
+            Duration::from_mins(2),
         )
         .unwrap();
     let peak = vm_kib(tcpcopy.pid(), "VmHWM");
