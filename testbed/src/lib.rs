@@ -477,7 +477,8 @@ impl Testbed {
             .with_context(|| format!("offloads off on {}", h.name()))?;
         }
         let port = format!("p-{}", host.name());
-        let (relay_side, bridge_side) = (format!("r-{}", host.name()), format!("b-{}", host.name()));
+        let (relay_side, bridge_side) =
+            (format!("r-{}", host.name()), format!("b-{}", host.name()));
         cmd::ip(&[
             "-n",
             &br,
@@ -505,7 +506,16 @@ impl Testbed {
             )?;
         }
         cmd::ip(&["-n", &br, "link", "set", &relay_side, "up"])?;
-        cmd::ip(&["-n", &br, "link", "set", &bridge_side, "master", "br0", "up"])?;
+        cmd::ip(&[
+            "-n",
+            &br,
+            "link",
+            "set",
+            &bridge_side,
+            "master",
+            "br0",
+            "up",
+        ])?;
         cmd::ip(&["-n", &br, "link", "set", &port, "nomaster"])?;
         let relay = binary("impair")?;
         let mut relay_cmd = in_ns(&br, relay.to_str().context("utf-8 path")?);

@@ -218,6 +218,8 @@ pub struct Session {
     rst_due: Option<(Seq, u8)>,
     /// The deadline as registered in the engine's timer heap.
     pub(crate) timer_at: Option<Time>,
+    /// `unsent_since` as indexed in the engine's lag index (see `Engine::replay_lag`).
+    pub(crate) lag_at: Option<Time>,
     /// Whether the session sits in the engine's transmit queue.
     pub(crate) queued: bool,
 
@@ -300,6 +302,7 @@ impl Session {
             outcome: None,
             rst_due: None,
             timer_at: None,
+            lag_at: None,
             queued: false,
             started: now,
             requests: 0,
@@ -334,11 +337,9 @@ impl Session {
         self.stream.buffered()
     }
 
-    /// How long the oldest captured byte not yet sent has waited at `now` (zero when everything
-    /// captured has gone out): how far this session's replay runs behind the capture.
-    pub fn lag(&self, now: Time) -> Duration {
+    /// When the oldest captured byte not yet sent was captured, if any is unsent.
+    pub(crate) fn unsent_since(&self) -> Option<Time> {
         self.unsent_since
-            .map_or(Duration::ZERO, |t| now.saturating_since(t))
     }
 
     /// The captured SYN's sequence number.

@@ -154,7 +154,7 @@ fn relay(
     let mut rng = fastrand::Rng::with_seed(seed);
     // The packet held back, its copies, when it was held, and how many have overtaken it.
     let mut held: Option<(Vec<u8>, u8, Instant, u32)> = None;
-    let send = |tx: &mut Box<dyn DataLinkSender>, frame: &[u8]| {
+    let forward = |tx: &mut Box<dyn DataLinkSender>, frame: &[u8]| {
         if !matches!(tx.send_to(frame, None), Some(Ok(()))) {
             c.send_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -172,7 +172,7 @@ fn relay(
         if let Some(frame) = frame {
             if !impaired(&frame, net) {
                 c.other.fetch_add(1, Ordering::Relaxed);
-                send(&mut tx, &frame);
+                forward(&mut tx, &frame);
                 continue;
             }
             if rng.f64() < imp.loss {
@@ -190,7 +190,7 @@ fn relay(
                 continue;
             }
             for _ in 0..copies {
-                send(&mut tx, &frame);
+                forward(&mut tx, &frame);
             }
             c.passed.fetch_add(1, Ordering::Relaxed);
             if let Some((_, _, _, overtaken)) = held.as_mut() {
@@ -202,7 +202,7 @@ fn relay(
             .is_some_and(|(_, _, at, n)| *n >= OVERTAKEN_BY || at.elapsed() >= HOLD);
         if due && let Some((frame, copies, _, overtaken)) = held.take() {
             for _ in 0..copies {
-                send(&mut tx, &frame);
+                forward(&mut tx, &frame);
             }
             c.passed.fetch_add(1, Ordering::Relaxed);
             if overtaken > 0 {

@@ -32,12 +32,8 @@ fn main() -> anyhow::Result<()> {
     let count: u32 = count.parse().context("COUNT")?;
     let rate: u32 = rate.parse().context("RATE")?;
     anyhow::ensure!(rate > 0, "RATE must be above 0");
-    let socket = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(IPPROTO_RAW)),
-    )
-    .context("a raw socket (CAP_NET_RAW)")?;
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_RAW)))
+        .context("a raw socket (CAP_NET_RAW)")?;
     let dst = SocketAddr::V4(target).into();
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let started = Instant::now();
@@ -63,9 +59,6 @@ fn main() -> anyhow::Result<()> {
             thread::sleep(ahead);
         }
     }
-    println!(
-        "sent={sent} seconds={:.1}",
-        started.elapsed().as_secs_f64()
-    );
+    println!("sent={sent} seconds={:.1}", started.elapsed().as_secs_f64());
     Ok(())
 }
