@@ -1253,4 +1253,50 @@ mod records {
         assert!(buckets.contains(&(2_500, 0)) && buckets.contains(&(5_000, 1)));
         assert!(buckets.contains(&(10_000, 2)));
     }
+
+    /// A keep-alive connection whose replay stays one request behind online for good (each
+    /// request is captured before the answer to the one before last has come back): the lag is
+    /// the age of the request waiting, and stays there; it is not the time since the replay
+    /// was last caught up, which grows for as long as the connection lives.
+    #[test]
+    fn the_lag_of_a_connection_that_stays_one_request_behind_is_bounded() {
+        let mut e = engine(config(MAP));
+        let irs = open(&mut e, CLIENT, t(0));
+        assert!(matches!(e.poll_event(), Some(Event::Register { .. })));
+        let request = |k: u32| (ISN + 1 + 10 * (k - 1), ONLINE_ACK + 100 * (k - 1));
+        // Request 1 at 10 ms goes at once; request 2 at 20 ms waits for answer 1.
+        let (seq, ack) = request(1);
+        capture(&mut e, t(10), ACK | PSH, seq, ack, b"GET /a 1\r\n");
+        let _ = recv(&mut e, t(10));
+        let (seq, ack) = request(2);
+        capture(&mut e, t(20), ACK | PSH, seq, ack, b"GET /a 2\r\n");
+        for k in 1..=100u32 {
+            let at = 10 * u64::from(k);
+            // Request k + 2 captured; then answer k, which lets request k + 1 go.
+            let (seq, ack) = request(k + 2);
+            capture(&mut e, t(at + 20), ACK | PSH, seq, ack, b"GET /a x\r\n");
+            let answer_seq = irs + 1 + 100 * (k - 1);
+            reply(
+                &mut e,
+                t(at + 25),
+                ACK | PSH,
+                answer_seq,
+                ISN + 1 + 10 * k,
+                &[b'x'; 100],
+            );
+            let sent = recv(&mut e, t(at + 25));
+            assert!(
+                sent.iter()
+                    .any(|s| s.seq == ISN + 1 + 10 * k && s.payload.len() == 10),
+                "request {} released by answer {k}: {sent:?}",
+                k + 1
+            );
+            // Request k + 2 (captured 5 ms ago) waits.
+            assert_eq!(
+                e.replay_lag(t(at + 25)),
+                Duration::from_millis(5),
+                "round {k}"
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! timers sit in one table (`timer.rs`): [`Session::deadline`] is the earliest of them. Time is
 //! the caller's and never goes backwards.
 
+mod lag;
 mod output;
 mod timer;
 
@@ -23,6 +24,7 @@ use crate::{
     time::Time,
     wire::{TcpFlags, TcpOptions, TcpSegment},
 };
+use lag::CaptureClock;
 use timer::{Timer, TimerTable};
 
 /// The captured connection a session copies: (client, online service) as seen on the online host.
@@ -234,9 +236,8 @@ pub struct Session {
     /// When new request data last went out while no answer had begun: the start of a response
     /// time.
     awaiting_answer_since: Option<Time>,
-    /// When the oldest captured byte not yet sent was captured (an upper bound: the time new
-    /// bytes came while everything before had been sent); `None` when all is sent.
-    unsent_since: Option<Time>,
+    /// When the captured bytes not yet sent were captured (the oldest's age is the lag).
+    unsent: CaptureClock,
 }
 
 impl Session {
@@ -309,7 +310,7 @@ impl Session {
             delivered: 0,
             boundaries_passed: 0,
             awaiting_answer_since: None,
-            unsent_since: None,
+            unsent: CaptureClock::default(),
         }
     }
 
@@ -337,9 +338,10 @@ impl Session {
         self.stream.buffered()
     }
 
-    /// When the oldest captured byte not yet sent was captured, if any is unsent.
+    /// When the oldest captured byte not yet sent was captured, if any is unsent (the engine's
+    /// lag index keeps sessions by it, see `Engine::replay_lag`).
     pub(crate) fn unsent_since(&self) -> Option<Time> {
-        self.unsent_since
+        self.unsent.oldest()
     }
 
     /// The captured SYN's sequence number.
@@ -422,11 +424,12 @@ impl Session {
             return Accepted::default();
         }
         let ack = seg.flags.ack().then_some(seg.ack);
+        let end = self.stream.end();
         let acc = self
             .stream
             .insert(seg.seq, seg.payload, ack, seg.flags.fin());
-        if acc.new > 0 && self.unsent_since.is_none() {
-            self.unsent_since = Some(now);
+        if acc.new > 0 {
+            self.unsent.captured(end, now);
         }
         if !self.stream.has_gap() {
             self.timers.stop(Timer::CaptureGap);

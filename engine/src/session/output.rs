@@ -282,9 +282,7 @@ impl Session {
         if end.after(self.snd_nxt) {
             self.snd_nxt = end;
         }
-        if !end.before(self.stream.end()) {
-            self.unsent_since = None;
-        }
+        self.unsent.sent(end, !end.before(self.stream.end()));
         self.snd_max = self.snd_max.max(self.snd_nxt);
         self.due.ack = false;
         self.start_rto(now);

@@ -11,6 +11,9 @@
 //!   tcpcopy vs without), CPU per 1000 replayed requests per second, the AF_XDP packet path
 //!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth).
 //! - `harm.md` (`cargo xtask bench harm`): the harm benchmark of `testbed.md` alone.
+//! - `sustained.md` (and every second of it in `sustained.csv`): a minute of load at a few
+//!   rates below the saturation found first, keep-alive and one request per connection:
+//!   replayed vs online, the replay's lag every second, whether it stops growing.
 
 mod bulk;
 mod compare;
@@ -19,8 +22,10 @@ mod engine;
 mod harm;
 mod kernel;
 mod load;
+mod pace;
 mod path;
 mod rig;
+mod sustained;
 
 use std::{fmt::Write as _, fs, path::PathBuf};
 
@@ -40,6 +45,8 @@ pub enum Which {
     Testbed,
     /// Only the testbed's harm benchmark (online throughput with and without tcpcopy).
     Harm,
+    Sustained,
+    Pace,
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
@@ -55,6 +62,12 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
     }
     if which == Which::Harm {
         harm_only()?;
+    }
+    if matches!(which, Which::All | Which::Sustained) {
+        sustained()?;
+    }
+    if matches!(which, Which::All | Which::Pace) {
+        pace()?;
     }
     Ok(())
 }
@@ -73,6 +86,90 @@ fn harm_only() -> anyhow::Result<()> {
     fs::create_dir_all("target/bench")?;
     fs::write("target/bench/harm.md", &md)?;
     step("written to target/bench/harm.md");
+    print!("{md}");
+    Ok(())
+}
+
+fn pace() -> anyhow::Result<()> {
+    sh::cargo(&["build", "--release", "--workspace"])?;
+    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let opts = [
+        "--session-buffer-mib",
+        "2048",
+        "--ring-mib",
+        "256",
+        "--metrics",
+        pace::METRICS,
+    ];
+    step(&format!(
+        "single connections at full speed, {} s each (tcpcopy {})",
+        pace::RUN.as_secs(),
+        opts.join(" ")
+    ));
+    // A baseline build to compare with in the same run, if one was put there.
+    let baseline = std::path::Path::new("target/release")
+        .join(pace::BASELINE)
+        .exists();
+    let binaries: &[&str] = if baseline {
+        step(&format!(
+            "comparing with target/release/{}, alternately, two rounds",
+            pace::BASELINE
+        ));
+        &[pace::BASELINE, "tcpcopy", pace::BASELINE, "tcpcopy"]
+    } else {
+        &["tcpcopy"]
+    };
+    let bed = Testbed::up()?;
+    let _intercept = start_intercept(&bed);
+    let mut runs = Vec::new();
+    for (i, binary) in binaries.iter().enumerate() {
+        step(binary);
+        let mut tcpcopy = pace::start(&bed, binary, &opts)?;
+        for mut r in pace::run(&bed, &tcpcopy, &format!("{i}"))? {
+            r.binary = binary;
+            runs.push(r);
+        }
+        tcpcopy.finish(std::time::Duration::from_secs(20))?;
+    }
+    drop(bed);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Single connections at full speed\n\nOne run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share.\n\n{}",
+        pace::table(&runs)
+    );
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/pace.md", &md)?;
+    step("written to target/bench/pace.md");
+    print!("{md}");
+    Ok(())
+}
+
+fn sustained() -> anyhow::Result<()> {
+    sh::cargo(&["build", "--release", "--workspace"])?;
+    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    step(&format!(
+        "sustained replay, {} s a level ({cores} cores shared by client, online, test and assistant)",
+        sustained::SUSTAIN.as_secs()
+    ));
+    let bed = Testbed::up()?;
+    let _intercept = start_intercept(&bed);
+    let mut tcpcopy = start_tcpcopy(&bed, &[]);
+    let (saturation, levels) = sustained::run(&bed, &tcpcopy)?;
+    tcpcopy.finish(std::time::Duration::from_secs(20))?;
+    drop(bed);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Sustained replay\n\nOne run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share.\n\n{}",
+        sustained::table(&saturation, &levels)
+    );
+    fs::create_dir_all("target/bench")?;
+    fs::write("target/bench/sustained.md", &md)?;
+    fs::write("target/bench/sustained.csv", sustained::csv(&levels))?;
+    step("written to target/bench/sustained.md and sustained.csv");
     print!("{md}");
     Ok(())
 }

@@ -28,6 +28,18 @@ pub struct Wrk<'a> {
 impl Wrk<'_> {
     /// Runs wrk for [`RUN`]; its `Requests/sec` and the wall time it ran.
     pub fn run(&self, bed: &Testbed) -> anyhow::Result<(f64, Duration)> {
+        let started = Instant::now();
+        let out = self
+            .command(bed, RUN)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running wrk")?;
+        let took = started.elapsed();
+        Ok((requests_per_sec(&out)?, took))
+    }
+
+    /// The wrk command line of a run of `duration`.
+    pub fn command(&self, bed: &Testbed, duration: Duration) -> std::process::Command {
         let url = format!("http://{}/{}/x", Host::Online.addr(), self.path);
         let mut cmd = bed.cmd(Host::Client, "wrk");
         cmd.args([
@@ -36,7 +48,7 @@ impl Wrk<'_> {
             "-c",
             &self.connections.to_string(),
             "-d",
-            &format!("{}s", RUN.as_secs()),
+            &format!("{}s", duration.as_secs()),
             "--timeout",
             "5s",
         ]);
@@ -47,23 +59,82 @@ impl Wrk<'_> {
             cmd.arg("-s").arg(s);
         }
         cmd.arg(&url);
-        let started = Instant::now();
-        let out = cmd
-            .stderr(Stdio::inherit())
-            .output()
-            .context("running wrk")?;
-        let took = started.elapsed();
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            bail!("wrk failed: {text}");
-        }
-        let rate = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("no Requests/sec in wrk's output: {text}"))?;
-        Ok((rate, took))
+        cmd
     }
+}
+
+/// wrk's `Requests/sec` from its output.
+pub fn requests_per_sec(out: &std::process::Output) -> anyhow::Result<f64> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}");
+    }
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))
+}
+
+/// Counts the lines of an access log that hold `needle`, reading only what was appended since
+/// the last call (a log of millions of lines is read once, not every second).
+pub struct LogCounter {
+    file: std::path::PathBuf,
+    needle: Vec<u8>,
+    offset: u64,
+    partial: Vec<u8>,
+    pub count: usize,
+}
+
+impl LogCounter {
+    /// Lines of `host`'s access log for `/{path}/` from now on (what is logged already is
+    /// skipped).
+    pub fn new(bed: &Testbed, host: Host, path: &str) -> Self {
+        let file = bed.access_log(host);
+        let offset = std::fs::metadata(&file).map_or(0, |m| m.len());
+        Self {
+            file,
+            needle: format!(" /{path}/").into_bytes(),
+            offset,
+            partial: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Reads what was appended; the count so far.
+    pub fn update(&mut self) -> usize {
+        use std::io::{Read as _, Seek as _};
+        let Ok(mut f) = std::fs::File::open(&self.file) else {
+            return self.count;
+        };
+        if f.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return self.count;
+        }
+        let mut buf = std::mem::take(&mut self.partial);
+        let Ok(n) = f.read_to_end(&mut buf) else {
+            return self.count;
+        };
+        self.offset += n as u64;
+        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.count += buf[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| l.windows(self.needle.len()).any(|w| w == self.needle))
+            .count();
+        self.partial = buf[complete..].to_vec();
+        self.count
+    }
+}
+
+/// The value of `key=` in tcpcopy's latest counters line.
+pub fn stat(tcpcopy: &Spawned, key: &str) -> Option<u64> {
+    let prefix = format!("{key}=");
+    tcpcopy
+        .lines()
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("stats"))?
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
 }
 
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`: 100 in Linux's ABI).

@@ -321,6 +321,9 @@ pub async fn run(
             let Ok(ev) = events_rx.try_recv() else { break };
             st.on_link(ev);
         }
+        if let Source::Live(capture) = &mut source {
+            drain_ring(capture, &mut st.engine, start);
+        }
         st.flush();
         // Let the intercept connections' tasks run: under load this loop is always ready, and
         // on this one-thread runtime replies waiting in their sockets would otherwise queue up
@@ -345,6 +348,32 @@ pub async fn run(
     match &mut source {
         Source::Offline(file) => offline_outcome(file, st.engine.stats()),
         Source::Live(_) => Ok(()),
+    }
+}
+
+/// Records the ring may hand over in one turn of the loop besides the branch that woke it.
+const DRAIN_MAX: usize = 16 * BATCH;
+
+/// Takes what the capture ring holds (up to [`DRAIN_MAX`] records) into the engine, on every
+/// turn of the loop whatever woke it, before the output goes out.
+///
+/// The XDP program wakes this reader at most once per 100 µs per CPU, so a request captured
+/// just after another waits in the ring unannounced: taken here, it is in the engine when the
+/// answer that releases it comes back from intercept (a fast keep-alive connection otherwise
+/// waits for the next wake-up or the millisecond sweep at every request). And when the replay
+/// is slower than the capture (a bulk upload outrunning the transmit path), one read of
+/// [`BATCH`] records per turn of a loop whose turns are long with sending fell behind the
+/// ring, which then overflowed: a dropped frame is a hole in the client's stream, and the
+/// session was lost (`capture_gap`) after two seconds. Draining the ring on every turn moves
+/// the backlog into the session's buffer (`--session-buffer-mib`), where it waits its turn.
+fn drain_ring(capture: &mut tcpcopy_xsk::capture::Capture, engine: &mut Engine, start: Instant) {
+    let mut taken = 0;
+    while taken < DRAIN_MAX {
+        let n = capture.read_now(BATCH, |ip| engine.handle_captured(now(start), ip));
+        taken += n;
+        if n < BATCH {
+            break;
+        }
     }
 }
 

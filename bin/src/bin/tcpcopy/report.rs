@@ -54,7 +54,7 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} send_errors={} intercept_links={}/{} v7_links={} link_refusals={} registrations={} unsent_registrations={} unregistrable={}",
+            "{} send_errors={} intercept_links={}/{} v7_links={} link_refusals={} registrations={} unsent_registrations={} unregistrable={} active_sessions={} lag_ms={}",
             self.engine,
             self.send_errors,
             self.links_up,
@@ -63,7 +63,9 @@ impl fmt::Display for Snapshot {
             self.link_refusals,
             self.registrations,
             self.unsent_registrations,
-            self.unregistrable
+            self.unregistrable,
+            self.active_sessions,
+            self.lag.as_millis()
         )
     }
 }
