@@ -21,6 +21,9 @@ pub enum PortSide {
     Destination,
     /// Replies from a service (intercept on the assistant host).
     Source,
+    /// Responses of the online service (tcpcopy `--compare` at tc egress): the source port, and
+    /// the `-F` expression (written for the requests) read with addresses and ports swapped.
+    Response,
 }
 
 /// Adds `by` to counter `stat` of this CPU.
@@ -49,13 +52,17 @@ pub fn classify<C: Frame>(
         Ok(Some((f, layout))) => {
             let port = match side {
                 PortSide::Destination => f.dst_port,
-                PortSide::Source => f.src_port,
+                PortSide::Source | PortSide::Response => f.src_port,
             };
             if ports.get_ptr(port).is_none() {
                 ports.get_ptr(ANY_PORT)?;
             }
             let prog = expr.get(0)?;
-            if !prog.matches(&f) {
+            let as_request = match side {
+                PortSide::Response => f.reversed(),
+                PortSide::Destination | PortSide::Source => f,
+            };
+            if !prog.matches(&as_request) {
                 return None;
             }
             count(stats, Stat::Matched, 1);

@@ -9,7 +9,8 @@
 //!   measurements of the same run: replay at increasing load (replayed vs online requests),
 //!   bulk uploads (replayed vs online Gbit/s), harm to production (online throughput with
 //!   tcpcopy vs without), CPU per 1000 replayed requests per second, the AF_XDP packet path
-//!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth).
+//!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth), replay
+//!   throughput with `--compare` against without.
 
 mod bulk;
 mod compare;
@@ -18,6 +19,7 @@ mod harm;
 mod kernel;
 mod load;
 mod path;
+mod replay_compare;
 mod rig;
 
 use std::{fmt::Write as _, fs, path::PathBuf};
@@ -36,6 +38,8 @@ pub enum Which {
     Engine,
     Kernel,
     Testbed,
+    /// Only the replay with `--compare` against without (part of `testbed`).
+    ReplayCompare,
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
@@ -48,6 +52,21 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
     }
     if matches!(which, Which::All | Which::Testbed) {
         testbed()?;
+    }
+    if which == Which::ReplayCompare {
+        sh::cargo(&["build", "--release", "--workspace"])?;
+        tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+        step("replay throughput with --compare against without (16 connections, same run)");
+        let bed = Testbed::up()?;
+        let intercept = start_intercept(&bed);
+        let md = format!(
+            "# Replay with --compare\n\n{}",
+            replay_compare::table(&replay_compare::run(&bed, &intercept)?)
+        );
+        fs::create_dir_all("target/bench")?;
+        fs::write("target/bench/replay-compare.md", &md)?;
+        step("written to target/bench/replay-compare.md");
+        print!("{md}");
     }
     Ok(())
 }
@@ -75,6 +94,8 @@ fn testbed() -> anyhow::Result<()> {
     let mut tcpcopy = start_tcpcopy(&bed, &bulk_opts);
     let bulk = bulk::run(&bed, &tcpcopy)?;
     tcpcopy.finish(std::time::Duration::from_secs(20))?;
+    step("replay throughput with --compare against without (16 connections, same run)");
+    let comparing = replay_compare::run(&bed, &intercept)?;
     step("harm to production: online throughput with and without tcpcopy");
     let harm = harm::run(&bed)?;
     step("the packet path: AF_XDP raw forwarding against tcpcopy's rewrite, same veth");
@@ -92,6 +113,11 @@ fn testbed() -> anyhow::Result<()> {
         load::table(&levels)
     );
     let _ = writeln!(md, "## Bulk uploads\n\n{}", bulk::table(&bulk));
+    let _ = writeln!(
+        md,
+        "## Replay with --compare\n\n{}",
+        replay_compare::table(&comparing)
+    );
     let _ = writeln!(md, "## Harm to production\n\n{}", harm::table(&harm));
     let _ = writeln!(md, "## The packet path\n\n{}", path::table(&path));
     fs::create_dir_all("target/bench")?;
