@@ -61,6 +61,20 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The other direction of the same connection: addresses and ports swapped (a response's
+    /// fields as its request's; the same connection's [`Fields::flow_hash`] either way).
+    #[inline(always)]
+    #[allow(clippy::inline_always, reason = "eBPF: inlined into the program")]
+    #[must_use]
+    pub const fn reversed(&self) -> Self {
+        Self {
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            src: self.dst,
+            dst: self.src,
+        }
+    }
+
     /// A hash of the connection (addresses and ports): every packet of one connection gets the
     /// same value, so it picks the worker that owns the connection (the XDP program's ring
     /// choice, `hash % workers`).

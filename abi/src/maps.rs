@@ -23,6 +23,13 @@ pub const INTERCEPT_PROGRAM: &str = "intercept_capture";
 pub const TCPCOPY_TC_PROGRAM: &str = "tcpcopy_ingress";
 /// intercept's tc egress program (same object and maps): catches the replies on the test server.
 pub const INTERCEPT_TC_PROGRAM: &str = "intercept_egress";
+/// tcpcopy's tc egress program (same object and maps, `--compare`): copies the online service's
+/// responses (source port = a service port) into the ring of the worker that owns their
+/// connection (the flow hash of the reversed addresses and ports).
+pub const TCPCOPY_EGRESS_PROGRAM: &str = "tcpcopy_egress";
+/// An array of one u32: non-zero when intercept's programs copy the replies' payloads too, not
+/// only their headers (set by intercept once a tcpcopy asked for payloads: `--compare`).
+pub const COPY_PAYLOAD: &str = "COPY_PAYLOAD";
 
 /// Ring buffers of copied frames (`FrameHeader` then the frame's first bytes), one per worker:
 /// a frame goes into ring `hash(addresses, ports) % workers` (the `MODE` map's [`MODE_WORKERS`]
@@ -43,6 +50,9 @@ pub const SCRATCH: &str = "SCRATCH";
 pub const TCPCOPY_SNAP: usize = 9728;
 /// Bytes intercept copies of each reply frame: Ethernet, VLAN, IPv6 and TCP headers with options.
 pub const INTERCEPT_SNAP: usize = 128;
+/// Bytes intercept copies of each reply frame when payloads are asked for ([`COPY_PAYLOAD`]):
+/// as tcpcopy, a whole jumbo frame (the record size of intercept's ring).
+pub const INTERCEPT_PAYLOAD_SNAP: usize = TCPCOPY_SNAP;
 
 /// What precedes each frame in the ring.
 #[repr(C)]
@@ -54,10 +64,12 @@ pub struct FrameHeader {
     pub wire_len: u16,
     /// Receive queue the frame arrived on.
     pub queue: u32,
+    /// When the program saw the frame: `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`, nanoseconds).
+    pub ts_ns: u64,
 }
 
 /// Size of [`FrameHeader`] in the ring.
-pub const FRAME_HEADER_LEN: usize = 8;
+pub const FRAME_HEADER_LEN: usize = 16;
 const _: () = assert!(core::mem::size_of::<FrameHeader>() == FRAME_HEADER_LEN);
 
 impl FrameHeader {
@@ -68,6 +80,7 @@ impl FrameHeader {
             len: u16::from_ne_bytes([h[0], h[1]]),
             wire_len: u16::from_ne_bytes([h[2], h[3]]),
             queue: u32::from_ne_bytes([h[4], h[5], h[6], h[7]]),
+            ts_ns: u64::from_ne_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]),
         };
         let frame = record.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + usize::from(header.len))?;
         Some((header, frame))

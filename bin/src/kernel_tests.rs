@@ -533,5 +533,112 @@ fn tcpcopy_skips_the_pure_acks_the_engine_does_not_use() {
             let (_, d) = run(&program, &pure);
             assert_eq!(d.of(Stat::Copied), 1, "{name}: gap 0");
         }
+
+/// The records in worker `w`'s ring: (kernel timestamp, bytes).
+fn ring_records_of(program: &mut XdpProgram, w: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut ring = RingMap::take(program, w).expect("the worker's ring");
+    let mut out = Vec::new();
+    ring.read_now(64, |h, bytes| out.push((h.ts_ns, bytes.to_vec())));
+    out
+}
+
+/// `--compare`: tcpcopy's tc egress program copies the service's responses (source port 80)
+/// whole, with the kernel's time, into the ring its requests go to (the reversed flow hash), and
+/// decides nothing; requests and other ports are left alone.
+#[test]
+fn tcpcopy_egress_copies_responses_into_their_requests_ring() {
+    use tcpcopy_abi::{
+        filter::{Fields, v4_mapped},
+        maps::TCPCOPY_EGRESS_PROGRAM,
+    };
+    let all = filter_expr::compile("").expect("the empty filter");
+    let load2 = |name| {
+        XdpProgram::load_configured(crate::TCPCOPY_OBJECT, name, 1 << 16, 2, &[80], &all)
+            .unwrap_or_else(|e| panic!("loading {name} (needs root): {e}"))
+    };
+    let mut egress = load2(TCPCOPY_EGRESS_PROGRAM);
+    let mut ingress = load2(TCPCOPY_PROGRAM);
+    // Several connections, so both rings get some.
+    let mut want_rings = Vec::new();
+    let mut responses = Vec::new();
+    for port in 40_000..40_008u16 {
+        let request = frame(
+            v4(CLIENT, port),
+            v4(SERVER, 80),
+            b"GET / HTTP/1.1\r\n\r\n",
+            None,
+        );
+        let response = frame(
+            v4(SERVER, 80),
+            v4(CLIENT, port),
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            None,
+        );
+        let fields = Fields {
+            src_port: port,
+            dst_port: 80,
+            src: v4_mapped(CLIENT.octets()),
+            dst: v4_mapped(SERVER.octets()),
+        };
+        want_rings.push((fields.flow_hash() % 2) as usize);
+        let (verdict, d) = run(&egress, &response);
+        assert_eq!(verdict, Verdict::Next, "production's answer goes on");
+        assert_eq!((d.of(Stat::Matched), d.of(Stat::Copied)), (1, 1));
+        let (verdict, d) = run(&egress, &request);
+        assert_eq!(
+            (verdict, d.of(Stat::Matched)),
+            (Verdict::Next, 0),
+            "a request"
+        );
+        let (_, d) = run(&ingress, &request);
+        assert_eq!(d.of(Stat::Copied), 1);
+        responses.push(response);
+    }
+    let ssh = frame(v4(SERVER, 22), v4(CLIENT, 40_000), b"ssh", None);
+    let (verdict, d) = run(&egress, &ssh);
+    assert_eq!((verdict, d.of(Stat::Matched)), (Verdict::Next, 0));
+    for w in 0..2 {
+        let out = ring_records_of(&mut egress, w);
+        let requests = ring_records_of(&mut ingress, w);
+        let mine: Vec<&Vec<u8>> = responses
+            .iter()
+            .zip(&want_rings)
+            .filter(|(_, r)| **r == w)
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(out.len(), mine.len(), "ring {w}");
+        assert_eq!(requests.len(), mine.len(), "the requests' ring is the same");
+        for ((ts, bytes), want) in out.iter().zip(mine) {
+            assert_eq!(bytes, want, "whole, byte for byte");
+            assert!(*ts > 0, "the kernel's time");
+        }
+        assert!(out.windows(2).all(|p| p[0].0 <= p[1].0), "in time order");
+    }
+}
+
+/// Once a tcpcopy asks for payloads (`COPY_PAYLOAD`), intercept's programs copy whole replies:
+/// the assistant's XDP program and the `--egress` tc program.
+#[test]
+fn intercept_copies_whole_replies_once_payloads_are_asked_for() {
+    let replayed = Ipv4Addr::new(192, 0, 2, 7);
+    let body = vec![b'x'; 1400];
+    let reply = frame(v4(SERVER, 80), v4(replayed, 40_000), &body, None);
+    for name in [INTERCEPT_PROGRAM, INTERCEPT_TC_PROGRAM] {
+        let mut program = load(crate::INTERCEPT_OBJECT, name, &[80]);
+        run(&program, &reply);
+        program
+            .payload_switch()
+            .expect("the switch")
+            .turn_on()
+            .expect("turned on");
+        run(&program, &reply);
+        let records = ring_records(&mut program);
+        assert_eq!(records.len(), 2, "{name}");
+        assert_eq!(
+            records[0].1.len(),
+            tcpcopy_abi::maps::INTERCEPT_SNAP,
+            "{name}: headers only before"
+        );
+        assert_eq!(records[1].1, reply, "{name}: the whole reply after");
     }
 }

@@ -21,6 +21,9 @@ pub enum PortSide {
     Destination,
     /// Replies from a service (intercept on the assistant host).
     Source,
+    /// Responses of the online service (tcpcopy `--compare` at tc egress): the source port, and
+    /// the `-F` expression (written for the requests) read with addresses and ports swapped.
+    Response,
 }
 
 /// Adds `by` to counter `stat` of this CPU.
@@ -69,7 +72,7 @@ pub fn classify<C: Frame>(
     };
     let port = match side {
         PortSide::Destination => head.dst_port,
-        PortSide::Source => head.src_port,
+        PortSide::Source | PortSide::Response => head.src_port,
     };
     if !port_selected(ports, port) {
         return None;
@@ -79,7 +82,12 @@ pub fn classify<C: Frame>(
         return None;
     };
     let prog = expr.get(0)?;
-    if !prog.matches(&f) {
+    // A response is selected as the request it answers would be.
+    let as_request = match side {
+        PortSide::Response => f.reversed(),
+        PortSide::Destination | PortSide::Source => f,
+    };
+    if !prog.matches(&as_request) {
         return None;
     }
     count(stats, Stat::Matched, 1);

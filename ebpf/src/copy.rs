@@ -14,8 +14,9 @@ use tcpcopy_abi::{maps::FRAME_HEADER_LEN, stats::Stat};
 
 use crate::{classify::count, frame::Frame, parse::Layout};
 
-/// Copies the first `N - 8` bytes of the packet, behind a frame header, into `ring`, assembling
-/// the record in this CPU's `scratch` slot. Counts `Copied`, `Truncated` or `RingFull`.
+/// Copies the first `min(N - 16, limit)` bytes of the packet, behind a frame header (with the
+/// time, `bpf_ktime_get_ns`), into `ring`, assembling the record in this CPU's `scratch` slot.
+/// Counts `Copied`, `Truncated` or `RingFull`.
 #[inline(always)]
 #[allow(
     clippy::cast_possible_truncation,
@@ -27,6 +28,7 @@ pub fn copy_frame<C: Frame, const N: usize>(
     ring: &RingBuf,
     stats: &PerCpuArray<u64>,
     last_wake: &PerCpuArray<u64>,
+    limit: u64,
 ) {
     let Some(slot) = scratch.get_ptr_mut(0) else {
         return;
@@ -35,12 +37,13 @@ pub fn copy_frame<C: Frame, const N: usize>(
     let buf = unsafe { &mut *slot };
     // The load below reads across the buffers of a multi-buffer frame.
     let wire = ctx.packet_len();
-    let snap = (N - FRAME_HEADER_LEN) as u64;
+    let max = (N - FRAME_HEADER_LEN) as u64;
+    let snap = if limit < max { limit } else { max };
     // Clamped as u64 and checked against zero on the very register passed to the helper (the
     // black box keeps the compiler from testing `data_end == data` instead): the verifier needs
     // both bounds of the length.
     let n = core::hint::black_box(if wire > snap { snap } else { wire });
-    if n == 0 || n > snap {
+    if n == 0 || n > max {
         return;
     }
     // SAFETY: the destination is `n <= N - 8` bytes past offset 8 of the N-byte slot; the helper
@@ -54,12 +57,14 @@ pub fn copy_frame<C: Frame, const N: usize>(
     buf[0..2].copy_from_slice(&(n as u16).to_ne_bytes());
     buf[2..4].copy_from_slice(&wire16.to_ne_bytes());
     buf[4..8].copy_from_slice(&ctx.queue().to_ne_bytes());
+    let now = now_ns();
+    buf[8..16].copy_from_slice(&now.to_ne_bytes());
     let len = FRAME_HEADER_LEN + n as usize;
     if len > N {
         return;
     }
     if ring
-        .output::<[u8]>(&buf[..len], wake_flags(last_wake))
+        .output::<[u8]>(&buf[..len], wake_flags(last_wake, now))
         .is_ok()
     {
         count(stats, Stat::Copied, 1);
@@ -102,7 +107,7 @@ pub fn copy_segments<C: Frame, const N: usize>(
     let wire = ctx.packet_len();
     let snap = (N - FRAME_HEADER_LEN) as u64;
     if wire <= snap {
-        copy_frame(ctx, scratch, ring, stats, last_wake);
+        copy_frame(ctx, scratch, ring, stats, last_wake, u64::MAX);
         return;
     }
     let Some(doff) = ctx.load::<u8>(layout.l4 + 12) else {
@@ -208,12 +213,14 @@ fn copy_part<C: Frame, const N: usize>(
     buf[0..2].copy_from_slice(&(len as u16).to_ne_bytes());
     buf[2..4].copy_from_slice(&(len as u16).to_ne_bytes());
     buf[4..8].copy_from_slice(&ctx.queue().to_ne_bytes());
+    let now = now_ns();
+    buf[8..16].copy_from_slice(&now.to_ne_bytes());
     let total = FRAME_HEADER_LEN + len;
     if total > N {
         return false;
     }
     if ring
-        .output::<[u8]>(&buf[..total], wake_flags(last_wake))
+        .output::<[u8]>(&buf[..total], wake_flags(last_wake, now))
         .is_ok()
     {
         count(stats, Stat::Copied, 1);
@@ -230,15 +237,20 @@ fn copy_part<C: Frame, const N: usize>(
 /// 100 µs is plenty, and the reader also looks at the ring every millisecond.
 const WAKE_GAP_NS: u64 = 100_000;
 
+/// The time (`CLOCK_MONOTONIC`, nanoseconds).
+#[inline(always)]
+fn now_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 /// The ring-buffer flags for a record: the kernel's own choice (wake the reader if it has read
 /// everything) at most once per [`WAKE_GAP_NS`] per CPU, no wake-up otherwise.
 #[inline(always)]
-fn wake_flags(last_wake: &PerCpuArray<u64>) -> u64 {
+fn wake_flags(last_wake: &PerCpuArray<u64>, now: u64) -> u64 {
     let Some(last) = last_wake.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the per-CPU slot is valid for this program run and only this CPU touches it.
     let last = unsafe { &mut *last };
     if now.wrapping_sub(*last) >= WAKE_GAP_NS {

@@ -44,6 +44,22 @@ pub struct Maps<'a, const N: usize> {
     pub last_wake: &'a PerCpuArray<u64>,
     /// When each client connection last had a pure ACK copied (`maps::ACKED`).
     pub acked: &'a LruHashMap<[u64; 5], u64>,
+    /// Non-zero: copy whole frames, payload included (intercept, for tcpcopy's `--compare`).
+    pub copy_payload: &'a Array<u32>,
+    /// Bytes copied of a frame when payloads are not asked for (intercept: the headers).
+    pub headers_snap: u64,
+}
+
+impl<const N: usize> Maps<'_, N> {
+    /// How many bytes of a frame to copy: everything when payloads are on, else the headers.
+    #[inline(always)]
+    fn limit(&self) -> u64 {
+        if self.copy_payload.get(0).is_some_and(|v| *v != 0) {
+            u64::MAX
+        } else {
+            self.headers_snap
+        }
+    }
 }
 
 /// What becomes of a selected frame that is not redirected into an AF_XDP socket, once copied.
@@ -87,8 +103,9 @@ pub fn run<const N: usize>(
     if matches!(side, PortSide::Destination) && needless_ack(ctx, maps, &fields, layout) {
         return xdp_action::XDP_PASS;
     }
+    let limit = maps.limit();
     to_ring(maps, fields.flow_hash(), |ring| {
-        copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
+        copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake, limit);
     });
     match copied {
         Copied::Pass => xdp_action::XDP_PASS,
@@ -251,12 +268,18 @@ const NO_DEVICE: u32 = 0;
 /// `TC_ACT_STOLEN`, which would say the same, to `TCX_NEXT`: the packet would go out.)
 #[inline(always)]
 pub fn tc_egress<const N: usize>(ctx: &TcContext, maps: &Maps<'_, N>) -> i32 {
-    let Some((fields, _)) = classify(ctx, maps.ports, maps.expr, maps.stats, PortSide::Source)
+    let Some((fields, layout)) = classify(ctx, maps.ports, maps.expr, maps.stats, PortSide::Source)
     else {
         return TCX_NEXT;
     };
+    let limit = maps.limit();
     to_ring(maps, fields.flow_hash(), |ring| {
-        copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake);
+        if limit == u64::MAX {
+            // A GSO reply of up to 64 KiB: in segments, payload and all.
+            copy_segments(ctx, layout, maps.scratch, ring, maps.stats, maps.last_wake);
+        } else {
+            copy_frame(ctx, maps.scratch, ring, maps.stats, maps.last_wake, limit);
+        }
     });
     count(maps.stats, Stat::Redirected, 1);
     // SAFETY: bpf_redirect has no preconditions: it records the target for after the program
@@ -271,12 +294,30 @@ pub fn tc_egress<const N: usize>(ctx: &TcContext, maps: &Maps<'_, N>) -> i32 {
     }
 }
 
+/// tcpcopy at tc egress on the online host (`--compare`): copies the online service's responses
+/// (source port = a service port; `-F` read as for their requests) whole, a GSO packet in
+/// segments, into the ring of the worker that owns their connection: the flow hash of the
+/// reversed fields is the requests' hash, so both directions reach one worker. Every packet goes
+/// on untouched (`TCX_NEXT`).
+#[inline(always)]
+pub fn tc_responses<const N: usize>(ctx: &TcContext, maps: &Maps<'_, N>) -> i32 {
+    if let Some((fields, layout)) =
+        classify(ctx, maps.ports, maps.expr, maps.stats, PortSide::Response)
+        && replayed(maps, &fields.reversed(), layout.v6)
+    {
+        to_ring(maps, fields.reversed().flow_hash(), |ring| {
+            copy_segments(ctx, layout, maps.scratch, ring, maps.stats, maps.last_wake);
+        });
+    }
+    TCX_NEXT
+}
+
 /// Declares the maps userspace finds by name, the XDP entry point `$name`, the panic handler and
 /// the license of one program, and its tc entry point `$tc_name`, which calls `$tc_run`
 /// ([`tc_ingress`] or [`tc_egress`]) over the same maps.
 #[macro_export]
 macro_rules! xdp_program {
-    ($name:ident, $side:expr, $snap:expr, $copied:expr, $tc_name:ident, $tc_run:path) => {
+    ($name:ident, $side:expr, $snap:expr, $headers_snap:expr, $copied:expr, $tc_name:ident, $tc_run:path) => {
         use aya_ebpf::{
             macros::{classifier, map, xdp},
             maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap},
@@ -328,6 +369,7 @@ macro_rules! xdp_program {
         static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
         #[map]
         static ACKED: LruHashMap<[u64; 5], u64> = LruHashMap::with_max_entries(ACKED_MAX, 0);
+        static COPY_PAYLOAD: Array<u32> = Array::with_max_entries(1, 0);
 
         // `frags`: the program takes multi-buffer frames (jumbo frames, where the driver hands
         // XDP a frame in several buffers), so it can be attached where the MTU exceeds a page.
@@ -363,6 +405,8 @@ macro_rules! xdp_program {
                 mode: &MODE,
                 last_wake: &LAST_WAKE,
                 acked: &ACKED,
+                copy_payload: &COPY_PAYLOAD,
+                headers_snap: $headers_snap as u64,
             }
         }
 

@@ -204,6 +204,24 @@ impl Engine {
             .copied()
     }
 
+    /// The replayed connection (replayed client, target) of the first copy of the captured
+    /// connection `client` -> `online`, while it lives (what `--compare` compares with the
+    /// captured one).
+    pub fn replay_of(
+        &self,
+        client: SocketAddr,
+        online: SocketAddr,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        let copies = self.by_capture.get(&CaptureKey { client, online })?;
+        let s = self.session(*copies.ids().first()?)?;
+        Some((s.src, s.dst))
+    }
+
+    /// Whether `online` (a captured packet's destination) is a service of a mapping (`-x`).
+    pub fn is_mapped(&self, online: SocketAddr) -> bool {
+        self.mapping_for(online).is_some()
+    }
+
     /// A captured client packet (an IP packet, no link-layer header).
     pub fn handle_captured(&mut self, now: Time, packet: &[u8]) {
         if let Ok(p) = wire::parse(packet, Payload::Whole) {

@@ -229,6 +229,11 @@ impl<S> Pool<S> {
     }
 
     /// Tells every worker to stop and waits for them; the first error any ended with.
+    /// Whether the workers have been joined (the last line of [`Pool::until_done`] is due).
+    pub fn is_joined(&self) -> bool {
+        self.threads.is_empty()
+    }
+
     pub fn join(&mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let mut first = Ok(());

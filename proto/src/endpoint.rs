@@ -17,10 +17,10 @@ use std::{
 };
 
 use crate::{
-    Headers, Reply,
+    Reply,
     inbox::Inbox,
     v6::{self, BatchDecoder, CLIENT_RECORD_LEN, ClientRecord},
-    v7::{self, Accept, ProtoError, Request, Secret},
+    v7::{self, Accept, ProtoError, Received, Request, Secret},
 };
 
 /// How long tcpcopy waits for an answer to its offer before it settles on version 6.
@@ -45,6 +45,8 @@ pub struct TcpcopyEnd {
     v6: BatchDecoder,
     out: Vec<u8>,
     secret: Option<Secret>,
+    /// Capabilities offered.
+    offered: u32,
 }
 
 /// A registration the negotiated version cannot carry.
@@ -62,9 +64,15 @@ impl TcpcopyEnd {
     /// A connection that has just opened. With `offer_v7` false it speaks version 6 only, as the
     /// original does. `secret` proves this tcpcopy to an intercept that asks for it.
     pub fn new(now: Instant, offer_v7: bool, secret: Option<Secret>) -> Self {
+        Self::offering(now, offer_v7, secret, v7::CAPS)
+    }
+
+    /// [`TcpcopyEnd::new`] offering the capability bits `caps` (e.g. with
+    /// [`v7::CAP_PAYLOAD`] for `--compare`).
+    pub fn offering(now: Instant, offer_v7: bool, secret: Option<Secret>, caps: u32) -> Self {
         let mut out = ClientRecord::version().encode().to_vec();
         let state = if offer_v7 {
-            out.extend_from_slice(&v7::offer(v7::CAPS));
+            out.extend_from_slice(&v7::offer(caps));
             Negotiation::Offered {
                 deadline: now + OFFER_TIMEOUT,
             }
@@ -77,7 +85,13 @@ impl TcpcopyEnd {
             v6: BatchDecoder::default(),
             out,
             secret,
+            offered: caps,
         }
+    }
+
+    /// Whether replies come with their payloads (version 7, capability 4 offered and accepted).
+    pub fn payloads(&self) -> bool {
+        self.offered & self.peer_caps() & v7::CAP_PAYLOAD != 0
     }
 
     /// The negotiated version, `None` while the offer is open.
@@ -189,12 +203,17 @@ impl TcpcopyEnd {
         }
     }
 
-    /// The next reply's headers, if a whole one has arrived.
-    pub fn poll_reply(&mut self) -> Result<Option<Headers>, ProtoError> {
+    /// The next reply (its headers, and its payload when negotiated), if a whole one has
+    /// arrived.
+    pub fn poll_reply(&mut self) -> Result<Option<Received>, ProtoError> {
+        let payloads = self.payloads();
         match self.state {
             Negotiation::Offered { .. } | Negotiation::Proving(_) => Ok(None),
-            Negotiation::V6 => Ok(self.v6.next_record().map(|r| v6::response_headers(&r))),
-            Negotiation::V7(_) => v7::next_reply(&mut self.inbox),
+            Negotiation::V6 => Ok(self.v6.next_record().map(|r| Received {
+                headers: v6::response_headers(&r),
+                payload: None,
+            })),
+            Negotiation::V7(_) => v7::next_reply(&mut self.inbox, payloads),
         }
     }
 }
@@ -337,8 +356,9 @@ impl InterceptEnd {
                     && self.accept_v7
                     && let Some(theirs) = v7::parse_offer(&b)
                 {
-                    let caps = theirs & v7::CAPS;
+                    let caps = theirs & v7::ACCEPTED_CAPS;
                     let ours = v7::CAPS
+                        | caps
                         | if self.secret.is_some() {
                             v7::CAP_SECRET
                         } else {
@@ -476,9 +496,16 @@ mod tests {
         for part in wire.chunks(3) {
             t.handle_input(part).unwrap();
         }
-        assert_eq!(t.poll_reply().unwrap(), Some(replies[0].headers));
-        assert_eq!(t.poll_reply().unwrap(), Some(replies[1].headers));
+        assert_eq!(
+            t.poll_reply().unwrap().map(|r| r.headers),
+            Some(replies[0].headers)
+        );
+        assert_eq!(
+            t.poll_reply().unwrap().map(|r| r.headers),
+            Some(replies[1].headers)
+        );
         assert_eq!(t.poll_reply().unwrap(), None);
+        assert!(!t.payloads(), "not offered");
     }
 
     /// The original intercept: reads the version record, logs the offer as an unknown type and
@@ -520,7 +547,8 @@ mod tests {
         assert_eq!(original.encode_replies(&[reply4, reply6], 16, &mut wire), 1);
         t.handle_input(&wire).unwrap();
         let got = t.poll_reply().unwrap().unwrap();
-        assert_eq!(got.as_slice(), reply4.headers.as_slice());
+        assert_eq!(got.headers.as_slice(), reply4.headers.as_slice());
+        assert_eq!(got.payload, None);
     }
 
     /// A version-6 message arriving before the timeout settles it at once.
@@ -564,6 +592,41 @@ mod tests {
         let r = encode_response(&reply(false, 0, 12, 5)).unwrap();
         assert_eq!(i.encode_replies(&[r; 3], 2, &mut out), 0);
         assert_eq!(out.len(), 2 * 2 + 3 * v6::RESPONSE_RECORD_LEN);
+    }
+
+    #[test]
+    fn payloads_are_negotiated_only_when_offered() {
+        let mut t = TcpcopyEnd::offering(now(), true, None, v7::CAPS | v7::CAP_PAYLOAD);
+        let mut i = InterceptEnd::new(true, [3; 16], None);
+        assert_eq!(
+            pump(&mut t, &mut i),
+            vec![Event::Upgraded {
+                caps: v7::CAPS | v7::CAP_PAYLOAD
+            }]
+        );
+        assert!(t.payloads());
+        let p = reply(false, 0, 12, 5);
+        let r = encode_response(&p).unwrap();
+        let mut wire = Vec::new();
+        assert!(v7::encode_reply_payload(
+            &r.headers,
+            &p[p.len() - 5..],
+            &mut wire
+        ));
+        t.handle_input(&wire).unwrap();
+        let got = t.poll_reply().unwrap().unwrap();
+        assert_eq!(got.payload.as_deref(), Some(&p[p.len() - 5..]));
+        // An intercept that does not know the capability does not grant it.
+        let mut t = TcpcopyEnd::offering(now(), true, None, v7::CAPS | v7::CAP_PAYLOAD);
+        let mut old = InterceptEnd::new(true, [3; 16], None);
+        t.handle_input(&[]).unwrap();
+        old.handle_input(&t.poll_transmit().unwrap());
+        let _ = old.poll_request();
+        let mut accept = old.poll_transmit().unwrap();
+        accept[11] &= !u8::try_from(v7::CAP_PAYLOAD).unwrap();
+        t.handle_input(&accept).unwrap();
+        assert_eq!(t.version(), Some(7));
+        assert!(!t.payloads());
     }
 
     #[test]

@@ -10,9 +10,9 @@ pub mod v6;
 pub mod v7;
 
 pub use endpoint::{Event, InterceptEnd, OFFER_TIMEOUT, TcpcopyEnd, Unsendable, encode_replies};
-pub use reply::{Headers, MAX_HEADERS, RecordError, Reply, encode_response};
+pub use reply::{Headers, MAX_HEADERS, RecordError, Reply, encode_response, payload_of};
 pub use v6::{BatchDecoder, ClientDecoder, ClientRecord};
-pub use v7::{ProtoError, Secret};
+pub use v7::{ProtoError, Received, Secret};
 
 /// Records per intercept message by default (intercept `-n`; version 6).
 pub const DEFAULT_BATCH: usize = 16;

@@ -105,6 +105,17 @@ pub fn encode_response(ip_packet: &[u8]) -> Result<Reply, RecordError> {
     })
 }
 
+/// The TCP payload of a caught reply (an IP packet), when the packet holds all of it (a frame
+/// copied whole, not cut to its headers) and it fits a type-3 message
+/// ([`crate::v7::MAX_PAYLOAD`]); `None` otherwise.
+pub fn payload_of(ip_packet: &[u8]) -> Option<&[u8]> {
+    let ip = IpHeader::parse(ip_packet).ok()?;
+    let tcp = TcpHeader::parse(ip_packet.get(ip.header_len..)?).ok()?;
+    let start = ip.header_len + tcp.header_len;
+    let p = ip_packet.get(start..ip.total_len)?;
+    (p.len() <= crate::v7::MAX_PAYLOAD).then_some(p)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -171,6 +182,17 @@ pub(crate) mod tests {
                 assert_eq!(r.client.is_ipv6(), v6);
             }
         }
+    }
+
+    #[test]
+    fn the_payload_is_there_only_when_whole() {
+        let p = reply(false, 8, 12, 100);
+        assert_eq!(payload_of(&p).map(<[u8]>::len), Some(100));
+        assert_eq!(payload_of(&p[..p.len() - 1]), None, "cut");
+        let mut padded = p.clone();
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(payload_of(&padded).map(<[u8]>::len), Some(100), "padding");
+        assert_eq!(payload_of(&reply(true, 0, 0, 0)), Some(&[][..]));
     }
 
     #[test]

@@ -26,9 +26,15 @@
 //!   intercept -> tcpcopy: type 2, empty, once the proof is checked (a wrong one closes the
 //!   connection instead); tcpcopy registers nothing before it.
 //!
+//! - intercept -> tcpcopy: type 3, one reply with its payload: the headers as in type 1, then the
+//!   reply's TCP payload, exactly as many bytes as the IP length announces (at most
+//!   [`MAX_PAYLOAD`]). Only to a tcpcopy that offered capability 4 and got it accepted; replies
+//!   whose payload the intercept could not take whole (or could not queue) go as type 1.
+//!
 //! Capability bits: 1 = deregistration (the intercept drops a route when its session ends);
-//! 2 = the intercept requires the proof of the shared secret before any registration. Others are
-//! reserved and must be 0.
+//! 2 = the intercept requires the proof of the shared secret before any registration;
+//! 4 = payloads (tcpcopy `--compare` offers it; the intercept then sends replies as type 3).
+//! Others are reserved and must be 0.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -49,12 +55,19 @@ pub const MSG_AUTH: u8 = 3;
 /// Message types, intercept -> tcpcopy.
 pub const MSG_REPLY: u8 = 1;
 pub const MSG_PROVEN: u8 = 2;
+pub const MSG_REPLY_PAYLOAD: u8 = 3;
 /// Capability: routes are removed when tcpcopy deregisters them.
 pub const CAP_DEREGISTER: u32 = 1;
 /// Capability: the intercept requires the proof of the shared secret.
 pub const CAP_SECRET: u32 = 2;
-/// The capabilities this implementation has (without a secret).
+/// Capability: replies carry their payload (message type 3), for tcpcopy's `--compare`.
+pub const CAP_PAYLOAD: u32 = 4;
+/// The capabilities tcpcopy offers by default and intercept always accepts (without a secret).
 pub const CAPS: u32 = CAP_DEREGISTER;
+/// The capabilities this intercept can accept when a tcpcopy offers them.
+pub const ACCEPTED_CAPS: u32 = CAP_DEREGISTER | CAP_PAYLOAD;
+/// Payload bytes one type-3 message carries at most (a jumbo frame's, with room).
+pub const MAX_PAYLOAD: usize = 16384;
 /// Bytes of the proof.
 pub const PROOF_LEN: usize = 32;
 const PROOF_CONTEXT: &[u8] = b"tcpcopy control channel v7";
@@ -274,6 +287,45 @@ pub fn encode_reply(headers: &Headers, out: &mut Vec<u8>) {
     message(MSG_REPLY, headers.as_slice(), out);
 }
 
+/// Appends a reply with its payload (type 3). `payload` must be the whole payload the headers
+/// announce, at most [`MAX_PAYLOAD`] bytes; otherwise the headers go alone (type 1) and `false`
+/// is returned.
+pub fn encode_reply_payload(headers: &Headers, payload: &[u8], out: &mut Vec<u8>) -> bool {
+    let h = headers.as_slice();
+    if payload.len() > MAX_PAYLOAD || announced_payload(h) != Some(payload.len()) {
+        encode_reply(headers, out);
+        return false;
+    }
+    let len = u16::try_from(h.len() + payload.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&[MSG_REPLY_PAYLOAD, 0]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(h);
+    out.extend_from_slice(payload);
+    true
+}
+
+/// The length of the headers in `b` (fixed IP header and TCP header with options), checked to
+/// be there.
+fn headers_len(b: &[u8]) -> Option<usize> {
+    let fixed = match b.first().map(|b| b >> 4) {
+        Some(4) => 20,
+        Some(6) => 40,
+        _ => return None,
+    };
+    let doff = usize::from(b.get(fixed + 12)? >> 4) * 4;
+    (doff >= 20 && b.len() >= fixed + doff).then_some(fixed + doff)
+}
+
+/// The payload length the headers `h` announce (IP length minus the headers).
+fn announced_payload(h: &[u8]) -> Option<usize> {
+    let hl = headers_len(h)?;
+    let total = match h[0] >> 4 {
+        4 => usize::from(u16::from_be_bytes([h[2], h[3]])),
+        _ => 40 + usize::from(u16::from_be_bytes([h[4], h[5]])),
+    };
+    total.checked_sub(hl)
+}
+
 /// A message tcpcopy sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -317,26 +369,52 @@ pub fn next_request(inbox: &mut Inbox) -> Result<Option<Request>, ProtoError> {
     }
 }
 
-/// The next reply from intercept in `inbox`: its headers, checked to hold an IP and a TCP header.
-pub fn next_reply(inbox: &mut Inbox) -> Result<Option<Headers>, ProtoError> {
-    let Some((kind, body)) = next_message(inbox, MAX_HEADERS)? else {
+/// The next reply from intercept in `inbox`: its headers, checked to hold an IP and a TCP header,
+/// and with `payloads` (capability 4 negotiated) its payload when it came with it (type 3, whose
+/// length must be what the headers announce). Without `payloads` a type-3 message is refused.
+pub fn next_reply(inbox: &mut Inbox, payloads: bool) -> Result<Option<Received>, ProtoError> {
+    let max = if payloads {
+        MAX_HEADERS + MAX_PAYLOAD
+    } else {
+        MAX_HEADERS
+    };
+    let Some((kind, body)) = next_message(inbox, max)? else {
         return Ok(None);
     };
-    if kind != MSG_REPLY {
+    if kind != MSG_REPLY && !(payloads && kind == MSG_REPLY_PAYLOAD) {
         return Err(ProtoError::UnknownMessage(kind));
     }
-    let fixed = match body.first().map(|b| b >> 4) {
-        Some(4) => 20,
-        Some(6) => 40,
-        _ => return Err(ProtoError::BadMessage(kind)),
-    };
-    let doff = body.get(fixed + 12).map(|b| usize::from(b >> 4) * 4);
-    match doff {
-        Some(doff) if doff >= 20 && body.len() == fixed + doff => {
-            Ok(Some(Headers::from_slice(&body)))
-        }
-        _ => Err(ProtoError::BadMessage(kind)),
+    let hl = headers_len(&body).ok_or(ProtoError::BadMessage(kind))?;
+    if hl > MAX_HEADERS {
+        return Err(ProtoError::BadMessage(kind));
     }
+    let headers = Headers::from_slice(&body[..hl]);
+    if kind == MSG_REPLY {
+        if body.len() != hl {
+            return Err(ProtoError::BadMessage(kind));
+        }
+        return Ok(Some(Received {
+            headers,
+            payload: None,
+        }));
+    }
+    if announced_payload(&body) != Some(body.len() - hl) {
+        return Err(ProtoError::BadMessage(kind));
+    }
+    let mut body = body;
+    body.drain(..hl);
+    Ok(Some(Received {
+        headers,
+        payload: Some(body),
+    }))
+}
+
+/// A reply as tcpcopy receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub headers: Headers,
+    /// The payload, when it came with the reply (capability 4); `None` for headers alone.
+    pub payload: Option<Vec<u8>>,
 }
 
 #[cfg(test)]
@@ -429,9 +507,72 @@ mod tests {
         let mut inbox = Inbox::default();
         inbox.feed(&wire);
         for r in &replies {
-            assert_eq!(next_reply(&mut inbox).unwrap(), Some(r.headers));
+            assert_eq!(
+                next_reply(&mut inbox, false).unwrap().map(|r| r.headers),
+                Some(r.headers)
+            );
         }
-        assert_eq!(next_reply(&mut inbox).unwrap(), None);
+        assert_eq!(next_reply(&mut inbox, false).unwrap(), None);
+    }
+
+    #[test]
+    fn replies_with_payloads_round_trip_and_lying_lengths_are_refused() {
+        let mut wire = Vec::new();
+        let packets: Vec<_> = [
+            (false, 12, 5),
+            (true, 40, 1448),
+            (false, 0, 0),
+            (true, 0, 9000),
+        ]
+        .into_iter()
+        .map(|(v6, opts, n)| {
+            let mut p = reply(v6, 0, opts, n);
+            let at = p.len() - n;
+            for (i, b) in p[at..].iter_mut().enumerate() {
+                *b = u8::try_from(i % 251).unwrap();
+            }
+            (encode_response(&p).unwrap(), p[at..].to_vec())
+        })
+        .collect();
+        for (r, payload) in &packets {
+            assert!(encode_reply_payload(&r.headers, payload, &mut wire));
+        }
+        // A payload that is not the whole one goes as headers alone.
+        assert!(!encode_reply_payload(
+            &packets[0].0.headers,
+            b"abc",
+            &mut wire
+        ));
+        for chunk in [1, 7, 100_000] {
+            let mut inbox = Inbox::default();
+            let mut got = Vec::new();
+            for part in wire.chunks(chunk) {
+                inbox.feed(part);
+                while let Some(r) = next_reply(&mut inbox, true).unwrap() {
+                    got.push(r);
+                }
+            }
+            assert_eq!(got.len(), 5);
+            for (g, (r, payload)) in got.iter().zip(&packets) {
+                assert_eq!(g.headers, r.headers);
+                assert_eq!(g.payload.as_deref(), Some(&payload[..]));
+            }
+            assert_eq!(got[4].payload, None);
+        }
+        // Refused without the capability, and with a payload other than the announced one.
+        let mut inbox = Inbox::default();
+        inbox.feed(&wire);
+        assert!(next_reply(&mut inbox, false).is_err());
+        let mut bad = Vec::new();
+        encode_reply_payload(&packets[0].0.headers, &packets[0].1, &mut bad);
+        bad.pop();
+        bad[3] -= 1;
+        let mut inbox = Inbox::default();
+        inbox.feed(&bad);
+        assert_eq!(
+            next_reply(&mut inbox, true),
+            Err(ProtoError::BadMessage(MSG_REPLY_PAYLOAD))
+        );
     }
 
     #[test]
@@ -472,6 +613,6 @@ mod tests {
         let mut inbox = Inbox::default();
         inbox.feed(&[1, 0, 0, 40]);
         inbox.feed(&[0x45; 40]);
-        assert_eq!(next_reply(&mut inbox), Err(ProtoError::BadMessage(1)));
+        assert_eq!(next_reply(&mut inbox, true), Err(ProtoError::BadMessage(1)));
     }
 }

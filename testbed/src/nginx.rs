@@ -5,6 +5,11 @@ use std::{fmt::Write as _, path::Path};
 /// The nginx configuration of `host`, everything under `dir` (logs, pid, temp files).
 pub fn config(dir: &Path, host: &str) -> String {
     let d = dir.display();
+    // For `--compare` (tests/tests/compare.rs): the test host answers `/changed/` with 500 and
+    // `/body/` with another body; `/build/` carries a header naming the host.
+    let test = host == "test";
+    let changed = if test { 500 } else { 200 };
+    let body = if test { "other body" } else { "same" };
     let mut c = String::new();
     // `user root`: the testbed runs as root and its files live in a private temp dir.
     let _ = write!(
@@ -32,6 +37,20 @@ http {{
         listen [::]:80 default_server backlog=4096;
         location / {{
             return 200 "{host} $request_uri\n";
+        }}
+        # --compare: the same answer on both hosts, or not (see above).
+        location /same/ {{
+            return 200 "same $request_uri\n";
+        }}
+        location /changed/ {{
+            return {changed} "same $request_uri\n";
+        }}
+        location /body/ {{
+            return 200 "{body} $request_uri\n";
+        }}
+        location /build/ {{
+            add_header X-Build {host};
+            return 200 "same $request_uri\n";
         }}
         # Bulk uploads (benchmarks): the body is read into memory and dropped.
         location /bulk {{

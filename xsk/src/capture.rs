@@ -75,20 +75,36 @@ impl Capture {
 
     /// Hands up to `max` IP packets already in the ring to `f`, without waiting (the sweep).
     pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        self.ring.read_now(max, |_, frame| {
+        self.read_now_timed(max, |_, ip| f(ip))
+    }
+
+    /// [`Capture::read_now`] with each packet's kernel timestamp (`CLOCK_MONOTONIC`
+    /// nanoseconds, see `FrameHeader::ts_ns`).
+    pub fn read_now_timed(&mut self, max: usize, mut f: impl FnMut(Option<u64>, &[u8])) -> usize {
+        self.ring.read_now(max, |h, frame| {
             if let Some(ip) = ip_payload(frame) {
-                f(ip);
+                f(Some(h.ts_ns), ip);
             }
         })
     }
 
     /// Waits for captured frames and hands up to `max` IP packets from each source to `f`.
     pub async fn read(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        self.read_timed(max, |_, ip| f(ip)).await
+    }
+
+    /// [`Capture::read`] with each packet's kernel timestamp where it has one (frames from the
+    /// ring; `None` for those from AF_XDP sockets).
+    pub async fn read_timed(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Option<u64>, &[u8]),
+    ) -> io::Result<usize> {
         poll_fn(|cx| {
             let mut got = 0;
-            let mut from_ring = |_: &_, frame: &[u8]| {
+            let mut from_ring = |h: &tcpcopy_abi::maps::FrameHeader, frame: &[u8]| {
                 if let Some(ip) = ip_payload(frame) {
-                    f(ip);
+                    f(Some(h.ts_ns), ip);
                 }
             };
             match self.ring.poll_read(cx, max, &mut from_ring) {
@@ -99,7 +115,7 @@ impl Capture {
             if let Some(m) = self.xsk.as_mut() {
                 let mut from_xsk = |frame: &[u8]| {
                     if let Some(ip) = ip_payload(frame) {
-                        f(ip);
+                        f(None, ip);
                     }
                 };
                 match m.poll_read(cx, u32::try_from(max).unwrap_or(u32::MAX), &mut from_xsk) {

@@ -98,7 +98,22 @@ pub enum XdpError {
 pub struct XdpProgram {
     ebpf: Ebpf,
     program: &'static str,
-    link: Option<FdLink>,
+    /// The links that hold the programs attached (XDP, tc ingress or egress): dropped, detached.
+    links: Vec<FdLink>,
+}
+
+/// The `COPY_PAYLOAD` switch of a program, taken out of it so that another thread may turn it
+/// on (intercept's control thread, when a tcpcopy asks for payloads).
+pub struct PayloadSwitch(aya::maps::Array<aya::maps::MapData, u32>);
+
+impl PayloadSwitch {
+    /// From now on the programs copy whole frames, payload included.
+    pub fn turn_on(&mut self) -> Result<(), XdpError> {
+        self.0.set(0, 1, 0).map_err(|e| XdpError::Map {
+            map: maps::COPY_PAYLOAD,
+            reason: format!("{e}"),
+        })
+    }
 }
 
 impl XdpProgram {
@@ -134,7 +149,7 @@ impl XdpProgram {
         Ok(Self {
             ebpf,
             program,
-            link: None,
+            links: Vec::new(),
         })
     }
 
@@ -244,7 +259,7 @@ impl XdpProgram {
                         iface: iface.into(),
                         reason: format!("not a bpf link: {e}"),
                     })?;
-                    self.link = Some(link);
+                    self.links.push(link);
                     info!("XDP program {program} attached to {iface} in {mode} mode (bpf link)");
                     return Ok(mode);
                 }
@@ -308,9 +323,24 @@ impl XdpProgram {
             .map_err(|e| err(with_sources(&e)))?;
         let link = prog.take_link(id).map_err(|e| err(format!("{e}")))?;
         let link = FdLink::try_from(link).map_err(|e| err(format!("not a bpf link: {e}")))?;
-        self.link = Some(link);
+        self.links.push(link);
         info!("tc program {name} attached to {iface} at {hook} (tcx link, first in the chain)");
         Ok(())
+    }
+
+    /// Takes the `COPY_PAYLOAD` switch out of the program (once).
+    pub fn payload_switch(&mut self) -> Result<PayloadSwitch, XdpError> {
+        let name = maps::COPY_PAYLOAD;
+        let map = self.ebpf.take_map(name).ok_or(XdpError::Map {
+            map: name,
+            reason: "not in the object".into(),
+        })?;
+        aya::maps::Array::try_from(map)
+            .map(PayloadSwitch)
+            .map_err(|e| XdpError::Map {
+                map: name,
+                reason: format!("{e}"),
+            })
     }
 
     /// Sums every counter over all CPUs, in [`Stat::ALL`] order.

@@ -9,7 +9,8 @@
 //!   measurements of the same run: replay at increasing load (replayed vs online requests),
 //!   bulk uploads (replayed vs online Gbit/s), harm to production (online throughput with
 //!   tcpcopy vs without), CPU per 1000 replayed requests per second, the AF_XDP packet path
-//!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth).
+//!   (tcpcopy's rewrite-and-forward vs raw AF_XDP forwarding on the same veth), replay
+//!   throughput with `--compare` against without.
 //! - `harm.md` (`cargo xtask bench harm`): the harm benchmark of `testbed.md` alone.
 //! - `sustained.md` (and every second of it in `sustained.csv`): a minute of load at a few
 //!   rates below the saturation found first, keep-alive and one request per connection:
@@ -24,6 +25,7 @@ mod kernel;
 mod load;
 mod pace;
 mod path;
+mod replay_compare;
 mod rig;
 mod sustained;
 
@@ -47,6 +49,8 @@ pub enum Which {
     Harm,
     Sustained,
     Pace,
+    /// Only the replay with `--compare` against without (part of `testbed`).
+    ReplayCompare,
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
@@ -68,6 +72,21 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
     }
     if matches!(which, Which::All | Which::Pace) {
         pace()?;
+    }
+    if which == Which::ReplayCompare {
+        sh::cargo(&["build", "--release", "--workspace"])?;
+        tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+        step("replay throughput with --compare against without (16 connections, same run)");
+        let bed = Testbed::up()?;
+        let intercept = start_intercept(&bed);
+        let md = format!(
+            "# Replay with --compare\n\n{}",
+            replay_compare::table(&replay_compare::run(&bed, &intercept)?)
+        );
+        fs::create_dir_all("target/bench")?;
+        fs::write("target/bench/replay-compare.md", &md)?;
+        step("written to target/bench/replay-compare.md");
+        print!("{md}");
     }
     Ok(())
 }
@@ -197,6 +216,8 @@ fn testbed() -> anyhow::Result<()> {
     let mut tcpcopy = start_tcpcopy(&bed, &bulk_opts);
     let bulk = bulk::run(&bed, &tcpcopy)?;
     tcpcopy.finish(std::time::Duration::from_secs(20))?;
+    step("replay throughput with --compare against without (16 connections, same run)");
+    let comparing = replay_compare::run(&bed, &intercept)?;
     step("harm to production: online throughput with and without tcpcopy");
     let harm = harm::run(&bed)?;
     step("the packet path: AF_XDP raw forwarding against tcpcopy's rewrite, same veth");
@@ -214,6 +235,11 @@ fn testbed() -> anyhow::Result<()> {
         load::table(&levels)
     );
     let _ = writeln!(md, "## Bulk uploads\n\n{}", bulk::table(&bulk));
+    let _ = writeln!(
+        md,
+        "## Replay with --compare\n\n{}",
+        replay_compare::table(&comparing)
+    );
     let _ = writeln!(md, "## Harm to production\n\n{}", harm::table(&harm));
     let _ = writeln!(md, "## The packet path\n\n{}", path::table(&path));
     fs::create_dir_all("target/bench")?;

@@ -329,7 +329,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         };
     let refusals = std::sync::Arc::new(server::Refusals::default());
-    workers::control(listener, senders, policy, std::sync::Arc::clone(&refusals))?;
+    let payloads = program.payload_switch()?;
+    workers::control(
+        listener,
+        senders,
+        policy,
+        std::sync::Arc::clone(&refusals),
+        Some(payloads),
+    )?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
@@ -460,7 +467,14 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
     let (pool, via, senders) =
         start_workers(&mut program, &iface, workers, false, cli.batch, limits)?;
     let refusals = std::sync::Arc::new(server::Refusals::default());
-    workers::control(listener, senders, policy, std::sync::Arc::clone(&refusals))?;
+    let payloads = program.payload_switch()?;
+    workers::control(
+        listener,
+        senders,
+        policy,
+        std::sync::Arc::clone(&refusals),
+        Some(payloads),
+    )?;
     program
         .attach_tc(INTERCEPT_TC_PROGRAM, &iface, TcHook::Egress)
         .with_context(|| format!("reply interface {iface}"))?;

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use tcpcopy_proto::{Event, InterceptEnd, Reply, encode_replies, encode_response, v6};
+use tcpcopy_proto::{Event, InterceptEnd, Reply, encode_replies, encode_response, v6, v7};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -23,13 +23,29 @@ type Key = (SocketAddr, SocketAddr);
 const PARK_FOR: Duration = Duration::from_secs(1);
 /// Replies parked at most (the oldest go first).
 const PARK_MAX: usize = 65536;
+/// Bytes of payload-carrying messages one connection may have queued for its socket; past it
+/// replies go as headers alone and their payloads are counted as dropped (`payload_dropped`),
+/// so a slow tcpcopy costs comparisons, never memory or the replay.
+const PAYLOAD_BACKLOG: usize = 8 << 20;
+
+/// Bytes queued for a connection's socket and not yet written (shared by the workers, which
+/// add, and the connection's task, which subtracts).
+pub type Backlog = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
+/// A caught reply and, when some connection wants payloads and the frame held it whole, its
+/// payload.
+#[derive(Clone, Debug)]
+pub struct Caught {
+    reply: Reply,
+    payload: Option<Box<[u8]>>,
+}
 
 /// What connection tasks tell the workers (each gets every event).
 #[derive(Clone, Debug)]
 pub enum ConnEvent {
-    Open(ConnId, SocketAddr, mpsc::Sender<Vec<u8>>),
-    /// The connection speaks protocol version 7 from now on.
-    Upgraded(ConnId),
+    Open(ConnId, SocketAddr, mpsc::Sender<Vec<u8>>, Backlog),
+    /// The connection speaks protocol version 7 from now on, with these capabilities.
+    Upgraded(ConnId, u32),
     Register(ConnId, Key),
     Deregister(ConnId, Key),
     Closed(ConnId),
@@ -43,6 +59,11 @@ pub struct RouterStats {
     pub expired: u64,
     pub dropped_slow: u64,
     pub not_tcp: u64,
+    /// Replies sent with their payloads (to tcpcopys that asked: `--compare`).
+    pub payloads: u64,
+    /// Replies sent without the payload that was asked for: the frame did not hold it whole, or
+    /// the connection's backlog was full.
+    pub payload_dropped: u64,
 }
 
 /// The routing table's counters (every worker keeps the same table: one worker's say it all).
@@ -72,8 +93,11 @@ pub struct Limits {
 
 struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
+    backlog: Backlog,
     version: u16,
-    pending: Vec<Reply>,
+    /// Replies go with their payloads (protocol version 7, capability 4).
+    payloads: bool,
+    pending: Vec<Caught>,
     /// Routes this connection holds.
     routes: usize,
     /// Whether a refused registration of this connection was logged.
@@ -94,11 +118,13 @@ pub struct Router {
     limits: Limits,
     routes: HashMap<Key, Route>,
     conns: HashMap<ConnId, Conn>,
-    parked: VecDeque<(Instant, Reply)>,
+    parked: VecDeque<(Instant, Caught)>,
     /// Parked replies per key, so a registration looks through the parked ones only when some
     /// are its own.
     parked_keys: HashMap<Key, u32>,
     last_sweep: Option<Instant>,
+    /// Connections that take payloads (payloads are kept only while there are some).
+    payload_conns: usize,
     pub stats: RouterStats,
     pub table: TableStats,
 }
@@ -111,6 +137,8 @@ impl RouterStats {
         self.expired += o.expired;
         self.dropped_slow += o.dropped_slow;
         self.not_tcp += o.not_tcp;
+        self.payloads += o.payloads;
+        self.payload_dropped += o.payload_dropped;
     }
 }
 
@@ -124,6 +152,7 @@ impl Router {
             parked: VecDeque::new(),
             parked_keys: HashMap::new(),
             last_sweep: None,
+            payload_conns: 0,
             stats: RouterStats::default(),
             table: TableStats::default(),
         }
@@ -143,22 +172,26 @@ impl Router {
 
     pub fn on_event(&mut self, now: Instant, ev: ConnEvent) {
         match ev {
-            ConnEvent::Open(id, peer, tx) => {
+            ConnEvent::Open(id, peer, tx, backlog) => {
                 log::info!("tcpcopy {peer} connected (connection {id})");
                 self.conns.insert(
                     id,
                     Conn {
                         tx,
+                        backlog,
                         version: v6::VERSION,
+                        payloads: false,
                         pending: Vec::new(),
                         routes: 0,
                         warned: false,
                     },
                 );
             }
-            ConnEvent::Upgraded(id) => {
+            ConnEvent::Upgraded(id, caps) => {
                 if let Some(conn) = self.conns.get_mut(&id) {
-                    conn.version = tcpcopy_proto::v7::VERSION;
+                    conn.version = v7::VERSION;
+                    conn.payloads = caps & v7::CAP_PAYLOAD != 0;
+                    self.payload_conns += usize::from(conn.payloads);
                 }
             }
             ConnEvent::Register(id, key) => self.register(now, id, key),
@@ -170,7 +203,9 @@ impl Router {
             }
             ConnEvent::Closed(id) => {
                 log::info!("tcpcopy connection {id} closed");
-                self.conns.remove(&id);
+                if self.conns.remove(&id).is_some_and(|c| c.payloads) {
+                    self.payload_conns -= 1;
+                }
                 self.routes.retain(|_, r| r.conn != id);
             }
         }
@@ -217,7 +252,7 @@ impl Router {
         if self.parked_keys.remove(&key).is_some() {
             let parked = std::mem::take(&mut self.parked);
             for (at, r) in parked {
-                if key_of(&r) == key {
+                if key_of(&r.reply) == key {
                     self.deliver(id, r);
                 } else {
                     self.parked.push_back((at, r));
@@ -236,8 +271,8 @@ impl Router {
 
     /// A caught reply's record: to the connection that registered its client, or parked until
     /// that registration comes.
-    pub fn on_reply(&mut self, now: Instant, reply: Reply) {
-        let key = key_of(&reply);
+    pub fn on_reply(&mut self, now: Instant, reply: Caught) {
+        let key = key_of(&reply.reply);
         match self.routes.get_mut(&key) {
             Some(r) if self.conns.contains_key(&r.conn) => {
                 r.used = now;
@@ -259,7 +294,7 @@ impl Router {
 
     fn drop_oldest_parked(&mut self) {
         if let Some((_, r)) = self.parked.pop_front() {
-            let key = key_of(&r);
+            let key = key_of(&r.reply);
             log::debug!("reply for unregistered {key:?} expired");
             if let Some(n) = self.parked_keys.get_mut(&key) {
                 *n -= 1;
@@ -273,12 +308,20 @@ impl Router {
     /// A caught reply (its IP packet): routed, or counted when it is no TCP packet.
     pub fn on_packet(&mut self, now: Instant, ip: &[u8]) {
         match encode_response(ip) {
-            Ok(reply) => self.on_reply(now, reply),
+            Ok(reply) => {
+                // A payload is kept only while some connection takes payloads.
+                let payload = if self.payload_conns > 0 {
+                    tcpcopy_proto::payload_of(ip).map(Box::from)
+                } else {
+                    None
+                };
+                self.on_reply(now, Caught { reply, payload });
+            }
             Err(_) => self.stats.not_tcp += 1,
         }
     }
 
-    fn deliver(&mut self, id: ConnId, rec: Reply) {
+    fn deliver(&mut self, id: ConnId, rec: Caught) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -290,15 +333,54 @@ impl Router {
     }
 
     fn send(conn: &mut Conn, batch: usize, stats: &mut RouterStats) {
-        let mut msg = Vec::with_capacity(2 + conn.pending.len() * v6::RESPONSE_RECORD_LEN);
-        // Nothing is lost here: a version-6 connection cannot register an IPv6 route.
-        encode_replies(conn.version, &conn.pending, batch, &mut msg);
+        use std::sync::atomic::Ordering::Relaxed;
         let n = conn.pending.len() as u64;
+        let msg = if conn.payloads {
+            Self::encode_payloads(conn, stats)
+        } else {
+            let replies: Vec<Reply> = conn.pending.iter().map(|c| c.reply).collect();
+            let mut msg = Vec::with_capacity(2 + replies.len() * v6::RESPONSE_RECORD_LEN);
+            // Nothing is lost here: a version-6 connection cannot register an IPv6 route.
+            encode_replies(conn.version, &replies, batch, &mut msg);
+            msg
+        };
         conn.pending.clear();
+        let len = msg.len();
         if conn.tx.try_send(msg).is_err() {
             // The tcpcopy end does not keep up: drop rather than stall every other connection.
             stats.dropped_slow += n;
+        } else if conn.payloads {
+            conn.backlog.fetch_add(len, Relaxed);
         }
+    }
+
+    /// The pending replies of a connection that takes payloads (version 7, type 3), each with
+    /// its payload while the connection's backlog has room, else (and when the frame did not
+    /// hold it) its headers alone, counted.
+    fn encode_payloads(conn: &Conn, stats: &mut RouterStats) -> Vec<u8> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut room = PAYLOAD_BACKLOG.saturating_sub(conn.backlog.load(Relaxed));
+        let mut msg = Vec::new();
+        for c in &conn.pending {
+            match &c.payload {
+                Some(p) if p.len() + tcpcopy_proto::MAX_HEADERS + 4 <= room => {
+                    let before = msg.len();
+                    if v7::encode_reply_payload(&c.reply.headers, p, &mut msg) {
+                        stats.payloads += 1;
+                    } else {
+                        stats.payload_dropped += 1;
+                    }
+                    room = room.saturating_sub(msg.len() - before);
+                }
+                _ => {
+                    v7::encode_reply(&c.reply.headers, &mut msg);
+                    if has_payload(&c.reply) {
+                        stats.payload_dropped += 1;
+                    }
+                }
+            }
+        }
+        msg
     }
 
     /// Sends every partial batch.
@@ -429,13 +511,23 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
+    let backlog = Backlog::default();
     let Some(nonce) = nonce() else {
         log::error!("no random bytes for the nonce; closing the connection from {peer}");
         return;
     };
     let mut end = InterceptEnd::new(policy.accept_v7, nonce, policy.secret.clone());
     let mut buf = vec![0u8; 16384];
-    if events.send(ConnEvent::Open(id, peer, tx)).await.is_err() {
+    if events
+        .send(ConnEvent::Open(
+            id,
+            peer,
+            tx,
+            std::sync::Arc::clone(&backlog),
+        ))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut offer_due = None;
@@ -470,7 +562,7 @@ async fn connection(
                         }
                     };
                     let ev = match ev {
-                        Event::Upgraded { .. } => {
+                        Event::Upgraded { caps } => {
                             log::info!("tcpcopy {peer} speaks protocol version 7");
                             // The accept goes out before any reply of the new version.
                             if let Some(b) = end.poll_transmit()
@@ -478,7 +570,10 @@ async fn connection(
                             {
                                 break 'conn;
                             }
-                            ConnEvent::Upgraded(id)
+                            if caps & v7::CAP_PAYLOAD != 0 {
+                                log::info!("tcpcopy {peer} asks for the replies' payloads (--compare)");
+                            }
+                            ConnEvent::Upgraded(id, caps)
                         }
                         Event::Proven => {
                             log::info!("tcpcopy {peer} proved the shared secret");
@@ -506,10 +601,26 @@ async fn connection(
                 if wr.write_all(&msg).await.is_err() {
                     break;
                 }
+                written(&backlog, msg.len());
             }
         }
     }
     let _ = events.send(ConnEvent::Closed(id)).await;
+}
+
+/// `n` bytes of a connection's queue written to its socket. (The workers count only the
+/// messages of connections that take payloads; saturating for the others.)
+fn written(backlog: &Backlog, n: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = backlog.fetch_update(Relaxed, Relaxed, |b| Some(b.saturating_sub(n)));
+}
+
+/// Whether a reply carried payload bytes (its headers announce some).
+fn has_payload(r: &Reply) -> bool {
+    tcpcopy_wire::IpHeader::parse(r.headers.as_slice()).is_ok_and(|ip| {
+        let h = r.headers.as_slice();
+        ip.total_len > h.len()
+    })
 }
 
 /// The reply's route key.
@@ -528,6 +639,7 @@ fn nonce() -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     const LIMITS: Limits = Limits {
         per_connection: 4,
@@ -540,17 +652,27 @@ mod tests {
     }
 
     /// A reply from `target` to `client` (IPv4 or IPv6), as caught.
-    fn rec(client: &str, target: &str) -> Reply {
+    fn rec(client: &str, target: &str) -> Caught {
+        Caught {
+            reply: encode_response(&packet(client, target, 0)).unwrap(),
+            payload: None,
+        }
+    }
+
+    /// The IP packet of a reply from `target` to `client` with `payload` bytes (0, 1, 2, ...).
+    fn packet(client: &str, target: &str, payload: usize) -> Vec<u8> {
         let (c, t): (SocketAddr, SocketAddr) = (client.parse().unwrap(), target.parse().unwrap());
         let mut p = Vec::new();
         match (c.ip(), t.ip()) {
             (std::net::IpAddr::V4(c), std::net::IpAddr::V4(t)) => {
-                p.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+                let len = u16::try_from(40 + payload).unwrap().to_be_bytes();
+                p.extend_from_slice(&[0x45, 0, len[0], len[1], 0, 0, 0, 0, 64, 6, 0, 0]);
                 p.extend_from_slice(&t.octets());
                 p.extend_from_slice(&c.octets());
             }
             (std::net::IpAddr::V6(c), std::net::IpAddr::V6(t)) => {
-                p.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+                let len = u16::try_from(20 + payload).unwrap().to_be_bytes();
+                p.extend_from_slice(&[0x60, 0, 0, 0, len[0], len[1], 6, 64]);
                 p.extend_from_slice(&t.octets());
                 p.extend_from_slice(&c.octets());
             }
@@ -559,7 +681,82 @@ mod tests {
         p.extend_from_slice(&t.port().to_be_bytes());
         p.extend_from_slice(&c.port().to_be_bytes());
         p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
-        encode_response(&p).unwrap()
+        p.extend((0..payload).map(|i| u8::try_from(i % 251).unwrap()));
+        p
+    }
+
+    fn open(id: ConnId, tx: mpsc::Sender<Vec<u8>>) -> ConnEvent {
+        ConnEvent::Open(
+            id,
+            SocketAddr::from(([127, 0, 0, 1], u16::try_from(id).unwrap())),
+            tx,
+            Backlog::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn payloads_go_to_connections_that_asked_and_a_full_backlog_costs_them_not_memory() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut r = Router::new(16, LIMITS);
+        let (tx1, mut rx1) = mpsc::channel(16);
+        let (tx2, mut rx2) = mpsc::channel(16);
+        let backlog = Backlog::default();
+        r.on_event(
+            now0(),
+            ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1, Arc::clone(&backlog)),
+        );
+        r.on_event(now0(), open(2, tx2));
+        r.on_event(now0(), ConnEvent::Upgraded(1, v7::CAPS | v7::CAP_PAYLOAD));
+        r.on_event(now0(), ConnEvent::Upgraded(2, v7::CAPS));
+        let (asked, other) = ("192.0.2.1:1000", "192.0.2.2:2000");
+        let target = "198.51.100.30:80";
+        r.on_event(
+            now0(),
+            ConnEvent::Register(1, (asked.parse().unwrap(), target.parse().unwrap())),
+        );
+        r.on_event(
+            now0(),
+            ConnEvent::Register(2, (other.parse().unwrap(), target.parse().unwrap())),
+        );
+        let now = Instant::now();
+        r.on_packet(now, &packet(asked, target, 1000));
+        r.on_packet(now, &packet(other, target, 1000));
+        // Cut to its headers (as the ring copies without payloads): headers alone, counted.
+        r.on_packet(now, &packet(asked, target, 1000)[..60]);
+        r.flush(now);
+        let m = rx1.try_recv().unwrap();
+        let mut inbox = tcpcopy_proto::TcpcopyEnd::offering(
+            std::time::Instant::now(),
+            true,
+            None,
+            v7::CAPS | v7::CAP_PAYLOAD,
+        );
+        inbox
+            .handle_input(
+                &v7::Accept {
+                    caps: v7::CAPS | v7::CAP_PAYLOAD,
+                    nonce: [0; 16],
+                }
+                .encode(),
+            )
+            .unwrap();
+        inbox.handle_input(&m).unwrap();
+        let first = inbox.poll_reply().unwrap().unwrap();
+        assert_eq!(
+            first.payload.as_deref(),
+            Some(&packet(asked, target, 1000)[40..])
+        );
+        assert_eq!(inbox.poll_reply().unwrap().unwrap().payload, None);
+        assert_eq!(backlog.load(Relaxed), m.len());
+        // The other connection did not ask: a headers-only message.
+        assert_eq!(rx2.try_recv().unwrap().len(), 4 + 40);
+        assert_eq!((r.stats.payloads, r.stats.payload_dropped), (1, 1));
+        // The socket does not drain: past the backlog bound replies go without payloads.
+        backlog.store(PAYLOAD_BACKLOG, Relaxed);
+        r.on_packet(now, &packet(asked, target, 1000));
+        r.flush(now);
+        assert_eq!(rx1.try_recv().unwrap().len(), 4 + 40);
+        assert_eq!((r.stats.payloads, r.stats.payload_dropped), (1, 2));
     }
 
     #[tokio::test]
@@ -567,14 +764,8 @@ mod tests {
         let mut r = Router::new(2, LIMITS);
         let (tx1, mut rx1) = mpsc::channel(16);
         let (tx2, mut rx2) = mpsc::channel(16);
-        r.on_event(
-            now0(),
-            ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1),
-        );
-        r.on_event(
-            now0(),
-            ConnEvent::Open(2, "127.0.0.1:2".parse().unwrap(), tx2),
-        );
+        r.on_event(now0(), open(1, tx1));
+        r.on_event(now0(), open(2, tx2));
         let a = (
             "192.0.2.1:1000".parse().unwrap(),
             "198.51.100.30:80".parse().unwrap(),
@@ -616,11 +807,8 @@ mod tests {
     async fn version_7_connections_get_ipv6_replies_and_lose_deregistered_routes() {
         let mut r = Router::new(16, LIMITS);
         let (tx, mut rx) = mpsc::channel(16);
-        r.on_event(
-            now0(),
-            ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx),
-        );
-        r.on_event(now0(), ConnEvent::Upgraded(1));
+        r.on_event(now0(), open(1, tx));
+        r.on_event(now0(), ConnEvent::Upgraded(1, v7::CAPS));
         let (c, t) = ("[2001:db8:2::7]:40000", "[2001:db8:100::30]:80");
         let key = (c.parse().unwrap(), t.parse().unwrap());
         r.on_event(now0(), ConnEvent::Register(1, key));
@@ -648,8 +836,8 @@ mod tests {
         let t0 = Instant::now();
         let (tx1, _rx1) = mpsc::channel(16);
         let (tx2, _rx2) = mpsc::channel(16);
-        r.on_event(t0, ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1));
-        r.on_event(t0, ConnEvent::Open(2, "127.0.0.1:2".parse().unwrap(), tx2));
+        r.on_event(t0, open(1, tx1));
+        r.on_event(t0, open(2, tx2));
         let key = |i: u16| {
             (
                 SocketAddr::from(([192, 0, 2, 1], i)),

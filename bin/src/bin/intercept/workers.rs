@@ -45,12 +45,14 @@ pub fn line(program: &XdpProgram, pool: &Pool<Snapshot>, refusals: &Refusals) ->
     let table = all.first().map(|w| w.table).unwrap_or_default();
     let per_worker: Vec<String> = all.iter().map(|w| w.router.forwarded.to_string()).collect();
     format!(
-        "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_tcp={} routes={} deregistered={} routes_refused={} routes_idle_expired={} peers_not_allowed={} peers_broken={} tcpcopy_connections={} v7_connections={} forwarded_by_worker={}",
+        "{xdp} forwarded={} parked={} expired={} dropped_slow={} not_tcp={} payloads={} payload_dropped={} routes={} deregistered={} routes_refused={} routes_idle_expired={} peers_not_allowed={} peers_broken={} tcpcopy_connections={} v7_connections={} forwarded_by_worker={}",
         s.forwarded,
         s.parked,
         s.expired,
         s.dropped_slow,
         s.not_tcp,
+        s.payloads,
+        s.payload_dropped,
         table.routes,
         table.deregistered,
         table.refused,
@@ -92,6 +94,20 @@ pub fn metrics(program: &XdpProgram, slots: &[Snapshot]) -> Families {
             None,
             w(),
             r.expired,
+        );
+        f.counter(
+            "intercept_replies_payloads",
+            "Replies sent with their payloads (to tcpcopys that run --compare).",
+            None,
+            w(),
+            r.payloads,
+        );
+        f.counter(
+            "intercept_replies_payload_dropped",
+            "Replies sent without the payload asked for: not copied whole, or the connection's backlog full.",
+            None,
+            w(),
+            r.payload_dropped,
         );
         for (reason, n) in [("slow_tcpcopy", r.dropped_slow), ("not_tcp", r.not_tcp)] {
             f.counter(
@@ -248,11 +264,16 @@ fn worker(plan: Plan, mut ctx: Ctx<Snapshot>, ready: Ready<&'static str>) -> any
 
 /// The control thread: accepts tcpcopy's connections on `listener` and hands every connection
 /// event to every worker, until the process ends.
+///
+/// When a tcpcopy asks for the replies' payloads (`--compare`), `payloads` is turned on: the
+/// kernel programs copy whole frames from then on (for every connection; a tcpcopy that did not
+/// ask gets headers as before).
 pub fn control(
     listener: std::net::TcpListener,
     workers: Vec<mpsc::UnboundedSender<ConnEvent>>,
     policy: Policy,
     refusals: std::sync::Arc<Refusals>,
+    mut payloads: Option<tcpcopy_xsk::program::PayloadSwitch>,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
@@ -275,6 +296,17 @@ pub fn control(
                     refusals,
                 ));
                 while let Some(ev) = rx.recv().await {
+                    if let ConnEvent::Upgraded(_, caps) = ev
+                        && caps & tcpcopy_proto::v7::CAP_PAYLOAD != 0
+                        && let Some(mut switch) = payloads.take()
+                    {
+                        match switch.turn_on() {
+                            Ok(()) => log::info!(
+                                "copying the replies' payloads from now on (a tcpcopy runs --compare)"
+                            ),
+                            Err(e) => log::warn!("cannot copy the replies' payloads: {e}"),
+                        }
+                    }
                     for w in &workers {
                         let _ = w.send(ev.clone());
                     }

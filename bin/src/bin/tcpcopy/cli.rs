@@ -247,6 +247,28 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub session_log: Option<PathBuf>,
 
+    /// Compare every replayed response with production's (status, headers, body digest for
+    /// HTTP/1.x; bytes otherwise) and both latencies. Captures the service's responses with a tc
+    /// egress program and asks intercept (protocol version 7) for the test server's payloads.
+    #[arg(long)]
+    pub compare: bool,
+
+    /// With --compare: a response header left out of the comparison, besides Date, Server,
+    /// Expires, Last-Modified, ETag, Age, Connection, Keep-Alive, Content-Length and
+    /// Transfer-Encoding (repeatable).
+    #[arg(long, value_name = "NAME", requires = "compare")]
+    pub compare_ignore_header: Vec<String>,
+
+    /// With --compare: append one JSON line per differing request and a summary (counters,
+    /// latency histograms) at each stats interval and at the end to FILE (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "compare")]
+    pub compare_log: Option<PathBuf>,
+
+    /// With --compare: memory one session's comparison may hold, in KiB; past it the session's
+    /// requests are counted not compared (`over_cap`).
+    #[arg(long, value_name = "KIB", default_value_t = 1024, requires = "compare")]
+    pub compare_session_kib: usize,
+
     /// Print the version and exit.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: (),
@@ -399,6 +421,7 @@ impl Cli {
             per_intercept: self.connections,
             max_version: self.protocol,
             secret,
+            payloads: self.compare,
         })
     }
 

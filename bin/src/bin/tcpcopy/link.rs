@@ -8,7 +8,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use tcpcopy_proto::{Headers, ProtoError, Secret, TcpcopyEnd, Unsendable};
+use tcpcopy_proto::{ProtoError, Received, Secret, TcpcopyEnd, Unsendable, v7};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
@@ -17,7 +17,7 @@ use tokio::{
 };
 
 /// What a connection task tells the main loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum LinkEvent {
     /// Connected, speaking this protocol version.
     Connected(usize, u16),
@@ -26,7 +26,8 @@ pub enum LinkEvent {
     /// tcpcopy (no or a wrong shared secret, protocol version 6 where a secret is required) or
     /// broke the protocol.
     Refused,
-    Reply(Headers),
+    /// A reply's headers, with its payload when payloads were negotiated (`--compare`).
+    Reply(Received),
 }
 
 /// A registration change for the intercept.
@@ -70,6 +71,8 @@ pub struct Control {
     /// Offer protocol version 7 unless this is 6.
     pub max_version: u16,
     pub secret: Option<Secret>,
+    /// Ask for the replies' payloads (`--compare`; version 7, capability 4).
+    pub payloads: bool,
 }
 
 /// Starts `per_intercept` connections to each intercept.
@@ -79,7 +82,13 @@ pub fn start(control: &Control, events: &mpsc::Sender<LinkEvent>) -> Vec<Link> {
         per_intercept,
         max_version,
         secret,
+        payloads,
     } = control;
+    let caps = if *payloads {
+        v7::CAPS | v7::CAP_PAYLOAD
+    } else {
+        v7::CAPS
+    };
     let mut links = Vec::new();
     for &intercept in intercepts {
         for _ in 0..(*per_intercept).max(1) {
@@ -90,6 +99,7 @@ pub fn start(control: &Control, events: &mpsc::Sender<LinkEvent>) -> Vec<Link> {
                 intercept,
                 *max_version >= 7,
                 secret.clone(),
+                caps,
                 rx,
                 events.clone(),
             ));
@@ -173,6 +183,7 @@ async fn run(
     intercept: SocketAddr,
     offer_v7: bool,
     secret: Option<Secret>,
+    caps: u32,
     mut rx: mpsc::Receiver<Route>,
     events: mpsc::Sender<LinkEvent>,
 ) {
@@ -186,7 +197,8 @@ async fn run(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut end = TcpcopyEnd::new(std::time::Instant::now(), offer_v7, secret.clone());
+        let mut end =
+            TcpcopyEnd::offering(std::time::Instant::now(), offer_v7, secret.clone(), caps);
         let version = match negotiate(&mut stream, &mut end, &mut buf, &mut warned).await {
             Ok(v) => v,
             Err(refused) => {
@@ -199,6 +211,11 @@ async fn run(
             }
         };
         log::info!("connected to intercept {intercept} (link {id}, protocol version {version})");
+        if caps & v7::CAP_PAYLOAD != 0 && !end.payloads() {
+            log::warn!(
+                "intercept {intercept} (link {id}) sends no reply payloads (protocol version 6, or an intercept without them): --compare cannot compare the sessions it carries"
+            );
+        }
         warned = false;
         backoff = Duration::from_millis(100);
         // Records queued while disconnected are stale: the main loop re-registers everything.

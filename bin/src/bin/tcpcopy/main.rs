@@ -5,6 +5,7 @@
 //! replies come back from intercept over the control channel.
 
 mod cli;
+mod compare;
 mod link;
 mod offline;
 mod replay;
@@ -17,7 +18,7 @@ use std::{net::UdpSocket, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_abi::maps::{TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM};
+use tcpcopy_abi::maps::{TCPCOPY_EGRESS_PROGRAM, TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM};
 use tcpcopy_engine::{Mapping, WorkerShare};
 use tcpcopy_xsk::program::XdpProgram;
 
@@ -123,20 +124,17 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         );
     }
     refuse_replay_loop(&config.mappings)?;
-    let Outputs { metrics, records } = Outputs::open(cli)?;
+    let outputs = Outputs::open(cli)?;
     let mut ports: Vec<u16> = config.mappings.iter().map(|m| m.online_port).collect();
     ports.sort_unstable();
     ports.dedup();
 
     if let Some(path) = cli.offline_file() {
-        return run_offline(
-            cli,
-            config,
-            &control,
-            interval,
-            &filter,
-            &path,
-            Outputs { metrics, records },
+        return run_offline(cli, config, &control, interval, &filter, &path, outputs);
+    }
+    if cli.compare && cli.mirror {
+        bail!(
+            "--compare with --mirror: not yet (production's responses are caught at tc egress of the interface they leave by, which a mirror port is not)"
         );
     }
     if cli.lonely {
@@ -182,13 +180,15 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             engine,
             send: cli.send,
             control: control.clone(),
-            records: records.clone(),
+            records: outputs.records.clone(),
+            compare: outputs.compare.clone(),
             source: Box::new(move || Ok(replay::Source::Live(capture()?))),
         });
     }
     let (mut pool, started) = workers::start(plans)?;
     let mode =
         attach(&mut program, cli, &iface).with_context(|| format!("capture interface {iface}"))?;
+    let compare_hook = attach_compare(&mut program, cli, &iface)?;
     for m in &config.mappings {
         log::info!("copying requests to port {} -> {}", m.online_port, m.target);
     }
@@ -206,18 +206,42 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     tcpcopy_host::logfmt::emit(
         "attached",
         &format!(
-            "iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}"
+            "iface={iface} mode={mode} ports={ports:?} workers={workers} capture={capture_via} send={send}{compare_hook}"
         ),
     );
     let program = Arc::new(program);
-    serve_outputs(
-        Outputs { metrics, records },
-        &mut pool,
-        Some(program.clone()),
-    )?;
+    let compare_log = outputs.compare.as_ref().and_then(|c| c.log.clone());
+    serve_outputs(outputs, &mut pool, Some(program.clone()))?;
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    pool.until_done(interval, |p| report::line(Some(&program), p))
+    pool.until_done(interval, |p| {
+        let line = report::line(Some(&program), p);
+        if let Some(log) = &compare_log {
+            let (total, _) = report::total(&p.slots.all());
+            log.summary(&total.compare.unwrap_or_default(), p.is_joined());
+        }
+        line
+    })
+}
+
+/// `--compare`: production's responses leaving `iface`, copied by a tc egress program (tcx link);
+/// what the `attached` line says of it.
+fn attach_compare(
+    program: &mut XdpProgram,
+    cli: &cli::Cli,
+    iface: &str,
+) -> anyhow::Result<&'static str> {
+    if !cli.compare {
+        return Ok("");
+    }
+    program
+        .attach_tc(
+            TCPCOPY_EGRESS_PROGRAM,
+            iface,
+            tcpcopy_xsk::program::TcHook::Egress,
+        )
+        .with_context(|| format!("--compare: production's responses on {iface}"))?;
+    Ok(" compare=tc-egress")
 }
 
 /// Attaches the capture where `--hook` says: XDP (driver, else SKB mode), or where the
@@ -254,10 +278,11 @@ fn attach(program: &mut XdpProgram, cli: &cli::Cli, iface: &str) -> anyhow::Resu
     }
 }
 
-/// `--metrics` and `--session-log`, opened at start.
+/// `--metrics`, `--session-log` and `--compare` (with `--compare-log`), opened at start.
 struct Outputs {
     metrics: Option<tcpcopy_host::metrics::Listener>,
     records: Option<Arc<sessions::SessionLog>>,
+    compare: Option<Arc<compare::Settings>>,
 }
 
 impl Outputs {
@@ -274,7 +299,31 @@ impl Outputs {
             .map(sessions::SessionLog::open)
             .transpose()?
             .map(Arc::new);
-        Ok(Self { metrics, records })
+        let compare = cli
+            .compare
+            .then(|| -> anyhow::Result<_> {
+                let mut config = tcpcopy_compare::Config::default();
+                for name in &cli.compare_ignore_header {
+                    config.ignore.add(name);
+                }
+                config.session_cap = cli.compare_session_kib.max(1).saturating_mul(1024);
+                let log = cli
+                    .compare_log
+                    .as_deref()
+                    .map(compare::CompareLog::open)
+                    .transpose()?
+                    .map(Arc::new);
+                Ok(Arc::new(compare::Settings {
+                    config: Arc::new(config),
+                    log,
+                }))
+            })
+            .transpose()?;
+        Ok(Self {
+            metrics,
+            records,
+            compare,
+        })
     }
 }
 
@@ -285,8 +334,17 @@ fn serve_outputs(
     pool: &mut tcpcopy_host::workers::Pool<report::Snapshot>,
     program: Option<Arc<XdpProgram>>,
 ) -> anyhow::Result<()> {
-    if let Some(records) = out.records {
-        pool.on_hangup = Some(Box::new(move || records.reopen()));
+    let compare_log = out.compare.and_then(|c| c.log.clone());
+    if out.records.is_some() || compare_log.is_some() {
+        let records = out.records;
+        pool.on_hangup = Some(Box::new(move || {
+            if let Some(r) = &records {
+                r.reopen();
+            }
+            if let Some(c) = &compare_log {
+                c.reopen();
+            }
+        }));
     }
     if let Some(listener) = out.metrics {
         let slots = pool.slots.clone();
@@ -310,6 +368,11 @@ fn run_offline(
     path: &std::path::Path,
     outputs: Outputs,
 ) -> anyhow::Result<()> {
+    if cli.compare {
+        bail!(
+            "--compare with a capture file: not yet (it compares live replays: production's responses are caught as they leave)"
+        );
+    }
     let play = offline::Playback {
         speed: cli.accelerate,
         idle_cap: cli.idle_cap.map(std::time::Duration::from_millis),
@@ -322,6 +385,7 @@ fn run_offline(
         send: cli.send,
         control: control.clone(),
         records: outputs.records.clone(),
+        compare: None,
         source: Box::new(move || Ok(replay::Source::Offline(file))),
     }])?;
     tcpcopy_host::logfmt::emit(

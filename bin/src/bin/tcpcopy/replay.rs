@@ -12,6 +12,7 @@ use tcpcopy_xsk::capture::Capture;
 use crate::offline::Offline;
 
 use crate::{
+    compare::Comparer,
     link::{self, Link, LinkEvent, Route},
     report::{Snapshot, WorkerCtx},
     send::Sender,
@@ -41,6 +42,8 @@ struct State {
     records: Option<std::sync::Arc<SessionLog>>,
     worker: usize,
     pending_records: Vec<u8>,
+    /// `--compare`: this worker's comparisons.
+    compare: Option<Comparer>,
 }
 
 /// FNV-1a of a client address and port: which link carries its routes.
@@ -76,6 +79,7 @@ impl State {
         links: Vec<Link>,
         records: Option<std::sync::Arc<SessionLog>>,
         worker: usize,
+        compare: Option<Comparer>,
     ) -> Self {
         State {
             engine,
@@ -91,6 +95,7 @@ impl State {
             records,
             worker,
             pending_records: Vec::new(),
+            compare,
         }
     }
 
@@ -121,15 +126,25 @@ impl State {
                     if self.registered.remove(&(client, target)) {
                         self.route(Route::Deregister(client, target), client);
                     }
+                    if let Some(c) = &mut self.compare {
+                        c.on_closed((client, target));
+                    }
                 }
             }
         }
         self.held_back = false;
         while self.sender.has_room() {
             let engine = &mut self.engine;
+            let compare = &mut self.compare;
             if self
                 .sender
-                .emit(|buf| engine.poll_transmit(t, buf))
+                .emit(|buf| {
+                    let tx = engine.poll_transmit(t, buf)?;
+                    if let Some(c) = compare {
+                        c.on_sent(t, &buf[..tx.size]);
+                    }
+                    Some(tx)
+                })
                 .is_none()
             {
                 self.sender.flush();
@@ -191,7 +206,13 @@ impl State {
             }
             LinkEvent::Disconnected(id) => self.links[id].version = None,
             LinkEvent::Refused => self.refusals += 1,
-            LinkEvent::Reply(h) => self.engine.handle_response(now(self.start), h.as_slice()),
+            LinkEvent::Reply(r) => {
+                let t = now(self.start);
+                self.engine.handle_response(t, r.headers.as_slice());
+                if let Some(c) = &mut self.compare {
+                    c.on_reply(t, r.headers.as_slice(), r.payload.as_deref());
+                }
+            }
         }
     }
 
@@ -222,6 +243,7 @@ impl State {
                 Source::Offline(f) => Some(f.progress()),
                 Source::Live(_) => None,
             },
+            compare: self.compare.as_ref().map(|c| c.totals.clone()),
         }
     }
 }
@@ -252,11 +274,13 @@ pub async fn run(
     sender: Sender,
     control: &link::Control,
     records: Option<std::sync::Arc<SessionLog>>,
+    compare: Option<std::sync::Arc<crate::compare::Settings>>,
     ctx: &mut WorkerCtx,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
     let links = link::start(control, &events_tx);
-    let mut st = State::new(engine, sender, links, records, ctx.index);
+    let compare = compare.map(Comparer::new);
+    let mut st = State::new(engine, sender, links, records, ctx.index, compare);
     let mut sweep = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publish = tokio::time::interval(PUBLISH);
@@ -274,11 +298,15 @@ pub async fn run(
         let retry = sleep_until(st.held_back.then(|| Instant::now() + RETRY_SEND));
         let start = st.start;
         let engine = &mut st.engine;
+        let compare = &mut st.compare;
         let captured = async {
             match &mut source {
                 Source::Live(capture) => {
                     capture
-                        .read(BATCH, |ip| engine.handle_captured(now(start), ip))
+                        .read_timed(BATCH, |ts, ip| match compare {
+                            Some(c) => c.on_captured(now(start), ts, ip, engine),
+                            None => engine.handle_captured(now(start), ip),
+                        })
                         .await
                 }
                 Source::Offline(file) => match file.due(Instant::now()) {
@@ -307,12 +335,19 @@ pub async fn run(
             () = retry => {}
             _ = publish.tick() => {
                 st.write_records();
+                if let Some(c) = &mut st.compare {
+                    c.tick(now(st.start));
+                }
                 ctx.publish(st.snapshot(&source));
             }
             _ = sweep.tick() => {
                 if let Source::Live(capture) = &mut source {
                     let engine = &mut st.engine;
-                    capture.read_now(BATCH, |ip| engine.handle_captured(now(start), ip));
+                    let compare = &mut st.compare;
+                    capture.read_now_timed(BATCH, |ts, ip| match compare {
+                        Some(c) => c.on_captured(now(start), ts, ip, engine),
+                        None => engine.handle_captured(now(start), ip),
+                    });
                 }
             }
         }
@@ -344,6 +379,9 @@ pub async fn run(
         }
     }
     st.write_records();
+    if let Some(c) = &mut st.compare {
+        c.finish_all();
+    }
     ctx.publish(st.snapshot(&source));
     match &mut source {
         Source::Offline(file) => offline_outcome(file, st.engine.stats()),

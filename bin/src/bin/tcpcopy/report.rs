@@ -29,6 +29,8 @@ pub struct Snapshot {
     /// `Engine::replay_lag`), when last published.
     pub active_sessions: usize,
     pub lag: std::time::Duration,
+    /// `--compare`: verdicts and latencies.
+    pub compare: Option<crate::compare::Totals>,
 }
 
 impl Snapshot {
@@ -46,6 +48,9 @@ impl Snapshot {
         self.lag = self.lag.max(o.lag);
         if o.progress.is_some() {
             self.progress.clone_from(&o.progress);
+        }
+        if let Some(c) = &o.compare {
+            self.compare.get_or_insert_with(Default::default).add(c);
         }
     }
 }
@@ -66,7 +71,11 @@ impl fmt::Display for Snapshot {
             self.unregistrable,
             self.active_sessions,
             self.lag.as_millis()
-        )
+        )?;
+        if let Some(c) = &self.compare {
+            write!(f, " {c}")?;
+        }
+        Ok(())
     }
 }
 
@@ -342,7 +351,91 @@ pub fn metrics(program: Option<&XdpProgram>, slots: &[Snapshot]) -> Families {
             s.unsent_registrations + s.unregistrable,
         );
     }
+    compare_metrics(&mut f, slots);
     f
+}
+
+/// `--compare`'s metrics: requests by verdict, both latency histograms (buckets of
+/// `tcpcopy_compare::log::LATENCY_BOUNDS_US`, in seconds).
+fn compare_metrics(f: &mut Families, slots: &[Snapshot]) {
+    use tcpcopy_compare::{Reason, log::LATENCY_BOUNDS_US};
+    #[expect(clippy::cast_precision_loss, reason = "seconds as f64")]
+    let secs = |us: u64| us as f64 / 1e6;
+    for (i, s) in slots.iter().enumerate() {
+        let Some(c) = &s.compare else { continue };
+        let w = || worker(i);
+        let help = "Replayed requests compared with production's: same, differ, or not compared (with the reason).";
+        f.counter(
+            "tcpcopy_compare_requests",
+            help,
+            None,
+            with(w(), "outcome", "same"),
+            c.stats.same,
+        );
+        f.counter(
+            "tcpcopy_compare_requests",
+            help,
+            None,
+            with(w(), "outcome", "differ"),
+            c.stats.differ,
+        );
+        for r in Reason::ALL {
+            f.counter(
+                "tcpcopy_compare_requests",
+                help,
+                None,
+                with(with(w(), "outcome", "not_compared"), "reason", r.name()),
+                c.stats.not_compared_for(r),
+            );
+        }
+        f.counter(
+            "tcpcopy_compare_sessions_over_cap",
+            "Sessions whose comparison went over --compare-session-kib.",
+            None,
+            w(),
+            c.stats.sessions_over_cap,
+        );
+        f.counter(
+            "tcpcopy_compare_payloads_missing",
+            "Test-server replies that came from intercept without their payload.",
+            None,
+            w(),
+            c.payloads_missing,
+        );
+        for (name, help, h) in [
+            (
+                "tcpcopy_compare_online_latency",
+                "Production's response time per compared request: the captured request's last byte to the response's last byte (kernel timestamps on the online host).",
+                &c.online,
+            ),
+            (
+                "tcpcopy_compare_test_latency",
+                "The test server's response time per compared request: the replayed request's last byte sent to the response's last byte at tcpcopy.",
+                &c.test,
+            ),
+        ] {
+            let mut total = 0;
+            let buckets = LATENCY_BOUNDS_US
+                .iter()
+                .zip(&h.counts)
+                .map(|(&b, &n)| {
+                    total += n;
+                    (secs(b), total)
+                })
+                .collect();
+            f.histogram(
+                name,
+                help,
+                Some(Unit::Seconds),
+                w(),
+                Value::Histogram {
+                    sum: secs(h.sum_us),
+                    count: h.count,
+                    buckets,
+                },
+            );
+        }
+    }
 }
 
 #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]

@@ -33,6 +33,8 @@ pub struct Plan {
     pub control: crate::link::Control,
     /// `--session-log`, shared by the workers.
     pub records: Option<std::sync::Arc<crate::sessions::SessionLog>>,
+    /// `--compare`, shared by the workers.
+    pub compare: Option<std::sync::Arc<crate::compare::Settings>>,
     /// Builds this worker's capture source on its thread (its runtime entered).
     pub source: workers::SetupFn<Source>,
 }
@@ -89,6 +91,7 @@ fn worker(plan: Plan, mut ctx: WorkerCtx, ready: workers::Ready<Started>) -> any
         sender,
         &plan.control,
         plan.records,
+        plan.compare,
         &mut ctx,
     ))
 }

@@ -1,0 +1,407 @@
+//! `--compare`: every replayed session's responses compared with production's, request by
+//! request, by the sans-IO core (crate `tcpcopy-compare`), fed by the worker's loop:
+//!
+//! - the online side: the captured requests and production's responses (the tc egress program
+//!   puts them into the same worker's ring, by the connection's hash), with the kernel's
+//!   timestamps (`FrameHeader::ts_ns`, brought onto the engine's clock);
+//! - the test side: the requests as replayed (each packet as the engine writes it, at the time it
+//!   goes out) and the test server's responses with their payloads from intercept (protocol
+//!   version 7, capability 4).
+//!
+//! One comparison per captured connection, with its first copy (`-n`). Verdicts are counted
+//! (the stats line, metrics), their latencies go into two histograms, and a differing request
+//! becomes a `differ` line of `--compare-log` (`tcpcopy_compare::log`).
+
+use std::{
+    collections::HashMap,
+    fs::{File, OpenOptions},
+    io::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tcpcopy_compare::{
+    Config, Direction, Outcome, Segment, Session, Stats, Verdict, Which,
+    log::{DifferLine, Histogram, SummaryLine},
+};
+use tcpcopy_engine::{
+    Engine, Time,
+    wire::{self, Packet, Payload, TcpSegment},
+};
+
+/// What every worker's comparison shares.
+pub struct Settings {
+    pub config: Arc<Config>,
+    pub log: Option<Arc<CompareLog>>,
+}
+
+/// `--compare-log FILE`: JSON lines, appended whole (each worker writes its lines at once),
+/// reopened on SIGHUP.
+pub struct CompareLog {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl CompareLog {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let file = open(path).with_context(|| format!("--compare-log {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends whole lines.
+    pub fn write(&self, lines: &[u8]) {
+        let mut f = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = f.write_all(lines) {
+            log::warn!("--compare-log {}: {e}", self.path.display());
+        }
+    }
+
+    /// A `summary` line of `totals` (`final` at the end).
+    pub fn summary(&self, totals: &Totals, is_final: bool) {
+        let line = SummaryLine::new(
+            wall_us(),
+            &totals.stats,
+            totals.online.clone(),
+            totals.test.clone(),
+            is_final,
+        );
+        if let Ok(mut text) = serde_json::to_vec(&line) {
+            text.push(b'\n');
+            self.write(&text);
+        }
+    }
+
+    /// Opens the file by its name again (SIGHUP).
+    pub fn reopen(&self) {
+        match open(&self.path) {
+            Ok(new) => *self.file.lock().unwrap_or_else(PoisonError::into_inner) = new,
+            Err(e) => log::warn!("--compare-log {}: reopening: {e}", self.path.display()),
+        }
+    }
+}
+
+fn wall_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A worker's (or all workers') verdict counters and latency histograms.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub stats: Stats,
+    /// Production's response times.
+    pub online: Histogram,
+    /// The test server's.
+    pub test: Histogram,
+    /// Replies from intercept without the payload their headers announce (intercept could not
+    /// send it): their bytes are missing from the test side.
+    pub payloads_missing: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.stats += &o.stats;
+        self.online.merge(&o.online);
+        self.test.merge(&o.test);
+        self.payloads_missing += o.payloads_missing;
+    }
+}
+
+impl std::fmt::Display for Totals {
+    /// `compare same=.. differ=.. not_compared=..` and what the not compared were.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stats;
+        let by: Vec<String> = tcpcopy_compare::Reason::ALL
+            .iter()
+            .filter(|r| s.not_compared_for(**r) > 0)
+            .map(|r| format!("{}:{}", r.name(), s.not_compared_for(*r)))
+            .collect();
+        write!(
+            f,
+            "compare same={} differ={} not_compared={} compare_not_compared_by={} compare_sessions_over_cap={} compare_payloads_missing={}",
+            s.same,
+            s.differ,
+            s.not_compared(),
+            if by.is_empty() {
+                "-".to_owned()
+            } else {
+                by.join(",")
+            },
+            s.sessions_over_cap,
+            self.payloads_missing
+        )
+    }
+}
+
+/// A captured connection: (client, online service).
+type Online = (SocketAddr, SocketAddr);
+/// A replayed connection: (replayed client, target).
+type Replayed = (SocketAddr, SocketAddr);
+
+struct Entry {
+    session: Session,
+    /// The captured client and the online service, for the log.
+    client: SocketAddr,
+    online: SocketAddr,
+}
+
+/// One worker's comparisons.
+pub struct Comparer {
+    settings: Arc<Settings>,
+    sessions: HashMap<Replayed, Entry>,
+    by_online: HashMap<Online, Replayed>,
+    pub totals: Totals,
+    /// `differ` lines not yet written.
+    lines: Vec<u8>,
+    /// Engine time minus the kernel's monotonic clock, in microseconds (from the first
+    /// timestamped frame).
+    offset_us: Option<i128>,
+}
+
+impl Comparer {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Self {
+            settings,
+            sessions: HashMap::new(),
+            by_online: HashMap::new(),
+            totals: Totals::default(),
+            lines: Vec::new(),
+            offset_us: None,
+        }
+    }
+
+    /// A kernel timestamp on the engine's clock (`now` where there is none: AF_XDP frames).
+    fn online_time(&mut self, now: Time, ts_ns: Option<u64>) -> Time {
+        let Some(ns) = ts_ns.filter(|n| *n > 0) else {
+            return now;
+        };
+        let k = i128::from(ns / 1000);
+        let off = *self
+            .offset_us
+            .get_or_insert(i128::from(now.as_micros()) - k);
+        Time::from_micros(u64::try_from((k + off).max(0)).unwrap_or(0))
+    }
+
+    /// A captured packet: a request goes to the engine (and, once its session exists, into the
+    /// comparison), a response of a service (from the tc egress program) into the comparison
+    /// only.
+    pub fn on_captured(&mut self, now: Time, ts_ns: Option<u64>, ip: &[u8], engine: &mut Engine) {
+        let Ok(p) = wire::parse(ip, Payload::Whole) else {
+            engine.handle_captured(now, ip);
+            return;
+        };
+        let (src, dst) = (
+            SocketAddr::new(p.src, p.tcp.src_port),
+            SocketAddr::new(p.dst, p.tcp.dst_port),
+        );
+        if !engine.is_mapped(dst) && engine.is_mapped(src) {
+            let t = self.online_time(now, ts_ns);
+            self.online_response(t, (dst, src), &p);
+            return;
+        }
+        engine.handle_captured_packet(now, &p);
+        let Some(replayed) = engine.replay_of(src, dst) else {
+            return;
+        };
+        let t = self.online_time(now, ts_ns);
+        let settings = &self.settings;
+        let entry = self.sessions.entry(replayed).or_insert_with(|| Entry {
+            session: Session::new(Arc::clone(&settings.config)),
+            client: src,
+            online: dst,
+        });
+        self.by_online.insert((src, dst), replayed);
+        entry.session.handle_segment(
+            t,
+            Which::Online,
+            Direction::Request,
+            segment(&p.tcp, p.tcp.payload),
+        );
+        self.drain(replayed);
+    }
+
+    fn online_response(&mut self, t: Time, online: Online, p: &Packet<'_>) {
+        let Some(&replayed) = self.by_online.get(&online) else {
+            return;
+        };
+        if let Some(e) = self.sessions.get_mut(&replayed) {
+            e.session.handle_segment(
+                t,
+                Which::Online,
+                Direction::Response,
+                segment(&p.tcp, p.tcp.payload),
+            );
+            self.drain(replayed);
+        }
+    }
+
+    /// A packet the engine wrote for the test server, as it goes out.
+    pub fn on_sent(&mut self, now: Time, ip: &[u8]) {
+        let Ok(p) = wire::parse(ip, Payload::Whole) else {
+            return;
+        };
+        let replayed = (
+            SocketAddr::new(p.src, p.tcp.src_port),
+            SocketAddr::new(p.dst, p.tcp.dst_port),
+        );
+        if let Some(e) = self.sessions.get_mut(&replayed) {
+            e.session.handle_segment(
+                now,
+                Which::Test,
+                Direction::Request,
+                segment(&p.tcp, p.tcp.payload),
+            );
+            self.drain(replayed);
+        }
+    }
+
+    /// A reply from intercept: its headers and, when it came with it, its payload. A reply
+    /// whose payload did not come leaves a gap (its bytes are counted missing).
+    pub fn on_reply(&mut self, now: Time, headers: &[u8], payload: Option<&[u8]>) {
+        let Ok(p) = wire::parse(headers, Payload::HeadersOnly) else {
+            return;
+        };
+        let replayed = (
+            SocketAddr::new(p.dst, p.tcp.dst_port),
+            SocketAddr::new(p.src, p.tcp.src_port),
+        );
+        let Some(e) = self.sessions.get_mut(&replayed) else {
+            return;
+        };
+        let bytes = match payload {
+            Some(b) => b,
+            None if p.tcp.payload_len == 0 => &[],
+            None => {
+                self.totals.payloads_missing += 1;
+                return;
+            }
+        };
+        e.session.handle_segment(
+            now,
+            Which::Test,
+            Direction::Response,
+            segment(&p.tcp, bytes),
+        );
+        self.drain(replayed);
+    }
+
+    /// The replayed session ended: what is open is decided.
+    pub fn on_closed(&mut self, replayed: Replayed) {
+        let Some(mut e) = self.sessions.remove(&replayed) else {
+            return;
+        };
+        e.session.finish();
+        self.take_verdicts(&mut e);
+        if e.session.is_over_cap() {
+            self.totals.stats.sessions_over_cap += 1;
+        }
+        let online = (e.client, e.online);
+        if self.by_online.get(&online) == Some(&replayed) {
+            self.by_online.remove(&online);
+        }
+    }
+
+    /// Gives up on gaps whose time has come, and writes the `differ` lines collected.
+    pub fn tick(&mut self, now: Time) {
+        let due: Vec<Replayed> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.session.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            if let Some(e) = self.sessions.get_mut(&k) {
+                e.session.handle_timeout(now);
+                self.drain(k);
+            }
+        }
+        self.write_lines();
+    }
+
+    /// Writes the `differ` lines collected.
+    pub fn write_lines(&mut self) {
+        if let Some(log) = &self.settings.log
+            && !self.lines.is_empty()
+        {
+            log.write(&self.lines);
+        }
+        self.lines.clear();
+    }
+
+    /// Ends every comparison (the worker stops).
+    pub fn finish_all(&mut self) {
+        let all: Vec<Replayed> = self.sessions.keys().copied().collect();
+        for k in all {
+            self.on_closed(k);
+        }
+        self.write_lines();
+    }
+
+    fn drain(&mut self, replayed: Replayed) {
+        if let Some(e) = self.sessions.get_mut(&replayed) {
+            let log = self.settings.log.is_some();
+            take_verdicts(e, &mut self.totals, log.then_some(&mut self.lines));
+        }
+    }
+
+    fn take_verdicts(&mut self, e: &mut Entry) {
+        let log = self.settings.log.is_some();
+        take_verdicts(e, &mut self.totals, log.then_some(&mut self.lines));
+    }
+}
+
+/// Counts the verdicts `e` has given, and with a log, writes a `differ` line for each differing
+/// request into `lines`.
+fn take_verdicts(e: &mut Entry, totals: &mut Totals, mut lines: Option<&mut Vec<u8>>) {
+    while let Some(v) = e.session.poll_verdict() {
+        count(totals, lines.as_deref_mut(), e.client, e.online, &v);
+    }
+}
+
+fn count(
+    t: &mut Totals,
+    lines: Option<&mut Vec<u8>>,
+    client: SocketAddr,
+    online: SocketAddr,
+    v: &Verdict,
+) {
+    t.stats.count(v);
+    if let Some(d) = v.online_latency {
+        t.online.record(micros(d));
+    }
+    if let Some(d) = v.test_latency {
+        t.test.record(micros(d));
+    }
+    if let (Outcome::Differ(record), Some(lines)) = (&v.outcome, lines) {
+        let line = DifferLine::new(wall_us(), client.to_string(), online.to_string(), record);
+        if serde_json::to_writer(&mut *lines, &line).is_ok() {
+            lines.push(b'\n');
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The comparison's view of a TCP segment with `payload`.
+fn segment<'a>(tcp: &TcpSegment<'_>, payload: &'a [u8]) -> Segment<'a> {
+    Segment {
+        seq: tcp.seq,
+        syn: tcp.flags.syn(),
+        fin: tcp.flags.fin(),
+        rst: tcp.flags.rst(),
+        payload,
+    }
+}
