@@ -533,6 +533,8 @@ fn tcpcopy_skips_the_pure_acks_the_engine_does_not_use() {
             let (_, d) = run(&program, &pure);
             assert_eq!(d.of(Stat::Copied), 1, "{name}: gap 0");
         }
+    }
+}
 
 /// The records in worker `w`'s ring: (kernel timestamp, bytes).
 fn ring_records_of(program: &mut XdpProgram, w: usize) -> Vec<(u64, Vec<u8>)> {

@@ -113,6 +113,26 @@ fn refuse_replay_loop(mappings: &[Mapping]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the kernel program decides for the engine: it copies only the sessions the engine
+/// replays (with -g, those of the percentage it ramps up to), and of a connection's pure ACKs
+/// after its first at most one per an eighth of the shortest idle timeout (at most a second),
+/// enough to keep every session's idle timer running; `--mirror` redirects instead.
+fn select_in_kernel(
+    program: &mut XdpProgram,
+    config: &tcpcopy_engine::Config,
+    mirror: bool,
+) -> anyhow::Result<()> {
+    program.set_percentage(config.percentage)?;
+    program.set_ack_gap((config.idle_timeout.min(config.keepalive()) / 8).clamp(
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_secs(1),
+    ))?;
+    if mirror {
+        program.set_mode(tcpcopy_abi::maps::MODE_MIRROR)?;
+    }
+    Ok(())
+}
+
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let config = cli.engine_config()?;
     let filter = tcpcopy_abi::filter_expr::compile(cli.filter.as_deref().unwrap_or(""))?;
@@ -155,18 +175,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         &ports,
         &filter,
     )?;
-    // The kernel copies only the sessions the engine replays (with -g, those of the percentage
-    // it ramps up to): the others never reach the ring.
-    program.set_percentage(config.percentage)?;
-    // Pure ACKs after a connection's first: at most one per an eighth of the shortest idle
-    // timeout (at most a second), enough to keep every session's idle timer running.
-    program.set_ack_gap((config.idle_timeout.min(config.keepalive()) / 8).clamp(
-        std::time::Duration::from_millis(1),
-        std::time::Duration::from_secs(1),
-    ))?;
-    if cli.mirror {
-        program.set_mode(tcpcopy_abi::maps::MODE_MIRROR)?;
-    }
+    select_in_kernel(&mut program, &config, cli.mirror)?;
     let captures = tcpcopy_xsk::capture::per_worker(&mut program, &iface, workers, cli.mirror)
         .context("--mirror")?;
     let mut plans = Vec::new();

@@ -340,16 +340,8 @@ pub async fn run(
                 }
                 ctx.publish(st.snapshot(&source));
             }
-            _ = sweep.tick() => {
-                if let Source::Live(capture) = &mut source {
-                    let engine = &mut st.engine;
-                    let compare = &mut st.compare;
-                    capture.read_now_timed(BATCH, |ts, ip| match compare {
-                        Some(c) => c.on_captured(now(start), ts, ip, engine),
-                        None => engine.handle_captured(now(start), ip),
-                    });
-                }
-            }
+            // The ring is drained below, after every event.
+            _ = sweep.tick() => {}
         }
         // Whatever else has arrived meanwhile, before the output goes out.
         for _ in 0..BATCH {
@@ -357,7 +349,7 @@ pub async fn run(
             st.on_link(ev);
         }
         if let Source::Live(capture) = &mut source {
-            drain_ring(capture, &mut st.engine, start);
+            drain_ring(capture, &mut st.engine, &mut st.compare, start);
         }
         st.flush();
         // Let the intercept connections' tasks run: under load this loop is always ready, and
@@ -404,10 +396,20 @@ const DRAIN_MAX: usize = 16 * BATCH;
 /// ring, which then overflowed: a dropped frame is a hole in the client's stream, and the
 /// session was lost (`capture_gap`) after two seconds. Draining the ring on every turn moves
 /// the backlog into the session's buffer (`--session-buffer-mib`), where it waits its turn.
-fn drain_ring(capture: &mut tcpcopy_xsk::capture::Capture, engine: &mut Engine, start: Instant) {
+/// With `--compare`, every frame goes through the comparer (which keeps production's responses
+/// and hands the requests on to the engine).
+fn drain_ring(
+    capture: &mut tcpcopy_xsk::capture::Capture,
+    engine: &mut Engine,
+    compare: &mut Option<Comparer>,
+    start: Instant,
+) {
     let mut taken = 0;
     while taken < DRAIN_MAX {
-        let n = capture.read_now(BATCH, |ip| engine.handle_captured(now(start), ip));
+        let n = capture.read_now_timed(BATCH, |ts, ip| match compare {
+            Some(c) => c.on_captured(now(start), ts, ip, engine),
+            None => engine.handle_captured(now(start), ip),
+        });
         taken += n;
         if n < BATCH {
             break;
