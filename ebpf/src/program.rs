@@ -54,6 +54,10 @@ impl<const N: usize> Maps<'_, N> {
     /// How many bytes of a frame to copy: everything when payloads are on, else the headers.
     #[inline(always)]
     fn limit(&self) -> u64 {
+        // tcpcopy copies whole frames always: no lookup.
+        if self.headers_snap == u64::MAX {
+            return u64::MAX;
+        }
         if self.copy_payload.get(0).is_some_and(|v| *v != 0) {
             u64::MAX
         } else {
@@ -369,6 +373,7 @@ macro_rules! xdp_program {
         static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
         #[map]
         static ACKED: LruHashMap<[u64; 5], u64> = LruHashMap::with_max_entries(ACKED_MAX, 0);
+        #[map]
         static COPY_PAYLOAD: Array<u32> = Array::with_max_entries(1, 0);
 
         // `frags`: the program takes multi-buffer frames (jumbo frames, where the driver hands
