@@ -136,6 +136,27 @@ fn a_thousand_requests_two_hundred_differ_with_their_status_pairs_and_request_li
     let icpt = intercept.finish(Duration::from_secs(10)).unwrap();
     assert!(counter(&icpt, "payloads") >= 1000, "{icpt}");
     assert_eq!(counter(&icpt, "payload_dropped"), 0, "{icpt}");
+
+    // `tcpcopy report` reads the log tcpcopy wrote: the same totals, nothing unreadable.
+    let page = bed.dir().join("compare.html");
+    let out = std::process::Command::new(tcpcopy_testbed::binary("tcpcopy").unwrap())
+        .arg("report")
+        .arg(&log)
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("same=800 differ=200 not_compared=0") && said.contains("0 unreadable"),
+        "{said}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("GET /changed/") && html.contains("<svg"),
+        "the page names them"
+    );
 }
 
 /// A header made to differ (`X-Build`) is reported; `--compare-ignore-header X-Build` silences
