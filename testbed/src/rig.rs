@@ -341,6 +341,16 @@ pub fn replayed_upload(bed: &Testbed, name: &str) -> Option<Vec<u8>> {
     std::fs::read(line.split(' ').next_back()?).ok()
 }
 
+/// The requests (method, URI, protocol) of access-log lines, sorted.
+pub fn requests(lines: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .collect();
+    v.sort();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -17,8 +17,8 @@ use std::{
 
 use tcpcopy_testbed::{Host, Testbed, binary};
 use tcpcopy_tests::{
-    codes, counter, curl, curl_each, logged, start_intercept, start_intercept_with, start_tcpcopy,
-    wait_settled, wait_until,
+    codes, counter, curl, curl_each, logged, requests, start_intercept, start_intercept_with,
+    start_tcpcopy, wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -39,16 +39,6 @@ fn vm_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in {status}"))
-}
-
-/// The requests (method, URI, protocol) of access-log lines, sorted.
-fn requests(lines: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = lines
-        .iter()
-        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Requests online logged under each of `paths` that the test nginx did not, after asserting

@@ -137,13 +137,17 @@ fn a_thousand_requests_two_hundred_differ_with_their_status_pairs_and_request_li
     assert!(counter(&icpt, "payloads") >= 1000, "{icpt}");
     assert_eq!(counter(&icpt, "payload_dropped"), 0, "{icpt}");
 
-    // `tcpcopy report` reads the log tcpcopy wrote: the same totals, nothing unreadable.
-    let page = bed.dir().join("compare.html");
+    report_reads(&log, &bed.dir().join("compare.html"));
+}
+
+/// `tcpcopy report` reads the log tcpcopy wrote: the same totals, nothing unreadable, the
+/// differing requests named in the page.
+fn report_reads(log: &std::path::Path, page: &std::path::Path) {
     let out = std::process::Command::new(tcpcopy_testbed::binary("tcpcopy").unwrap())
         .arg("report")
-        .arg(&log)
+        .arg(log)
         .arg("-o")
-        .arg(&page)
+        .arg(page)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
@@ -152,7 +156,7 @@ fn a_thousand_requests_two_hundred_differ_with_their_status_pairs_and_request_li
         said.contains("same=800 differ=200 not_compared=0") && said.contains("0 unreadable"),
         "{said}"
     );
-    let html = std::fs::read_to_string(&page).unwrap();
+    let html = std::fs::read_to_string(page).unwrap();
     assert!(
         html.contains("GET /changed/") && html.contains("<svg"),
         "the page names them"

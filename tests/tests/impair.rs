@@ -9,22 +9,13 @@ use std::time::Duration;
 
 use tcpcopy_testbed::{Host, Spawned, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_settled, wait_until,
+    codes, counter, curl, logged, requests, start_intercept, start_tcpcopy, wait_settled,
+    wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
 const ONE: usize = 400;
 const KEPT: usize = 200;
-
-/// The requests (method, URI, protocol) of access-log lines, sorted.
-fn requests(lines: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = lines
-        .iter()
-        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
-        .collect();
-    v.sort();
-    v
-}
 
 /// `ONE` one-request connections and a keep-alive connection of `KEPT` requests from the client
 /// to online, replayed through the impairment `options` on the test host's link. Asserts that

@@ -9,21 +9,12 @@ use std::time::Duration;
 
 use tcpcopy_testbed::{Host, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_settled, wait_until,
+    codes, counter, curl, logged, requests, start_intercept, start_tcpcopy, wait_settled,
+    wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(45);
 const METRICS: &str = "127.0.0.1:9464";
-
-/// The requests (method, URI, protocol) of access-log lines, sorted.
-fn requests(lines: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = lines
-        .iter()
-        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn a_test_server_restart_mid_replay_loses_almost_nothing() {

@@ -12,17 +12,9 @@
 //! (the stats line, metrics), their latencies go into two histograms, and a differing request
 //! becomes a `differ` line of `--compare-log` (`tcpcopy_compare::log`).
 
-use std::{
-    collections::HashMap,
-    fs::{File, OpenOptions},
-    io::Write as _,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
-use anyhow::Context as _;
+use crate::sessions::LineLog;
 use tcpcopy_compare::{
     Config, Direction, Outcome, Segment, Session, Stats, Verdict, Which,
     log::{DifferLine, Histogram, SummaryLine},
@@ -40,30 +32,16 @@ pub struct Settings {
 
 /// `--compare-log FILE`: JSON lines, appended whole (each worker writes its lines at once),
 /// reopened on SIGHUP.
-pub struct CompareLog {
-    path: PathBuf,
-    file: Mutex<File>,
-}
-
-fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
-}
+pub struct CompareLog(LineLog);
 
 impl CompareLog {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let file = open(path).with_context(|| format!("--compare-log {}", path.display()))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
-        })
+        LineLog::open("--compare-log", path).map(Self)
     }
 
     /// Appends whole lines.
     pub fn write(&self, lines: &[u8]) {
-        let mut f = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = f.write_all(lines) {
-            log::warn!("--compare-log {}: {e}", self.path.display());
-        }
+        self.0.write(lines);
     }
 
     /// A `summary` line of `totals` (`final` at the end).
@@ -83,10 +61,7 @@ impl CompareLog {
 
     /// Opens the file by its name again (SIGHUP).
     pub fn reopen(&self) {
-        match open(&self.path) {
-            Ok(new) => *self.file.lock().unwrap_or_else(PoisonError::into_inner) = new,
-            Err(e) => log::warn!("--compare-log {}: reopening: {e}", self.path.display()),
-        }
+        self.0.reopen();
     }
 }
 

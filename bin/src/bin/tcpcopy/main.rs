@@ -305,7 +305,7 @@ impl Outputs {
         let records = cli
             .session_log
             .as_deref()
-            .map(sessions::SessionLog::open)
+            .map(|p| sessions::LineLog::open("--session-log", p))
             .transpose()?
             .map(Arc::new);
         let compare = cli

@@ -16,20 +16,27 @@ use std::{
 use anyhow::Context as _;
 use tcpcopy_engine::{Outcome, SessionRecord, Time};
 
-/// The session log file.
-pub struct SessionLog {
+/// A file of JSON lines (`--session-log`, `--compare-log`): appended whole, reopened by its
+/// name on SIGHUP.
+pub struct LineLog {
+    /// The option that named it, for the log lines about it.
+    option: &'static str,
     path: PathBuf,
     file: Mutex<File>,
 }
+
+/// The session log file.
+pub type SessionLog = LineLog;
 
 fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-impl SessionLog {
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let file = open(path).with_context(|| format!("--session-log {}", path.display()))?;
+impl LineLog {
+    pub fn open(option: &'static str, path: &Path) -> anyhow::Result<Self> {
+        let file = open(path).with_context(|| format!("{option} {}", path.display()))?;
         Ok(Self {
+            option,
             path: path.to_path_buf(),
             file: Mutex::new(file),
         })
@@ -39,7 +46,7 @@ impl SessionLog {
     pub fn write(&self, lines: &[u8]) {
         let mut f = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = f.write_all(lines) {
-            log::warn!("--session-log {}: {e}", self.path.display());
+            log::warn!("{} {}: {e}", self.option, self.path.display());
         }
     }
 
@@ -48,9 +55,9 @@ impl SessionLog {
         match open(&self.path) {
             Ok(new) => {
                 *self.file.lock().unwrap_or_else(PoisonError::into_inner) = new;
-                log::info!("--session-log {} reopened", self.path.display());
+                log::info!("{} {} reopened", self.option, self.path.display());
             }
-            Err(e) => log::warn!("--session-log {}: reopening: {e}", self.path.display()),
+            Err(e) => log::warn!("{} {}: reopening: {e}", self.option, self.path.display()),
         }
     }
 }
