@@ -8,7 +8,7 @@ use super::criterion;
 use crate::sh::step;
 
 pub fn compare() -> anyhow::Result<()> {
-    let text = criterion::run("tcpcopy-compare", "compare")?;
+    let text = criterion::cargo_bench("tcpcopy-compare", "compare")?;
     let rates = criterion::throughputs(&text, |t| {
         (t.starts_with("compare/") || t.starts_with("digest/"))
             .then(|| t.split_whitespace().next())

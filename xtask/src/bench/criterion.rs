@@ -8,7 +8,7 @@ use crate::sh::step;
 
 /// `cargo bench -p PACKAGE --bench BENCH`: its standard output (also printed), or an error if it
 /// failed.
-pub fn run(package: &str, bench: &str) -> anyhow::Result<String> {
+pub fn cargo_bench(package: &str, bench: &str) -> anyhow::Result<String> {
     step(&format!("cargo bench -p {package} --bench {bench}"));
     let out = Command::new("cargo")
         .args(["bench", "-p", package, "--bench", bench])

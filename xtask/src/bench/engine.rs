@@ -9,7 +9,7 @@ use super::criterion;
 use crate::sh::step;
 
 pub fn engine() -> anyhow::Result<()> {
-    let text = criterion::run("tcpcopy-engine", "engine")?;
+    let text = criterion::cargo_bench("tcpcopy-engine", "engine")?;
     let idle = text
         .lines()
         .find_map(|l| l.strip_prefix("engine/idle_session_bytes: "))
