@@ -328,15 +328,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e),
         };
-    let refusals = std::sync::Arc::new(server::Refusals::default());
-    let payloads = program.payload_switch()?;
-    workers::control(
-        listener,
-        senders,
-        policy,
-        std::sync::Arc::clone(&refusals),
-        Some(payloads),
-    )?;
+    let refusals = control(&mut program, listener, senders, policy)?;
     let mode = program
         .attach(&iface, cli.skb_mode)
         .with_context(|| format!("reply interface {iface}"))?;
@@ -466,15 +458,7 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
     let limits = limits(cli);
     let (pool, via, senders) =
         start_workers(&mut program, &iface, workers, false, cli.batch, limits)?;
-    let refusals = std::sync::Arc::new(server::Refusals::default());
-    let payloads = program.payload_switch()?;
-    workers::control(
-        listener,
-        senders,
-        policy,
-        std::sync::Arc::clone(&refusals),
-        Some(payloads),
-    )?;
+    let refusals = control(&mut program, listener, senders, policy)?;
     program
         .attach_tc(INTERCEPT_TC_PROGRAM, &iface, TcHook::Egress)
         .with_context(|| format!("reply interface {iface}"))?;
@@ -486,6 +470,26 @@ fn run_egress(cli: &Cli) -> anyhow::Result<()> {
         ),
     );
     serve(cli, program, metrics, pool, &refusals)
+}
+
+/// The control channel's accept loop, with the switch that turns the programs' payload copies
+/// on when a tcpcopy asks for them (`--compare`); its refusal counters.
+fn control(
+    program: &mut XdpProgram,
+    listener: std::net::TcpListener,
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<server::ConnEvent>>,
+    policy: server::Policy,
+) -> anyhow::Result<std::sync::Arc<server::Refusals>> {
+    let refusals = std::sync::Arc::new(server::Refusals::default());
+    let payloads = program.payload_switch()?;
+    workers::control(
+        listener,
+        senders,
+        policy,
+        std::sync::Arc::clone(&refusals),
+        Some(payloads),
+    )?;
+    Ok(refusals)
 }
 
 /// The routing table's bounds (`--max-routes-per-connection`, `--max-routes`,
