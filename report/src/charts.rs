@@ -7,7 +7,9 @@
 )]
 
 use plotters::{
+    chart::MeshStyle,
     coord::Shift,
+    coord::ranged1d::AsRangedCoord,
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
 };
@@ -110,6 +112,37 @@ fn share(count: u64, total: u64) -> f64 {
     }
 }
 
+/// A chart drawn into an SVG string, over axes `X` by `Y`.
+type Chart<'a, 'b, X, Y> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// A chart on `root` in the page's layout: margins and label areas.
+fn chart<'a, 'b, X: AsRangedCoord, Y: AsRangedCoord>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    x: X,
+    y: Y,
+) -> anyhow::Result<Chart<'a, 'b, X, Y>> {
+    Ok(ChartBuilder::on(root)
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)?)
+}
+
+/// The page's mesh: horizontal grid lines only, in light grey, labels in the page's ink.
+fn house_mesh<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.disable_x_mesh()
+        .label_style((FONT, 14).into_font().color(&INK))
+        .axis_desc_style((FONT, 15).into_font().color(&INK))
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
+}
+
 /// Both latency distributions as grouped bars, in % of each side's requests, over the buckets
 /// from the first to the last that holds anything.
 pub fn latency(online: &Histogram, test: &Histogram) -> anyhow::Result<String> {
@@ -131,14 +164,8 @@ pub fn latency(online: &Histogram, test: &Histogram) -> anyhow::Result<String> {
         .fold(0.0, f64::max);
     let y_max = (top * 1.15).clamp(5.0, 100.0);
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(categories(buckets.len()), 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
+        let mut chart = chart(root, categories(buckets.len()), 0.0..y_max)?;
+        house_mesh(&mut chart.configure_mesh())
             .x_labels(buckets.len() + 1)
             .x_label_formatter(&|x| {
                 category(*x, &buckets)
@@ -148,10 +175,6 @@ pub fn latency(online: &Histogram, test: &Histogram) -> anyhow::Result<String> {
             .y_label_formatter(&|y| format!("{y:.0}%"))
             .x_desc("response time (bucket's upper bound)")
             .y_desc("share of the side's requests")
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 15).into_font().color(&INK))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
             .draw()?;
         // The legend is the page's, above the chart.
         for (h, color, offset) in [(online, ONLINE, -0.42), (test, TEST, 0.0)] {
@@ -182,24 +205,14 @@ pub fn differ_over_time(
         .max(x_min + width * 5.0);
     let y_max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64 * 1.15;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_min..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
+        let mut chart = chart(root, x_min..x_max, 0.0..y_max)?;
+        house_mesh(&mut chart.configure_mesh())
             .x_labels(10)
             .y_labels(6)
             .x_label_formatter(&|x| format_offset(*x))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .x_desc("time since the log's first line")
             .y_desc(format!("differing requests per {}", format_offset(width)))
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 15).into_font().color(&INK))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
             .draw()?;
         chart.draw_series(points.iter().map(|&(x, n)| {
             Rectangle::new(
@@ -235,24 +248,14 @@ pub fn compared_over_time(
         .max(1) as f64
         * 1.15;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x_min..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
+        let mut chart = chart(root, x_min..x_max, 0.0..y_max)?;
+        house_mesh(&mut chart.configure_mesh())
             .x_labels(10)
             .y_labels(6)
             .x_label_formatter(&|x| format_offset(*x))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .x_desc("time since the log's first line")
             .y_desc("requests compared per interval")
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 15).into_font().color(&INK))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
             .draw()?;
         let gap = |b: &(f64, f64, u64, u64)| (b.1 - b.0) * 0.04;
         chart.draw_series(bars.iter().map(|b| {
@@ -280,24 +283,14 @@ pub fn status_pairs(pairs: &[(String, u64)]) -> anyhow::Result<String> {
     let n = pairs.len().max(4);
     let y_max = pairs.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64 * 1.2;
     svg_sized((540, 340), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(categories(n), 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
+        let mut chart = chart(root, categories(n), 0.0..y_max)?;
+        house_mesh(&mut chart.configure_mesh())
             .x_labels(n + 1)
             .y_labels(6)
             .x_label_formatter(&|x| category(*x, pairs).map(|p| p.0.clone()).unwrap_or_default())
             .y_label_formatter(&|y| format!("{y:.0}"))
             .x_desc("status: production → test server")
             .y_desc("differing requests")
-            .label_style((FONT, 14).into_font().color(&INK))
-            .axis_desc_style((FONT, 15).into_font().color(&INK))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
             .draw()?;
         chart.draw_series(pairs.iter().enumerate().map(|(k, p)| {
             let x = k as f64;

@@ -189,15 +189,21 @@ fn three_copies(bed: &Testbed) {
     none_left(bed);
 }
 
-#[test]
-fn half_of_the_sessions_whole() {
-    let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &["-r", "50"]);
-    // 200 keep-alive sessions of 3 requests each.
+/// Runs `sessions` keep-alive sessions of three requests each (`/{prefix}{s}/0`..`2`) at online,
+/// ten at a time, through a tcpcopy started with `-r percent`; returns tcpcopy's last line once
+/// the replay settled.
+fn sampled_sessions(bed: &Testbed, percent: &str, prefix: &str, sessions: usize) -> String {
+    let _intercept = start_intercept(bed);
+    let mut tcpcopy = start_tcpcopy(bed, &["-r", percent]);
     let mut children = Vec::new();
-    for s in 0..200 {
-        children.push(curl(&bed, Host::Online, &format!("half{s}"), 0..3, false));
+    for s in 0..sessions {
+        children.push(curl(
+            bed,
+            Host::Online,
+            &format!("{prefix}{s}"),
+            0..3,
+            false,
+        ));
         if children.len() == 10 {
             for c in children.drain(..) {
                 assert_eq!(codes(c), vec!["200"; 3]);
@@ -207,15 +213,34 @@ fn half_of_the_sessions_whole() {
     for c in children {
         assert_eq!(codes(c), vec!["200"; 3]);
     }
-    wait_settled(&bed, &mut tcpcopy, 1, WAIT);
-    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
-    let test = bed.requests(Host::Test).unwrap();
-    let mut per_session = std::collections::HashMap::new();
-    for u in uris(&test).iter().filter(|u| u.starts_with("/half")) {
-        *per_session
-            .entry(u.split('/').nth(1).unwrap().to_owned())
-            .or_insert(0) += 1;
+    wait_settled(bed, &mut tcpcopy, 1, WAIT);
+    tcpcopy.finish(Duration::from_secs(10)).unwrap()
+}
+
+/// The session (`s` of `/{prefix}{s}/..`) an access-log line's request belongs to.
+fn session_of(line: &str, prefix: &str) -> Option<String> {
+    let uri = line.split('"').nth(1)?.split(' ').nth(1)?;
+    uri.strip_prefix('/')?
+        .strip_prefix(prefix)?
+        .split('/')
+        .next()
+        .map(str::to_owned)
+}
+
+/// Requests per session in an access log.
+fn per_session(lines: &[String], prefix: &str) -> std::collections::HashMap<String, u32> {
+    let mut counts = std::collections::HashMap::new();
+    for s in lines.iter().filter_map(|l| session_of(l, prefix)) {
+        *counts.entry(s).or_insert(0) += 1;
     }
+    counts
+}
+
+#[test]
+fn half_of_the_sessions_whole() {
+    let bed = Testbed::up().expect("testbed");
+    let last = sampled_sessions(&bed, "50", "half", 200);
+    let per_session = per_session(&bed.requests(Host::Test).unwrap(), "half");
     let n = per_session.len();
     assert!(
         (80..=120).contains(&n),
@@ -234,35 +259,15 @@ fn half_of_the_sessions_whole() {
 #[test]
 fn a_tenth_of_the_sessions_copied_and_replayed() {
     let bed = Testbed::up().expect("testbed");
-    let _intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &["-r", "10"]);
-    let mut children = Vec::new();
-    for s in 0..300 {
-        children.push(curl(&bed, Host::Online, &format!("tenth{s}"), 0..3, false));
-        if children.len() == 10 {
-            for c in children.drain(..) {
-                assert_eq!(codes(c), vec!["200"; 3]);
-            }
-        }
-    }
-    for c in children {
-        assert_eq!(codes(c), vec!["200"; 3]);
-    }
-    wait_settled(&bed, &mut tcpcopy, 1, WAIT);
-    let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
+    let last = sampled_sessions(&bed, "10", "tenth", 300);
     // The sessions the engine's hash of each online client (address and port, from the online
     // nginx's log) selects.
-    let session = |line: &str| {
-        let uri = line.split('"').nth(1)?.split(' ').nth(1)?;
-        uri.strip_prefix("/tenth")?
-            .split('/')
-            .next()
-            .map(str::to_owned)
-    };
     let mut expected = HashSet::new();
     let mut all = HashSet::new();
     for line in bed.requests(Host::Online).unwrap() {
-        let Some(s) = session(&line) else { continue };
+        let Some(s) = session_of(&line, "tenth") else {
+            continue;
+        };
         let mut words = line.split(' ');
         let client = std::net::SocketAddr::new(
             words.next().unwrap().parse().unwrap(),
@@ -275,11 +280,7 @@ fn a_tenth_of_the_sessions_copied_and_replayed() {
     }
     assert_eq!(all.len(), 300);
     assert!((10..=60).contains(&expected.len()), "{}", expected.len());
-    let test = bed.requests(Host::Test).unwrap();
-    let mut per_session = std::collections::HashMap::new();
-    for s in test.iter().filter_map(|l| session(l)) {
-        *per_session.entry(s).or_insert(0) += 1;
-    }
+    let per_session = per_session(&bed.requests(Host::Test).unwrap(), "tenth");
     let replayed: HashSet<String> = per_session.keys().cloned().collect();
     assert_eq!(replayed, expected, "exactly the selected sessions; {last}");
     assert!(

@@ -45,25 +45,44 @@ fn frame(src: SocketAddr, dst: SocketAddr, ip_len: usize) -> Vec<u8> {
         .ethernet([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1], None)
 }
 
-/// Nanoseconds per run of `program` on `frame`: the median of 5 rounds of `repeat` runs, the
-/// ring (if any) emptied between rounds so every copy finds room.
+/// Rounds of each measurement; the median one is reported.
+const ROUNDS: usize = 5;
+
+/// The median by `key` of [`ROUNDS`] results of `round`.
+fn median<T>(
+    mut round: impl FnMut() -> anyhow::Result<T>,
+    key: impl Fn(&T) -> f64,
+) -> anyhow::Result<T> {
+    let mut rounds = (0..ROUNDS)
+        .map(|_| round())
+        .collect::<anyhow::Result<Vec<T>>>()?;
+    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    Ok(rounds.swap_remove(ROUNDS / 2))
+}
+
+/// Empties `ring`, so that the next round's copies all find room.
+fn drain(ring: &mut RingMap) {
+    while ring.read_now(usize::MAX, |_, _| {}) > 0 {}
+}
+
+/// Nanoseconds per run of `program` on `frame`: the median round of `repeat` runs, the ring (if
+/// any) emptied after each.
 fn cost(
     program: &XdpProgram,
-    ring: Option<&mut RingMap>,
+    mut ring: Option<&mut RingMap>,
     frame: &[u8],
     repeat: u32,
 ) -> anyhow::Result<f64> {
-    let mut ring = ring;
-    let mut rounds = Vec::new();
-    for _ in 0..5 {
-        let run = program.test_run(frame, repeat)?;
-        rounds.push(run.per_run.as_secs_f64() * 1e9);
-        if let Some(r) = ring.as_deref_mut() {
-            while r.read_now(usize::MAX, |_, _| {}) > 0 {}
-        }
-    }
-    rounds.sort_by(f64::total_cmp);
-    Ok(rounds[2])
+    median(
+        || {
+            let run = program.test_run(frame, repeat)?;
+            if let Some(r) = ring.as_deref_mut() {
+                drain(r);
+            }
+            Ok(run.per_run.as_secs_f64() * 1e9)
+        },
+        |ns| *ns,
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -176,7 +195,7 @@ fn rings() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median of 5 rounds: each producer (a thread pinned to one of `cpus`) runs tcpcopy's program
+/// The median of [`ROUNDS`] rounds: each producer (a thread pinned to one of `cpus`) runs tcpcopy's program
 /// `repeat` times on a 64-byte request of its own connection, all starting together; the frames
 /// go into one ring or (`by_cpu`) the ring of the CPU. Returns the kernel's mean time per run
 /// and the frames copied per second over the round's wall time. Every frame must be copied.
@@ -208,8 +227,7 @@ fn ring_rate(
             frame(client, SocketAddr::from((SERVER, 80)), 64)
         })
         .collect();
-    let mut rounds = Vec::new();
-    for _ in 0..5 {
+    let round = || -> anyhow::Result<(f64, f64)> {
         let before = program.counters()?.get(Stat::Copied);
         let barrier = Barrier::new(cpus.len());
         let runs: Vec<anyhow::Result<(Duration, Instant, Instant)>> = std::thread::scope(|s| {
@@ -246,11 +264,10 @@ fn ring_rate(
             runs.iter().map(|r| r.0.as_secs_f64() * 1e9).sum::<f64>() / runs.len() as f64,
             copied as f64 / (end - start).as_secs_f64(),
         );
-        rounds.push((ns, rate));
         for r in &mut readers {
-            while r.read_now(usize::MAX, |_, _| {}) > 0 {}
+            drain(r);
         }
-    }
-    rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
-    Ok(rounds[2])
+        Ok((ns, rate))
+    };
+    median(round, |r| r.1)
 }
