@@ -177,6 +177,35 @@ fn tcpcopy_follows_the_capture_filter() {
     );
 }
 
+/// Without ports, the `-F` expression decides alone (`ANY_PORT` sets every port's entry, so the
+/// program's port test stays one lookup): a reply from any port the expression selects is caught.
+#[test]
+fn intercept_with_any_port_follows_the_expression_alone() {
+    let mut program = load(
+        crate::INTERCEPT_OBJECT,
+        INTERCEPT_PROGRAM,
+        &[tcpcopy_abi::maps::ANY_PORT],
+    );
+    program
+        .set_filter(&filter_expr::compile("src net 198.51.100.0/24").expect("a filter"))
+        .expect("set the filter");
+    for port in [0, 1, 80, 6379, 54_321, u16::MAX] {
+        let reply = frame(v4(SERVER, port), v4(CLIENT, 40_000), b"+OK", None);
+        let (verdict, d) = run(&program, &reply);
+        assert_eq!(verdict, Verdict::Drop, "from port {port}");
+        assert_eq!((d.of(Stat::Matched), d.of(Stat::Copied)), (1, 1), "{port}");
+    }
+    let stranger = frame(
+        v4(Ipv4Addr::new(203, 0, 113, 5), 6379),
+        v4(CLIENT, 40_000),
+        b"+OK",
+        None,
+    );
+    let (verdict, d) = run(&program, &stranger);
+    assert_eq!(verdict, Verdict::Pass, "outside the -F net");
+    assert_eq!(d.of(Stat::Matched), 0);
+}
+
 #[test]
 fn intercept_consumes_the_replies_from_its_port_only() {
     let mut program = load(crate::INTERCEPT_OBJECT, INTERCEPT_PROGRAM, &[80]);

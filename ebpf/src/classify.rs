@@ -7,7 +7,7 @@
 
 use aya_ebpf::maps::{Array, PerCpuArray};
 
-use tcpcopy_abi::{filter::FilterProgram, maps::ANY_PORT, stats::Stat};
+use tcpcopy_abi::{filter::FilterProgram, stats::Stat};
 
 use crate::{
     frame::Frame,
@@ -36,16 +36,15 @@ pub fn count(stats: &PerCpuArray<u64>, stat: Stat, by: u64) {
     }
 }
 
-/// Whether `port` is selected in `ports` (or `ports` selects [`ANY_PORT`]): two array lookups the
-/// verifier inlines, no hash.
+/// Whether `port` is selected in `ports`: one array lookup the verifier inlines, no hash
+/// (userspace sets every entry for [`ANY_PORT`](tcpcopy_abi::maps::ANY_PORT)).
 #[inline(always)]
 fn port_selected(ports: &Array<u8>, port: u16) -> bool {
     ports.get(u32::from(port)).is_some_and(|v| *v != 0)
-        || ports.get(u32::from(ANY_PORT)).is_some_and(|v| *v != 0)
 }
 
 /// Counts the packet and returns its fields (and where its headers are) when the port on `side`
-/// is in `ports` (or `ports` holds [`ANY_PORT`]) and the `-F` expression in `expr` (if any)
+/// is in `ports` and the `-F` expression in `expr` (if any)
 /// matches. Frames shorter than their headers are counted as malformed; nothing here drops a
 /// frame.
 ///

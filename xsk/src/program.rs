@@ -170,8 +170,16 @@ impl XdpProgram {
         Ok(p)
     }
 
-    /// Selects the TCP ports the program matches (replacing nothing already there).
+    /// Selects the TCP ports the program matches (replacing nothing already there);
+    /// [`maps::ANY_PORT`] selects every port (each entry set, so the program's test for a port
+    /// stays one array lookup).
     pub fn set_ports(&mut self, ports: &[u16]) -> Result<(), XdpError> {
+        if ports.contains(&maps::ANY_PORT) {
+            for port in 0..maps::FILTER_PORTS_MAX {
+                self.set_entry(FILTER_PORTS, port, 1u8)?;
+            }
+            return Ok(());
+        }
         for port in ports {
             self.set_entry(FILTER_PORTS, u32::from(*port), 1u8)?;
         }
