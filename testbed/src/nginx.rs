@@ -9,16 +9,11 @@ pub const UPSTREAM_PORT: u16 = 8082;
 pub fn config(dir: &Path, host: &str) -> String {
     let d = dir.display();
     // For `--compare` (tests/tests/compare.rs): the test host answers `/changed/` with 500 and
-    // `/body/` with another body; `/build/` carries a header naming the host. `/slow/` is
-    // answered at once online and by a slow upstream on the test host; `/chunked/` by an
-    // upstream on both hosts, with a body of unknown length that nginx sends chunked (the
-    // upstreams: `Testbed::start_upstream`).
+    // `/body/` with another body; `/build/` carries a header naming the host. `/slow/` and
+    // `/chunked/` are answered by an upstream on each host (`Testbed::start_upstream`): `/slow/`
+    // after the delay that host's upstream was given, `/chunked/` with a body of unknown length
+    // that nginx sends chunked.
     let test = host == "test";
-    let slow = if test {
-        format!("proxy_pass http://127.0.0.1:{UPSTREAM_PORT};")
-    } else {
-        "return 200 \"same $request_uri\\n\";".to_owned()
-    };
     let changed = if test { 500 } else { 200 };
     let body = if test { "other body" } else { "same" };
     let mut c = String::new();
@@ -64,7 +59,7 @@ http {{
             return 200 "same $request_uri\n";
         }}
         location /slow/ {{
-            {slow}
+            proxy_pass http://127.0.0.1:{UPSTREAM_PORT};
         }}
         location /chunked/ {{
             proxy_pass http://127.0.0.1:{UPSTREAM_PORT};

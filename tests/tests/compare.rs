@@ -235,13 +235,16 @@ fn split_at(h: &serde_json::Value, us: u64) -> (u64, u64) {
 /// The delay of the test host's slow upstream behind `/slow/`.
 const DELAY: Duration = Duration::from_millis(200);
 
-/// `/slow/` is answered at once online and after 200 ms by the test host's upstream (nginx
-/// proxying to it): every test latency is above the delay, every online one below, in the
+/// `/slow/` is answered at once by online's upstream and after 200 ms by the test host's (nginx
+/// proxying to them): every test latency is above the delay, every online one below, in the
 /// summary's histograms (all 40 requests) and in the `differ` lines of the 10 whose body differs.
 #[test]
 fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     let bed = Testbed::up().expect("testbed");
-    let _upstream = bed
+    let _online_up = bed
+        .start_upstream(Host::Online, Duration::ZERO, "online")
+        .expect("online's upstream");
+    let _test_up = bed
         .start_upstream(Host::Test, DELAY, "test")
         .expect("the slow upstream");
     let _intercept = start_intercept(&bed);
