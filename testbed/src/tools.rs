@@ -83,7 +83,7 @@ pub const TOOLS: &[Tool] = &[
     deb(
         "redis-cli",
         "redis-tools",
-        "a key set and command counts read on the redis servers (compare tests)",
+        "command counts read on the redis servers (compare tests)",
     ),
     deb("tcpdump", "tcpdump", "pcap recordings (offline tests)"),
     deb("tshark", "tshark", "pcapng recordings (offline tests)"),
