@@ -232,12 +232,47 @@ fn split_at(h: &serde_json::Value, us: u64) -> (u64, u64) {
     (counts[..=at].iter().sum(), counts[at + 1..].iter().sum())
 }
 
-/// The delay of the test host's slow upstream behind `/slow/`.
+/// Where tcpcopy serves its metrics (on the online host's loopback).
+const METRICS: &str = "127.0.0.1:9464";
+
+/// tcpcopy's Prometheus text, fetched with curl on the online host.
+fn scrape(bed: &Testbed) -> String {
+    let out = bed
+        .cmd(Host::Online, "curl")
+        .args(["-sf", "--max-time", "10"])
+        .arg(format!("http://{METRICS}/metrics"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "scraping {METRICS}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The cumulative count of the Prometheus histogram `name` at bucket bound `le` (seconds),
+/// summed over the workers.
+fn cumulative(metrics: &str, name: &str, le: f64) -> u64 {
+    let prefix = format!("{name}_bucket{{");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let bound = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound: f64 = bound.parse().ok()?;
+            let value = l.rsplit(' ').next()?.parse::<u64>().ok()?;
+            ((bound - le).abs() < 1e-9 || (bound.is_infinite() && le.is_infinite()))
+                .then_some(value)
+        })
+        .sum()
+}
+
+/// The delay of the test host's slow upstream behind `/slow/`: below the engine's
+/// `response_wait` (500 ms), after which the replay closes a connection whose answer is still
+/// short, and the comparison counts that answer `incomplete` (seen with 500 ms: 23 of 40).
 const DELAY: Duration = Duration::from_millis(200);
 
 /// `/slow/` is answered at once by online's upstream and after 200 ms by the test host's (nginx
 /// proxying to them): every test latency is above the delay, every online one below, in the
-/// summary's histograms (all 40 requests) and in the `differ` lines of the 10 whose body differs.
+/// summary's histograms (all 40 requests), in the Prometheus histograms (`--metrics`) and in the
+/// `differ` lines of the 10 whose body differs.
 #[test]
 fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     let bed = Testbed::up().expect("testbed");
@@ -250,7 +285,10 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     let _intercept = start_intercept(&bed);
     let log = bed.dir().join("compare.jsonl");
     let log_arg = log.to_str().unwrap().to_owned();
-    let mut tcpcopy = start_tcpcopy(&bed, &["--compare", "--compare-log", &log_arg]);
+    let mut tcpcopy = start_tcpcopy(
+        &bed,
+        &["--compare", "--compare-log", &log_arg, "--metrics", METRICS],
+    );
     // One connection each: 30 answered alike, 10 with another body by the test host.
     let same = curl(&bed, Host::Online, "slow/same", 0..30, true);
     let body = curl(&bed, Host::Online, "slow/body", 0..10, true);
@@ -258,6 +296,22 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     answered.extend(codes(body));
     assert_eq!(answered, vec!["200"; 40], "online answered all");
     let line = wait_decided(&mut tcpcopy, 40);
+    // Prometheus: the same split in the two latency histograms.
+    let metrics = scrape(&bed);
+    let delay_s = DELAY.as_secs_f64();
+    for (name, at_most, all) in [
+        ("tcpcopy_compare_test_latency_seconds", 0, 40),
+        ("tcpcopy_compare_online_latency_seconds", 40, 40),
+    ] {
+        assert_eq!(
+            (
+                cumulative(&metrics, name, delay_s),
+                cumulative(&metrics, name, f64::INFINITY)
+            ),
+            (at_most, all),
+            "{name} at or below {DELAY:?}, in all; {line}: {metrics}"
+        );
+    }
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&line, "not_compared"), 0, "{line}");
     assert_eq!(counter(&last, "same"), 30, "{last}");
