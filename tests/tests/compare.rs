@@ -298,14 +298,14 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     let line = wait_decided(&mut tcpcopy, 40);
     // Prometheus: the same split in the two latency histograms.
     let metrics = scrape(&bed);
-    let delay_s = DELAY.as_secs_f64();
+    let delay_secs = DELAY.as_secs_f64();
     for (name, at_most, all) in [
         ("tcpcopy_compare_test_latency_seconds", 0, 40),
         ("tcpcopy_compare_online_latency_seconds", 40, 40),
     ] {
         assert_eq!(
             (
-                cumulative(&metrics, name, delay_s),
+                cumulative(&metrics, name, delay_secs),
                 cumulative(&metrics, name, f64::INFINITY)
             ),
             (at_most, all),
