@@ -284,9 +284,9 @@ fn a_pcapng_of_two_interfaces_written_by_tshark_replays() {
 /// `--compare` replaying a capture: production's responses are the file's server-to-client
 /// packets, its latencies the file's timestamps. Recorded with online's upstream answering
 /// `/slow/` after 200 ms, replayed at 4 times the speed to a test host whose upstream answers
-/// at once (and `/slow/body/` with another body; `/changed/` with 500): the online latencies of
-/// `/slow/` are above 200 ms (the file's, not the replay's quarter), the test ones below; exactly
-/// the `/slow/body/` and `/changed/` requests differ.
+/// at once (and `/slow/body/` with another body; `/changed/` with 500), twice (`-T 2`): the
+/// online latencies of `/slow/` are above 200 ms (the file's, not the replay's quarter), the test
+/// ones below; exactly the `/slow/body/` and `/changed/` requests differ, in each pass.
 #[test]
 fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_the_file() {
     const DELAY: Duration = Duration::from_millis(200);
@@ -324,15 +324,18 @@ fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_
         &[
             "-a",
             "4",
+            "-T",
+            "2",
             "--compare",
             "--compare-log",
             log.to_str().unwrap(),
         ],
     );
     assert!(ok, "{err}");
-    assert_eq!(counter(&last, "completed"), 30, "{last}");
-    assert_eq!(counter(&last, "same"), 20, "{last}");
-    assert_eq!(counter(&last, "differ"), 10, "{last}");
+    // Two passes: each request compared twice.
+    assert_eq!(counter(&last, "completed"), 60, "{last}");
+    assert_eq!(counter(&last, "same"), 40, "{last}");
+    assert_eq!(counter(&last, "differ"), 20, "{last}");
     assert_eq!(counter(&last, "not_compared"), 0, "{last}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .unwrap()
@@ -359,9 +362,9 @@ fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_
             slow.push((online, test));
         }
     }
-    assert_eq!((statuses, slow.len()), (5, 5), "{lines:?}");
-    // The histograms of the final summary: 15 online latencies above the delay (every /slow/),
-    // no test latency.
+    assert_eq!((statuses, slow.len()), (10, 10), "{lines:?}");
+    // The histograms of the final summary: 30 online latencies above the delay (every /slow/,
+    // twice), no test latency.
     let fin = lines.last().unwrap();
     assert_eq!(fin["final"], true, "{fin}");
     let above = |h: &serde_json::Value| -> u64 {
@@ -372,9 +375,9 @@ fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_
             .map(|c| c.as_u64().unwrap())
             .sum()
     };
-    assert_eq!(fin["online"]["count"], 30, "{fin}");
-    assert_eq!(fin["test"]["count"], 30, "{fin}");
-    assert_eq!(above(&fin["online"]), 15, "{fin}");
+    assert_eq!(fin["online"]["count"], 60, "{fin}");
+    assert_eq!(fin["test"]["count"], 60, "{fin}");
+    assert_eq!(above(&fin["online"]), 30, "{fin}");
     assert_eq!(above(&fin["test"]), 0, "{fin}");
     eprintln!("offline compare: /slow/body/ latencies (online, test) in us: {slow:?}");
 }
