@@ -79,6 +79,9 @@ impl Leaving {
     }
 }
 
+/// The port of the redis servers [`Testbed::start_redis`] starts.
+pub const REDIS_PORT: u16 = 6379;
+
 /// The interface name of every host inside its namespace.
 pub const IFACE: &str = "veth0";
 /// The online host's mirror port (with `Options::mirror`).
@@ -648,6 +651,49 @@ impl Testbed {
             }
         }
         Ok(())
+    }
+
+    /// Starts the `upstream` helper (a testbed binary) on `host`, on 127.0.0.1 behind nginx's
+    /// `/slow/` and `/chunked/` locations: `/slow/` answered after `delay`; `variant` `online`
+    /// answers every URI alike, any other answers URIs with `/body/` with another body (see
+    /// `src/bin/upstream.rs`). Returns it once it listens; dropping it ends it.
+    pub fn start_upstream(
+        &self,
+        host: Host,
+        delay: Duration,
+        variant: &str,
+    ) -> anyhow::Result<Spawned> {
+        let program = binary("upstream")?;
+        let mut cmd = self.cmd(host, program.to_str().context("utf-8 path")?);
+        cmd.arg(format!("127.0.0.1:{}", nginx::UPSTREAM_PORT))
+            .arg(delay.as_millis().to_string())
+            .arg(variant);
+        let mut p = Spawned::start(cmd)?;
+        p.wait_for_line("ready", Duration::from_secs(10))?;
+        Ok(p)
+    }
+
+    /// Starts a redis server on `host` (port [`REDIS_PORT`], on the host's IPv4 address and
+    /// 127.0.0.1, nothing saved to disk, its log on stdout); returns it once it accepts
+    /// connections. Dropping it ends it.
+    pub fn start_redis(&self, host: Host) -> anyhow::Result<Spawned> {
+        let dir = self.dir.join(format!("{}-redis", host.name()));
+        fs::create_dir_all(&dir)?;
+        let mut cmd = self.cmd(host, "redis-server");
+        cmd.args(["--port", &REDIS_PORT.to_string()])
+            .args(["--bind", &host.addr().to_string(), "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--daemonize", "no", "--logfile", ""])
+            .arg("--dir")
+            .arg(&dir);
+        let mut p = Spawned::start(cmd)?;
+        p.wait_for(
+            |l| l.contains("Ready to accept connections"),
+            "redis ready",
+            Duration::from_secs(10),
+        )
+        .with_context(|| format!("starting redis on {}", host.name()))?;
+        Ok(p)
     }
 
     /// The testbed's id, the prefix of its namespaces.

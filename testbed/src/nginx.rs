@@ -2,11 +2,17 @@
 
 use std::{fmt::Write as _, path::Path};
 
+/// The port of the `upstream` helper behind `/slow/` and `/chunked/` (on 127.0.0.1).
+pub const UPSTREAM_PORT: u16 = 8082;
+
 /// The nginx configuration of `host`, everything under `dir` (logs, pid, temp files).
 pub fn config(dir: &Path, host: &str) -> String {
     let d = dir.display();
     // For `--compare` (tests/tests/compare.rs): the test host answers `/changed/` with 500 and
-    // `/body/` with another body; `/build/` carries a header naming the host.
+    // `/body/` with another body; `/build/` carries a header naming the host. `/slow/` and
+    // `/chunked/` are answered by an upstream on each host (`Testbed::start_upstream`): `/slow/`
+    // after the delay that host's upstream was given, `/chunked/` with a body of unknown length
+    // that nginx sends chunked.
     let test = host == "test";
     let changed = if test { 500 } else { 200 };
     let body = if test { "other body" } else { "same" };
@@ -51,6 +57,13 @@ http {{
         location /build/ {{
             add_header X-Build {host};
             return 200 "same $request_uri\n";
+        }}
+        location /slow/ {{
+            proxy_pass http://127.0.0.1:{UPSTREAM_PORT};
+        }}
+        location /chunked/ {{
+            proxy_pass http://127.0.0.1:{UPSTREAM_PORT};
+            proxy_buffering off;
         }}
         # Bulk uploads (benchmarks): the body is read into memory and dropped.
         location /bulk {{

@@ -70,6 +70,21 @@ pub const TOOLS: &[Tool] = &[
         "nghttp2-client",
         "HTTP/2 load, many streams a connection (tests)",
     ),
+    deb(
+        "redis-server",
+        "redis-server",
+        "a non-HTTP online and test service (compare tests)",
+    ),
+    deb(
+        "redis-benchmark",
+        "redis-tools",
+        "redis load, plain and pipelined (compare tests)",
+    ),
+    deb(
+        "redis-cli",
+        "redis-tools",
+        "command counts read on the redis servers (compare tests)",
+    ),
     deb("tcpdump", "tcpdump", "pcap recordings (offline tests)"),
     deb("tshark", "tshark", "pcapng recordings (offline tests)"),
     deb("bpftool", "bpftool", "XDP program run times (benchmarks)"),

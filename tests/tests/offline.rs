@@ -24,7 +24,9 @@ fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::Pat
     dump.args(["-i", iface, "-U", "-Z", "root", "-s", "0", "-w"])
         .arg(&file)
         .args(["tcp", "port", "80", "or", "icmp"]);
-    record_by(bed, dump, &file, "listening on", path, n);
+    record_by(bed, dump, &file, "listening on", || {
+        assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
+    });
     file
 }
 
@@ -68,16 +70,15 @@ fn until_recorded(bed: &Testbed, file: &std::path::Path) {
 }
 
 /// Runs the capture command `dump` (writing `file`, capturing ICMP besides port 80) until it
-/// prints `ready` on stderr and has caught its first packet, sends `n` one-request connections
-/// to `/{path}/i` on online, waits until their last segments are in the file, and stops it with
+/// prints `ready` on stderr and has caught its first packet, runs `traffic` (requests from the
+/// client to online), waits until their last segments are in the file, and stops it with
 /// SIGINT.
 fn record_by(
     bed: &Testbed,
     mut dump: Command,
     file: &std::path::Path,
     ready: &str,
-    path: &str,
-    n: usize,
+    traffic: impl FnOnce(),
 ) {
     let mut dump = dump
         .stdout(Stdio::null())
@@ -95,7 +96,7 @@ fn record_by(
     }
     // It says so a little before the first packet is caught.
     until_recorded(bed, file);
-    assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
+    traffic();
     wait_closed(bed, Host::Online, 80);
     until_recorded(bed, file);
     Command::new("kill")
@@ -258,7 +259,9 @@ fn a_pcapng_of_two_interfaces_written_by_tshark_replays() {
     let mut dump = bed.cmd(Host::Online, "tshark");
     dump.args(["-i", "lo", "-i", IFACE, "-f", "tcp port 80 or icmp", "-w"])
         .arg(&file);
-    record_by(&bed, dump, &file, "Capturing on", "ng", 30);
+    record_by(&bed, dump, &file, "Capturing on", || {
+        assert_eq!(curl_each(&bed, Host::Online, "ng", 30), vec!["200"; 30]);
+    });
     let head = std::fs::read(&file).unwrap();
     assert_eq!(&head[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "a pcapng file");
     let mut reader = tcpcopy_capfile::CaptureFile::open(&file).unwrap();
@@ -276,4 +279,105 @@ fn a_pcapng_of_two_interfaces_written_by_tshark_replays() {
     assert!(ok, "{err}");
     assert_eq!(counter(&last, "completed"), 30, "{last}");
     assert_eq!(logged(&bed, Host::Test, "ng").len(), 30);
+}
+
+/// `--compare` replaying a capture: production's responses are the file's server-to-client
+/// packets, its latencies the file's timestamps. Recorded with online's upstream answering
+/// `/slow/` after 200 ms, replayed at 4 times the speed to a test host whose upstream answers
+/// at once (and `/slow/body/` with another body; `/changed/` with 500), twice (`-T 2`): the
+/// online latencies of `/slow/` are above 200 ms (the file's, not the replay's quarter), the test
+/// ones below; exactly the `/slow/body/` and `/changed/` requests differ, in each pass.
+#[test]
+fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_the_file() {
+    const DELAY: Duration = Duration::from_millis(200);
+    let bed = Testbed::up().expect("testbed");
+    let _online_up = bed
+        .start_upstream(Host::Online, DELAY, "online")
+        .expect("online's slow upstream");
+    let _test_up = bed
+        .start_upstream(Host::Test, Duration::ZERO, "test")
+        .expect("test's upstream");
+    let _intercept = start_intercept(&bed);
+    let file = bed.dir().join("cmp.pcap");
+    let mut dump = bed.cmd(Host::Online, "tcpdump");
+    dump.args(["-i", IFACE, "-U", "-Z", "root", "-s", "0", "-w"])
+        .arg(&file)
+        .args(["tcp", "port", "80", "or", "icmp"]);
+    record_by(&bed, dump, &file, "listening on", || {
+        for (path, n) in [
+            ("slow/same", 10),
+            ("slow/body", 5),
+            ("changed", 5),
+            ("same", 10),
+        ] {
+            assert_eq!(
+                curl_each(&bed, Host::Online, path, n),
+                vec!["200"; n],
+                "{path}"
+            );
+        }
+    });
+    let log = bed.dir().join("cmp.jsonl");
+    let (ok, last, err) = replay(
+        &bed,
+        &file,
+        &[
+            "-a",
+            "4",
+            "-T",
+            "2",
+            "--compare",
+            "--compare-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    // Two passes: each request compared twice.
+    assert_eq!(counter(&last, "completed"), 60, "{last}");
+    assert_eq!(counter(&last, "same"), 40, "{last}");
+    assert_eq!(counter(&last, "differ"), 20, "{last}");
+    assert_eq!(counter(&last, "not_compared"), 0, "{last}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let delay_us = u64::try_from(DELAY.as_micros()).unwrap();
+    let mut statuses = 0;
+    let mut slow = Vec::new();
+    for d in lines.iter().filter(|l| l["kind"] == "differ") {
+        let request = d["request"].as_str().unwrap();
+        let (online, test) = (
+            d["online"]["latency_us"].as_u64().unwrap(),
+            d["test"]["latency_us"].as_u64().unwrap(),
+        );
+        if request.starts_with("GET /changed/") {
+            assert_eq!(d["difference"]["what"], "status", "{d}");
+            assert_eq!(d["test"]["status"], 500, "{d}");
+            statuses += 1;
+        } else {
+            assert!(request.starts_with("GET /slow/body/"), "{d}");
+            assert_eq!(d["difference"]["what"], "body_length", "{d}");
+            assert!(online > delay_us && test < delay_us, "{d}");
+            slow.push((online, test));
+        }
+    }
+    assert_eq!((statuses, slow.len()), (10, 10), "{lines:?}");
+    // The histograms of the final summary: 30 online latencies above the delay (every /slow/,
+    // twice), no test latency.
+    let fin = lines.last().unwrap();
+    assert_eq!(fin["final"], true, "{fin}");
+    let above = |h: &serde_json::Value| -> u64 {
+        let bounds = tcpcopy_compare::log::LATENCY_BOUNDS_US;
+        let at = bounds.iter().position(|b| *b == delay_us).unwrap();
+        h["counts"].as_array().unwrap()[at + 1..]
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(fin["online"]["count"], 60, "{fin}");
+    assert_eq!(fin["test"]["count"], 60, "{fin}");
+    assert_eq!(above(&fin["online"]), 30, "{fin}");
+    assert_eq!(above(&fin["test"]), 0, "{fin}");
+    eprintln!("offline compare: /slow/body/ latencies (online, test) in us: {slow:?}");
 }

@@ -249,7 +249,8 @@ pub struct Cli {
 
     /// Compare every replayed response with production's (status, headers, body digest for
     /// HTTP/1.x; bytes otherwise) and both latencies. Captures the service's responses with a tc
-    /// egress program and asks intercept (protocol version 7) for the test server's payloads.
+    /// egress program (from a capture file: its server-to-client packets, with its timestamps)
+    /// and asks intercept (protocol version 7) for the test server's payloads.
     #[arg(long)]
     pub compare: bool,
 

@@ -3,7 +3,9 @@
 //!
 //! - the online side: the captured requests and production's responses (the tc egress program
 //!   puts them into the same worker's ring, by the connection's hash), with the kernel's
-//!   timestamps (`FrameHeader::ts_ns`, brought onto the engine's clock);
+//!   timestamps (`FrameHeader::ts_ns`, brought onto the engine's clock); replaying a capture
+//!   file, its client-to-server packets and its server-to-client ones (production's responses,
+//!   recorded with the requests), with the file's timestamps instead of the kernel's;
 //! - the test side: the requests as replayed (each packet as the engine writes it, at the time it
 //!   goes out) and the test server's responses with their payloads from intercept (protocol
 //!   version 7, capability 4).
@@ -156,6 +158,12 @@ impl Comparer {
         }
     }
 
+    /// Takes the next timestamp as the new origin of production's clock (a capture file's next
+    /// pass starts at its first timestamp again).
+    pub fn rebase(&mut self) {
+        self.offset_us = None;
+    }
+
     /// A kernel timestamp on the engine's clock (`now` where there is none: AF_XDP frames).
     fn online_time(&mut self, now: Time, ts_ns: Option<u64>) -> Time {
         let Some(ns) = ts_ns.filter(|n| *n > 0) else {
@@ -176,16 +184,28 @@ impl Comparer {
             engine.handle_captured(now, ip);
             return;
         };
+        self.on_captured_packet(now, ts_ns, &p, engine);
+    }
+
+    /// [`Self::on_captured`] for a packet already parsed (a capture file's, whose server-to-client
+    /// packets are production's responses and whose timestamps stand for the kernel's).
+    pub fn on_captured_packet(
+        &mut self,
+        now: Time,
+        ts_ns: Option<u64>,
+        p: &Packet<'_>,
+        engine: &mut Engine,
+    ) {
         let (src, dst) = (
             SocketAddr::new(p.src, p.tcp.src_port),
             SocketAddr::new(p.dst, p.tcp.dst_port),
         );
         if !engine.is_mapped(dst) && engine.is_mapped(src) {
             let t = self.online_time(now, ts_ns);
-            self.online_response(t, (dst, src), &p);
+            self.online_response(t, (dst, src), p);
             return;
         }
-        engine.handle_captured_packet(now, &p);
+        engine.handle_captured_packet(now, p);
         let Some(replayed) = engine.replay_of(src, dst) else {
             return;
         };

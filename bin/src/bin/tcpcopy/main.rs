@@ -367,7 +367,7 @@ fn serve_outputs(
 }
 
 /// `-i FILE` / `--pcap FILE`: replays the file's sessions in one worker; no XDP program is
-/// loaded.
+/// loaded. With `--compare`, the file's server-to-client packets are production's responses.
 fn run_offline(
     cli: &cli::Cli,
     config: tcpcopy_engine::Config,
@@ -377,11 +377,6 @@ fn run_offline(
     path: &std::path::Path,
     outputs: Outputs,
 ) -> anyhow::Result<()> {
-    if cli.compare {
-        bail!(
-            "--compare with a capture file: not yet (it compares live replays: production's responses are caught as they leave)"
-        );
-    }
     let play = offline::Playback {
         speed: cli.accelerate,
         idle_cap: cli.idle_cap.map(std::time::Duration::from_millis),
@@ -394,7 +389,8 @@ fn run_offline(
         send: cli.send,
         control: control.clone(),
         records: outputs.records.clone(),
-        compare: None,
+        // --compare: production's responses are the file's server-to-client packets.
+        compare: outputs.compare.clone(),
         source: Box::new(move || Ok(replay::Source::Offline(file))),
     }])?;
     tcpcopy_host::logfmt::emit(
@@ -407,8 +403,16 @@ fn run_offline(
             started.first().map_or("raw", |s| s.send)
         ),
     );
+    let compare_log = outputs.compare.as_ref().and_then(|c| c.log.clone());
     serve_outputs(outputs, &mut pool, None)?;
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    pool.until_done(interval, |p| report::line(None, p))
+    pool.until_done(interval, |p| {
+        let line = report::line(None, p);
+        if let Some(log) = &compare_log {
+            let (total, _) = report::total(&p.slots.all());
+            log.summary(&total.compare.unwrap_or_default(), p.is_joined());
+        }
+        line
+    })
 }

@@ -312,9 +312,7 @@ pub async fn run(
                 Source::Offline(file) => match file.due(Instant::now()) {
                     Some(due) => {
                         tokio::time::sleep_until(due).await;
-                        Ok(file.feed(Instant::now(), |p| {
-                            engine.handle_captured_packet(now(start), p);
-                        }))
+                        Ok(feed_offline(file, engine, compare, start))
                     }
                     None => std::future::pending().await,
                 },
@@ -367,6 +365,9 @@ pub async fn run(
                 if !file.next_pass()? {
                     break;
                 }
+                if let Some(c) = &mut st.compare {
+                    c.rebase();
+                }
             }
         }
     }
@@ -379,6 +380,24 @@ pub async fn run(
         Source::Offline(file) => offline_outcome(file, st.engine.stats()),
         Source::Live(_) => Ok(()),
     }
+}
+
+/// Hands the capture file's packets that are due to the engine, or with `--compare` to the
+/// comparer (which keeps production's responses, the file's server-to-client packets, with the
+/// file's timestamps standing for the kernel's, and hands the requests on); how many.
+fn feed_offline(
+    file: &mut Offline,
+    engine: &mut Engine,
+    compare: &mut Option<Comparer>,
+    start: Instant,
+) -> usize {
+    file.feed(Instant::now(), |ts, p| match compare {
+        Some(c) => {
+            let ns = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
+            c.on_captured_packet(now(start), Some(ns), p, engine);
+        }
+        None => engine.handle_captured_packet(now(start), p),
+    })
 }
 
 /// Records the ring may hand over in one turn of the loop besides the branch that woke it.

@@ -123,9 +123,9 @@ impl Offline {
         Some(wall0 + offset.div_f64(self.play.speed.max(0.001)))
     }
 
-    /// Hands every selected packet due by `now` to `f`, as the view its one parse gave;
-    /// returns how many.
-    pub fn feed(&mut self, now: Instant, mut f: impl FnMut(&WirePacket<'_>)) -> usize {
+    /// Hands every selected packet due by `now` to `f`, with its capture timestamp (since the
+    /// Unix epoch), as the view its one parse gave; returns how many.
+    pub fn feed(&mut self, now: Instant, mut f: impl FnMut(Duration, &WirePacket<'_>)) -> usize {
         let mut n = 0;
         while let Some(due) = self.due(now) {
             if due > now {
@@ -133,7 +133,7 @@ impl Offline {
             }
             let (p, parsed) = self.next.take().expect("due() saw a packet");
             let view = parsed.view(&p.ip).expect("the bytes it was parsed from");
-            f(&view);
+            f(p.timestamp, &view);
             self.packets += 1;
             n += 1;
         }
