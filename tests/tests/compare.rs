@@ -264,15 +264,19 @@ fn cumulative(metrics: &str, name: &str, le: f64) -> u64 {
         .sum()
 }
 
-/// The delay of the test host's slow upstream behind `/slow/`: below the engine's
-/// `response_wait` (500 ms), after which the replay closes a connection whose answer is still
-/// short, and the comparison counts that answer `incomplete` (seen with 500 ms: 23 of 40).
-const DELAY: Duration = Duration::from_millis(200);
+/// The delay of the test host's slow upstream behind `/slow/`: above the replay's response wait
+/// without `--compare` (500 ms; past it a held answer was cut off and counted `incomplete`, 23 of
+/// 40 with a 500 ms delay), within the 10 s `--compare` waits by default. A bucket bound of the
+/// latency histograms.
+const DELAY: Duration = Duration::from_secs(1);
+/// Requests on `/slow/same/` and on `/slow/body/`, one connection each.
+const SLOW_SAME: usize = 30;
+const SLOW_BODY: usize = 10;
 
-/// `/slow/` is answered at once by online's upstream and after 200 ms by the test host's (nginx
+/// `/slow/` is answered at once by online's upstream and after 1 s by the test host's (nginx
 /// proxying to them): every test latency is above the delay, every online one below, in the
-/// summary's histograms (all 40 requests), in the Prometheus histograms (`--metrics`) and in the
-/// `differ` lines of the 10 whose body differs.
+/// summary's histograms (all requests), in the Prometheus histograms (`--metrics`) and in the
+/// `differ` lines of those whose body differs.
 #[test]
 fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     let bed = Testbed::up().expect("testbed");
@@ -289,19 +293,21 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
         &bed,
         &["--compare", "--compare-log", &log_arg, "--metrics", METRICS],
     );
-    // One connection each: 30 answered alike, 10 with another body by the test host.
-    let same = curl(&bed, Host::Online, "slow/same", 0..30, true);
-    let body = curl(&bed, Host::Online, "slow/body", 0..10, true);
+    // One connection each: answered alike, and with another body by the test host.
+    let all = (SLOW_SAME + SLOW_BODY) as u64;
+    let same = curl(&bed, Host::Online, "slow/same", 0..SLOW_SAME, true);
+    let body = curl(&bed, Host::Online, "slow/body", 0..SLOW_BODY, true);
     let mut answered = codes(same);
     answered.extend(codes(body));
-    assert_eq!(answered, vec!["200"; 40], "online answered all");
-    let line = wait_decided(&mut tcpcopy, 40);
+    assert_eq!(answered.len() as u64, all);
+    assert!(answered.iter().all(|c| c == "200"), "online answered all");
+    let line = wait_decided(&mut tcpcopy, all);
     // Prometheus: the same split in the two latency histograms.
     let metrics = scrape(&bed);
     let delay_secs = DELAY.as_secs_f64();
     for (name, at_most, all) in [
-        ("tcpcopy_compare_test_latency_seconds", 0, 40),
-        ("tcpcopy_compare_online_latency_seconds", 40, 40),
+        ("tcpcopy_compare_test_latency_seconds", 0, all),
+        ("tcpcopy_compare_online_latency_seconds", all, all),
     ] {
         assert_eq!(
             (
@@ -314,25 +320,25 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     }
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&line, "not_compared"), 0, "{line}");
-    assert_eq!(counter(&last, "same"), 30, "{last}");
-    assert_eq!(counter(&last, "differ"), 10, "{last}");
+    assert_eq!(counter(&last, "same"), SLOW_SAME as u64, "{last}");
+    assert_eq!(counter(&last, "differ"), SLOW_BODY as u64, "{last}");
     let delay_us = u64::try_from(DELAY.as_micros()).unwrap();
     let fin = final_summary(&log);
     assert_eq!(
         split_at(&fin["test"], delay_us),
-        (0, 40),
+        (0, all),
         "every test latency above {DELAY:?}: {fin}"
     );
     assert_eq!(
         split_at(&fin["online"], delay_us),
-        (40, 0),
+        (all, 0),
         "every online latency at most {DELAY:?}: {fin}"
     );
     let differ = of_kind(&log_lines(&log), "differ")
         .into_iter()
         .cloned()
         .collect::<Vec<_>>();
-    assert_eq!(differ.len(), 10);
+    assert_eq!(differ.len() as u64, SLOW_BODY as u64);
     let mut test_us = Vec::new();
     let mut online_us = Vec::new();
     for d in &differ {

@@ -12,6 +12,10 @@ use tcpcopy_proto::DEFAULT_PORT;
 
 use crate::send::SendMode;
 
+/// `--response-wait` with `--compare`: a test server's answer may take this long and still be
+/// compared (and timed).
+pub const COMPARE_RESPONSE_WAIT: Duration = Duration::from_secs(10);
+
 /// `--hook`: where the capture program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
@@ -144,6 +148,13 @@ pub struct Cli {
     /// for this long from the session's start (or its rebuild); 0 tries once.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub restart_window: f64,
+
+    /// How long a request is held for the test server's answer to the one before (once that one
+    /// is acknowledged and the answer is still short of production's), and how long a closing
+    /// connection waits for the rest of an answer. Default 0.5 s, 10 s with --compare (an
+    /// answer cut off by it is counted not compared, `incomplete`).
+    #[arg(long, value_name = "SECS")]
+    pub response_wait: Option<f64>,
 
     /// A file holding the shared secret the intercepts ask for (their --secret-file): proven by
     /// challenge-response over protocol version 7, never sent.
@@ -336,8 +347,8 @@ pub enum CliError {
         "nothing to replay: give -x [onlineIP:]onlinePort-targetIP:targetPort or --target IP:PORT"
     )]
     NoMapping,
-    #[error("--stats-interval {0}: must be a number of seconds >= 0")]
-    BadInterval(f64),
+    #[error("--{0} {1}: must be a number of seconds {2}")]
+    BadInterval(&'static str, f64, &'static str),
     #[error("-s {0:?}: expected ip[:port][,...]")]
     BadIntercept(String),
     #[error(transparent)]
@@ -429,7 +440,11 @@ impl Cli {
     /// The stats interval, `None` for "only at exit".
     pub fn stats_interval(&self) -> Result<Option<Duration>, CliError> {
         if !self.stats_interval.is_finite() || self.stats_interval < 0.0 {
-            return Err(CliError::BadInterval(self.stats_interval));
+            return Err(CliError::BadInterval(
+                "stats-interval",
+                self.stats_interval,
+                ">= 0",
+            ));
         }
         Ok((self.stats_interval > 0.0).then(|| Duration::from_secs_f64(self.stats_interval)))
     }
@@ -452,9 +467,21 @@ impl Cli {
         cfg.mtu = self.mtu.unwrap_or_else(|| path_mtu(&targets));
         cfg.mss = self.mss;
         if !self.restart_window.is_finite() || self.restart_window < 0.0 {
-            return Err(CliError::BadInterval(self.restart_window));
+            return Err(CliError::BadInterval(
+                "restart-window",
+                self.restart_window,
+                ">= 0",
+            ));
         }
         cfg.restart_window = Duration::from_secs_f64(self.restart_window);
+        match self.response_wait {
+            Some(w) if !w.is_finite() || w <= 0.0 => {
+                return Err(CliError::BadInterval("response-wait", w, "> 0"));
+            }
+            Some(w) => cfg.response_wait = Duration::from_secs_f64(w),
+            None if self.compare => cfg.response_wait = COMPARE_RESPONSE_WAIT,
+            None => {}
+        }
         cfg.only_syn = self.only_syn;
         cfg.no_wait = self.no_wait;
         cfg.session_buffer_limit = self.session_buffer_mib.max(1).saturating_mul(1 << 20);
@@ -643,6 +670,31 @@ mod tests {
         assert!(
             parse(&["-i", "e", "--target", "1.2.3.4:5", "-r", "300"]).is_err(),
             "u8 range"
+        );
+        let cli = parse(&["-i", "e", "--target", "1.2.3.4:5", "--response-wait", "0"]).unwrap();
+        let e = cli.engine_config().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--response-wait 0: must be a number of seconds > 0"
+        );
+    }
+
+    #[test]
+    fn compare_waits_longer_for_answers() {
+        let base = ["-i", "e", "--target", "1.2.3.4:5"];
+        let wait = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&args).unwrap().engine_config().unwrap().response_wait
+        };
+        assert_eq!(wait(&[]), Duration::from_millis(500));
+        assert_eq!(wait(&["--compare"]), COMPARE_RESPONSE_WAIT);
+        assert_eq!(
+            wait(&["--compare", "--response-wait", "2.5"]),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            wait(&["--response-wait", "0.1"]),
+            Duration::from_millis(100)
         );
     }
 }
