@@ -561,6 +561,9 @@ impl Engine {
             self.ended_order.push_back((now, s.key));
         }
         let outcome = s.outcome().unwrap_or(Outcome::Completed);
+        if !s.client_acked() {
+            self.stats.half_open += 1;
+        }
         match outcome {
             Outcome::Completed => self.stats.sessions_completed += 1,
             Outcome::Lost(reason) => self.stats.lost.add(reason),
