@@ -222,6 +222,10 @@ mod syn_sent {
             t(0),
             &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 42, 0, SYN, b""),
         );
+        e.handle_captured(
+            t(0),
+            &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 43, 1, ACK, b""),
+        );
         assert_eq!(
             e.poll_event(),
             Some(Event::Register {
@@ -542,8 +546,10 @@ mod handshake {
     }
 
     /// A SYN the test server does not answer, whose client never completes its handshake
-    /// either: it goes once (the flood sent it once; no retransmission, no retry in the restart
-    /// window), and the handshake timeout ends the session (a loss, as for any unanswered SYN),
+    /// either (in the live replay the session is not registered, so its SYN-ACK stays at
+    /// intercept): the SYN goes once (the flood sent it once; no retransmission, no retry in
+    /// the restart window), and the handshake timeout ends the session with a RST that cleans a
+    /// half-open connection the test server may hold: completed (the client did nothing more),
     /// counted as half-open.
     #[test]
     fn an_unanswered_half_open_syn_goes_once_and_ends_at_the_handshake_timeout() {
@@ -556,7 +562,8 @@ mod handshake {
             now = e.poll_timeout().unwrap();
             e.handle_timeout(now);
         }
-        assert_eq!(sent, [seg(SYN, ISN, 0, b"")]);
+        sent.extend(recv_bounded(&mut e, now));
+        assert_eq!(sent, [seg(SYN, ISN, 0, b""), seg(RST, ISN + 1, 0, b"")]);
         assert_eq!(
             now,
             t(3000),
@@ -564,10 +571,37 @@ mod handshake {
         );
         let st = e.stats();
         assert_eq!(
-            (st.lost.get(LossReason::HandshakeTimeout), st.half_open),
-            (1, 1),
+            (st.sessions_completed, st.lost.total(), st.half_open),
+            (1, 0, 1),
             "{st}"
         );
+    }
+
+    /// The test server's replies are asked for (`Event::Register`) once the client has completed
+    /// its handshake with online, not for its SYN alone: a SYN flood costs intercept no route.
+    #[test]
+    fn a_session_is_registered_once_its_client_acks() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        assert_eq!(recv_bounded(&mut e, t(0)), [seg(SYN, ISN, 0, b"")]);
+        assert_eq!(e.poll_event(), None, "not for the SYN alone");
+        capture(&mut e, t(1), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::Register {
+                client: CLIENT.parse().unwrap(),
+                target: TARGET.parse().unwrap()
+            })
+        );
+        capture(&mut e, t(2), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        assert_eq!(e.poll_event(), None, "once");
+        // A session started mid-stream (faked SYN) is registered at once.
+        let other = "198.51.100.11:6000";
+        e.handle_captured(t(3), &pkt(other, ONLINE, 77, 1, ACK | PSH, b"GET /\n"));
+        assert!(matches!(
+            e.poll_event(),
+            Some(Event::Register { client, .. }) if client == other.parse().unwrap()
+        ));
     }
 
     /// The retransmission the first SYN is owed waits for the client's ACK, and goes with it.

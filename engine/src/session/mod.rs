@@ -229,6 +229,9 @@ pub struct Session {
     pub(crate) lag_at: Option<Time>,
     /// Whether the session sits in the engine's transmit queue.
     pub(crate) queued: bool,
+    /// Whether the engine has asked for the test server's replies to be routed here (it does
+    /// once the client has completed its handshake, see `Engine::after`).
+    pub(crate) registered: bool,
 
     /// When the session started (its record's start).
     pub started: Time,
@@ -311,6 +314,7 @@ impl Session {
             timer_at: None,
             lag_at: None,
             queued: false,
+            registered: false,
             started: now,
             requests: 0,
             delivered: 0,
@@ -754,6 +758,9 @@ impl Session {
                     stats.syn_retries += 1;
                     continue;
                 }
+                // A client that never completed its handshake with online (a flood's) had nothing
+                // more to replay: its SYN went, and the RST that ends it cleans the test server.
+                Timer::Handshake if !self.client_acked => Outcome::Completed,
                 Timer::Handshake => Outcome::Lost(LossReason::HandshakeTimeout),
                 Timer::Restart => {
                     self.timers.stop(Timer::Restart);
