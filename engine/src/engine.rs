@@ -570,8 +570,13 @@ impl Engine {
             && copies.remove(id)
         {
             self.by_capture.remove(&s.key);
-            self.ended.insert(s.key, now);
-            self.ended_order.push_back((now, s.key));
+            // A half-open session's client may yet complete its handshake (online's SYN-ACK
+            // lost twice): its data then starts a session of its own (faked SYN). A flood's
+            // sessions leave no tombstone behind either.
+            if s.client_acked() {
+                self.ended.insert(s.key, now);
+                self.ended_order.push_back((now, s.key));
+            }
         }
         let outcome = s.outcome().unwrap_or(Outcome::Completed);
         if !s.client_acked() {

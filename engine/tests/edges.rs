@@ -577,6 +577,33 @@ mod handshake {
         );
     }
 
+    /// A client that completes its handshake after its half-open session ended (online's SYN-ACK
+    /// lost until then): its data starts a session of its own (faked SYN), not ignored as the
+    /// late packets of an ended replay are.
+    #[test]
+    fn data_after_a_half_open_session_ended_starts_a_new_one() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        let _ = recv_bounded(&mut e, t(0));
+        e.handle_timeout(t(3000));
+        let _ = recv_bounded(&mut e, t(3000));
+        assert_eq!((e.session_count(), e.stats().half_open), (0, 1));
+        capture(&mut e, t(3500), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(e.stats().captured_orphan, 1, "a lone ACK starts nothing");
+        capture(&mut e, t(3501), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        assert_eq!(
+            recv_bounded(&mut e, t(3501)),
+            [seg(SYN, ISN, 0, b"")],
+            "the faked SYN"
+        );
+        reply(&mut e, t(3502), SYN | ACK, IRS, ISN + 1, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(3502)),
+            [seg(ACK | PSH, ISN + 1, IRS + 1, b"GET /\n")]
+        );
+        assert_eq!(e.stats().sessions_faked_syn, 1);
+    }
+
     /// The test server's replies are asked for (`Event::Register`) once the client has completed
     /// its handshake with online, not for its SYN alone: a SYN flood costs intercept no route.
     #[test]
