@@ -4,8 +4,9 @@
 //! Feed inputs as they come: [`Engine::handle_captured`] for each captured client packet,
 //! [`Engine::handle_response`] for each reply header from intercept, [`Engine::handle_timeout`]
 //! when [`Engine::poll_timeout`]'s deadline has passed. After a batch of inputs, drain the outputs:
-//! [`Engine::poll_event`] (registrations must reach intercept before the SYNs they announce
-//! need a reply routed) and [`Engine::poll_transmit`] until it returns `None`. Time is always an
+//! [`Engine::poll_event`] (registrations first: a session's comes before the packets it sends
+//! once its client has completed its handshake with online) and [`Engine::poll_transmit`] until
+//! it returns `None`. Time is always an
 //! argument; the engine never reads a clock and never does I/O, so the same inputs give the same
 //! outputs.
 
@@ -30,7 +31,9 @@ use crate::{
 /// Something the caller must act on besides packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// Tell intercept to route the target's replies to `client` to us (before its SYN is sent).
+    /// Tell intercept to route the target's replies to `client` to us: once the captured client
+    /// has completed its handshake with online (its SYN may have gone before: intercept holds
+    /// replies a second for their registration; a SYN flood's sessions are never registered).
     Register {
         client: SocketAddr,
         target: SocketAddr,
@@ -353,10 +356,8 @@ impl Engine {
                 .entry(key)
                 .and_modify(|c| c.push(id))
                 .or_insert(Copies::One(id));
-            self.events.push_back(Event::Register {
-                client: src,
-                target,
-            });
+            // Registered (`Event::Register`) once its client has completed its handshake with
+            // online (see `after`).
             self.stats.sessions_started += 1;
             if !syn {
                 self.stats.sessions_faked_syn += 1;
@@ -524,6 +525,18 @@ impl Engine {
             self.close(now, id);
             return;
         }
+        if !s.registered && s.client_acked() {
+            // The test server's replies are asked for once the client has completed its
+            // handshake with online: a SYN flood's sessions (whose clients never do) cost
+            // intercept no route and the control channel nothing. Their SYN went at once; its
+            // SYN-ACK, and a real client's that comes before its ACK is captured, waits at
+            // intercept (parked) for the registration.
+            s.registered = true;
+            self.events.push_back(Event::Register {
+                client: s.src,
+                target: s.dst,
+            });
+        }
         if !s.queued && s.wants_to_send(&self.cfg) {
             s.queued = true;
             self.transmit.push_back(id);
@@ -557,10 +570,18 @@ impl Engine {
             && copies.remove(id)
         {
             self.by_capture.remove(&s.key);
-            self.ended.insert(s.key, now);
-            self.ended_order.push_back((now, s.key));
+            // A half-open session's client may yet complete its handshake (online's SYN-ACK
+            // lost twice): its data then starts a session of its own (faked SYN). A flood's
+            // sessions leave no tombstone behind either.
+            if s.client_acked() {
+                self.ended.insert(s.key, now);
+                self.ended_order.push_back((now, s.key));
+            }
         }
         let outcome = s.outcome().unwrap_or(Outcome::Completed);
+        if !s.client_acked() {
+            self.stats.half_open += 1;
+        }
         match outcome {
             Outcome::Completed => self.stats.sessions_completed += 1,
             Outcome::Lost(reason) => self.stats.lost.add(reason),

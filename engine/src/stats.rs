@@ -179,6 +179,10 @@ pub struct Stats {
     pub syn_retries: u64,
     /// Connections to the test server rebuilt after it reset or closed one mid-session.
     pub rebuilds: u64,
+    /// Sessions that ended without their client ever completing its handshake with online (a
+    /// SYN flood's, a scan's): replayed as half-open connections, ended by the idle timeout
+    /// (`-k`) with a RST to the test server, or by the handshake timeout.
+    pub half_open: u64,
     /// Requests replayed: a session's first data, and every request boundary passed with data
     /// after it.
     pub requests: u64,
@@ -222,6 +226,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.closed_short += o.closed_short;
         self.syn_retries += o.syn_retries;
         self.rebuilds += o.rebuilds;
+        self.half_open += o.half_open;
         self.requests += o.requests;
         self.payload_bytes_delivered += o.payload_bytes_delivered;
         self.response_time += &o.response_time;
@@ -232,7 +237,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} closed_short={} syn_retries={} rebuilds={}",
+            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} closed_short={} syn_retries={} rebuilds={} half_open={}",
             self.captured,
             self.captured_malformed,
             self.captured_unmapped,
@@ -251,7 +256,8 @@ impl fmt::Display for Stats {
             self.paced_by_timeout,
             self.closed_short,
             self.syn_retries,
-            self.rebuilds
+            self.rebuilds,
+            self.half_open
         )?;
         for reason in LossReason::ALL {
             let n = self.lost.get(reason);

@@ -132,13 +132,15 @@ fn expect(e: &mut Engine, now: Time, expected: &[Seg]) {
     assert_eq!(recv(e, now), expected, "at {now:?}; {}", e.stats());
 }
 
-/// Opens a session: captured SYN and the test server's SYN-ACK; returns the test server's ISN.
+/// Opens a session: captured SYN, the client's ACK of online's SYN-ACK (the handshake done at
+/// online) and the test server's SYN-ACK, acknowledged at once; returns the test server's ISN.
 fn open(e: &mut Engine, client: &str, now: Time) -> u32 {
     e.handle_captured(now, &pkt(client, ONLINE, ISN, 0, SYN, b""));
     let out = drain(e, now);
     let syn = parse(&out[0], Payload::Whole).unwrap();
     assert!(syn.tcp.flags.syn());
     let src = SocketAddr::new(syn.src, syn.tcp.src_port).to_string();
+    e.handle_captured(now, &pkt(client, ONLINE, ISN + 1, ONLINE_ACK, ACK, b""));
     e.handle_response(now, &pkt(TARGET, &src, IRS, ISN + 1, SYN | ACK, b""));
     let out = drain(e, now);
     assert!(
@@ -220,6 +222,10 @@ mod syn_sent {
             t(0),
             &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 42, 0, SYN, b""),
         );
+        e.handle_captured(
+            t(0),
+            &pkt("[2001:db8::10]:5000", "[2001:db8::20]:80", 43, 1, ACK, b""),
+        );
         assert_eq!(
             e.poll_event(),
             Some(Event::Register {
@@ -254,6 +260,8 @@ mod syn_sent {
         cfg.restart_window = Duration::ZERO;
         let mut e = engine(cfg);
         e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        // The client completed its handshake with online (else the SYN would not go again).
+        capture(&mut e, t(0), ACK, 1001, ONLINE_ACK, b"");
         let mut now = t(0);
         let mut syns = 0;
         while e.session_count() > 0 {
@@ -270,6 +278,7 @@ mod syn_sent {
     fn the_syn_is_retransmitted_after_one_second() {
         let mut e = engine(config(MAP));
         capture(&mut e, t(0), SYN, ISN, 0, b"");
+        capture(&mut e, t(0), ACK, ISN + 1, ONLINE_ACK, b"");
         assert_eq!(recv(&mut e, t(0)).len(), 1);
         e.handle_timeout(t(999));
         expect(&mut e, t(999), &[]);
@@ -285,6 +294,8 @@ mod syn_sent {
         let mut e = engine(config(MAP));
         e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
         drain(&mut e, t(0));
+        // The client completed its handshake with online.
+        capture(&mut e, t(0), ACK, 1001, ONLINE_ACK, b"");
         // The test server still holds an older connection on this 4-tuple: it answers with an ACK.
         e.handle_response(t(1), &pkt(TARGET, CLIENT, 5555, 777_777, ACK, b""));
         let out = drain(&mut e, t(1));
@@ -315,6 +326,7 @@ mod syn_sent {
     fn unanswered_syns_go_on_for_the_restart_window() {
         let mut e = engine(config(MAP));
         e.handle_captured(t(0), &pkt(CLIENT, ONLINE, 1000, 0, SYN, b""));
+        capture(&mut e, t(0), ACK, 1001, ONLINE_ACK, b"");
         let mut now = t(0);
         while e.session_count() > 0 {
             drain(&mut e, now);
@@ -394,6 +406,282 @@ mod syn_sent {
             e.stats()
         );
         assert_eq!(e.memory(), 0);
+    }
+}
+
+/// The handshake's ACK: the test server's SYN-ACK is acknowledged only once the captured client
+/// has acknowledged online's (its pure ACK, or data or a FIN when that ACK was not captured). A
+/// client that never does (a SYN flood's) leaves a half-open connection at the test server, as
+/// at online, which the idle timeout ends with a RST.
+mod handshake {
+    use super::*;
+
+    /// Everything the engine sends at `now`, asserting that `poll_transmit` stops by itself
+    /// (a few calls, never a loop).
+    fn recv_bounded(e: &mut Engine, now: Time) -> Vec<Seg> {
+        let mut buf = vec![0; 2048];
+        let mut out = Vec::new();
+        for _ in 0..16 {
+            let Some(tx) = e.poll_transmit(now, &mut buf) else {
+                return out;
+            };
+            let p = parse(&buf[..tx.size], Payload::Whole).unwrap();
+            out.push(seg(
+                p.tcp.flags.0,
+                p.tcp.seq.raw(),
+                p.tcp.ack.raw(),
+                p.tcp.payload,
+            ));
+        }
+        panic!("poll_transmit still writing after 16 packets: {out:?}");
+    }
+
+    /// Captured SYN, our SYN out, the test server's SYN-ACK in (before the client's ACK).
+    fn syn_acked_by_the_test_server(e: &mut Engine) {
+        capture(e, t(0), SYN, ISN, 0, b"");
+        assert_eq!(recv_bounded(e, t(0)), [seg(SYN, ISN, 0, b"")]);
+        reply(e, t(1), SYN | ACK, IRS, ISN + 1, b"");
+    }
+
+    #[test]
+    fn the_syn_ack_waits_for_the_clients_ack() {
+        let mut e = engine(config(MAP));
+        syn_acked_by_the_test_server(&mut e);
+        assert_eq!(recv_bounded(&mut e, t(1)), [], "not acknowledged yet");
+        // The test server's retransmitted SYN-ACK is not acknowledged either.
+        reply(&mut e, t(1001), SYN | ACK, IRS, ISN + 1, b"");
+        assert_eq!(recv_bounded(&mut e, t(1001)), []);
+        e.handle_timeout(t(1500));
+        assert_eq!(recv_bounded(&mut e, t(1500)), []);
+        // The client acknowledges online's SYN-ACK: the handshake's ACK goes, once.
+        capture(&mut e, t(1600), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(1600)),
+            [seg(ACK, ISN + 1, IRS + 1, b"")]
+        );
+        capture(&mut e, t(1601), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(1601)),
+            [],
+            "a later pure ACK adds nothing"
+        );
+        // The session goes on as any other: its request, and the close.
+        capture(&mut e, t(1602), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        expect(
+            &mut e,
+            t(1602),
+            &[seg(ACK | PSH, ISN + 1, IRS + 1, b"GET /\n")],
+        );
+        assert_eq!(e.stats().half_open, 0);
+    }
+
+    #[test]
+    fn a_client_ack_captured_first_lets_the_syn_ack_be_acknowledged_at_once() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        capture(&mut e, t(0), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(recv_bounded(&mut e, t(0)), [seg(SYN, ISN, 0, b"")]);
+        reply(&mut e, t(1), SYN | ACK, IRS, ISN + 1, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(1)),
+            [seg(ACK, ISN + 1, IRS + 1, b"")]
+        );
+    }
+
+    /// The client's pure ACK was not captured (or copied): its first data, or its FIN, completes
+    /// the handshake, the data or FIN segment carrying the acknowledgement.
+    #[test]
+    fn data_or_a_fin_before_any_ack_completes_the_handshake() {
+        let mut e = engine(config(MAP));
+        syn_acked_by_the_test_server(&mut e);
+        assert_eq!(recv_bounded(&mut e, t(1)), []);
+        capture(&mut e, t(2), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        assert_eq!(
+            recv_bounded(&mut e, t(2)),
+            [seg(ACK | PSH, ISN + 1, IRS + 1, b"GET /\n")]
+        );
+
+        let mut e = engine(config(MAP));
+        syn_acked_by_the_test_server(&mut e);
+        assert_eq!(recv_bounded(&mut e, t(1)), []);
+        capture(&mut e, t(2), ACK | FIN, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(2)),
+            [seg(ACK | FIN, ISN + 1, IRS + 1, b"")]
+        );
+        assert_eq!(e.stats().half_open, 0);
+    }
+
+    /// A client that never completes its handshake: the session ends at `-k` counted from its
+    /// SYN (the test server's SYN-ACK retransmissions do not keep it alive), completed (it
+    /// replayed all the client did) and counted as half-open, and the test server's half-open
+    /// connection is reset; nothing but the SYN and that RST ever went out.
+    #[test]
+    fn a_handshake_the_client_never_completes_ends_at_the_idle_timeout_with_a_reset() {
+        let mut cfg = config(MAP);
+        cfg.keepalive_timeout = Some(Duration::from_secs(5));
+        let mut e = engine(cfg);
+        syn_acked_by_the_test_server(&mut e);
+        let mut sent = recv_bounded(&mut e, t(1));
+        for at in [1001, 3001] {
+            reply(&mut e, t(at), SYN | ACK, IRS, ISN + 1, b"");
+            sent.extend(recv_bounded(&mut e, t(at)));
+        }
+        let mut now = t(3001);
+        while e.session_count() > 0 {
+            now = e.poll_timeout().expect("a timer while the session lives");
+            assert!(now <= t(5000), "ends at -k after the SYN: {now:?}");
+            e.handle_timeout(now);
+            sent.extend(recv_bounded(&mut e, now));
+        }
+        assert_eq!(now, t(5000));
+        assert_eq!(sent, [seg(RST | ACK, ISN + 1, IRS + 1, b"")]);
+        let st = e.stats();
+        assert_eq!(
+            (st.sessions_completed, st.lost.total(), st.half_open),
+            (1, 0, 1),
+            "{st}"
+        );
+        assert!(st.to_string().contains(" half_open=1"), "{st}");
+    }
+
+    /// A SYN the test server does not answer, whose client never completes its handshake
+    /// either (in the live replay the session is not registered, so its SYN-ACK stays at
+    /// intercept): the SYN goes once (the flood sent it once; no retransmission, no retry in
+    /// the restart window), and the handshake timeout ends the session with a RST that cleans a
+    /// half-open connection the test server may hold: completed (the client did nothing more),
+    /// counted as half-open.
+    #[test]
+    fn an_unanswered_half_open_syn_goes_once_and_ends_at_the_handshake_timeout() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        let mut now = t(0);
+        let mut sent = Vec::new();
+        while e.session_count() > 0 {
+            sent.extend(recv_bounded(&mut e, now));
+            now = e.poll_timeout().unwrap();
+            e.handle_timeout(now);
+        }
+        sent.extend(recv_bounded(&mut e, now));
+        assert_eq!(sent, [seg(SYN, ISN, 0, b""), seg(RST, ISN + 1, 0, b"")]);
+        assert_eq!(
+            now,
+            t(3000),
+            "the handshake timeout, not the 30 s restart window"
+        );
+        let st = e.stats();
+        assert_eq!(
+            (st.sessions_completed, st.lost.total(), st.half_open),
+            (1, 0, 1),
+            "{st}"
+        );
+    }
+
+    /// A client that completes its handshake after its half-open session ended (online's SYN-ACK
+    /// lost until then): its data starts a session of its own (faked SYN), not ignored as the
+    /// late packets of an ended replay are.
+    #[test]
+    fn data_after_a_half_open_session_ended_starts_a_new_one() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        let _ = recv_bounded(&mut e, t(0));
+        e.handle_timeout(t(3000));
+        let _ = recv_bounded(&mut e, t(3000));
+        assert_eq!((e.session_count(), e.stats().half_open), (0, 1));
+        capture(&mut e, t(3500), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(e.stats().captured_orphan, 1, "a lone ACK starts nothing");
+        capture(&mut e, t(3501), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        assert_eq!(
+            recv_bounded(&mut e, t(3501)),
+            [seg(SYN, ISN, 0, b"")],
+            "the faked SYN"
+        );
+        reply(&mut e, t(3502), SYN | ACK, IRS, ISN + 1, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(3502)),
+            [seg(ACK | PSH, ISN + 1, IRS + 1, b"GET /\n")]
+        );
+        assert_eq!(e.stats().sessions_faked_syn, 1);
+    }
+
+    /// The test server's replies are asked for (`Event::Register`) once the client has completed
+    /// its handshake with online, not for its SYN alone: a SYN flood costs intercept no route.
+    #[test]
+    fn a_session_is_registered_once_its_client_acks() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        assert_eq!(recv_bounded(&mut e, t(0)), [seg(SYN, ISN, 0, b"")]);
+        assert_eq!(e.poll_event(), None, "not for the SYN alone");
+        capture(&mut e, t(1), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::Register {
+                client: CLIENT.parse().unwrap(),
+                target: TARGET.parse().unwrap()
+            })
+        );
+        capture(&mut e, t(2), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /\n");
+        assert_eq!(e.poll_event(), None, "once");
+        // A session started mid-stream (faked SYN) is registered at once.
+        let other = "198.51.100.11:6000";
+        e.handle_captured(t(3), &pkt(other, ONLINE, 77, 1, ACK | PSH, b"GET /\n"));
+        assert!(matches!(
+            e.poll_event(),
+            Some(Event::Register { client, .. }) if client == other.parse().unwrap()
+        ));
+    }
+
+    /// The retransmission the first SYN is owed waits for the client's ACK, and goes with it.
+    #[test]
+    fn a_syn_retransmission_waits_for_the_clients_ack() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        assert_eq!(recv_bounded(&mut e, t(0)), [seg(SYN, ISN, 0, b"")]);
+        e.handle_timeout(t(1000));
+        assert_eq!(recv_bounded(&mut e, t(1000)), [], "not without the client");
+        capture(&mut e, t(1500), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(recv_bounded(&mut e, t(1500)), [seg(SYN, ISN, 0, b"")]);
+        assert_eq!(e.stats().retransmits, 1);
+        reply(&mut e, t(1501), SYN | ACK, IRS, ISN + 1, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(1501)),
+            [seg(ACK, ISN + 1, IRS + 1, b"")]
+        );
+    }
+
+    /// The test server refuses the SYN (it is restarting) before the client's ACK is captured:
+    /// the retry waits for that ACK, then goes on within the restart window as for any client.
+    #[test]
+    fn a_refusal_before_the_clients_ack_is_retried_once_it_comes() {
+        let mut e = engine(config(MAP));
+        capture(&mut e, t(0), SYN, ISN, 0, b"");
+        assert_eq!(recv_bounded(&mut e, t(0)), [seg(SYN, ISN, 0, b"")]);
+        reply(&mut e, t(1), RST | ACK, 0, ISN + 1, b"");
+        e.handle_timeout(t(101));
+        assert_eq!(recv_bounded(&mut e, t(101)), []);
+        capture(&mut e, t(102), ACK, ISN + 1, ONLINE_ACK, b"");
+        assert_eq!(recv_bounded(&mut e, t(102)), [seg(SYN, ISN, 0, b"")]);
+        // Refused again after the handshake timeout: within the restart window now.
+        reply(&mut e, t(4000), RST | ACK, 0, ISN + 1, b"");
+        assert_eq!(e.session_count(), 1);
+        assert_eq!(e.stats().lost.total(), 0);
+        assert_eq!(e.stats().syn_retries, 2);
+    }
+
+    /// A spoofed client's host answers online's SYN-ACK with a RST: the replay resets the test
+    /// server's half-open connection at once.
+    #[test]
+    fn a_client_reset_instead_of_an_ack_resets_the_half_open_connection() {
+        let mut e = engine(config(MAP));
+        syn_acked_by_the_test_server(&mut e);
+        assert_eq!(recv_bounded(&mut e, t(1)), []);
+        capture(&mut e, t(2), RST, ISN + 1, 0, b"");
+        assert_eq!(
+            recv_bounded(&mut e, t(2)),
+            [seg(RST | ACK, ISN + 1, IRS + 1, b"")]
+        );
+        assert_eq!(e.session_count(), 0);
+        assert_eq!(e.stats().half_open, 1);
     }
 }
 

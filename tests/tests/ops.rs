@@ -111,6 +111,7 @@ fn check_tcpcopy_metrics(text: &str) {
             && text.contains("# TYPE tcpcopy_response_time_seconds histogram")
             && text.contains("tcpcopy_syn_retries_total{worker=\"0\"} 0")
             && text.contains("tcpcopy_rebuilds_total{worker=\"0\"} 0")
+            && text.contains("tcpcopy_sessions_half_open_total{worker=\"0\"} 0")
             && text.contains("tcpcopy_sessions_total{worker=\"0\",outcome=\"capture_gap\"} 0"),
         "{text}"
     );

@@ -207,6 +207,11 @@ pub struct Session {
     rebuilds: u8,
     /// The test server reset the connection between requests: nothing is sent on it any more.
     peer_reset: bool,
+    /// The captured client completed its handshake with online: an ACK, data or a FIN of it was
+    /// captured after its SYN. Only then is the test server's SYN-ACK acknowledged (see
+    /// [`Self::ack_owed`]): a SYN whose client never answers online's SYN-ACK (a SYN flood's, a
+    /// scan's) stays half-open at the test server as it did at online.
+    client_acked: bool,
     /// Rebuilds since the test server last answered anything.
     rebuilds_in_a_row: u8,
     /// Where the request going out now began.
@@ -224,6 +229,9 @@ pub struct Session {
     pub(crate) lag_at: Option<Time>,
     /// Whether the session sits in the engine's transmit queue.
     pub(crate) queued: bool,
+    /// Whether the engine has asked for the test server's replies to be routed here (it does
+    /// once the client has completed its handshake, see `Engine::after`).
+    pub(crate) registered: bool,
 
     /// When the session started (its record's start).
     pub started: Time,
@@ -297,6 +305,7 @@ impl Session {
             retry_wait: FIRST_RETRY,
             rebuilds: 0,
             peer_reset: false,
+            client_acked: false,
             rebuilds_in_a_row: 0,
             request_start: isn + 1,
             unanswered_from: None,
@@ -305,6 +314,7 @@ impl Session {
             timer_at: None,
             lag_at: None,
             queued: false,
+            registered: false,
             started: now,
             requests: 0,
             delivered: 0,
@@ -331,6 +341,25 @@ impl Session {
             log::debug!("{} > {}: {} -> {}", self.src, self.dst, self.state, next);
             self.state = next;
         }
+    }
+
+    /// Whether the captured client completed its handshake with online (see `client_acked`).
+    pub fn client_acked(&self) -> bool {
+        self.client_acked
+    }
+
+    /// Whether a SYN is owed and may go: the first at once, a repeat (retransmission, retry of a
+    /// refused or unanswered one) only once the client has completed its handshake with online.
+    /// A flood's SYN reached online once; its replay is not sent again and again.
+    fn syn_owed(&self) -> bool {
+        self.due.syn && (self.client_acked || self.syn_sent_at.is_none())
+    }
+
+    /// Whether an ACK is owed and may go: the test server's SYN-ACK is acknowledged only once the
+    /// captured client has acknowledged online's (every later ACK follows the client's data, so
+    /// it is never held).
+    fn ack_owed(&self) -> bool {
+        self.due.ack && self.client_acked
     }
 
     /// Bytes held for this session.
@@ -417,6 +446,10 @@ impl Session {
         if seg.flags.syn() {
             return Accepted::default();
         }
+        // The client's ACK of online's SYN-ACK (the first captured segment after its SYN: a pure
+        // ACK, or data or a FIN when that ACK was not captured). The test server's SYN-ACK, if in,
+        // is acknowledged now (the ACK it has been owed since then may go).
+        self.client_acked = true;
         if seg.payload_len == 0 && !seg.flags.fin() {
             if seg.flags.ack() {
                 self.stream.on_client_ack(seg.ack);
@@ -452,7 +485,11 @@ impl Session {
         if !self.acceptable(seg) {
             return false;
         }
-        self.heard(now, cfg);
+        if self.client_acked {
+            // A half-open connection's SYN-ACK (and its retransmissions) does not keep the
+            // session alive: only its client could, by completing the handshake.
+            self.heard(now, cfg);
+        }
         if seg.flags.rst() {
             if self.state == State::SynSent {
                 if self.in_restart_window(now, cfg) {
@@ -587,6 +624,8 @@ impl Session {
             self.srtt = Some(rtt);
             self.rto = (rtt * 3).clamp(self.rto_bounds.0, self.rto_bounds.1);
         }
+        // The handshake's ACK goes once the client has acknowledged online's SYN-ACK (at once if
+        // it has already; see `ack_owed`).
         self.set_state(State::Established);
         self.due.ack = true;
         self.timers.stop(Timer::Handshake);
@@ -719,6 +758,9 @@ impl Session {
                     stats.syn_retries += 1;
                     continue;
                 }
+                // A client that never completed its handshake with online (a flood's) had nothing
+                // more to replay: its SYN went, and the RST that ends it cleans the test server.
+                Timer::Handshake if !self.client_acked => Outcome::Completed,
                 Timer::Handshake => Outcome::Lost(LossReason::HandshakeTimeout),
                 Timer::Restart => {
                     self.timers.stop(Timer::Restart);
@@ -792,9 +834,16 @@ impl Session {
         }
     }
 
-    /// Whether a refused or unanswered SYN may go again.
+    /// Whether a refused or unanswered SYN may go again. Until the client has completed its
+    /// handshake with online the window is the handshake timeout at most (the retry waits for
+    /// the client, see `syn_owed`): a SYN whose client never answers (a flood's) ends then.
     fn in_restart_window(&self, now: Time, cfg: &Config) -> bool {
-        now < self.window_from + cfg.restart_window
+        let window = if self.client_acked {
+            cfg.restart_window
+        } else {
+            cfg.restart_window.min(cfg.handshake_timeout)
+        };
+        now < self.window_from + window
     }
 
     /// The test server reset the connection before everything was delivered: a new connection
@@ -1206,7 +1255,10 @@ mod tests {
             let mut b = Bench::new();
             b.cfg.keepalive_timeout = Some(Duration::from_millis(keepalive));
             b.send(t(0));
+            // The client's handshake ACK, then the test server's SYN-ACK (acknowledged at once).
+            b.capture(t(0), ACK, ISN + 1, 5001);
             b.reply(t(1), SYN | ACK, IRS, ISN + 1);
+            assert_eq!(b.send(t(1)), 1, "the handshake's ACK");
             // Nothing outstanding: the keep-alive timeout (-k) applies, not -t (600 s).
             b.s.on_timeout(idle_end - Duration::from_millis(1), &b.cfg, &mut b.stats);
             assert_eq!(b.s.outcome(), None);
@@ -1233,6 +1285,7 @@ mod tests {
         b.send(t(0));
         // The SYN's retransmission timeout (1 s).
         assert_eq!(b.s.deadline(), Some(t(1000)));
+        b.capture(t(0), ACK, ISN + 1, 5001);
         b.reply(t(1), SYN | ACK, IRS, ISN + 1);
         // ESTABLISHED with nothing in flight: only the idle timeout runs.
         assert_eq!(b.s.deadline(), Some(t(1) + b.cfg.idle_timeout));

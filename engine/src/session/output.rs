@@ -42,10 +42,10 @@ impl Session {
             return false;
         }
         match self.state {
-            State::SynSent => self.due.syn || self.challenge_rst.is_some(),
+            State::SynSent => self.syn_owed() || self.challenge_rst.is_some(),
             State::TimeWait | State::Closed => false,
             _ => {
-                self.due.ack
+                self.ack_owed()
                     || self.due.rexmit_one
                     || self.snd_nxt.before(self.send_limit(cfg))
                     || self.fin_allowed(cfg)
@@ -163,7 +163,7 @@ impl Session {
                         retransmit: false,
                     });
                 }
-                if !self.due.syn {
+                if !self.syn_owed() {
                     return None;
                 }
                 let mut opts = self.syn_opts;
@@ -240,7 +240,7 @@ impl Session {
             let seq = self.snd_nxt;
             return self.send_data(now, stats, buf, seq, 1, false);
         }
-        if self.due.ack {
+        if self.ack_owed() {
             let opts = self.options(now);
             let len = self.write(buf, self.snd_nxt, ack, [&[], &[]], opts).ok()?;
             self.due.ack = false;
@@ -298,7 +298,7 @@ impl Session {
     pub fn final_segment(&mut self, now: Time, buf: &mut [u8]) -> Option<usize> {
         let (flags, seq, opts) = if let Some((seq, flags)) = self.rst_due.take() {
             (flags, seq, TcpOptions::default())
-        } else if self.due.ack {
+        } else if self.ack_owed() {
             (TcpFlags::ACK, self.snd_nxt, self.options(now))
         } else {
             return None;

@@ -109,6 +109,80 @@ struct Route {
     used: Instant,
 }
 
+/// Replies waiting for their registration: by key, each key's in arrival order, and all of
+/// them in arrival order for expiry. A registration takes its own at once, however many others
+/// wait (a look through all of them for each registration made a SYN flood's registrations,
+/// whose replies often come first, cost the square of the replies parked).
+#[derive(Default)]
+struct Parked {
+    by_key: HashMap<Key, VecDeque<(u64, Caught)>>,
+    /// (arrival, serial, key) of every reply parked; entries of replies taken by their
+    /// registration are left behind and skipped.
+    order: VecDeque<(Instant, u64, Key)>,
+    next: u64,
+    /// Replies waiting.
+    len: usize,
+}
+
+impl Parked {
+    /// Whether a reply must go before another is parked: PARK_MAX wait, or the order holds
+    /// twice as many entries (those taken are skipped; each goes within PARK_FOR anyway).
+    fn full(&self) -> bool {
+        self.len >= PARK_MAX || self.order.len() >= 2 * PARK_MAX
+    }
+
+    fn push(&mut self, now: Instant, key: Key, reply: Caught) {
+        let n = self.next;
+        self.next += 1;
+        self.by_key.entry(key).or_default().push_back((n, reply));
+        self.order.push_back((now, n, key));
+        self.len += 1;
+    }
+
+    /// The replies waiting for `key`, in arrival order.
+    fn take(&mut self, key: &Key) -> VecDeque<(u64, Caught)> {
+        let q = self.by_key.remove(key).unwrap_or_default();
+        self.len -= q.len();
+        q
+    }
+
+    /// Whether the order entry (serial `n` of `key`) is a reply still waiting.
+    fn waiting(&self, n: u64, key: &Key) -> bool {
+        self.by_key
+            .get(key)
+            .and_then(VecDeque::front)
+            .is_some_and(|(m, _)| *m == n)
+    }
+
+    /// When the oldest reply waiting came.
+    fn oldest(&mut self) -> Option<Instant> {
+        loop {
+            let &(at, n, key) = self.order.front()?;
+            if self.waiting(n, &key) {
+                return Some(at);
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Drops the oldest reply waiting; whether there was one.
+    fn drop_oldest(&mut self) -> bool {
+        while let Some((_, n, key)) = self.order.pop_front() {
+            if self.waiting(n, &key) {
+                let q = self.by_key.get_mut(&key).expect("waiting");
+                q.pop_front();
+                if q.is_empty() {
+                    self.by_key.remove(&key);
+                }
+                self.len -= 1;
+                log::debug!("reply for unregistered {key:?} expired");
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// How often idle routes are looked for.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
@@ -118,10 +192,7 @@ pub struct Router {
     limits: Limits,
     routes: HashMap<Key, Route>,
     conns: HashMap<ConnId, Conn>,
-    parked: VecDeque<(Instant, Caught)>,
-    /// Parked replies per key, so a registration looks through the parked ones only when some
-    /// are its own.
-    parked_keys: HashMap<Key, u32>,
+    parked: Parked,
     last_sweep: Option<Instant>,
     /// Connections that take payloads (payloads are kept only while there are some).
     payload_conns: usize,
@@ -149,8 +220,7 @@ impl Router {
             limits,
             routes: HashMap::new(),
             conns: HashMap::new(),
-            parked: VecDeque::new(),
-            parked_keys: HashMap::new(),
+            parked: Parked::default(),
             last_sweep: None,
             payload_conns: 0,
             stats: RouterStats::default(),
@@ -249,15 +319,8 @@ impl Router {
                 }
             }
         }
-        if self.parked_keys.remove(&key).is_some() {
-            let parked = std::mem::take(&mut self.parked);
-            for (at, r) in parked {
-                if key_of(&r.reply) == key {
-                    self.deliver(id, r);
-                } else {
-                    self.parked.push_back((at, r));
-                }
-            }
+        for (_, r) in self.parked.take(&key) {
+            self.deliver(id, r);
         }
     }
 
@@ -281,26 +344,11 @@ impl Router {
             }
             _ => {
                 log::debug!("park {key:?}");
-                if self.parked.len() >= PARK_MAX {
-                    self.drop_oldest_parked();
+                if self.parked.full() && self.parked.drop_oldest() {
                     self.stats.expired += 1;
                 }
-                self.parked.push_back((now, reply));
-                *self.parked_keys.entry(key).or_default() += 1;
+                self.parked.push(now, key, reply);
                 self.stats.parked += 1;
-            }
-        }
-    }
-
-    fn drop_oldest_parked(&mut self) {
-        if let Some((_, r)) = self.parked.pop_front() {
-            let key = key_of(&r.reply);
-            log::debug!("reply for unregistered {key:?} expired");
-            if let Some(n) = self.parked_keys.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.parked_keys.remove(&key);
-                }
             }
         }
     }
@@ -396,11 +444,11 @@ impl Router {
     /// timed flush: every millisecond here, every 2 ms in the original).
     pub fn flush(&mut self, now: Instant) {
         self.send_pending();
-        while let Some((at, _)) = self.parked.front() {
-            if now.duration_since(*at) < PARK_FOR {
+        while let Some(at) = self.parked.oldest() {
+            if now.duration_since(at) < PARK_FOR {
                 break;
             }
-            self.drop_oldest_parked();
+            self.parked.drop_oldest();
             self.stats.expired += 1;
         }
         if self
@@ -801,6 +849,34 @@ mod tests {
         r.on_event(now0(), ConnEvent::Closed(1));
         r.on_reply(now, rec("192.0.2.1:1000", "198.51.100.30:80"));
         assert_eq!(r.stats.parked, 3, "routes of a closed connection are gone");
+    }
+
+    /// A registration takes its own parked replies (in order) and leaves the others; expiry
+    /// goes by arrival and skips the replies taken.
+    #[test]
+    fn parked_replies_are_taken_by_key_and_expire_in_arrival_order() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let key = |c: &str| (c.parse().unwrap(), "198.51.100.30:80".parse().unwrap());
+        let (a, b, c) = ("192.0.2.1:1", "192.0.2.2:2", "192.0.2.3:3");
+        let mut p = Parked::default();
+        for (i, k) in [a, b, a, c, b].into_iter().enumerate() {
+            p.push(ms(i as u64), key(k), rec(k, "198.51.100.30:80"));
+        }
+        assert_eq!(p.len, 5);
+        let taken: Vec<u64> = p.take(&key(a)).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(taken, [0, 2]);
+        assert_eq!(p.len, 3);
+        assert!(p.take(&key(a)).is_empty());
+        // The oldest still waiting is b's first (a's went).
+        assert_eq!(p.oldest(), Some(ms(1)));
+        assert!(p.drop_oldest());
+        assert_eq!(p.oldest(), Some(ms(3)), "c's, a's second skipped");
+        assert!(p.drop_oldest());
+        let left: Vec<u64> = p.take(&key(b)).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(left, [4]);
+        assert_eq!((p.len, p.oldest()), (0, None));
+        assert!(!p.drop_oldest());
     }
 
     #[tokio::test]

@@ -275,6 +275,13 @@ pub fn metrics(program: Option<&XdpProgram>, slots: &[Snapshot]) -> Families {
             e.rebuilds,
         );
         f.counter(
+            "tcpcopy_sessions_half_open",
+            "Sessions whose client never completed its handshake with online (a SYN flood's): left half-open at the test server, then reset.",
+            None,
+            w(),
+            e.half_open,
+        );
+        f.counter(
             "tcpcopy_responses",
             "Reply headers received from intercept.",
             None,
