@@ -92,23 +92,6 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Gives back the spare capacity of its strings and lists.
-    fn shrink(&mut self) {
-        self.request.shrink_to_fit();
-        let body = match &mut self.response {
-            Response::Http(h) => {
-                h.headers.shrink_to_fit();
-                for header in &mut h.headers {
-                    header.name.shrink_to_fit();
-                }
-                &mut h.body
-            }
-            Response::Bytes(b) => b,
-        };
-        body.prefix.shrink_to_fit();
-        body.blocks.shrink_to_fit();
-    }
-
     fn held(&self) -> usize {
         core::mem::size_of::<Self>() + self.request.capacity() + self.response.heap()
     }
@@ -131,9 +114,7 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    fn push(&mut self, mut e: Exchange) {
-        // It may wait long for the other side (a replay behind production): no spare capacity.
-        e.shrink();
+    fn push(&mut self, e: Exchange) {
         self.done_held += e.held();
         self.done.push_back(e);
     }
