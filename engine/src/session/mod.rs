@@ -517,7 +517,6 @@ impl Session {
         true
     }
 
-    /// The test server's FIN.
     /// With `Config::in_order_acks`: how far the test server's bytes have come in order with
     /// this segment (its end, carried on over the out-of-order ranges it reaches; or, beyond a
     /// hole, where they were: the segment is remembered, without its FIN, which the server
@@ -594,6 +593,7 @@ impl Session {
         }
     }
 
+    /// The test server's FIN.
     fn on_peer_fin(&mut self) {
         let next = match self.state {
             State::Established => State::CloseWait,
