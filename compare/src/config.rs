@@ -88,9 +88,13 @@ pub struct Config {
     /// request, partial lines, summaries waiting for the other side); past it the session is
     /// not compared (`over_cap`).
     pub session_cap: usize,
-    /// How long bytes may be missing from a stream before the rest of that side is given up
-    /// (`gap`).
+    /// How long bytes may be missing from a stream of the online side before the rest of that
+    /// side is given up (`gap`): a frame the capture lost never comes again.
     pub gap_timeout: Duration,
+    /// The same for the test side, whose missing bytes the test server sends again (tcpcopy
+    /// acknowledges its answers only in order with `--compare`): a hole there is a loss being
+    /// repaired, waited for longer (retransmission timeouts back off).
+    pub test_gap_timeout: Duration,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             ignore: Ignore::default(),
             session_cap: 1 << 20,
             gap_timeout: Duration::from_secs(2),
+            test_gap_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -63,7 +63,12 @@ pub struct Offset {
 impl ByteSummary {
     /// Heap and inline bytes this summary holds.
     pub fn held(&self) -> usize {
-        core::mem::size_of::<Self>() + self.prefix.capacity() + self.blocks.capacity() * 8
+        core::mem::size_of::<Self>() + self.heap()
+    }
+
+    /// The bytes it holds outside itself (the prefix and the block digests).
+    pub fn heap(&self) -> usize {
+        self.prefix.capacity() + self.blocks.capacity() * 8
     }
 
     /// Whether the two strings are the same (same length and digest).

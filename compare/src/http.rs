@@ -124,7 +124,7 @@ impl HttpResponse {
     /// Bytes this summary holds.
     pub fn held(&self) -> usize {
         core::mem::size_of::<Self>()
-            + self.body.held()
+            + self.body.heap()
             + self
                 .headers
                 .iter()

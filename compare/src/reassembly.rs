@@ -40,7 +40,9 @@ pub struct Reassembler {
     parked_bytes: usize,
     /// Stream offset of the FIN, once seen.
     fin: Option<u64>,
-    /// When the oldest unfilled gap opened.
+    /// Since when the stream has waited at its current point (`delivered`) for missing bytes:
+    /// reset whenever the stream moves on, so a long transfer whose holes each fill in time
+    /// is never given up (a later hole is timed from when the stream reached it).
     gap_since: Option<Time>,
 }
 
@@ -91,6 +93,7 @@ impl Reassembler {
     ) -> Accepted {
         let data_seq = if syn { seq + 1 } else { seq };
         let next = *self.next.get_or_insert(data_seq);
+        let delivered_before = self.delivered;
         let mut accepted = Accepted::default();
         let distance = i64::from(data_seq.diff(next));
         if !(-WINDOW..WINDOW).contains(&distance) {
@@ -134,7 +137,10 @@ impl Reassembler {
         }
         let gap = !self.parked.is_empty() || self.fin.is_some_and(|f| f > self.delivered);
         self.gap_since = if gap {
-            Some(self.gap_since.unwrap_or(now))
+            Some(match self.gap_since {
+                Some(t) if self.delivered == delivered_before => t,
+                _ => now,
+            })
         } else {
             None
         };
@@ -265,6 +271,37 @@ mod tests {
         assert_eq!(out, b"abcdef");
         assert!(!r.has_gap());
         assert_eq!(r.held(), 0);
+    }
+
+    /// Holes one after another, each filled in time: the gap is timed from when the stream
+    /// reached the current hole, not from the first one (a long transfer under loss always has
+    /// some hole open, and must not be given up for it).
+    #[test]
+    fn each_hole_is_timed_from_when_the_stream_reached_it() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        feed(&mut r, &mut out, 0, b"ab");
+        let t1 = Time::from_millis(5);
+        r.handle_segment(t1, Seq::new(4), false, false, b"ef", &mut |_| {});
+        r.handle_segment(t1, Seq::new(8), false, false, b"ij", &mut |_| {});
+        assert_eq!(r.gap_since(), Some(t1));
+        // The first hole fills; the stream now waits at the second one, from now.
+        let t2 = Time::from_millis(900);
+        r.handle_segment(t2, Seq::new(2), false, false, b"cd", &mut |b| {
+            out.extend_from_slice(b);
+        });
+        assert_eq!(out, b"abcdef");
+        assert_eq!(r.gap_since(), Some(t2));
+        // A segment that does not move the stream leaves the time as it is.
+        r.handle_segment(
+            Time::from_millis(950),
+            Seq::new(12),
+            false,
+            false,
+            b"mn",
+            &mut |_| {},
+        );
+        assert_eq!(r.gap_since(), Some(t2));
     }
 
     #[test]

@@ -91,8 +91,8 @@ impl Session {
             return;
         }
         let config = &self.config;
-        self.online.check_gap(now, config);
-        self.test.check_gap(now, config);
+        self.online.check_gap(now, config.gap_timeout);
+        self.test.check_gap(now, config.test_gap_timeout);
         self.settle();
     }
 
@@ -102,8 +102,8 @@ impl Session {
             return None;
         }
         [
-            self.online.deadline(&self.config),
-            self.test.deadline(&self.config),
+            self.online.deadline(self.config.gap_timeout),
+            self.test.deadline(self.config.test_gap_timeout),
         ]
         .into_iter()
         .flatten()

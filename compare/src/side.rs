@@ -70,10 +70,11 @@ pub enum Response {
 }
 
 impl Response {
-    fn held(&self) -> usize {
+    /// The bytes it holds outside itself.
+    fn heap(&self) -> usize {
         match self {
-            Response::Http(r) => r.held(),
-            Response::Bytes(b) => b.held(),
+            Response::Http(r) => r.held() - core::mem::size_of::<HttpResponse>(),
+            Response::Bytes(b) => b.heap(),
         }
     }
 }
@@ -92,7 +93,7 @@ pub struct Exchange {
 
 impl Exchange {
     fn held(&self) -> usize {
-        core::mem::size_of::<Self>() + self.request.capacity() + self.response.held()
+        core::mem::size_of::<Self>() + self.request.capacity() + self.response.heap()
     }
 
     /// From the request's last byte to the response's.
@@ -544,8 +545,8 @@ impl Side {
     }
 
     /// Gives up on a side whose stream has had bytes missing since `deadline` or before.
-    pub fn check_gap(&mut self, now: Time, cfg: &Config) {
-        let expired = |r: &Reassembler| r.gap_since().is_some_and(|t| t + cfg.gap_timeout <= now);
+    pub fn check_gap(&mut self, now: Time, timeout: core::time::Duration) {
+        let expired = |r: &Reassembler| r.gap_since().is_some_and(|t| t + timeout <= now);
         if !self.ended && (expired(&self.client) || expired(&self.server)) {
             self.out.fail(Reason::Gap);
             self.end();
@@ -553,7 +554,7 @@ impl Side {
     }
 
     /// The earliest time a gap would be given up.
-    pub fn deadline(&self, cfg: &Config) -> Option<Time> {
+    pub fn deadline(&self, timeout: core::time::Duration) -> Option<Time> {
         if self.ended || self.out.broken.is_some() {
             return None;
         }
@@ -561,7 +562,7 @@ impl Side {
             .into_iter()
             .flatten()
             .min()
-            .map(|t| t + cfg.gap_timeout)
+            .map(|t| t + timeout)
     }
 
     /// Nothing more comes: what is open is closed (a body until close ends here).

@@ -31,6 +31,10 @@ impl WorkerShare {
 
 /// The engine's configuration. `Config::new(mappings)` gives the original tcpcopy's defaults.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, each set by its own command-line option"
+)]
 pub struct Config {
     /// `-x`: which captured requests are replayed, and to which target.
     pub mappings: Vec<Mapping>,
@@ -79,6 +83,12 @@ pub struct Config {
     pub session_buffer_limit: usize,
     /// Bytes all sessions together may buffer.
     pub memory_limit: usize,
+    /// Acknowledge the test server's bytes only as far as they arrived in order (a segment
+    /// beyond a hole is remembered, up to `OUT_OF_ORDER_MAX` ranges, and acknowledged once the
+    /// hole is filled), so a reply lost before intercept is sent again. `tcpcopy --compare`
+    /// needs every byte of the test server's answers; otherwise (the default) the latest
+    /// reply's end is acknowledged, holes and all: the replay needs no answer bytes.
+    pub in_order_acks: bool,
 }
 
 impl Config {
@@ -106,6 +116,7 @@ impl Config {
             max_retransmits: 12,
             session_buffer_limit: 64 << 20,
             memory_limit: 4 << 30,
+            in_order_acks: false,
         }
     }
 

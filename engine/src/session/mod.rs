@@ -142,6 +142,13 @@ const MAX_REBUILDS: u8 = 24;
 /// go again on a new connection if the server closes without answering it (larger requests
 /// are not kept: bulk uploads do not double their memory).
 const RESEND_KEEP: i32 = 64 << 10;
+/// With `Config::in_order_acks`: out-of-order ranges of the test server's payload remembered
+/// per session (more are forgotten: the server sends them again).
+const OUT_OF_ORDER_MAX: usize = 16;
+/// With `Config::in_order_acks`: how long after the test server's last packet a closing session
+/// still waits for the bytes missing from its answer (retransmission timeouts back off: 0.2 +
+/// 0.4 + 0.8 + 1.6 s).
+const HOLE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 #[expect(
@@ -173,6 +180,9 @@ pub struct Session {
     /// The test server's initial sequence number.
     irs: Seq,
     rcv_nxt: Seq,
+    /// With `Config::in_order_acks`: the test server's payload that arrived beyond a hole, as
+    /// `[start, end)` ranges (at most `OUT_OF_ORDER_MAX`), acknowledged once the hole is filled.
+    out_of_order: Vec<(Seq, Seq)>,
     /// The client is gone from this connection (it reset it, or a new connection took its port):
     /// end with a RST once what it sent is delivered.
     reset_after_delivery: bool,
@@ -282,6 +292,7 @@ impl Session {
             ts_recent: None,
             irs: Seq::new(0),
             rcv_nxt: Seq::new(0),
+            out_of_order: Vec::new(),
             dup_acks: 0,
             // RFC 6298's initial 1 s: a SYN-ACK parked at intercept until our registration arrives
             // is not worth a second SYN (which a busy server may answer with another ISN).
@@ -543,6 +554,82 @@ impl Session {
         true
     }
 
+    /// With `Config::in_order_acks`: how far the test server's bytes have come in order with
+    /// this segment (its end, carried on over the out-of-order ranges it reaches; or, beyond a
+    /// hole, where they were: the segment is remembered, without its FIN, which the server
+    /// sends again until it is acknowledged; the duplicate ACK this draws makes the server send
+    /// the missing bytes again).
+    fn in_order_end(
+        &mut self,
+        now: Time,
+        cfg: &Config,
+        seg: &TcpSegment<'_>,
+        beyond_hole: bool,
+    ) -> Seq {
+        let end = seg.seq + seg.seq_len();
+        if !beyond_hole {
+            return if end.after(self.rcv_nxt) {
+                self.filled_up_to(end)
+            } else {
+                end
+            };
+        }
+        self.remember_out_of_order(seg.seq, seg.seq + seg.payload_len);
+        if seg.payload_len > 0 && self.timers.get(Timer::ResponseWait).is_some() {
+            // The answer grows beyond its hole: the held request (or the client's close, which
+            // would cut the answer short) waits on from now.
+            self.timers
+                .set(Timer::ResponseWait, now + cfg.response_wait);
+        }
+        self.rcv_nxt
+    }
+
+    /// With `Config::in_order_acks`: the test server's payload `[start, end)` came beyond a
+    /// hole. Kept as one of at most `OUT_OF_ORDER_MAX` ranges (merged with those it touches);
+    /// past that it is forgotten, and the server sends it again.
+    fn remember_out_of_order(&mut self, start: Seq, end: Seq) {
+        if !end.after(start) {
+            return;
+        }
+        let (mut start, mut end) = (start, end);
+        self.out_of_order.retain(|&(s, e)| {
+            let touches = !s.after(end) && !start.after(e);
+            if touches {
+                if s.before(start) {
+                    start = s;
+                }
+                if e.after(end) {
+                    end = e;
+                }
+            }
+            !touches
+        });
+        if self.out_of_order.len() < OUT_OF_ORDER_MAX {
+            self.out_of_order.push((start, end));
+        }
+    }
+
+    /// With `Config::in_order_acks`: in-order bytes now reach `end`; how far the remembered
+    /// out-of-order ranges carry that on (those covered are dropped).
+    fn filled_up_to(&mut self, mut end: Seq) -> Seq {
+        loop {
+            let mut grew = false;
+            self.out_of_order.retain(|&(s, e)| {
+                if s.after(end) {
+                    return true;
+                }
+                if e.after(end) {
+                    end = e;
+                    grew = true;
+                }
+                false
+            });
+            if !grew {
+                return end;
+            }
+        }
+    }
+
     /// The test server's FIN.
     fn on_peer_fin(&mut self) {
         let next = match self.state {
@@ -710,10 +797,17 @@ impl Session {
                 }
             }
         }
+        // With in-order acknowledgements: a segment beyond a hole (RFC 7323: its timestamp is
+        // not taken as the latest, or the older one of the segment that fills the hole would
+        // be refused as stale).
+        let beyond_hole = cfg.in_order_acks && seg.seq.after(self.rcv_nxt);
         let len = seg.seq_len();
         if len > 0 {
             self.due.ack = true;
-            let end = seg.seq + len;
+            let mut end = seg.seq + len;
+            if cfg.in_order_acks {
+                end = self.in_order_end(now, cfg, seg, beyond_hole);
+            }
             if end.after(self.rcv_nxt) {
                 self.rcv_nxt = end;
                 if seg.payload_len > 0 {
@@ -731,11 +825,13 @@ impl Session {
                     }
                 }
             }
-            if seg.flags.fin() {
+            if seg.flags.fin() && !beyond_hole {
                 self.on_peer_fin();
             }
         }
-        if let (Some(recent), Some((val, _))) = (&mut self.ts_recent, seg.options.timestamps) {
+        if !beyond_hole
+            && let (Some(recent), Some((val, _))) = (&mut self.ts_recent, seg.options.timestamps)
+        {
             *recent = val;
         }
     }
@@ -790,6 +886,17 @@ impl Session {
                 // stopping (its RST makes the requests go again); wait within the restart window.
                 Timer::Close
                     if self.resend_from().is_some() && self.in_restart_window(now, cfg) =>
+                {
+                    self.timers.set(Timer::Close, now + cfg.response_wait);
+                    continue;
+                }
+                // With in-order acknowledgements: the test server's answer has a hole (bytes
+                // beyond it came), or its FIN has not come (lost with the answer's last bytes):
+                // what it sends again is waited for, up to `HOLE_WAIT` after its last packet.
+                Timer::Close
+                    if cfg.in_order_acks
+                        && (!self.out_of_order.is_empty() || !self.state.peer_closed())
+                        && now < self.heard_at + HOLE_WAIT =>
                 {
                     self.timers.set(Timer::Close, now + cfg.response_wait);
                     continue;
@@ -928,6 +1035,7 @@ impl Session {
         self.ts_recent = None;
         self.irs = Seq::new(0);
         self.rcv_nxt = Seq::new(0);
+        self.out_of_order.clear();
         self.dup_acks = 0;
         self.rto = cfg.rto_min.max(Duration::from_secs(1));
         self.retries = 0;
@@ -1033,6 +1141,17 @@ impl Session {
                 // The answer ended with a push: at once if it is about as long as online's (the
                 // same answer from another server seldom matches to the byte), else once quiet.
                 stats.paced_by_burst_end += 1;
+            } else if closing
+                && cfg.in_order_acks
+                && self.timers.is_expired(Timer::ResponseWait, now)
+                && now < self.heard_at + HOLE_WAIT
+            {
+                // With in-order acknowledgements the client's close waits for the rest of the
+                // answer (bytes the test server sends again) until the server is quiet for
+                // `HOLE_WAIT`: a server that sees the close may cut its answer short.
+                self.timers
+                    .set(Timer::ResponseWait, now + cfg.response_wait);
+                return Held::Close;
             } else if self.timers.is_expired(Timer::ResponseWait, now) {
                 stats.paced_by_timeout += 1;
                 if closing {

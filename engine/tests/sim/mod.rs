@@ -98,6 +98,8 @@ pub struct Net {
     pub latency_us: u64,
     pub events: Vec<Event>,
     pub captured_packets: u64,
+    /// The test server's packets that reached the engine (headers), in order of arrival.
+    pub replies: Vec<Vec<u8>>,
     in_flight: Vec<(u64, Dest, Vec<u8>)>,
     held: Option<Vec<u8>>,
     rng: u64,
@@ -121,6 +123,7 @@ impl Net {
             latency_us: 500,
             events: Vec::new(),
             captured_packets: 0,
+            replies: Vec::new(),
             in_flight: Vec::new(),
             held: None,
             rng: seed | 1,
@@ -177,7 +180,10 @@ impl Net {
                     self.online.dev.rx.push_back(pkt);
                 }
                 Dest::Test => self.test.dev.rx.push_back(pkt),
-                Dest::Engine => self.engine.handle_response(self.time(), &pkt),
+                Dest::Engine => {
+                    self.engine.handle_response(self.time(), &pkt);
+                    self.replies.push(pkt);
+                }
             }
         }
         for c in &mut self.clients {

@@ -51,7 +51,7 @@ pub fn run(bed: &Testbed, intercept: &Spawned) -> anyhow::Result<Vec<Pair>> {
         let verdicts = last
             .split(" compare ")
             .nth(1)
-            .map(|v| v.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .map(|v| v.split_whitespace().take(6).collect::<Vec<_>>().join(" "))
             .unwrap_or_default();
         println!(
             "    {mode:<28} replayed {off:>8.0} req/s without --compare, {on:>8.0} with ({}); {verdicts}",

@@ -278,7 +278,7 @@ pub struct Cli {
 
     /// With --compare: memory one session's comparison may hold, in KiB; past it the session's
     /// requests are counted not compared (`over_cap`).
-    #[arg(long, value_name = "KIB", default_value_t = 1024, requires = "compare")]
+    #[arg(long, value_name = "KIB", default_value_t = 8192, requires = "compare")]
     pub compare_session_kib: usize,
 
     /// Print the version and exit.
@@ -486,6 +486,9 @@ impl Cli {
         cfg.no_wait = self.no_wait;
         cfg.session_buffer_limit = self.session_buffer_mib.max(1).saturating_mul(1 << 20);
         cfg.memory_limit = self.memory_mib.max(1).saturating_mul(1 << 20);
+        // The comparison needs every byte of the test server's answers: a reply lost on its way
+        // to intercept must be sent again, so none is acknowledged past a hole.
+        cfg.in_order_acks = self.compare;
         cfg.validate()?;
         Ok(cfg)
     }
