@@ -189,10 +189,27 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                 ),
                 _ => (None, None),
             };
-            if let Some(t) = tcpcopy.as_mut() {
-                t.finish(Duration::from_secs(20))?;
-            }
-            println!("    round {round} {:<40} {rate:>8.0} req/s", state.name());
+            let copied = match tcpcopy.as_mut() {
+                Some(t) => {
+                    let last = t.finish(Duration::from_secs(20))?;
+                    let count = |key: &str| {
+                        last.split_whitespace()
+                            .find_map(|kv| kv.strip_prefix(key)?.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    format!(
+                        ", frames copied {} and left unselected {} by the program, tcpcopy {tcpcopy_us:.2} µs and the program {:.0} ns a request",
+                        count("copied="),
+                        count("unselected="),
+                        xdp_ns.unwrap_or(0.0)
+                    )
+                }
+                None => String::new(),
+            };
+            println!(
+                "    round {round} {:<40} {rate:>8.0} req/s{copied}",
+                state.name()
+            );
             samples.push(Sample {
                 round,
                 state,
