@@ -1,7 +1,8 @@
 //! Harm to production: online nginx's saturated keep-alive throughput without tcpcopy, with
 //! tcpcopy attached but replaying only 1% of sessions (`-r 1`: the XDP program copies only
-//! that 1%, the rest costs it a parse and a hash), and with tcpcopy replaying everything;
-//! [`ROUNDS`] rounds of the three, alternating (each round starting one state further, so no
+//! that 1%, the rest costs it a parse and a hash), with tcpcopy replaying everything, and with
+//! only an empty XDP program attached (what the interface's XDP path costs by itself);
+//! [`ROUNDS`] rounds of the four, alternating (each round starting one state further, so no
 //! state always runs first or last), in one run. The figure is the median of each state over
 //! the rounds, with the spread (lowest and highest round) and the same round's ratio to the
 //! detached rate: a noisy neighbour on the machine hits some rounds, not the figure.
@@ -32,16 +33,26 @@ const IDLE: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Detached,
+    /// An XDP program that passes every frame attached to online's interface, no tcpcopy: what
+    /// the interface's XDP path costs by itself (on veth, as in the testbed, frames take
+    /// another receive path once any XDP program is attached).
+    EmptyProgram,
     CaptureOnly,
     Replaying,
 }
 
-const STATES: [State; 3] = [State::Detached, State::CaptureOnly, State::Replaying];
+const STATES: [State; 4] = [
+    State::Detached,
+    State::EmptyProgram,
+    State::CaptureOnly,
+    State::Replaying,
+];
 
 impl State {
     fn name(self) -> &'static str {
         match self {
             State::Detached => "tcpcopy not running",
+            State::EmptyProgram => "an empty XDP program attached, no tcpcopy",
             State::CaptureOnly => "tcpcopy attached, replaying 1% (-r 1)",
             State::Replaying => "tcpcopy attached, replaying all",
         }
@@ -112,6 +123,64 @@ fn runtime(id: u64) -> Option<(u64, u64)> {
     Some((number(&json, "run_time_ns")?, number(&json, "run_cnt")?))
 }
 
+/// The object of the XDP program that passes every frame (`ebpf/src/bin/xdp-pass.rs`), as the
+/// release build left it for `tcpcopy`'s library to embed (the newest of the build directories).
+fn pass_object() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("target/release/build")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|d| d.file_name().to_string_lossy().starts_with("tcpcopy-"))
+        .map(|d| d.path().join("out/xdp-pass"))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// The empty XDP program on online's interface, detached when dropped.
+struct EmptyProgram(String);
+
+impl EmptyProgram {
+    fn attach(bed: &Testbed, object: &std::path::Path) -> anyhow::Result<Self> {
+        let ns = bed.ns(Host::Online);
+        let object = object.to_str().unwrap_or_default();
+        tcpcopy_testbed::run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "link",
+                "set",
+                "dev",
+                tcpcopy_testbed::IFACE,
+                "xdp",
+                "obj",
+                object,
+                "sec",
+                "xdp",
+            ],
+        )?;
+        Ok(Self(ns))
+    }
+}
+
+impl Drop for EmptyProgram {
+    fn drop(&mut self) {
+        let _ = tcpcopy_testbed::run(
+            "ip",
+            &[
+                "-n",
+                &self.0,
+                "link",
+                "set",
+                "dev",
+                tcpcopy_testbed::IFACE,
+                "xdp",
+                "off",
+            ],
+        );
+    }
+}
+
 /// Nanoseconds the threads of process `pid` have run on a CPU (the first field of each
 /// thread's `schedstat`).
 fn cpu_ns(pid: u32) -> u64 {
@@ -144,12 +213,25 @@ fn load_average() -> String {
 pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
     let before = load_average();
     let _stats = BpfStats::on();
+    let pass = pass_object();
+    if pass.is_none() {
+        println!(
+            "    (no xdp-pass object under target/release/build: the empty-program rounds left out)"
+        );
+    }
     let mut samples = Vec::new();
     for round in 0..ROUNDS {
         for k in 0..STATES.len() {
             let state = STATES[(round + k) % STATES.len()];
+            let empty = match state {
+                State::EmptyProgram => match &pass {
+                    Some(object) => Some(EmptyProgram::attach(bed, object)?),
+                    None => continue,
+                },
+                _ => None,
+            };
             let mut tcpcopy = match state {
-                State::Detached => None,
+                State::Detached | State::EmptyProgram => None,
                 State::CaptureOnly => Some(start_tcpcopy(bed, &["-r", "1"])),
                 State::Replaying => Some(start_tcpcopy(bed, &[])),
             };
@@ -161,7 +243,9 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                 (cpu_ns(t.pid()) - c0) as f64 / t0.elapsed().as_secs_f64()
             });
             let c0 = tcpcopy.as_ref().map(|t| cpu_ns(t.pid()));
-            let program = tcpcopy.as_ref().and_then(|_| attached_xdp(bed));
+            let program = (state != State::Detached)
+                .then(|| attached_xdp(bed))
+                .flatten();
             let x0 = program.and_then(runtime);
             let path = format!("harm-{round}-{}", state as u8);
             let (rate, took) = Wrk {
@@ -206,6 +290,7 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                 }
                 None => String::new(),
             };
+            drop(empty);
             println!(
                 "    round {round} {:<40} {rate:>8.0} req/s{copied}",
                 state.name()
@@ -297,11 +382,12 @@ pub fn table(harm: &Harm) -> String {
             } else {
                 "n/a".to_owned()
             };
-            (
-                pairs,
-                format!("{:.2} µs", median(samples, state, |s| s.tcpcopy_us)),
-                xdp,
-            )
+            let cpu = if state == State::EmptyProgram {
+                "-".to_owned()
+            } else {
+                format!("{:.2} µs", median(samples, state, |s| s.tcpcopy_us))
+            };
+            (pairs, cpu, xdp)
         };
         let _ = writeln!(
             md,
