@@ -198,7 +198,18 @@ pub fn binary_cmd(bed: &Testbed, host: Host, name: &str, caps: Option<&[&str]>) 
 
 /// [`start_intercept_with`], as `nobody` with only the capabilities `caps` if given.
 pub fn start_intercept_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
-    let mut cmd = binary_cmd(bed, bed.intercept_host(), "intercept", caps);
+    start_intercept_named(bed, "intercept", caps, extra)
+}
+
+/// [`start_intercept_by`] of the intercept binary `name` (`intercept`, or another build put
+/// next to it).
+pub fn start_intercept_named(
+    bed: &Testbed,
+    name: &str,
+    caps: Option<&[&str]>,
+    extra: &[&str],
+) -> Spawned {
+    let mut cmd = binary_cmd(bed, bed.intercept_host(), name, caps);
     cmd.args(["-i", IFACE, "--stats-interval", "1"]);
     if bed.two_hosts() {
         cmd.args([
@@ -234,6 +245,18 @@ pub fn start_tcpcopy_by(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) ->
 /// [`start_tcpcopy_by`] without waiting for the intercept links (for tests where intercept
 /// refuses them): waits until tcpcopy has attached.
 pub fn start_tcpcopy_unlinked(bed: &Testbed, caps: Option<&[&str]>, extra: &[&str]) -> Spawned {
+    start_replay(bed, "tcpcopy", caps, extra).expect("start tcpcopy")
+}
+
+/// Starts the tcpcopy binary `name` (`tcpcopy`, or another build put next to it) on the online
+/// host replaying port 80 to the test host through the testbed's intercept, clients rewritten
+/// into 192.0.2.0/24, plus `extra`; waits until it has attached.
+pub fn start_replay(
+    bed: &Testbed,
+    name: &str,
+    caps: Option<&[&str]>,
+    extra: &[&str],
+) -> anyhow::Result<Spawned> {
     let target = format!("{}:80", Host::Test.addr());
     let intercept = bed.intercept_host().addr().to_string();
     let mut args = vec![
@@ -247,7 +270,7 @@ pub fn start_tcpcopy_unlinked(bed: &Testbed, caps: Option<&[&str]>, extra: &[&st
         "192.0.2.x",
     ];
     args.extend(extra);
-    start_tcpcopy_as(bed, caps, &args)
+    start_binary_as(bed, name, caps, &args)
 }
 
 /// Starts tcpcopy on the online host with exactly `args` (and `--stats-interval 0.2`), as a user
@@ -258,12 +281,22 @@ pub fn start_tcpcopy_with(bed: &Testbed, args: &[&str]) -> Spawned {
 
 /// [`start_tcpcopy_with`], as `nobody` with only the capabilities `caps` if given.
 pub fn start_tcpcopy_as(bed: &Testbed, caps: Option<&[&str]>, args: &[&str]) -> Spawned {
-    let mut cmd = binary_cmd(bed, Host::Online, "tcpcopy", caps);
+    start_binary_as(bed, "tcpcopy", caps, args).expect("start tcpcopy")
+}
+
+/// The tcpcopy binary `name` on the online host with `args` (and `--stats-interval 0.2`), as
+/// `nobody` with only `caps` if given; waits until it has attached.
+fn start_binary_as(
+    bed: &Testbed,
+    name: &str,
+    caps: Option<&[&str]>,
+    args: &[&str],
+) -> anyhow::Result<Spawned> {
+    let mut cmd = binary_cmd(bed, Host::Online, name, caps);
     cmd.args(args).args(["--stats-interval", "0.2"]);
-    let mut p = Spawned::start(cmd).expect("start tcpcopy");
-    p.wait_for_line("attached", Duration::from_secs(20))
-        .expect("tcpcopy attaches");
-    p
+    let mut p = Spawned::start(cmd)?;
+    p.wait_for_line("attached", Duration::from_secs(20))?;
+    Ok(p)
 }
 
 /// Starts tcpcopy on the online host with exactly `args` (and a stats interval); waits until it

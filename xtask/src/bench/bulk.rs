@@ -22,7 +22,9 @@ pub struct Bulk {
     pub losses: String,
 }
 
-pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
+/// The wrk script of an upload client: POSTs of [`BODY`] bytes (written into the testbed's
+/// directory).
+pub fn upload_script(bed: &Testbed) -> anyhow::Result<std::path::PathBuf> {
     let script = bed.dir().join("post-1mb.lua");
     std::fs::write(
         &script,
@@ -30,6 +32,11 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
             "wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", {BODY})\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
         ),
     )?;
+    Ok(script)
+}
+
+pub fn run(bed: &Testbed, tcpcopy: &Spawned) -> anyhow::Result<Vec<Bulk>> {
+    let script = upload_script(bed)?;
     let mut runs = Vec::new();
     for connections in [1, 4] {
         let path = format!("bulk-{connections}");

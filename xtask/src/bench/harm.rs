@@ -1,30 +1,58 @@
 //! Harm to production: online nginx's saturated keep-alive throughput without tcpcopy, with
 //! tcpcopy attached but replaying only 1% of sessions (`-r 1`: the XDP program copies only
-//! that 1%, the rest costs it a parse and a hash), and with tcpcopy replaying everything; three times each, alternating, in one
-//! run, and the median of each (a noisy neighbour on the machine hits one run, not the figure).
-//! Also the online host's extra CPU per request: tcpcopy's own and its XDP program's (the
-//! kernel's BPF run-time statistics, switched on for the run and restored after).
+//! that 1%, the rest costs it a parse and a hash), with tcpcopy replaying everything, and with
+//! only an empty XDP program attached (what the interface's XDP path costs by itself);
+//! [`ROUNDS`] rounds of the four, alternating (each round starting one state further, so no
+//! state always runs first or last), in one run. The figure is the median of each state over
+//! the rounds, with the spread (lowest and highest round) and the same round's ratio to the
+//! detached rate: a noisy neighbour on the machine hits some rounds, not the figure.
+//!
+//! Also the online host's extra CPU per request, in two parts measured apart:
+//! - the XDP program's run time per request (the kernel's BPF run-time statistics,
+//!   `kernel.bpf_stats_enabled` switched on for the run and restored after), and the packets
+//!   it ran on per request;
+//! - tcpcopy's own CPU per request beyond what it uses idle: its threads' on-CPU time
+//!   (`/proc/PID/task/*/schedstat`, nanoseconds) during wrk's run, less its idle rate (measured
+//!   for [`IDLE`] just before, with no traffic) times the run's length. Its fixed costs (the
+//!   ring sweep every millisecond, the stats lines) are no cost per request, and without this
+//!   subtraction they were spread over however few requests the loaded machine served.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
-use tcpcopy_testbed::{Testbed, rig::start_tcpcopy};
+use tcpcopy_testbed::{Host, Testbed, rig::start_tcpcopy};
 
-use super::rig::{Wrk, cpu_seconds, percent};
+use super::rig::{Wrk, percent};
 
 /// Connections of the saturating load.
 const CONNECTIONS: u32 = 32;
+/// Alternating rounds of the three states.
+pub const ROUNDS: usize = 7;
+/// How long tcpcopy's idle CPU is measured before each loaded run.
+const IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Detached,
+    /// An XDP program that passes every frame attached to online's interface, no tcpcopy: what
+    /// the interface's XDP path costs by itself (on veth, as in the testbed, frames take
+    /// another receive path once any XDP program is attached).
+    EmptyProgram,
     CaptureOnly,
     Replaying,
 }
+
+const STATES: [State; 4] = [
+    State::Detached,
+    State::EmptyProgram,
+    State::CaptureOnly,
+    State::Replaying,
+];
 
 impl State {
     fn name(self) -> &'static str {
         match self {
             State::Detached => "tcpcopy not running",
+            State::EmptyProgram => "an empty XDP program attached, no tcpcopy",
             State::CaptureOnly => "tcpcopy attached, replaying 1% (-r 1)",
             State::Replaying => "tcpcopy attached, replaying all",
         }
@@ -32,12 +60,15 @@ impl State {
 }
 
 pub struct Sample {
+    pub round: usize,
     pub state: State,
     pub rate: f64,
-    /// tcpcopy's CPU microseconds per online request.
+    /// tcpcopy's CPU microseconds per online request beyond its idle use.
     pub tcpcopy_us: f64,
-    /// The XDP program's nanoseconds per online request (if the kernel's BPF stats worked).
+    /// The XDP program's nanoseconds per online request, and its runs (packets) per request
+    /// (if the kernel's BPF stats worked).
     pub xdp_ns: Option<f64>,
+    pub xdp_runs: Option<f64>,
 }
 
 /// `kernel.bpf_stats_enabled` on for the benchmark, back to what it was after.
@@ -62,33 +93,160 @@ impl Drop for BpfStats {
     }
 }
 
-/// (run_time_ns, run_cnt) of the newest loaded program named `tcpcopy_capture`.
-fn xdp_runtime() -> Option<(u64, u64)> {
-    let json = tcpcopy_testbed::output("bpftool", &["-j", "prog", "show"]).ok()?;
-    let number = |obj: &str, key: &str| -> Option<u64> {
-        let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
-        let digits: String = obj[at..].chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    };
-    json.split("},{")
-        .filter(|o| o.contains("\"name\":\"tcpcopy_capture\""))
-        .filter_map(|o| Some((number(o, "id")?, o)))
-        .max_by_key(|(id, _)| *id)
-        .and_then(|(_, o)| Some((number(o, "run_time_ns")?, number(o, "run_cnt")?)))
+/// The first number after `"key":` in a JSON text.
+fn number(json: &str, key: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
-pub fn run(bed: &Testbed) -> anyhow::Result<Vec<Sample>> {
+/// The id of the XDP program attached to the online host's interface (tcpcopy's, this run's:
+/// not another tcpcopy's loaded elsewhere on the machine).
+fn attached_xdp(bed: &Testbed) -> Option<u64> {
+    let out = bed
+        .cmd(Host::Online, "bpftool")
+        .args(["-j", "net", "show", "dev", tcpcopy_testbed::IFACE])
+        .output()
+        .ok()?;
+    let json = String::from_utf8_lossy(&out.stdout);
+    let xdp = &json[json.find("\"xdp\":")?..];
+    number(&xdp[..xdp.find(']')?], "id")
+}
+
+/// (run_time_ns, run_cnt) of the BPF program `id`.
+fn runtime(id: u64) -> Option<(u64, u64)> {
+    let json =
+        tcpcopy_testbed::output("bpftool", &["-j", "prog", "show", "id", &id.to_string()]).ok()?;
+    Some((number(&json, "run_time_ns")?, number(&json, "run_cnt")?))
+}
+
+/// The object of the XDP program that passes every frame (`ebpf/src/bin/xdp-pass.rs`), as the
+/// release build left it for `tcpcopy`'s library to embed (the newest of the build directories).
+fn pass_object() -> Option<std::path::PathBuf> {
+    std::fs::read_dir("target/release/build")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|d| d.file_name().to_string_lossy().starts_with("tcpcopy-"))
+        .map(|d| d.path().join("out/xdp-pass"))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// The empty XDP program on online's interface, detached when dropped.
+struct EmptyProgram(String);
+
+impl EmptyProgram {
+    fn attach(bed: &Testbed, object: &std::path::Path) -> anyhow::Result<Self> {
+        let ns = bed.ns(Host::Online);
+        let object = object.to_str().unwrap_or_default();
+        tcpcopy_testbed::run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "link",
+                "set",
+                "dev",
+                tcpcopy_testbed::IFACE,
+                "xdp",
+                "obj",
+                object,
+                "sec",
+                "xdp",
+            ],
+        )?;
+        Ok(Self(ns))
+    }
+}
+
+impl Drop for EmptyProgram {
+    fn drop(&mut self) {
+        let _ = tcpcopy_testbed::run(
+            "ip",
+            &[
+                "-n",
+                &self.0,
+                "link",
+                "set",
+                "dev",
+                tcpcopy_testbed::IFACE,
+                "xdp",
+                "off",
+            ],
+        );
+    }
+}
+
+/// Nanoseconds the threads of process `pid` have run on a CPU (the first field of each
+/// thread's `schedstat`).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The rounds' samples, and the load average (1, 5, 15 minutes) before and after them.
+pub struct Harm {
+    pub samples: Vec<Sample>,
+    pub load: [String; 2],
+}
+
+/// `/proc/loadavg`'s three load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
+    let before = load_average();
     let _stats = BpfStats::on();
+    let pass = pass_object();
+    if pass.is_none() {
+        println!(
+            "    (no xdp-pass object under target/release/build: the empty-program rounds left out)"
+        );
+    }
     let mut samples = Vec::new();
-    for round in 0..3 {
-        for state in [State::Detached, State::CaptureOnly, State::Replaying] {
+    for round in 0..ROUNDS {
+        for k in 0..STATES.len() {
+            let state = STATES[(round + k) % STATES.len()];
+            let empty = match state {
+                State::EmptyProgram => match &pass {
+                    Some(object) => Some(EmptyProgram::attach(bed, object)?),
+                    None => continue,
+                },
+                _ => None,
+            };
             let mut tcpcopy = match state {
-                State::Detached => None,
+                State::Detached | State::EmptyProgram => None,
                 State::CaptureOnly => Some(start_tcpcopy(bed, &["-r", "1"])),
                 State::Replaying => Some(start_tcpcopy(bed, &[])),
             };
-            let t0 = tcpcopy.as_ref().map(|t| cpu_seconds(t.pid()));
-            let x0 = tcpcopy.as_ref().and_then(|_| xdp_runtime());
+            // tcpcopy's idle use, just before the load.
+            #[expect(clippy::cast_precision_loss, reason = "nanosecond totals")]
+            let idle_rate = tcpcopy.as_ref().map(|t| {
+                let (c0, t0) = (cpu_ns(t.pid()), std::time::Instant::now());
+                std::thread::sleep(IDLE);
+                (cpu_ns(t.pid()) - c0) as f64 / t0.elapsed().as_secs_f64()
+            });
+            let c0 = tcpcopy.as_ref().map(|t| cpu_ns(t.pid()));
+            let program = (state != State::Detached)
+                .then(|| attached_xdp(bed))
+                .flatten();
+            let x0 = program.and_then(runtime);
             let path = format!("harm-{round}-{}", state as u8);
             let (rate, took) = Wrk {
                 connections: CONNECTIONS,
@@ -99,79 +257,150 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Vec<Sample>> {
             }
             .run(bed)?;
             let requests = rate * took.as_secs_f64();
-            let tcpcopy_us = match (&tcpcopy, t0) {
-                (Some(t), Some(t0)) => (cpu_seconds(t.pid()) - t0) * 1e6 / requests,
+            #[expect(clippy::cast_precision_loss, reason = "nanosecond totals")]
+            let tcpcopy_us = match (&tcpcopy, c0, idle_rate) {
+                (Some(t), Some(c0), Some(idle)) => {
+                    let used = (cpu_ns(t.pid()) - c0) as f64 - idle * took.as_secs_f64();
+                    used / 1e3 / requests
+                }
                 _ => 0.0,
             };
             #[expect(clippy::cast_precision_loss, reason = "nanosecond totals")]
-            let xdp_ns = match (x0, xdp_runtime()) {
-                (Some((ns0, _)), Some((ns1, _))) if ns1 > ns0 => {
-                    Some((ns1 - ns0) as f64 / requests)
-                }
-                _ => None,
+            let (xdp_ns, xdp_runs) = match (x0, program.and_then(runtime)) {
+                (Some((ns0, n0)), Some((ns1, n1))) if ns1 > ns0 => (
+                    Some((ns1 - ns0) as f64 / requests),
+                    Some((n1 - n0) as f64 / requests),
+                ),
+                _ => (None, None),
             };
-            if let Some(t) = tcpcopy.as_mut() {
-                t.finish(std::time::Duration::from_secs(20))?;
-            }
-            println!("    {:<40} {rate:>8.0} req/s", state.name());
+            let copied = match tcpcopy.as_mut() {
+                Some(t) => {
+                    let last = t.finish(Duration::from_secs(20))?;
+                    let count = |key: &str| {
+                        last.split_whitespace()
+                            .find_map(|kv| kv.strip_prefix(key)?.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    format!(
+                        ", frames copied {} and left unselected {} by the program, tcpcopy {tcpcopy_us:.2} µs and the program {:.0} ns a request",
+                        count("copied="),
+                        count("unselected="),
+                        xdp_ns.unwrap_or(0.0)
+                    )
+                }
+                None => String::new(),
+            };
+            drop(empty);
+            println!(
+                "    round {round} {:<40} {rate:>8.0} req/s{copied}",
+                state.name()
+            );
             samples.push(Sample {
+                round,
                 state,
                 rate,
                 tcpcopy_us,
                 xdp_ns,
+                xdp_runs,
             });
         }
     }
-    Ok(samples)
+    Ok(Harm {
+        samples,
+        load: [before, load_average()],
+    })
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => f64::midpoint(v[n / 2 - 1], v[n / 2]),
+    }
 }
 
 fn median(samples: &[Sample], state: State, f: impl Fn(&Sample) -> f64) -> f64 {
-    let mut v: Vec<f64> = samples.iter().filter(|s| s.state == state).map(f).collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    median_of(samples.iter().filter(|s| s.state == state).map(f).collect())
 }
 
-pub fn table(samples: &[Sample]) -> String {
+/// Each round's rate of `state` over the same round's detached rate.
+fn paired(samples: &[Sample], state: State) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|s| s.state == state)
+        .filter_map(|s| {
+            let base = samples
+                .iter()
+                .find(|b| b.round == s.round && b.state == State::Detached)?;
+            (base.rate > 0.0).then(|| s.rate / base.rate)
+        })
+        .collect()
+}
+
+pub fn table(harm: &Harm) -> String {
+    let samples = &harm.samples[..];
     let base = median(samples, State::Detached, |s| s.rate);
     let mut md = String::new();
+    let rounds = samples.iter().map(|s| s.round + 1).max().unwrap_or(0);
     let _ = writeln!(
         md,
-        "| online nginx, {CONNECTIONS} keep-alive connections, saturated | req/s (each run) | median | vs not running | tcpcopy CPU per request | XDP program per request |"
+        "| online nginx, {CONNECTIONS} keep-alive connections, saturated, {rounds} alternating rounds | req/s (each round) | median (lowest-highest) | median vs not running | same round vs not running: median (lowest-highest) | tcpcopy CPU per request beyond idle | XDP program per request (packets) |"
     );
-    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: |");
-    for state in [State::Detached, State::CaptureOnly, State::Replaying] {
-        let runs: Vec<String> = samples
+    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for state in STATES {
+        let rates: Vec<f64> = samples
             .iter()
             .filter(|s| s.state == state)
-            .map(|s| format!("{:.0}", s.rate))
+            .map(|s| s.rate)
             .collect();
+        let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(0.0, f64::max);
         let rate = median(samples, state, |s| s.rate);
-        let (cpu, xdp) = if state == State::Detached {
-            ("-".to_owned(), "-".to_owned())
+        let (pairs, cpu, xdp) = if state == State::Detached {
+            ("-".to_owned(), "-".to_owned(), "-".to_owned())
         } else {
+            let p = paired(samples, state);
+            let plo = p.iter().copied().fold(f64::INFINITY, f64::min);
+            let phi = p.iter().copied().fold(0.0, f64::max);
+            let pairs = format!(
+                "{:.1}% ({:.1}-{:.1}%)",
+                100.0 * median_of(p),
+                100.0 * plo,
+                100.0 * phi
+            );
             let xdp = if samples
                 .iter()
                 .any(|s| s.state == state && s.xdp_ns.is_some())
             {
                 format!(
-                    "{:.0} ns",
-                    median(samples, state, |s| s.xdp_ns.unwrap_or(0.0))
+                    "{:.0} ns ({:.2})",
+                    median(samples, state, |s| s.xdp_ns.unwrap_or(0.0)),
+                    median(samples, state, |s| s.xdp_runs.unwrap_or(0.0))
                 )
             } else {
                 "n/a".to_owned()
             };
-            (
-                format!("{:.1} µs", median(samples, state, |s| s.tcpcopy_us)),
-                xdp,
-            )
+            let cpu = if state == State::EmptyProgram {
+                "-".to_owned()
+            } else {
+                format!("{:.2} µs", median(samples, state, |s| s.tcpcopy_us))
+            };
+            (pairs, cpu, xdp)
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {rate:.0} | {} | {cpu} | {xdp} |",
+            "| {} | {} | {rate:.0} ({lo:.0}-{hi:.0}) | {} | {pairs} | {cpu} | {xdp} |",
             state.name(),
             runs.join(", "),
             percent(rate, base)
         );
     }
+    let _ = writeln!(
+        md,
+        "\nLoad average (1, 5, 15 min) before the rounds: {}; after: {}.",
+        harm.load[0], harm.load[1]
+    );
     md
 }

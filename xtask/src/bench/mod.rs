@@ -32,8 +32,8 @@ mod sustained;
 use std::{fmt::Write as _, fs, path::PathBuf};
 
 use tcpcopy_testbed::{
-    Testbed,
-    rig::{start_intercept, start_tcpcopy},
+    Spawned, Testbed,
+    rig::{start_intercept, start_intercept_named, start_tcpcopy},
 };
 
 use crate::sh::{self, step};
@@ -65,7 +65,11 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
         testbed()?;
     }
     if which == Which::Harm {
-        harm_only()?;
+        in_testbed(
+            "harm",
+            "harm to production: online throughput with and without tcpcopy",
+            |bed, _| Ok(harm::table(&harm::run(bed)?)),
+        )?;
     }
     if matches!(which, Which::All | Which::Sustained) {
         sustained()?;
@@ -74,45 +78,57 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
         pace()?;
     }
     if which == Which::ReplayCompare {
-        sh::cargo(&["build", "--release", "--workspace"])?;
-        tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
-        step("replay throughput with --compare against without (16 connections, same run)");
-        let bed = Testbed::up()?;
-        let intercept = start_intercept(&bed);
-        let md = format!(
-            "# Replay with --compare\n\n{}",
-            replay_compare::table(&replay_compare::run(&bed, &intercept)?)
-        );
-        fs::create_dir_all("target/bench")?;
-        fs::write("target/bench/replay-compare.md", &md)?;
-        step("written to target/bench/replay-compare.md");
-        print!("{md}");
+        in_testbed(
+            "replay-compare",
+            "replay throughput with --compare against without (16 connections, same run)",
+            |bed, intercept| {
+                Ok(format!(
+                    "# Replay with --compare\n\n{}",
+                    replay_compare::table(&replay_compare::run(bed, &intercept)?)
+                ))
+            },
+        )?;
     }
     Ok(())
 }
 
-/// The harm benchmark alone, its table to `target/bench/harm.md`.
-fn harm_only() -> anyhow::Result<()> {
+/// What every testbed benchmark does around its own part: builds the release binaries, runs
+/// them from `target/release`, brings up a testbed, says `what`, runs `body` with intercept
+/// running there (it may end it and start another), and writes the markdown it returns to `target/bench/{name}.md` (and prints it) once
+/// the testbed is down.
+fn in_testbed(
+    name: &str,
+    what: &str,
+    body: impl FnOnce(&Testbed, Spawned) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     sh::cargo(&["build", "--release", "--workspace"])?;
     tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
-    step("harm to production: online throughput with and without tcpcopy");
+    step(what);
     let bed = Testbed::up()?;
-    let intercept = start_intercept(&bed);
-    let harm = harm::run(&bed)?;
-    drop(intercept);
+    let md = body(&bed, start_intercept(&bed))?;
     drop(bed);
-    let md = harm::table(&harm);
-    fs::create_dir_all("target/bench")?;
-    fs::write("target/bench/harm.md", &md)?;
-    step("written to target/bench/harm.md");
+    write(&format!("{name}.md"), &md)?;
+    step(&format!("written to target/bench/{name}.md"));
     print!("{md}");
     Ok(())
 }
 
-fn pace() -> anyhow::Result<()> {
-    sh::cargo(&["build", "--release", "--workspace"])?;
-    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
+/// Writes `target/bench/{file}`.
+fn write(file: &str, text: &str) -> anyhow::Result<()> {
+    fs::create_dir_all("target/bench")?;
+    fs::write(PathBuf::from("target/bench").join(file), text)?;
+    Ok(())
+}
+
+/// The first line under a testbed benchmark's title: what shares the machine.
+fn shared_cores() -> String {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    format!(
+        "One run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share."
+    )
+}
+
+fn pace() -> anyhow::Result<()> {
     let opts = [
         "--session-buffer-mib",
         "2048",
@@ -121,130 +137,130 @@ fn pace() -> anyhow::Result<()> {
         "--metrics",
         pace::METRICS,
     ];
-    step(&format!(
-        "single connections at full speed, {} s each (tcpcopy {})",
-        pace::RUN.as_secs(),
-        opts.join(" ")
-    ));
-    // A baseline build to compare with in the same run, if one was put there.
-    let baseline = std::path::Path::new("target/release")
-        .join(pace::BASELINE)
-        .exists();
-    let binaries: &[&str] = if baseline {
-        step(&format!(
-            "comparing with target/release/{}, alternately, two rounds",
-            pace::BASELINE
-        ));
-        &[pace::BASELINE, "tcpcopy", pace::BASELINE, "tcpcopy"]
+    // Baseline builds to compare with in the same run, if some were put there.
+    let baseline = |name: &str| std::path::Path::new("target/release").join(name).exists();
+    let tcpcopy_base = if baseline(pace::BASELINE) {
+        pace::BASELINE
     } else {
-        &["tcpcopy"]
+        "tcpcopy"
     };
-    let bed = Testbed::up()?;
-    let _intercept = start_intercept(&bed);
-    let mut runs = Vec::new();
-    for (i, binary) in binaries.iter().enumerate() {
-        step(binary);
-        let mut tcpcopy = pace::start(&bed, binary, &opts)?;
-        for mut r in pace::run(&bed, &tcpcopy, &format!("{i}"))? {
-            r.binary = binary;
-            runs.push(r);
+    let intercept_base = if baseline(pace::INTERCEPT_BASELINE) {
+        pace::INTERCEPT_BASELINE
+    } else {
+        "intercept"
+    };
+    let pairs: Vec<(&'static str, &'static str)> =
+        if (tcpcopy_base, intercept_base) == ("tcpcopy", "intercept") {
+            vec![("tcpcopy", "intercept")]
+        } else {
+            vec![
+                (tcpcopy_base, intercept_base),
+                ("tcpcopy", "intercept"),
+                (tcpcopy_base, intercept_base),
+                ("tcpcopy", "intercept"),
+            ]
+        };
+    let what = format!(
+        "single connections at full speed, {} s each (tcpcopy {}){}",
+        pace::RUN.as_secs(),
+        opts.join(" "),
+        if pairs.len() > 1 {
+            format!(
+                "; comparing with target/release/{tcpcopy_base} and {intercept_base}, alternately, two rounds"
+            )
+        } else {
+            String::new()
         }
-        tcpcopy.finish(std::time::Duration::from_secs(20))?;
-    }
-    drop(bed);
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Single connections at full speed\n\nOne run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share.\n\n{}",
-        pace::table(&runs)
     );
-    fs::create_dir_all("target/bench")?;
-    fs::write("target/bench/pace.md", &md)?;
-    step("written to target/bench/pace.md");
-    print!("{md}");
-    Ok(())
+    in_testbed("pace", &what, |bed, intercept| {
+        let mut intercept = Some(intercept);
+        let mut runs = Vec::new();
+        for (i, &(binary, intercepting)) in pairs.iter().enumerate() {
+            step(&format!("{binary}, {intercepting}"));
+            if pairs.len() > 1 {
+                // This round's intercept in place of the last one.
+                drop(intercept.take());
+                intercept = Some(start_intercept_named(bed, intercepting, None, &[]));
+            }
+            let mut tcpcopy = pace::start(bed, binary, &opts)?;
+            for mut r in pace::run(bed, &tcpcopy, &format!("{i}"))? {
+                r.binary = binary;
+                r.intercept = intercepting;
+                runs.push(r);
+            }
+            tcpcopy.finish(std::time::Duration::from_secs(20))?;
+        }
+        Ok(format!(
+            "# Single connections at full speed\n\n{}\n\n{}\n",
+            shared_cores(),
+            pace::table(&runs)
+        ))
+    })
 }
 
 fn sustained() -> anyhow::Result<()> {
-    sh::cargo(&["build", "--release", "--workspace"])?;
-    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    step(&format!(
-        "sustained replay, {} s a level ({cores} cores shared by client, online, test and assistant)",
+    let what = format!(
+        "sustained replay, {} s a level (the cores shared by client, online, test and assistant)",
         sustained::SUSTAIN.as_secs()
-    ));
-    let bed = Testbed::up()?;
-    let _intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
-    let (saturation, levels) = sustained::run(&bed, &tcpcopy)?;
-    tcpcopy.finish(std::time::Duration::from_secs(20))?;
-    drop(bed);
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Sustained replay\n\nOne run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share.\n\n{}",
-        sustained::table(&saturation, &levels)
     );
-    fs::create_dir_all("target/bench")?;
-    fs::write("target/bench/sustained.md", &md)?;
-    fs::write("target/bench/sustained.csv", sustained::csv(&levels))?;
-    step("written to target/bench/sustained.md and sustained.csv");
-    print!("{md}");
-    Ok(())
+    in_testbed("sustained", &what, |bed, _| {
+        let mut tcpcopy = start_tcpcopy(bed, &[]);
+        let (saturation, levels) = sustained::run(bed, &tcpcopy)?;
+        tcpcopy.finish(std::time::Duration::from_secs(20))?;
+        write("sustained.csv", &sustained::csv(&levels))?;
+        step("every second in target/bench/sustained.csv");
+        Ok(format!(
+            "# Sustained replay\n\n{}\n\n{}\n",
+            shared_cores(),
+            sustained::table(&saturation, &levels)
+        ))
+    })
 }
 
 fn testbed() -> anyhow::Result<()> {
-    sh::cargo(&["build", "--release", "--workspace"])?;
-    tcpcopy_testbed::use_binaries_from(PathBuf::from("target/release"));
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    step(&format!(
-        "testbed benchmarks ({cores} cores shared by client, online, test and assistant)"
-    ));
-    let bed = Testbed::up()?;
-    let intercept = start_intercept(&bed);
-    let mut tcpcopy = start_tcpcopy(&bed, &[]);
-    step("replay at increasing load (wrk on the client against online's nginx, 5 s a level)");
-    let levels = load::run(&bed, &tcpcopy, &intercept)?;
-    tcpcopy.finish(std::time::Duration::from_secs(20))?;
-    // Bulk uploads outrun the replay on this machine: room for the backlog in the capture ring
-    // and in the session, as an operator replaying uploads would give it.
-    let bulk_opts = ["--session-buffer-mib", "2048", "--ring-mib", "256"];
-    step(&format!(
-        "bulk: 1 MB uploads on keep-alive connections (tcpcopy {})",
-        bulk_opts.join(" ")
-    ));
-    let mut tcpcopy = start_tcpcopy(&bed, &bulk_opts);
-    let bulk = bulk::run(&bed, &tcpcopy)?;
-    tcpcopy.finish(std::time::Duration::from_secs(20))?;
-    step("replay throughput with --compare against without (16 connections, same run)");
-    let comparing = replay_compare::run(&bed, &intercept)?;
-    step("harm to production: online throughput with and without tcpcopy");
-    let harm = harm::run(&bed)?;
-    step("the packet path: AF_XDP raw forwarding against tcpcopy's rewrite, same veth");
-    let path = path::run(&bed)?;
-    drop(bed);
+    in_testbed(
+        "testbed",
+        "testbed benchmarks (the cores shared by client, online, test and assistant)",
+        |bed, intercept| {
+            let mut tcpcopy = start_tcpcopy(bed, &[]);
+            step(
+                "replay at increasing load (wrk on the client against online's nginx, 5 s a level)",
+            );
+            let levels = load::run(bed, &tcpcopy, &intercept)?;
+            tcpcopy.finish(std::time::Duration::from_secs(20))?;
+            // Bulk uploads outrun the replay on this machine: room for the backlog in the capture
+            // ring and in the session, as an operator replaying uploads would give it.
+            let bulk_opts = ["--session-buffer-mib", "2048", "--ring-mib", "256"];
+            step(&format!(
+                "bulk: 1 MB uploads on keep-alive connections (tcpcopy {})",
+                bulk_opts.join(" ")
+            ));
+            let mut tcpcopy = start_tcpcopy(bed, &bulk_opts);
+            let bulk = bulk::run(bed, &tcpcopy)?;
+            tcpcopy.finish(std::time::Duration::from_secs(20))?;
+            step("replay throughput with --compare against without (16 connections, same run)");
+            let comparing = replay_compare::run(bed, &intercept)?;
+            step("harm to production: online throughput with and without tcpcopy");
+            let harm = harm::run(bed)?;
+            step("the packet path: AF_XDP raw forwarding against tcpcopy's rewrite, same veth");
+            let path = path::run(bed)?;
 
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Testbed benchmarks\n\nOne run on {cores} cores, which the client (wrk), online (nginx, tcpcopy), test (nginx) and assistant (intercept) hosts all share.\n"
-    );
-    let _ = writeln!(
-        md,
-        "## Replay at increasing load\n\n{}",
-        load::table(&levels)
-    );
-    let _ = writeln!(md, "## Bulk uploads\n\n{}", bulk::table(&bulk));
-    let _ = writeln!(
-        md,
-        "## Replay with --compare\n\n{}",
-        replay_compare::table(&comparing)
-    );
-    let _ = writeln!(md, "## Harm to production\n\n{}", harm::table(&harm));
-    let _ = writeln!(md, "## The packet path\n\n{}", path::table(&path));
-    fs::create_dir_all("target/bench")?;
-    fs::write("target/bench/testbed.md", &md)?;
-    step("written to target/bench/testbed.md");
-    print!("{md}");
-    Ok(())
+            let mut md = String::new();
+            let _ = writeln!(md, "# Testbed benchmarks\n\n{}\n", shared_cores());
+            let _ = writeln!(
+                md,
+                "## Replay at increasing load\n\n{}",
+                load::table(&levels)
+            );
+            let _ = writeln!(md, "## Bulk uploads\n\n{}", bulk::table(&bulk));
+            let _ = writeln!(
+                md,
+                "## Replay with --compare\n\n{}",
+                replay_compare::table(&comparing)
+            );
+            let _ = writeln!(md, "## Harm to production\n\n{}", harm::table(&harm));
+            let _ = writeln!(md, "## The packet path\n\n{}", path::table(&path));
+            Ok(md)
+        },
+    )
 }

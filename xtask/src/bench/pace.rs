@@ -16,13 +16,11 @@ use super::rig::{LogCounter, Wrk, loss_diff, losses, percent, stat};
 
 /// How long each run lasts.
 pub const RUN: Duration = Duration::from_secs(10);
-/// Bytes of each uploaded body.
-const BODY: usize = 1 << 20;
-
 /// One single-connection run.
 pub struct Run {
-    /// Which tcpcopy binary replayed.
+    /// Which tcpcopy binary replayed, and which intercept binary caught the replies.
     pub binary: &'static str,
+    pub intercept: &'static str,
     pub what: &'static str,
     /// Requests online served during wrk's run, and those the test server had received by then.
     pub online: usize,
@@ -56,13 +54,7 @@ impl Run {
 }
 
 pub fn run(bed: &Testbed, tcpcopy: &Spawned, tag: &str) -> anyhow::Result<Vec<Run>> {
-    let script = bed.dir().join("pace-post-1mb.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", {BODY})\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
-        ),
-    )?;
+    let script = super::bulk::upload_script(bed)?;
     let mut runs = Vec::new();
     for (what, path, body) in [
         (
@@ -160,6 +152,7 @@ fn single(
     let (all, replayed_bytes) = super::rig::served(bed, Host::Test, wrk.path);
     Ok(Run {
         binary: "tcpcopy",
+        intercept: "intercept",
         what,
         online: online_n,
         replayed_during: during,
@@ -180,7 +173,7 @@ pub fn table(runs: &[Run]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| tcpcopy | {} s of wrk | online requests | replayed by wrk's end (pace) | replayed in all | request bytes replayed | replay's tail | lag gauge (max) | time per online request | replay round trip (tcpcopy) | losses |",
+        "| tcpcopy, intercept | {} s of wrk | online requests | replayed by wrk's end (pace) | replayed in all | request bytes replayed | replay's tail | lag gauge (max) | time per online request | replay round trip (tcpcopy) | losses |",
         RUN.as_secs()
     );
     let _ = writeln!(
@@ -190,8 +183,9 @@ pub fn table(runs: &[Run]) -> String {
     for r in runs {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} ({}) | {} | {} | {:.1} s | {} ms | {} | {} | {} |",
+            "| {}, {} | {} | {} | {} ({}) | {} | {} | {:.1} s | {} ms | {} | {} | {} |",
             r.binary,
+            r.intercept,
             r.what,
             r.online,
             r.replayed_during,
@@ -211,27 +205,13 @@ pub fn table(runs: &[Run]) -> String {
 /// A tcpcopy binary in `target/release` to compare with (copied there by hand from another
 /// build), run alternately with the current one in the same run.
 pub const BASELINE: &str = "tcpcopy-baseline";
+/// The same for intercept: the rounds of the baselines run this one if it is there.
+pub const INTERCEPT_BASELINE: &str = "intercept-baseline";
 
 /// Starts the tcpcopy binary `name` on the online host as `start_tcpcopy` does (the testbed's
 /// target and intercept, `-c 192.0.2.x`, `extra`); waits until it is attached and linked.
 pub fn start(bed: &Testbed, name: &str, extra: &[&str]) -> anyhow::Result<Spawned> {
-    let target = format!("{}:80", Host::Test.addr());
-    let intercept = bed.intercept_host().addr().to_string();
-    let mut cmd = tcpcopy_testbed::rig::binary_cmd(bed, Host::Online, name, None);
-    cmd.args([
-        "-i",
-        tcpcopy_testbed::IFACE,
-        "--target",
-        &target,
-        "-s",
-        &intercept,
-        "-c",
-        "192.0.2.x",
-    ])
-    .args(extra)
-    .args(["--stats-interval", "0.2"]);
-    let mut p = Spawned::start(cmd)?;
-    p.wait_for_line("attached", Duration::from_secs(20))?;
+    let mut p = tcpcopy_testbed::rig::start_replay(bed, name, None, extra)?;
     tcpcopy_testbed::rig::wait_links_up(&mut p);
     Ok(p)
 }

@@ -32,6 +32,55 @@ const PAYLOAD_BACKLOG: usize = 8 << 20;
 /// add, and the connection's task, which subtracts).
 pub type Backlog = std::sync::Arc<std::sync::atomic::AtomicUsize>;
 
+/// A connection's socket as the workers write it: straight from a worker's thread while nothing
+/// waits in the connection task's queue, else into that queue behind what waits there, so the
+/// order holds. A reply's way back to its tcpcopy is part of the replay's round trip (a paced
+/// keep-alive connection sends its next request when the answer is back): written here it does
+/// not wait for the control thread to wake up and take it from the queue.
+#[derive(Debug)]
+pub struct Direct {
+    /// A duplicate of the connection's socket (non-blocking, as the task's).
+    sock: std::net::TcpStream,
+    /// Messages in the task's queue (or being written by it) not yet written. Held by a worker
+    /// for its whole write, and by the task to count a write of its own, so the two never
+    /// write at once.
+    queued: std::sync::Mutex<usize>,
+}
+
+impl Direct {
+    /// The workers' side of `stream` (none if its descriptor cannot be duplicated: then every
+    /// message goes through the queue).
+    fn of(stream: &TcpStream) -> Option<std::sync::Arc<Self>> {
+        use std::os::fd::AsFd as _;
+        let fd = stream.as_fd().try_clone_to_owned().ok()?;
+        Some(std::sync::Arc::new(Self {
+            sock: std::net::TcpStream::from(fd),
+            queued: std::sync::Mutex::new(0),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The task wrote one queued message (or one of its own, counted by `queue_own`).
+    fn written(this: Option<&Self>) {
+        if let Some(d) = this {
+            let mut q = d.lock();
+            *q = q.saturating_sub(1);
+        }
+    }
+
+    /// The task is about to write a message of its own: the workers queue theirs behind it.
+    fn queue_own(this: Option<&Self>) {
+        if let Some(d) = this {
+            *d.lock() += 1;
+        }
+    }
+}
+
 /// A caught reply and, when some connection wants payloads and the frame held it whole, its
 /// payload.
 #[derive(Clone, Debug)]
@@ -43,7 +92,13 @@ pub struct Caught {
 /// What connection tasks tell the workers (each gets every event).
 #[derive(Clone, Debug)]
 pub enum ConnEvent {
-    Open(ConnId, SocketAddr, mpsc::Sender<Vec<u8>>, Backlog),
+    Open(
+        ConnId,
+        SocketAddr,
+        mpsc::Sender<Vec<u8>>,
+        Backlog,
+        Option<std::sync::Arc<Direct>>,
+    ),
     /// The connection speaks protocol version 7 from now on, with these capabilities.
     Upgraded(ConnId, u32),
     Register(ConnId, Key),
@@ -94,6 +149,7 @@ pub struct Limits {
 struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
     backlog: Backlog,
+    direct: Option<std::sync::Arc<Direct>>,
     version: u16,
     /// Replies go with their payloads (protocol version 7, capability 4).
     payloads: bool,
@@ -242,13 +298,14 @@ impl Router {
 
     pub fn on_event(&mut self, now: Instant, ev: ConnEvent) {
         match ev {
-            ConnEvent::Open(id, peer, tx, backlog) => {
+            ConnEvent::Open(id, peer, tx, backlog, direct) => {
                 log::info!("tcpcopy {peer} connected (connection {id})");
                 self.conns.insert(
                     id,
                     Conn {
                         tx,
                         backlog,
+                        direct,
                         version: v6::VERSION,
                         payloads: false,
                         pending: Vec::new(),
@@ -383,7 +440,7 @@ impl Router {
     fn send(conn: &mut Conn, batch: usize, stats: &mut RouterStats) {
         use std::sync::atomic::Ordering::Relaxed;
         let n = conn.pending.len() as u64;
-        let msg = if conn.payloads {
+        let mut msg = if conn.payloads {
             Self::encode_payloads(conn, stats)
         } else {
             let replies: Vec<Reply> = conn.pending.iter().map(|c| c.reply).collect();
@@ -393,12 +450,37 @@ impl Router {
             msg
         };
         conn.pending.clear();
+        let mut partial = false;
+        let mut queued = conn.direct.as_deref().map(Direct::lock);
+        if let (Some(d), Some(&0)) = (conn.direct.as_deref(), queued.as_deref()) {
+            use std::io::Write as _;
+            match (&d.sock).write(&msg) {
+                Ok(k) if k == msg.len() => return,
+                // The socket is full (the rest goes through the queue, which waits for room),
+                // or broken (the task finds out and closes the connection).
+                Ok(0) | Err(_) => {}
+                Ok(k) => {
+                    msg.drain(..k);
+                    partial = true;
+                }
+            }
+        }
         let len = msg.len();
         if conn.tx.try_send(msg).is_err() {
             // The tcpcopy end does not keep up: drop rather than stall every other connection.
             stats.dropped_slow += n;
-        } else if conn.payloads {
-            conn.backlog.fetch_add(len, Relaxed);
+            if partial && let Some(d) = conn.direct.as_deref() {
+                // Half a message is on the wire and the rest has nowhere to go: the stream is
+                // broken, so the connection ends (its tcpcopy connects and registers again).
+                let _ = d.sock.shutdown(std::net::Shutdown::Both);
+            }
+        } else {
+            if let Some(q) = queued.as_deref_mut() {
+                *q += 1;
+            }
+            if conn.payloads {
+                conn.backlog.fetch_add(len, Relaxed);
+            }
         }
     }
 
@@ -557,6 +639,7 @@ async fn connection(
     refusals: std::sync::Arc<Refusals>,
 ) {
     let _ = stream.set_nodelay(true);
+    let direct = Direct::of(&stream);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
     let backlog = Backlog::default();
@@ -572,6 +655,7 @@ async fn connection(
             peer,
             tx,
             std::sync::Arc::clone(&backlog),
+            direct.clone(),
         ))
         .await
         .is_err()
@@ -614,7 +698,7 @@ async fn connection(
                             log::info!("tcpcopy {peer} speaks protocol version 7");
                             // The accept goes out before any reply of the new version.
                             if let Some(b) = end.poll_transmit()
-                                && wr.write_all(&b).await.is_err()
+                                && own_write(&mut wr, direct.as_deref(), &b).await.is_err()
                             {
                                 break 'conn;
                             }
@@ -626,7 +710,7 @@ async fn connection(
                         Event::Proven => {
                             log::info!("tcpcopy {peer} proved the shared secret");
                             if let Some(b) = end.poll_transmit()
-                                && wr.write_all(&b).await.is_err()
+                                && own_write(&mut wr, direct.as_deref(), &b).await.is_err()
                             {
                                 break 'conn;
                             }
@@ -649,11 +733,25 @@ async fn connection(
                 if wr.write_all(&msg).await.is_err() {
                     break;
                 }
+                Direct::written(direct.as_deref());
                 written(&backlog, msg.len());
             }
         }
     }
     let _ = events.send(ConnEvent::Closed(id)).await;
+}
+
+/// Writes a message of the connection task's own (the version-7 accept, the proof's answer),
+/// with the workers' direct writes held back meanwhile.
+async fn own_write(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    direct: Option<&Direct>,
+    b: &[u8],
+) -> std::io::Result<()> {
+    Direct::queue_own(direct);
+    let r = wr.write_all(b).await;
+    Direct::written(direct);
+    r
 }
 
 /// `n` bytes of a connection's queue written to its socket. (The workers count only the
@@ -739,6 +837,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], u16::try_from(id).unwrap())),
             tx,
             Backlog::default(),
+            None,
         )
     }
 
@@ -751,7 +850,13 @@ mod tests {
         let backlog = Backlog::default();
         r.on_event(
             now0(),
-            ConnEvent::Open(1, "127.0.0.1:1".parse().unwrap(), tx1, Arc::clone(&backlog)),
+            ConnEvent::Open(
+                1,
+                "127.0.0.1:1".parse().unwrap(),
+                tx1,
+                Arc::clone(&backlog),
+                None,
+            ),
         );
         r.on_event(now0(), open(2, tx2));
         r.on_event(now0(), ConnEvent::Upgraded(1, v7::CAPS | v7::CAP_PAYLOAD));
@@ -805,6 +910,64 @@ mod tests {
         r.flush(now);
         assert_eq!(rx1.try_recv().unwrap().len(), 4 + 40);
         assert_eq!((r.stats.payloads, r.stats.payload_dropped), (1, 2));
+    }
+
+    /// A worker writes a connection's replies straight to its socket while nothing waits in the
+    /// connection task's queue, and behind the queue (in order) while something does.
+    #[tokio::test]
+    async fn replies_go_straight_to_the_socket_unless_the_queue_holds_some() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let direct = Direct::of(&ours).unwrap();
+        let mut r = Router::new(16, LIMITS);
+        let (tx, mut rx) = mpsc::channel(16);
+        r.on_event(
+            now0(),
+            ConnEvent::Open(
+                1,
+                "127.0.0.1:1".parse().unwrap(),
+                tx,
+                Backlog::default(),
+                Some(Arc::clone(&direct)),
+            ),
+        );
+        let (client, target) = ("192.0.2.1:1000", "198.51.100.30:80");
+        r.on_event(
+            now0(),
+            ConnEvent::Register(1, (client.parse().unwrap(), target.parse().unwrap())),
+        );
+        let one = 2 + v6::RESPONSE_RECORD_LEN;
+        r.on_packet(now0(), &packet(client, target, 0));
+        r.send_pending();
+        // Written by the router itself: on the peer's side, nothing in the queue.
+        let mut got = vec![0u8; one];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..2], &[0, 1]);
+        assert!(rx.try_recv().is_err());
+        // The task has a message of its own going out: the next reply waits in the queue.
+        Direct::queue_own(Some(&direct));
+        r.on_packet(now0(), &packet(client, target, 0));
+        r.send_pending();
+        assert_eq!(rx.try_recv().unwrap().len(), one);
+        // Its own written, the queued one not yet: still behind the queue.
+        Direct::written(Some(&direct));
+        r.on_packet(now0(), &packet(client, target, 0));
+        r.send_pending();
+        assert_eq!(rx.try_recv().unwrap().len(), one);
+        // Both queued ones written: straight to the socket again.
+        Direct::written(Some(&direct));
+        Direct::written(Some(&direct));
+        r.on_packet(now0(), &packet(client, target, 0));
+        r.send_pending();
+        assert!(rx.try_recv().is_err());
+        let mut got = vec![0u8; one];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(r.stats.forwarded, 4);
+        assert_eq!(r.stats.dropped_slow, 0);
     }
 
     #[tokio::test]

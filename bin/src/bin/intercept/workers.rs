@@ -3,8 +3,9 @@
 //! the AF_XDP sockets of the queues `q % workers == w`) and routing them itself to the tcpcopy
 //! connections. The control thread accepts tcpcopy's connections and hands every connection
 //! event (open, registration, close) to every worker over its channel, so each worker keeps its
-//! own copy of the routing table and sends its batches straight to the connections' writers:
-//! no lock and no shared table on the reply path. The replies of one connection all reach one
+//! own copy of the routing table and writes its batches to the connections' sockets itself
+//! (through the connection task's queue only while that holds some, see `server::Direct`): no
+//! shared table and no hand-off to another thread on the reply path. The replies of one connection all reach one
 //! worker, so they stay in order.
 
 use std::time::Duration;
