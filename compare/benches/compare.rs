@@ -96,12 +96,22 @@ fn run(config: &Arc<Config>, t: &Trace) -> usize {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let config = Arc::new(Config::default());
-    for (requests, body) in [(100usize, 1024usize), (20, 16 * 1024), (4, 256 * 1024)] {
+    for (requests, body) in [
+        (200usize, 48usize),
+        (100, 1024),
+        (20, 16 * 1024),
+        (4, 256 * 1024),
+    ] {
         let t = trace(requests, body);
         assert_eq!(run(&config, &t), t.count, "every answer the same");
         let mut g = c.benchmark_group("compare");
         g.throughput(Throughput::Bytes((t.online.len() + t.test.len()) as u64));
-        g.bench_function(format!("http_{requests}x{}k", body / 1024), |b| {
+        let size = if body < 1024 {
+            format!("{body}b")
+        } else {
+            format!("{}k", body / 1024)
+        };
+        g.bench_function(format!("http_{requests}x{size}"), |b| {
             b.iter(|| black_box(run(&config, &t)));
         });
         g.finish();
