@@ -81,6 +81,22 @@ pub fn counter(line: &str, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{name} is not a number in {line:?}"))
 }
 
+/// Waits up to `timeout` for a stats line of tcpcopy (run with `--compare`) whose comparison has
+/// decided `n` requests or more (same, differ or not compared); that line.
+pub fn wait_decided(tcpcopy: &mut Spawned, n: u64, timeout: Duration) -> String {
+    tcpcopy
+        .wait_for(
+            |l| {
+                l.starts_with("stats")
+                    && l.contains(" compare ")
+                    && counter(l, "same") + counter(l, "differ") + counter(l, "not_compared") >= n
+            },
+            "the comparison's verdicts",
+            timeout,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}; {:?}", tcpcopy.lines().last()))
+}
+
 /// Access-log lines of `host` for requests under `/{path}/`.
 pub fn logged(bed: &Testbed, host: Host, path: &str) -> Vec<String> {
     let needle = format!(" /{path}/");

@@ -9,24 +9,10 @@ use std::time::Duration;
 use tcpcopy_testbed::{Host, REDIS_PORT, Spawned, Testbed};
 use tcpcopy_tests::{
     codes, counter, curl, start_intercept, start_intercept_with, start_tcpcopy, wait_closed,
+    wait_decided,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
-
-/// Waits for a stats line whose comparison has decided `n` requests (or more); that line.
-fn wait_decided(tcpcopy: &mut Spawned, n: u64) -> String {
-    tcpcopy
-        .wait_for(
-            |l| {
-                l.starts_with("stats")
-                    && l.contains(" compare ")
-                    && counter(l, "same") + counter(l, "differ") + counter(l, "not_compared") >= n
-            },
-            "the comparison's verdicts",
-            WAIT,
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"))
-}
 
 /// The JSON lines of a compare log.
 fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -69,7 +55,7 @@ fn a_thousand_requests_two_hundred_differ_with_their_status_pairs_and_request_li
         1000,
         "online answered all with 200"
     );
-    let line = wait_decided(&mut tcpcopy, 1000);
+    let line = wait_decided(&mut tcpcopy, 1000, WAIT);
     assert_eq!(counter(&line, "same"), 800, "{line}");
     assert_eq!(counter(&line, "differ"), 200, "{line}");
     assert_eq!(counter(&line, "not_compared"), 0, "{line}");
@@ -181,7 +167,7 @@ fn a_differing_header_is_reported_and_silenced_by_the_ignore_list() {
         let mut tcpcopy = start_tcpcopy(&bed, &args);
         let answered = codes(curl(&bed, Host::Online, "build", 0..50, false));
         assert_eq!(answered.iter().filter(|c| *c == "200").count(), 50);
-        let line = wait_decided(&mut tcpcopy, 50);
+        let line = wait_decided(&mut tcpcopy, 50, WAIT);
         let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
         assert_eq!(counter(&line, "not_compared"), 0, "{line}");
         let differ = of_kind(&log_lines(&log), "differ")
@@ -301,7 +287,7 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     answered.extend(codes(body));
     assert_eq!(answered.len() as u64, all);
     assert!(answered.iter().all(|c| c == "200"), "online answered all");
-    let line = wait_decided(&mut tcpcopy, all);
+    let line = wait_decided(&mut tcpcopy, all, WAIT);
     // Prometheus: the same split in the two latency histograms.
     let metrics = scrape(&bed);
     let delay_secs = DELAY.as_secs_f64();
@@ -466,7 +452,7 @@ fn keep_alive_pipelined_and_chunked_answers_are_compared_exactly() {
             "{uri} answered {a}"
         );
     }
-    let line = wait_decided(&mut tcpcopy, 42);
+    let line = wait_decided(&mut tcpcopy, 42, WAIT);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(counter(&line, "not_compared"), 0, "{line}");
     assert_eq!(counter(&last, "not_compared"), 0, "{last}");
@@ -587,7 +573,7 @@ fn redis_answers_compared_as_bytes_are_all_the_same_plain_and_pipelined() {
         exchanges += commands / pipeline + 1;
         before = after;
     }
-    let line = wait_decided(&mut tcpcopy, exchanges);
+    let line = wait_decided(&mut tcpcopy, exchanges, WAIT);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     // The test server processed every command production did.
     let (online, test) = (

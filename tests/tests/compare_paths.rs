@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use tcpcopy_testbed::{Host, Options, Spawned, Testbed};
-use tcpcopy_tests::{codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_until};
+use tcpcopy_tests::{
+    codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_decided, wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -73,21 +75,6 @@ fn send(bed: &Testbed, load: &Load) {
     );
 }
 
-/// Waits for a stats line whose comparison has decided `n` requests (or more); that line.
-fn wait_decided(tcpcopy: &mut Spawned, n: u64) -> String {
-    tcpcopy
-        .wait_for(
-            |l| {
-                l.starts_with("stats")
-                    && l.contains(" compare ")
-                    && counter(l, "same") + counter(l, "differ") + counter(l, "not_compared") >= n
-            },
-            "the comparison's verdicts",
-            WAIT,
-        )
-        .unwrap_or_else(|e| panic!("{e:#}; {:?}", tcpcopy.lines().last()))
-}
-
 /// The JSON lines of a compare log.
 fn differ_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -108,7 +95,7 @@ fn exact_verdicts(bed: &Testbed, mut intercept: Spawned, load: &Load) -> (String
     let log_arg = log.to_str().unwrap().to_owned();
     let mut tcpcopy = start_tcpcopy(bed, &["--compare", "--compare-log", &log_arg]);
     send(bed, load);
-    let line = wait_decided(&mut tcpcopy, load.total());
+    let line = wait_decided(&mut tcpcopy, load.total(), WAIT);
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     let icpt = intercept.finish(Duration::from_secs(10)).unwrap();
     let same = (load.same + load.large) as u64;
