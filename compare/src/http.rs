@@ -121,16 +121,18 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
-    /// Bytes this summary holds.
-    pub fn held(&self) -> usize {
-        core::mem::size_of::<Self>()
-            + self.body.heap()
-            + self
-                .headers
-                .iter()
-                .map(|h| core::mem::size_of::<Header>() + h.name.capacity() + h.value.held())
-                .sum::<usize>()
+    /// The bytes it holds outside itself.
+    pub fn heap(&self) -> usize {
+        self.body.heap() + headers_heap(&self.headers)
     }
+}
+
+/// The bytes kept headers hold on the heap: their slots, names and values.
+fn headers_heap(headers: &[Header]) -> usize {
+    headers
+        .iter()
+        .map(|h| core::mem::size_of::<Header>() + h.name.capacity() + h.value.held())
+        .sum()
 }
 
 /// What a piece of input completed.
@@ -232,11 +234,7 @@ impl Parser {
     /// Bytes held: the partial line, the headers and body digest of the message under way.
     pub fn held(&self) -> usize {
         self.line.capacity()
-            + self
-                .headers
-                .iter()
-                .map(|h| core::mem::size_of::<Header>() + h.name.capacity() + h.value.held())
-                .sum::<usize>()
+            + headers_heap(&self.headers)
             + self.body.as_ref().map_or(0, SummaryBuilder::held)
     }
 

@@ -73,7 +73,7 @@ impl Response {
     /// The bytes it holds outside itself.
     fn heap(&self) -> usize {
         match self {
-            Response::Http(r) => r.held() - core::mem::size_of::<HttpResponse>(),
+            Response::Http(r) => r.heap(),
             Response::Bytes(b) => b.heap(),
         }
     }

@@ -349,6 +349,33 @@ fn a_gap_that_never_fills_is_given_up() {
     assert_eq!(s.stats().not_compared_for(Reason::Gap), 1);
 }
 
+/// Production's side waits only `gap_timeout`: a frame the capture missed never comes back.
+#[test]
+fn a_gap_in_productions_answer_is_given_up_sooner() {
+    let cfg = Config::default();
+    assert!(cfg.gap_timeout < cfg.test_gap_timeout);
+    let (mut s, mut a, mut b) = session(cfg.clone());
+    a.request(&mut s, 100, GET);
+    let answer = ok("", "hello");
+    // The first 10 bytes of production's answer were not captured.
+    s.handle_segment(
+        us(200),
+        Which::Online,
+        Direction::Response,
+        Segment::data(a.server + 10, &answer[10..]),
+    );
+    assert_eq!(s.poll_timeout(), Some(us(200) + cfg.gap_timeout));
+    b.request(&mut s, 1000, GET);
+    b.response(&mut s, 1100, &answer);
+    s.handle_timeout(us(200) + cfg.gap_timeout - Duration::from_micros(1));
+    assert!(verdicts(&mut s).is_empty());
+    s.handle_timeout(us(200) + cfg.gap_timeout);
+    assert_eq!(
+        verdicts(&mut s)[0].outcome,
+        Outcome::NotCompared(Reason::Gap)
+    );
+}
+
 #[test]
 fn over_the_cap_is_not_compared_and_frees_everything() {
     let cfg = Config {

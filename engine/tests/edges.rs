@@ -51,9 +51,18 @@ fn config(map: &str) -> Config {
 }
 
 fn drain(e: &mut Engine, now: Time) -> Vec<Vec<u8>> {
+    drain_at_most(e, now, usize::MAX)
+}
+
+/// [`drain`], asserting that `poll_transmit` stops by itself within `most` packets.
+fn drain_at_most(e: &mut Engine, now: Time, most: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = vec![0; 2048];
     while let Some(t) = e.poll_transmit(now, &mut buf) {
+        assert!(
+            out.len() < most,
+            "poll_transmit still writing after {most} packets"
+        );
         let packet = &buf[..t.size];
         // The transmit says where the packet goes, as the packet itself does.
         let p = parse(packet, Payload::Whole).expect("the engine writes whole packets");
@@ -112,7 +121,12 @@ fn reply(e: &mut Engine, now: Time, flags: u8, seq: u32, ack: u32, payload: &[u8
 
 /// Everything the engine sends the test server at `now`.
 fn recv(e: &mut Engine, now: Time) -> Vec<Seg> {
-    drain(e, now)
+    recv_at_most(e, now, usize::MAX)
+}
+
+/// [`recv`], asserting that `poll_transmit` stops by itself within `most` packets.
+fn recv_at_most(e: &mut Engine, now: Time, most: usize) -> Vec<Seg> {
+    drain_at_most(e, now, most)
         .iter()
         .map(|p| {
             let p = parse(p, Payload::Whole).unwrap();
@@ -419,21 +433,7 @@ mod handshake {
     /// Everything the engine sends at `now`, asserting that `poll_transmit` stops by itself
     /// (a few calls, never a loop).
     fn recv_bounded(e: &mut Engine, now: Time) -> Vec<Seg> {
-        let mut buf = vec![0; 2048];
-        let mut out = Vec::new();
-        for _ in 0..16 {
-            let Some(tx) = e.poll_transmit(now, &mut buf) else {
-                return out;
-            };
-            let p = parse(&buf[..tx.size], Payload::Whole).unwrap();
-            out.push(seg(
-                p.tcp.flags.0,
-                p.tcp.seq.raw(),
-                p.tcp.ack.raw(),
-                p.tcp.payload,
-            ));
-        }
-        panic!("poll_transmit still writing after 16 packets: {out:?}");
+        recv_at_most(e, now, 16)
     }
 
     /// Captured SYN, our SYN out, the test server's SYN-ACK in (before the client's ACK).

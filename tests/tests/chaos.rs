@@ -336,8 +336,9 @@ fn a_syn_flood_at_online_while_real_requests_flow() {
         "tcpcopy's memory bounded: {base} KiB -> {peak} KiB"
     );
     assert!(missing.is_empty(), "missing {missing:?}; {drained}");
-    // Every session but the 300 real ones was the flood's, and ended half-open; a real one
-    // never did. Only the real ones were registered with intercept, and no session was lost.
+    // As many sessions ended other than half-open as there were real ones (the flood's ended
+    // half-open), exactly as many were registered with intercept (a half-open one never is),
+    // and no session was lost.
     let (sessions, half_open) = (
         counter(&drained, "sessions"),
         counter(&drained, "half_open"),

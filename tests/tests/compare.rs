@@ -8,24 +8,12 @@ use std::time::Duration;
 
 use tcpcopy_testbed::{Host, REDIS_PORT, Spawned, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, start_intercept, start_intercept_with, start_tcpcopy, wait_closed,
-    wait_decided,
+    codes,
+    compare_log::{buckets, differ_lines, final_summary, log_lines, of_kind, split_at},
+    counter, curl, start_intercept, start_intercept_with, start_tcpcopy, wait_closed, wait_decided,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
-
-/// The JSON lines of a compare log.
-fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
-fn of_kind<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    lines.iter().filter(|l| l["kind"] == kind).collect()
-}
 
 #[test]
 fn a_thousand_requests_two_hundred_differ_with_their_status_pairs_and_request_lines() {
@@ -170,10 +158,7 @@ fn a_differing_header_is_reported_and_silenced_by_the_ignore_list() {
         let line = wait_decided(&mut tcpcopy, 50, WAIT);
         let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
         assert_eq!(counter(&line, "not_compared"), 0, "{line}");
-        let differ = of_kind(&log_lines(&log), "differ")
-            .into_iter()
-            .cloned()
-            .collect::<Vec<_>>();
+        let differ = differ_lines(&log);
         if ignore {
             assert_eq!(counter(&last, "same"), 50, "{last}");
             assert!(differ.is_empty(), "{differ:?}");
@@ -186,36 +171,6 @@ fn a_differing_header_is_reported_and_silenced_by_the_ignore_list() {
             }
         }
     }
-}
-
-/// The final `summary` line of a compare log (written when tcpcopy ends).
-fn final_summary(path: &std::path::Path) -> serde_json::Value {
-    let lines = log_lines(path);
-    let fin = lines.last().cloned().expect("a final line");
-    assert_eq!(fin["kind"], "summary", "{fin}");
-    assert_eq!(fin["final"], true, "{fin}");
-    fin
-}
-
-/// The counts of a histogram of a summary line, bucket by bucket.
-fn buckets(h: &serde_json::Value) -> Vec<u64> {
-    h["counts"]
-        .as_array()
-        .expect("counts")
-        .iter()
-        .map(|c| c.as_u64().expect("a count"))
-        .collect()
-}
-
-/// Latencies a histogram holds at or below `us` (a bucket bound), and above it.
-fn split_at(h: &serde_json::Value, us: u64) -> (u64, u64) {
-    let bounds = tcpcopy_compare::log::LATENCY_BOUNDS_US;
-    let at = bounds
-        .iter()
-        .position(|b| *b == us)
-        .expect("a bucket bound");
-    let counts = buckets(h);
-    (counts[..=at].iter().sum(), counts[at + 1..].iter().sum())
 }
 
 /// Where tcpcopy serves its metrics (on the online host's loopback).
@@ -320,10 +275,7 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
         (all, 0),
         "every online latency at most {DELAY:?}: {fin}"
     );
-    let differ = of_kind(&log_lines(&log), "differ")
-        .into_iter()
-        .cloned()
-        .collect::<Vec<_>>();
+    let differ = differ_lines(&log);
     assert_eq!(differ.len() as u64, SLOW_BODY as u64);
     let mut test_us = Vec::new();
     let mut online_us = Vec::new();
@@ -595,10 +547,7 @@ fn redis_answers_compared_as_bytes_are_all_the_same_plain_and_pipelined() {
 /// The `differ` lines of the keep-alive, pipelined and chunked test: one for each request to
 /// `/changed/`, `/body/` and `/chunked/body/` among `kept` and `piped`, each saying what differs.
 fn check_differ_lines(log: &std::path::Path, kept: &[String], piped: &[String]) {
-    let differ = of_kind(&log_lines(log), "differ")
-        .into_iter()
-        .cloned()
-        .collect::<Vec<_>>();
+    let differ = differ_lines(log);
     let mut uris: Vec<String> = differ
         .iter()
         .map(|d| {

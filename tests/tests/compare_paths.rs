@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tcpcopy_testbed::{Host, Options, Spawned, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, start_intercept, start_tcpcopy, wait_decided, wait_until,
+    codes, compare_log::differ_lines, counter, curl, logged, start_intercept, start_tcpcopy,
+    wait_decided, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -73,16 +74,6 @@ fn send(bed: &Testbed, load: &Load) {
         load.total(),
         "online answered all with 200: {answered:?}"
     );
-}
-
-/// The JSON lines of a compare log.
-fn differ_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
-        .filter(|l| l["kind"] == "differ")
-        .collect()
 }
 
 /// Runs `load` through tcpcopy `--compare` and intercept (already started on `bed`); asserts
@@ -199,9 +190,9 @@ fn loss_and_reordering_between_test_and_intercept_keep_the_verdicts_exact() {
 }
 
 /// `--compare-session-kib 1`: a keep-alive session of large answers holds more than its cap:
-/// its requests are counted not compared (`over_cap`, the session in
-/// `compare_sessions_over_cap`), the other sessions are compared, and the replay goes on: every
-/// request reaches the test server.
+/// the requests it had begun when it crossed the cap are counted not compared (`over_cap`, at
+/// least one; the session in `compare_sessions_over_cap`; the rest of it is not looked at), the
+/// other sessions are compared, and the replay goes on: every request reaches the test server.
 #[test]
 fn a_session_over_its_cap_is_counted_not_compared_and_still_replayed() {
     let bed = Testbed::up().expect("testbed");

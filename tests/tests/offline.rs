@@ -8,8 +8,9 @@ use std::{
 
 use tcpcopy_testbed::{Host, IFACE, Testbed};
 use tcpcopy_tests::{
-    binary_cmd, counter, curl_each, logged, start_intercept, start_intercept_by, wait_closed,
-    wait_until,
+    binary_cmd,
+    compare_log::{final_summary, log_lines, split_at},
+    counter, curl_each, logged, start_intercept, start_intercept_by, wait_closed, wait_until,
 };
 
 /// Records `n` one-request connections from client to online (`/{path}/i`) into a pcap file.
@@ -337,11 +338,7 @@ fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_
     assert_eq!(counter(&last, "same"), 40, "{last}");
     assert_eq!(counter(&last, "differ"), 20, "{last}");
     assert_eq!(counter(&last, "not_compared"), 0, "{last}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = log_lines(&log);
     let delay_us = u64::try_from(DELAY.as_micros()).unwrap();
     let mut statuses = 0;
     let mut slow = Vec::new();
@@ -365,16 +362,8 @@ fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_
     assert_eq!((statuses, slow.len()), (10, 10), "{lines:?}");
     // The histograms of the final summary: 30 online latencies above the delay (every /slow/,
     // twice), no test latency.
-    let fin = lines.last().unwrap();
-    assert_eq!(fin["final"], true, "{fin}");
-    let above = |h: &serde_json::Value| -> u64 {
-        let bounds = tcpcopy_compare::log::LATENCY_BOUNDS_US;
-        let at = bounds.iter().position(|b| *b == delay_us).unwrap();
-        h["counts"].as_array().unwrap()[at + 1..]
-            .iter()
-            .map(|c| c.as_u64().unwrap())
-            .sum()
-    };
+    let fin = final_summary(&log);
+    let above = |h: &serde_json::Value| split_at(h, delay_us).1;
     assert_eq!(fin["online"]["count"], 60, "{fin}");
     assert_eq!(fin["test"]["count"], 60, "{fin}");
     assert_eq!(above(&fin["online"]), 30, "{fin}");

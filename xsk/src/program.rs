@@ -175,15 +175,10 @@ impl XdpProgram {
     /// stays one array lookup).
     pub fn set_ports(&mut self, ports: &[u16]) -> Result<(), XdpError> {
         if ports.contains(&maps::ANY_PORT) {
-            for port in 0..maps::FILTER_PORTS_MAX {
-                self.set_entry(FILTER_PORTS, port, 1u8)?;
-            }
-            return Ok(());
+            self.set_entries(FILTER_PORTS, 0..maps::FILTER_PORTS_MAX, 1u8)
+        } else {
+            self.set_entries(FILTER_PORTS, ports.iter().map(|p| u32::from(*p)), 1u8)
         }
-        for port in ports {
-            self.set_entry(FILTER_PORTS, u32::from(*port), 1u8)?;
-        }
-        Ok(())
     }
 
     /// tcpcopy's `-r`: copies only the sessions among `percent` percent, chosen by the engine's
@@ -221,6 +216,16 @@ impl XdpProgram {
         index: u32,
         value: V,
     ) -> Result<(), XdpError> {
+        self.set_entries(name, [index], value)
+    }
+
+    /// Sets `value` at each of `indexes` of array map `name` (the map looked up once).
+    fn set_entries<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        indexes: impl IntoIterator<Item = u32>,
+        value: V,
+    ) -> Result<(), XdpError> {
         let map_err = |e: aya::maps::MapError| XdpError::Map {
             map: name,
             reason: format!("{e}"),
@@ -230,7 +235,10 @@ impl XdpProgram {
             reason: "not in the object".into(),
         })?;
         let mut array: aya::maps::Array<_, V> = aya::maps::Array::try_from(map).map_err(map_err)?;
-        array.set(index, value, 0).map_err(map_err)
+        for index in indexes {
+            array.set(index, value, 0).map_err(map_err)?;
+        }
+        Ok(())
     }
 
     /// Attaches to `iface` through a bpf link: driver mode first, SKB mode when the driver refuses

@@ -84,7 +84,7 @@ fn cost(
             }
             Ok(Cost { base, ns })
         },
-        |c| c.ns / c.base.max(1.0),
+        Cost::ratio,
     )
 }
 
@@ -94,14 +94,16 @@ struct Cost {
     ns: f64,
 }
 
+impl Cost {
+    /// The program's time over the empty program's.
+    fn ratio(&self) -> f64 {
+        self.ns / self.base.max(1.0)
+    }
+}
+
 impl std::fmt::Display for Cost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:.1} ns ({:.2}x)",
-            self.ns,
-            self.ns / self.base.max(1.0)
-        )
+        write!(f, "{:.1} ns ({:.2}x)", self.ns, self.ratio())
     }
 }
 

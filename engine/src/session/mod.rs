@@ -554,34 +554,21 @@ impl Session {
         true
     }
 
-    /// With `Config::in_order_acks`: how far the test server's bytes have come in order with
-    /// this segment (its end, carried on over the out-of-order ranges it reaches; or, beyond a
-    /// hole, where they were: the segment is remembered, without its FIN, which the server
-    /// sends again until it is acknowledged; the duplicate ACK this draws makes the server send
-    /// the missing bytes again).
-    fn in_order_end(
-        &mut self,
-        now: Time,
-        cfg: &Config,
-        seg: &TcpSegment<'_>,
-        beyond_hole: bool,
-    ) -> Seq {
+    /// How far the test server's bytes have come with `seg` (which occupies sequence space): its
+    /// end; with `Config::in_order_acks` only as far as they came in order.
+    fn received_up_to(&mut self, cfg: &Config, seg: &TcpSegment<'_>, beyond_hole: bool) -> Seq {
         let end = seg.seq + seg.seq_len();
-        if !beyond_hole {
-            return if end.after(self.rcv_nxt) {
-                self.filled_up_to(end)
-            } else {
-                end
-            };
+        if !cfg.in_order_acks {
+            end
+        } else if beyond_hole {
+            // Remembered without its FIN, which the server sends again until it is
+            // acknowledged; the duplicate ACK this draws makes it send the missing bytes.
+            self.remember_out_of_order(seg.seq, seg.seq + seg.payload_len);
+            self.rcv_nxt
+        } else {
+            // In order: carried on over the out-of-order ranges it reaches.
+            self.filled_up_to(end)
         }
-        self.remember_out_of_order(seg.seq, seg.seq + seg.payload_len);
-        if seg.payload_len > 0 && self.timers.get(Timer::ResponseWait).is_some() {
-            // The answer grows beyond its hole: the held request (or the client's close, which
-            // would cut the answer short) waits on from now.
-            self.timers
-                .set(Timer::ResponseWait, now + cfg.response_wait);
-        }
-        self.rcv_nxt
     }
 
     /// With `Config::in_order_acks`: the test server's payload `[start, end)` came beyond a
@@ -739,6 +726,7 @@ impl Session {
                 && seg.seq + 1 != self.rcv_nxt
                 && self.rcv_nxt == self.resp_mark
                 && self.resp_mark == self.irs + 1
+                && self.out_of_order.is_empty()
             {
                 self.irs = seg.seq;
                 self.rcv_nxt = seg.seq + 1;
@@ -804,11 +792,9 @@ impl Session {
         let len = seg.seq_len();
         if len > 0 {
             self.due.ack = true;
-            let mut end = seg.seq + len;
-            if cfg.in_order_acks {
-                end = self.in_order_end(now, cfg, seg, beyond_hole);
-            }
-            if end.after(self.rcv_nxt) {
+            let end = self.received_up_to(cfg, seg, beyond_hole);
+            let grew = end.after(self.rcv_nxt);
+            if grew {
                 self.rcv_nxt = end;
                 if seg.payload_len > 0 {
                     self.rebuilds_in_a_row = 0;
@@ -818,12 +804,15 @@ impl Session {
                 }
                 if seg.payload_len > 0 || seg.flags.fin() {
                     self.pushed_at = (seg.flags.psh() || seg.flags.fin()).then_some(now);
-                    if self.timers.get(Timer::ResponseWait).is_some() {
-                        // The answer grows: the held request waits on from now.
-                        self.timers
-                            .set(Timer::ResponseWait, now + cfg.response_wait);
-                    }
                 }
+            }
+            let answer_grows = (grew && (seg.payload_len > 0 || seg.flags.fin()))
+                || (beyond_hole && seg.payload_len > 0);
+            if answer_grows && self.timers.get(Timer::ResponseWait).is_some() {
+                // The answer grows (in order or beyond a hole): the held request, or the
+                // client's close that would cut the answer short, waits on from now.
+                self.timers
+                    .set(Timer::ResponseWait, now + cfg.response_wait);
             }
             if seg.flags.fin() && !beyond_hole {
                 self.on_peer_fin();
@@ -890,12 +879,13 @@ impl Session {
                     self.timers.set(Timer::Close, now + cfg.response_wait);
                     continue;
                 }
-                // With in-order acknowledgements: the test server's answer has a hole (bytes
-                // beyond it came), or its FIN has not come (lost with the answer's last bytes):
-                // what it sends again is waited for, up to `HOLE_WAIT` after its last packet.
+                // With in-order acknowledgements: the test server's FIN has not come (lost with
+                // the answer's last bytes, or held behind a hole: out-of-order bytes are only
+                // ever kept while it has not): what it sends again is waited for, up to
+                // `HOLE_WAIT` after the last packet heard.
                 Timer::Close
                     if cfg.in_order_acks
-                        && (!self.out_of_order.is_empty() || !self.state.peer_closed())
+                        && !self.state.peer_closed()
                         && now < self.heard_at + HOLE_WAIT =>
                 {
                     self.timers.set(Timer::Close, now + cfg.response_wait);

@@ -21,12 +21,12 @@ use std::{fmt::Write as _, time::Duration};
 
 use tcpcopy_testbed::{Host, Testbed, rig::start_tcpcopy};
 
-use super::rig::{Wrk, percent};
+use super::rig::{Wrk, cpu_ns, percent};
 
 /// Connections of the saturating load.
 const CONNECTIONS: u32 = 32;
-/// Alternating rounds of the three states.
-pub const ROUNDS: usize = 7;
+/// Alternating rounds of the four states.
+const ROUNDS: usize = 7;
 /// How long tcpcopy's idle CPU is measured before each loaded run.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -181,19 +181,6 @@ impl Drop for EmptyProgram {
     }
 }
 
-/// Nanoseconds the threads of process `pid` have run on a CPU (the first field of each
-/// thread's `schedstat`).
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// The rounds' samples, and the load average (1, 5, 15 minutes) before and after them.
 pub struct Harm {
     pub samples: Vec<Sample>,
@@ -240,7 +227,7 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
             let idle_rate = tcpcopy.as_ref().map(|t| {
                 let (c0, t0) = (cpu_ns(t.pid()), std::time::Instant::now());
                 std::thread::sleep(IDLE);
-                (cpu_ns(t.pid()) - c0) as f64 / t0.elapsed().as_secs_f64()
+                cpu_ns(t.pid()).saturating_sub(c0) as f64 / t0.elapsed().as_secs_f64()
             });
             let c0 = tcpcopy.as_ref().map(|t| cpu_ns(t.pid()));
             let program = (state != State::Detached)
@@ -260,7 +247,8 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
             #[expect(clippy::cast_precision_loss, reason = "nanosecond totals")]
             let tcpcopy_us = match (&tcpcopy, c0, idle_rate) {
                 (Some(t), Some(c0), Some(idle)) => {
-                    let used = (cpu_ns(t.pid()) - c0) as f64 - idle * took.as_secs_f64();
+                    let used =
+                        cpu_ns(t.pid()).saturating_sub(c0) as f64 - idle * took.as_secs_f64();
                     used / 1e3 / requests
                 }
                 _ => 0.0,
@@ -354,6 +342,10 @@ pub fn table(harm: &Harm) -> String {
             .filter(|s| s.state == state)
             .map(|s| s.rate)
             .collect();
+        if rates.is_empty() {
+            // A state not measured (no empty program object): no row.
+            continue;
+        }
         let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
         let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = rates.iter().copied().fold(0.0, f64::max);

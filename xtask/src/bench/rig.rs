@@ -151,6 +151,20 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / USER_HZ
 }
 
+/// Nanoseconds the threads of process `pid` have run on a CPU (the first field of each
+/// thread's `schedstat`): to the nanosecond where [`cpu_seconds`] counts 10 ms ticks, but of
+/// the threads still alive only (a difference of two readings may go down: saturate it).
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// One wrk run against online and its replay: what online served and what reached the test
 /// host, how long each took, the CPU tcpcopy (and intercept) used, the losses by reason.
 pub struct Measured {

@@ -181,13 +181,19 @@ struct Parked {
 }
 
 impl Parked {
-    /// Whether a reply must go before another is parked: PARK_MAX wait, or the order holds
-    /// twice as many entries (those taken are skipped; each goes within PARK_FOR anyway).
+    /// Whether a reply must go before another is parked: PARK_MAX wait.
     fn full(&self) -> bool {
-        self.len >= PARK_MAX || self.order.len() >= 2 * PARK_MAX
+        self.len >= PARK_MAX
     }
 
     fn push(&mut self, now: Instant, key: Key, reply: Caught) {
+        if self.order.len() >= 2 * PARK_MAX {
+            // Most entries are of replies taken since: forget those (after this the order holds
+            // fewer than PARK_MAX, so this runs at most once per PARK_MAX pushes).
+            let by_key = &self.by_key;
+            self.order
+                .retain(|(_, n, key)| Self::waits(by_key, *n, key));
+        }
         let n = self.next;
         self.next += 1;
         self.by_key.entry(key).or_default().push_back((n, reply));
@@ -204,10 +210,16 @@ impl Parked {
 
     /// Whether the order entry (serial `n` of `key`) is a reply still waiting.
     fn waiting(&self, n: u64, key: &Key) -> bool {
-        self.by_key
+        Self::waits(&self.by_key, n, key)
+    }
+
+    /// [`Self::waiting`] in `by_key`: a key's replies leave from the front (expiry) or all at
+    /// once (their registration), so serial `n` waits if it is not older than the key's first.
+    fn waits(by_key: &HashMap<Key, VecDeque<(u64, Caught)>>, n: u64, key: &Key) -> bool {
+        by_key
             .get(key)
             .and_then(VecDeque::front)
-            .is_some_and(|(m, _)| *m == n)
+            .is_some_and(|(m, _)| *m <= n)
     }
 
     /// When the oldest reply waiting came.
@@ -945,7 +957,10 @@ mod tests {
         r.send_pending();
         // Written by the router itself: on the peer's side, nothing in the queue.
         let mut got = vec![0u8; one];
-        peer.read_exact(&mut got).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .expect("the reply within 5 s")
+            .unwrap();
         assert_eq!(&got[..2], &[0, 1]);
         assert!(rx.try_recv().is_err());
         // The task has a message of its own going out: the next reply waits in the queue.
@@ -965,7 +980,10 @@ mod tests {
         r.send_pending();
         assert!(rx.try_recv().is_err());
         let mut got = vec![0u8; one];
-        peer.read_exact(&mut got).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .expect("the reply within 5 s")
+            .unwrap();
         assert_eq!(r.stats.forwarded, 4);
         assert_eq!(r.stats.dropped_slow, 0);
     }
@@ -1040,6 +1058,31 @@ mod tests {
         assert_eq!(left, [4]);
         assert_eq!((p.len, p.oldest()), (0, None));
         assert!(!p.drop_oldest());
+    }
+
+    /// A reply waiting behind many taken ones is not dropped: only PARK_MAX waiting replies
+    /// make room, the taken ones' order entries are forgotten as they pile up.
+    #[test]
+    fn replies_taken_by_their_registrations_leave_room_for_the_waiting() {
+        let t0 = Instant::now();
+        let server = "198.51.100.30:80";
+        let waiting: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let mut p = Parked::default();
+        p.push(
+            t0,
+            (waiting, server.parse().unwrap()),
+            rec("192.0.2.1:1", server),
+        );
+        for i in 0..3 * PARK_MAX {
+            let port = u16::try_from(i % 60_000).unwrap() + 2;
+            let client = SocketAddr::new("192.0.2.2".parse().unwrap(), port);
+            let key = (client, server.parse().unwrap());
+            assert!(!p.full(), "after {i} replies taken");
+            p.push(t0, key, rec(&client.to_string(), server));
+            assert_eq!(p.take(&key).len(), 1);
+        }
+        assert!(p.order.len() < 2 * PARK_MAX, "{}", p.order.len());
+        assert_eq!((p.len, p.oldest()), (1, Some(t0)), "the first still waits");
     }
 
     #[tokio::test]

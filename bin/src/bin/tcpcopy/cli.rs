@@ -439,14 +439,8 @@ impl Cli {
 
     /// The stats interval, `None` for "only at exit".
     pub fn stats_interval(&self) -> Result<Option<Duration>, CliError> {
-        if !self.stats_interval.is_finite() || self.stats_interval < 0.0 {
-            return Err(CliError::BadInterval(
-                "stats-interval",
-                self.stats_interval,
-                ">= 0",
-            ));
-        }
-        Ok((self.stats_interval > 0.0).then(|| Duration::from_secs_f64(self.stats_interval)))
+        let every = seconds("stats-interval", self.stats_interval, false)?;
+        Ok((!every.is_zero()).then_some(every))
     }
 
     /// The engine's configuration.
@@ -466,19 +460,9 @@ impl Cli {
         cfg.keepalive_timeout = self.keepalive.map(|k| Duration::from_secs(k.max(1)));
         cfg.mtu = self.mtu.unwrap_or_else(|| path_mtu(&targets));
         cfg.mss = self.mss;
-        if !self.restart_window.is_finite() || self.restart_window < 0.0 {
-            return Err(CliError::BadInterval(
-                "restart-window",
-                self.restart_window,
-                ">= 0",
-            ));
-        }
-        cfg.restart_window = Duration::from_secs_f64(self.restart_window);
+        cfg.restart_window = seconds("restart-window", self.restart_window, false)?;
         match self.response_wait {
-            Some(w) if !w.is_finite() || w <= 0.0 => {
-                return Err(CliError::BadInterval("response-wait", w, "> 0"));
-            }
-            Some(w) => cfg.response_wait = Duration::from_secs_f64(w),
+            Some(w) => cfg.response_wait = seconds("response-wait", w, true)?,
             None if self.compare => cfg.response_wait = COMPARE_RESPONSE_WAIT,
             None => {}
         }
@@ -491,6 +475,16 @@ impl Cli {
         cfg.in_order_acks = self.compare;
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+/// `--{option} {value}` as a duration: a number of seconds, at least 0 (above 0 when `positive`),
+/// that a `Duration` holds.
+fn seconds(option: &'static str, value: f64, positive: bool) -> Result<Duration, CliError> {
+    let bound = if positive { "> 0" } else { ">= 0" };
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if !(positive && d.is_zero()) => Ok(d),
+        _ => Err(CliError::BadInterval(option, value, bound)),
     }
 }
 

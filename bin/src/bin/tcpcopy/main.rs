@@ -219,17 +219,11 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         ),
     );
     let program = Arc::new(program);
-    let compare_log = outputs.compare.as_ref().and_then(|c| c.log.clone());
-    serve_outputs(outputs, &mut pool, Some(program.clone()))?;
+    let compare_log = serve_outputs(outputs, &mut pool, Some(program.clone()))?;
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
     pool.until_done(interval, |p| {
-        let line = report::line(Some(&program), p);
-        if let Some(log) = &compare_log {
-            let (total, _) = report::total(&p.slots.all());
-            log.summary(&total.compare.unwrap_or_default(), p.is_joined());
-        }
-        line
+        stats_line(Some(&program), compare_log.as_deref(), p)
     })
 }
 
@@ -337,13 +331,14 @@ impl Outputs {
 }
 
 /// Serves the metrics (from the program's counters and the workers' snapshots) and reopens the
-/// session log on SIGHUP.
+/// session and compare logs on SIGHUP; returns the compare log.
 fn serve_outputs(
     out: Outputs,
     pool: &mut tcpcopy_host::workers::Pool<report::Snapshot>,
     program: Option<Arc<XdpProgram>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Arc<compare::CompareLog>>> {
     let compare_log = out.compare.and_then(|c| c.log.clone());
+    let returned = compare_log.clone();
     if out.records.is_some() || compare_log.is_some() {
         let records = out.records;
         pool.on_hangup = Some(Box::new(move || {
@@ -363,7 +358,22 @@ fn serve_outputs(
             ready: Box::new(move || report::ready(&ready_slots.all())),
         })?;
     }
-    Ok(())
+    Ok(returned)
+}
+
+/// A stats line of `pool` (live with `program`, or offline), and with `--compare-log` a
+/// summary line in the log.
+fn stats_line(
+    program: Option<&XdpProgram>,
+    compare_log: Option<&compare::CompareLog>,
+    pool: &tcpcopy_host::workers::Pool<report::Snapshot>,
+) -> String {
+    let line = report::line(program, pool);
+    if let Some(log) = compare_log {
+        let (total, _) = report::total(&pool.slots.all());
+        log.summary(&total.compare.unwrap_or_default(), pool.is_joined());
+    }
+    line
 }
 
 /// `-i FILE` / `--pcap FILE`: replays the file's sessions in one worker; no XDP program is
@@ -403,16 +413,8 @@ fn run_offline(
             started.first().map_or("raw", |s| s.send)
         ),
     );
-    let compare_log = outputs.compare.as_ref().and_then(|c| c.log.clone());
-    serve_outputs(outputs, &mut pool, None)?;
+    let compare_log = serve_outputs(outputs, &mut pool, None)?;
     let _pid_file =
         tcpcopy_host::daemon::started(cli.pid_file.as_deref()).context("writing the pid file")?;
-    pool.until_done(interval, |p| {
-        let line = report::line(None, p);
-        if let Some(log) = &compare_log {
-            let (total, _) = report::total(&p.slots.all());
-            log.summary(&total.compare.unwrap_or_default(), p.is_joined());
-        }
-        line
-    })
+    pool.until_done(interval, |p| stats_line(None, compare_log.as_deref(), p))
 }
