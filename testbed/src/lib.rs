@@ -326,6 +326,11 @@ impl Testbed {
         self.sysctl(Host::Test, "net.ipv4.conf.all.rp_filter", "0")?;
         self.sysctl(Host::Test, "net.ipv4.conf.veth0.rp_filter", "0")?;
         self.sysctl(Host::Assistant, "net.ipv4.ip_forward", "0")?;
+        // Loads of one request per connection (tens of thousands of connections a second):
+        // every local port, and a port in TIME-WAIT taken again, so the client does not run out
+        // of ports in the middle of a benchmark round.
+        self.sysctl(Host::Client, "net.ipv4.ip_local_port_range", "1024 65535")?;
+        self.sysctl(Host::Client, "net.ipv4.tcp_tw_reuse", "1")?;
         for host in Host::ALL.into_iter().filter(|h| h.serves_http()) {
             // Servers under replayed load: room for bursts of handshakes.
             self.sysctl(host, "net.core.somaxconn", "4096")?;

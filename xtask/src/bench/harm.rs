@@ -25,6 +25,28 @@ use super::rig::{Wrk, cpu_ns, percent};
 
 /// Connections of the saturating load.
 const CONNECTIONS: u32 = 32;
+
+/// The online load of a set of rounds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// [`CONNECTIONS`] keep-alive connections: `-r 1` replays a whole connection or none, so
+    /// each round replays 0, 1/32, 2/32, .. of the requests (the table says which share).
+    KeepAlive,
+    /// One request per connection (`Connection: close`): `-r 1` replays about 1% of them, the
+    /// production mix `-r` is made for.
+    OneRequest,
+}
+
+const LOADS: [Load; 2] = [Load::KeepAlive, Load::OneRequest];
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::KeepAlive => "keep-alive connections",
+            Load::OneRequest => "connections at a time, one request each",
+        }
+    }
+}
 /// Alternating rounds of the four states.
 const ROUNDS: usize = 7;
 /// How long tcpcopy's idle CPU is measured before each loaded run.
@@ -60,6 +82,7 @@ impl State {
 }
 
 pub struct Sample {
+    pub load: Load,
     pub round: usize,
     pub state: State,
     pub rate: f64,
@@ -69,6 +92,9 @@ pub struct Sample {
     /// (if the kernel's BPF stats worked).
     pub xdp_ns: Option<f64>,
     pub xdp_runs: Option<f64>,
+    /// The share of the program's selected frames it copied (tcpcopy's `copied` over
+    /// `copied + unselected`): what `-r` replayed of this round's traffic.
+    pub replayed: Option<f64>,
 }
 
 /// `kernel.bpf_stats_enabled` on for the benchmark, back to what it was after.
@@ -120,7 +146,12 @@ fn attached_xdp(bed: &Testbed) -> Option<u64> {
 fn runtime(id: u64) -> Option<(u64, u64)> {
     let json =
         tcpcopy_testbed::output("bpftool", &["-j", "prog", "show", "id", &id.to_string()]).ok()?;
-    Some((number(&json, "run_time_ns")?, number(&json, "run_cnt")?))
+    // bpftool leaves both out of a program that has not run yet.
+    number(&json, "id")?;
+    Some((
+        number(&json, "run_time_ns").unwrap_or(0),
+        number(&json, "run_cnt").unwrap_or(0),
+    ))
 }
 
 /// The object of the XDP program that passes every frame (`ebpf/src/bin/xdp-pass.rs`), as the
@@ -207,11 +238,28 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
         );
     }
     let mut samples = Vec::new();
+    for load in LOADS {
+        rounds(bed, load, pass.as_deref(), &mut samples)?;
+    }
+    Ok(Harm {
+        samples,
+        load: [before, load_average()],
+    })
+}
+
+/// The rounds of one load, each state in turn, into `samples`.
+fn rounds(
+    bed: &Testbed,
+    load: Load,
+    pass: Option<&std::path::Path>,
+    samples: &mut Vec<Sample>,
+) -> anyhow::Result<()> {
+    println!("  {}:", load.name());
     for round in 0..ROUNDS {
         for k in 0..STATES.len() {
             let state = STATES[(round + k) % STATES.len()];
             let empty = match state {
-                State::EmptyProgram => match &pass {
+                State::EmptyProgram => match pass {
                     Some(object) => Some(EmptyProgram::attach(bed, object)?),
                     None => continue,
                 },
@@ -234,11 +282,11 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                 .then(|| attached_xdp(bed))
                 .flatten();
             let x0 = program.and_then(runtime);
-            let path = format!("harm-{round}-{}", state as u8);
+            let path = format!("harm-{}-{round}-{}", load as u8, state as u8);
             let (rate, took) = Wrk {
                 connections: CONNECTIONS,
                 threads: 2,
-                close: false,
+                close: load == Load::OneRequest,
                 script: None,
                 path: &path,
             }
@@ -261,6 +309,10 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                 ),
                 _ => (None, None),
             };
+            if xdp_ns.is_none() && state != State::Detached {
+                println!("    (the XDP program's run time not read: program id {program:?})");
+            }
+            let mut replayed = None;
             let copied = match tcpcopy.as_mut() {
                 Some(t) => {
                     let last = t.finish(Duration::from_secs(20))?;
@@ -269,14 +321,20 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                             .find_map(|kv| kv.strip_prefix(key)?.parse::<u64>().ok())
                             .unwrap_or(0)
                     };
+                    let (copied, unselected) = (count("copied="), count("unselected="));
+                    #[expect(clippy::cast_precision_loss, reason = "frame counts")]
+                    if copied + unselected > 0 {
+                        replayed = Some(copied as f64 / (copied + unselected) as f64);
+                    }
                     format!(
-                        ", frames copied {} and left unselected {} by the program, tcpcopy {tcpcopy_us:.2} µs and the program {:.0} ns a request",
-                        count("copied="),
-                        count("unselected="),
+                        ", frames copied {copied} and left unselected {unselected} by the program, tcpcopy {tcpcopy_us:.2} µs (idle {:.2}% of a core) and the program {:.0} ns a request",
+                        idle_rate.unwrap_or(0.0) / 1e7,
                         xdp_ns.unwrap_or(0.0)
                     )
                 }
-                None => String::new(),
+                None => xdp_ns.map_or_else(String::new, |ns| {
+                    format!(", the program {ns:.0} ns a request")
+                }),
             };
             drop(empty);
             println!(
@@ -284,19 +342,18 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
                 state.name()
             );
             samples.push(Sample {
+                load,
                 round,
                 state,
                 rate,
                 tcpcopy_us,
                 xdp_ns,
                 xdp_runs,
+                replayed,
             });
         }
     }
-    Ok(Harm {
-        samples,
-        load: [before, load_average()],
-    })
+    Ok(())
 }
 
 fn median_of(mut v: Vec<f64>) -> f64 {
@@ -308,15 +365,21 @@ fn median_of(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn median(samples: &[Sample], state: State, f: impl Fn(&Sample) -> f64) -> f64 {
-    median_of(samples.iter().filter(|s| s.state == state).map(f).collect())
+fn median(samples: &[&Sample], state: State, f: impl Fn(&Sample) -> f64) -> f64 {
+    median_of(
+        samples
+            .iter()
+            .filter(|s| s.state == state)
+            .map(|s| f(s))
+            .collect(),
+    )
 }
 
 /// Each round's rate of `state` over the same round's detached rate.
-fn paired(samples: &[Sample], state: State) -> Vec<f64> {
+fn paired(samples: &[&Sample], state: State, which: impl Fn(&Sample) -> bool) -> Vec<f64> {
     samples
         .iter()
-        .filter(|s| s.state == state)
+        .filter(|s| s.state == state && which(s))
         .filter_map(|s| {
             let base = samples
                 .iter()
@@ -327,45 +390,58 @@ fn paired(samples: &[Sample], state: State) -> Vec<f64> {
 }
 
 pub fn table(harm: &Harm) -> String {
-    let samples = &harm.samples[..];
-    let base = median(samples, State::Detached, |s| s.rate);
     let mut md = String::new();
+    for load in LOADS {
+        let samples: Vec<&Sample> = harm.samples.iter().filter(|s| s.load == load).collect();
+        if !samples.is_empty() {
+            load_table(&mut md, load, &samples);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "Load average (1, 5, 15 min) before the rounds: {}; after: {}.",
+        harm.load[0], harm.load[1]
+    );
+    md
+}
+
+/// The table of one load's rounds, and what `-r 1` cost in the rounds where it replayed
+/// nothing (the price of being attached).
+fn load_table(md: &mut String, load: Load, samples: &[&Sample]) {
+    let base = median(samples, State::Detached, |s| s.rate);
     let rounds = samples.iter().map(|s| s.round + 1).max().unwrap_or(0);
     let _ = writeln!(
         md,
-        "| online nginx, {CONNECTIONS} keep-alive connections, saturated, {rounds} alternating rounds | req/s (each round) | median (lowest-highest) | median vs not running | same round vs not running: median (lowest-highest) | tcpcopy CPU per request beyond idle | XDP program per request (packets) |"
+        "| online nginx, {CONNECTIONS} {}, saturated, {rounds} alternating rounds | req/s (each round) | median (lowest-highest) | median vs not running | same round vs not running: median (lowest-highest) | tcpcopy CPU per request beyond idle | XDP program per request (packets) | frames replayed (each round) |",
+        load.name()
     );
-    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
     for state in STATES {
-        let rates: Vec<f64> = samples
+        let of: Vec<&Sample> = samples
             .iter()
+            .copied()
             .filter(|s| s.state == state)
-            .map(|s| s.rate)
             .collect();
-        if rates.is_empty() {
+        if of.is_empty() {
             // A state not measured (no empty program object): no row.
             continue;
         }
+        let rates: Vec<f64> = of.iter().map(|s| s.rate).collect();
         let runs: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
-        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = rates.iter().copied().fold(0.0, f64::max);
+        let (lo, hi) = spread(&rates);
         let rate = median(samples, state, |s| s.rate);
         let (pairs, cpu, xdp) = if state == State::Detached {
             ("-".to_owned(), "-".to_owned(), "-".to_owned())
         } else {
-            let p = paired(samples, state);
-            let plo = p.iter().copied().fold(f64::INFINITY, f64::min);
-            let phi = p.iter().copied().fold(0.0, f64::max);
+            let p = paired(samples, state, |_| true);
+            let (plo, phi) = spread(&p);
             let pairs = format!(
                 "{:.1}% ({:.1}-{:.1}%)",
                 100.0 * median_of(p),
                 100.0 * plo,
                 100.0 * phi
             );
-            let xdp = if samples
-                .iter()
-                .any(|s| s.state == state && s.xdp_ns.is_some())
-            {
+            let xdp = if of.iter().any(|s| s.xdp_ns.is_some()) {
                 format!(
                     "{:.0} ns ({:.2})",
                     median(samples, state, |s| s.xdp_ns.unwrap_or(0.0)),
@@ -381,18 +457,64 @@ pub fn table(harm: &Harm) -> String {
             };
             (pairs, cpu, xdp)
         };
+        let replayed: Vec<String> = of
+            .iter()
+            .filter_map(|s| s.replayed.map(|r| format!("{:.1}%", 100.0 * r)))
+            .collect();
+        let replayed = if replayed.is_empty() {
+            "-".to_owned()
+        } else {
+            replayed.join(", ")
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {rate:.0} ({lo:.0}-{hi:.0}) | {} | {pairs} | {cpu} | {xdp} |",
+            "| {} | {} | {rate:.0} ({lo:.0}-{hi:.0}) | {} | {pairs} | {cpu} | {xdp} | {replayed} |",
             state.name(),
             runs.join(", "),
             percent(rate, base)
         );
     }
-    let _ = writeln!(
-        md,
-        "\nLoad average (1, 5, 15 min) before the rounds: {}; after: {}.",
-        harm.load[0], harm.load[1]
-    );
-    md
+    // -r 1 in the rounds where no frame was copied: what being attached costs by itself.
+    let idle: Vec<&Sample> = samples
+        .iter()
+        .copied()
+        .filter(|s| s.state == State::CaptureOnly && s.replayed == Some(0.0))
+        .collect();
+    if idle.is_empty() {
+        let _ = writeln!(md, "\n`-r 1` replayed something in every round.\n");
+    } else {
+        let p = paired(samples, State::CaptureOnly, |s| s.replayed == Some(0.0));
+        let (plo, phi) = spread(&p);
+        let cost = |f: fn(&Sample) -> f64| median_of(idle.iter().map(|s| f(s)).collect());
+        let _ = writeln!(
+            md,
+            "\n`-r 1` in the {} rounds where it replayed nothing: {:.1}% of the same round's rate without tcpcopy (median; {:.1}-{:.1}%), tcpcopy {:.2} µs and the XDP program {:.0} ns a request beyond idle.\n",
+            idle.len(),
+            100.0 * median_of(p),
+            100.0 * plo,
+            100.0 * phi,
+            cost(|s| s.tcpcopy_us),
+            cost(|s| s.xdp_ns.unwrap_or(0.0)),
+        );
+    }
+    if samples
+        .iter()
+        .any(|s| s.state == State::EmptyProgram && s.xdp_ns.is_some())
+    {
+        let _ = writeln!(
+            md,
+            "The empty program's own run time, {:.0} ns a request, is what the kernel's run-time statistics (two clock reads a run) and the program's dispatch cost by themselves: tcpcopy's program beyond it, `-r 1`: {:.0} ns a request.\n",
+            median(samples, State::EmptyProgram, |s| s.xdp_ns.unwrap_or(0.0)),
+            median(samples, State::CaptureOnly, |s| s.xdp_ns.unwrap_or(0.0))
+                - median(samples, State::EmptyProgram, |s| s.xdp_ns.unwrap_or(0.0)),
+        );
+    }
+}
+
+/// The lowest and highest of `v`.
+fn spread(v: &[f64]) -> (f64, f64) {
+    (
+        v.iter().copied().fold(f64::INFINITY, f64::min),
+        v.iter().copied().fold(0.0, f64::max),
+    )
 }

@@ -266,6 +266,31 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// How often a worker publishes its counters for the stats lines.
 const PUBLISH: Duration = Duration::from_millis(100);
 
+/// How long after the last captured frame the millisecond sweep of the ring goes on. The sweep
+/// finds the records the XDP program wrote without waking the reader (at most 100 µs after a
+/// wake-up from the same CPU, see `ebpf/src/copy.rs`), which only follow a frame that did
+/// wake it; so a ring quiet for this long needs no sweep: its next frame wakes the reader and
+/// starts the sweep again. A tcpcopy replaying nothing (`-r 1` on a host whose sessions are
+/// not selected, a quiet service) then wakes only for its timers and the publish tick, not a
+/// thousand times a second per worker on the production host.
+const SWEEP_AFTER_FRAME: Duration = Duration::from_secs(1);
+
+/// When the ring last handed over a frame, if it has yet (see [`SWEEP_AFTER_FRAME`]).
+struct LastFrame(Option<Instant>);
+
+impl LastFrame {
+    fn took(&mut self, frames: usize) {
+        if frames > 0 {
+            self.0 = Some(Instant::now());
+        }
+    }
+
+    /// Whether the millisecond sweep goes on.
+    fn recent(&self) -> bool {
+        self.0.is_some_and(|at| at.elapsed() < SWEEP_AFTER_FRAME)
+    }
+}
+
 /// One worker's loop: runs until told to stop (live) or the end of the file's last pass
 /// (offline), publishing its counters every [`PUBLISH`] and at the end.
 pub async fn run(
@@ -286,7 +311,9 @@ pub async fn run(
     let mut publish = tokio::time::interval(PUBLISH);
     publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_from: Option<Instant> = None;
+    let mut frames = LastFrame(None);
     loop {
+        let sweeping = frames.recent();
         let deadline = st.engine.poll_timeout().map(|t| {
             let ahead = t.saturating_since(now(st.start));
             Instant::now() + ahead
@@ -322,7 +349,7 @@ pub async fn run(
         // (a SYN-ACK held back makes the engine retransmit its SYN).
         tokio::select! {
             _ = ctx.stop.changed() => break,
-            r = captured => { r?; }
+            r = captured => frames.took(r?),
             ev = events_rx.recv() => {
                 if let Some(ev) = ev {
                     st.on_link(ev);
@@ -339,7 +366,7 @@ pub async fn run(
                 ctx.publish(st.snapshot(&source));
             }
             // The ring is drained below, after every event.
-            _ = sweep.tick() => {}
+            _ = sweep.tick(), if sweeping => {}
         }
         // Whatever else has arrived meanwhile, before the output goes out.
         for _ in 0..BATCH {
@@ -347,7 +374,7 @@ pub async fn run(
             st.on_link(ev);
         }
         if let Source::Live(capture) = &mut source {
-            drain_ring(capture, &mut st.engine, &mut st.compare, start);
+            frames.took(drain_ring(capture, &mut st.engine, &mut st.compare, start));
         }
         st.flush();
         // Let the intercept connections' tasks run: under load this loop is always ready, and
@@ -416,13 +443,13 @@ const DRAIN_MAX: usize = 16 * BATCH;
 /// session was lost (`capture_gap`) after two seconds. Draining the ring on every turn moves
 /// the backlog into the session's buffer (`--session-buffer-mib`), where it waits its turn.
 /// With `--compare`, every frame goes through the comparer (which keeps production's responses
-/// and hands the requests on to the engine).
+/// and hands the requests on to the engine). Returns how many records it took.
 fn drain_ring(
     capture: &mut tcpcopy_xsk::capture::Capture,
     engine: &mut Engine,
     compare: &mut Option<Comparer>,
     start: Instant,
-) {
+) -> usize {
     let mut taken = 0;
     while taken < DRAIN_MAX {
         let n = capture.read_now_timed(BATCH, |ts, ip| match compare {
@@ -434,6 +461,7 @@ fn drain_ring(
             break;
         }
     }
+    taken
 }
 
 /// How an offline replay ended: the file's damage, or a file with nothing to replay, is an
