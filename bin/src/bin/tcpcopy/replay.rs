@@ -266,14 +266,17 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// How often a worker publishes its counters for the stats lines.
 const PUBLISH: Duration = Duration::from_millis(100);
 
-/// How long after the last captured frame the millisecond sweep of the ring goes on. The sweep
-/// finds the records the XDP program wrote without waking the reader (at most 100 µs after a
-/// wake-up from the same CPU, see `ebpf/src/copy.rs`), which only follow a frame that did
-/// wake it; so a ring quiet for this long needs no sweep: its next frame wakes the reader and
-/// starts the sweep again. A tcpcopy replaying nothing (`-r 1` on a host whose sessions are
-/// not selected, a quiet service) then wakes only for its timers and the publish tick, not a
-/// thousand times a second per worker on the production host.
-const SWEEP_AFTER_FRAME: Duration = Duration::from_secs(1);
+/// How long after the last frame it took the reader goes on sweeping its ring every
+/// millisecond. The sweep finds the records the XDP program wrote without waking the reader:
+/// those come at most 100 µs after a record from the same CPU that did wake it (`WAKE_GAP_NS`
+/// in `ebpf/src/copy.rs`), and the reader takes that record after its wake-up, so every
+/// unannounced record was written less than 100 µs after the reader last took a frame; a few
+/// sweeps after each take find them all, and a ring that handed nothing over for longer is
+/// woken by its next frame. A tcpcopy replaying nothing (`-r 1` whose sessions are not
+/// selected, a quiet service) wakes only for its timers and the publish tick, and one replaying
+/// sparse sessions a few times per frame, not a thousand times a second per worker on the
+/// production host.
+const SWEEP_AFTER_FRAME: Duration = Duration::from_millis(5);
 
 /// When the ring last handed over a frame, if it has yet (see [`SWEEP_AFTER_FRAME`]).
 struct LastFrame(Option<Instant>);
