@@ -13,10 +13,13 @@ use tcpcopy_testbed::{Host, MIRROR_IFACE, Options, Spawned, Testbed};
 use tcpcopy_tests::{
     codes,
     compare_log::{final_summary, log_lines, of_kind, split_at},
-    counter, curl, start_intercept, start_tcpcopy_args, wait_decided,
+    counter, curl, curl_to, start_intercept, start_tcpcopy_args, wait_decided,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
+
+/// Where tcpcopy serves its metrics (on the online host's loopback).
+const METRICS: &str = "127.0.0.1:9464";
 
 /// tcpcopy on the online host reading `mirror0` with `--mirror --compare`, its compare log at
 /// `log`, plus `extra`; once attached and linked to intercept.
@@ -51,6 +54,23 @@ fn start_mirror_compare(bed: &Testbed, log: &std::path::Path, extra: &[&str]) ->
     tcpcopy
 }
 
+/// The lines of tcpcopy's Prometheus text (fetched with curl on the online host) that start
+/// with `prefix`.
+fn metric_lines(bed: &Testbed, prefix: &str) -> Vec<String> {
+    let out = bed
+        .cmd(Host::Online, "curl")
+        .args(["-sf", "--max-time", "10"])
+        .arg(format!("http://{METRICS}/metrics"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "scraping {METRICS}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn a_mirror_port_gives_the_responses_exact_same_and_differ() {
     let bed = Testbed::up_with(&Options {
@@ -60,22 +80,24 @@ fn a_mirror_port_gives_the_responses_exact_same_and_differ() {
     .expect("testbed");
     let _intercept = start_intercept(&bed);
     let log = bed.dir().join("compare.jsonl");
-    let mut tcpcopy = start_mirror_compare(&bed, &log, &[]);
-    // 500 one-request connections: 400 answered alike, 50 with 500 on the test server, 50 with
-    // another body.
+    let mut tcpcopy = start_mirror_compare(&bed, &log, &["--metrics", METRICS]);
+    // 520 one-request connections: 400 answered alike, 50 with 500 on the test server, 50 with
+    // another body, and 20 alike over IPv6 (mirrored too).
     let same = curl(&bed, Host::Online, "same", 0..400, true);
     let changed = curl(&bed, Host::Online, "changed", 0..50, true);
     let body = curl(&bed, Host::Online, "body", 0..50, true);
+    let six = curl_to(&bed, Host::Online, true, "same", 400..420, true);
     let mut answered = codes(same);
     answered.extend(codes(changed));
     answered.extend(codes(body));
+    answered.extend(codes(six));
     assert_eq!(
         answered.iter().filter(|c| *c == "200").count(),
-        500,
+        520,
         "online answered all with 200"
     );
-    let line = wait_decided(&mut tcpcopy, 500, WAIT);
-    assert_eq!(counter(&line, "same"), 400, "{line}");
+    let line = wait_decided(&mut tcpcopy, 520, WAIT);
+    assert_eq!(counter(&line, "same"), 420, "{line}");
     assert_eq!(counter(&line, "differ"), 100, "{line}");
     assert_eq!(counter(&line, "not_compared"), 0, "{line}");
 
@@ -123,10 +145,16 @@ fn a_mirror_port_gives_the_responses_exact_same_and_differ() {
     assert_eq!(changed_seen.len(), 50, "each /changed/ request once");
     assert_eq!(body_seen.len(), 50, "each /body/ request once");
 
+    // The metric of frames timed when read: there, and none.
+    let unstamped = metric_lines(&bed, "tcpcopy_compare_unstamped_frames_total{");
+    assert!(
+        unstamped.len() == 1 && unstamped[0].ends_with(" 0"),
+        "{unstamped:?}"
+    );
     let last = tcpcopy.finish(Duration::from_secs(10)).unwrap();
     assert_eq!(
         (counter(&last, "same"), counter(&last, "differ")),
-        (400, 100),
+        (420, 100),
         "{last}"
     );
     // One queue, one worker: every frame (requests and responses) through the AF_XDP socket,
@@ -140,11 +168,11 @@ fn a_mirror_port_gives_the_responses_exact_same_and_differ() {
     let fin = final_summary(&log);
     assert_eq!(
         (fin["same"].as_u64(), fin["differ"].as_u64()),
-        (Some(400), Some(100))
+        (Some(420), Some(100))
     );
-    assert_eq!(fin["online"]["count"].as_u64(), Some(500), "{fin}");
-    assert_eq!(fin["test"]["count"].as_u64(), Some(500), "{fin}");
-    assert_eq!(split_at(&fin["online"], 1_000_000), (500, 0), "{fin}");
+    assert_eq!(fin["online"]["count"].as_u64(), Some(520), "{fin}");
+    assert_eq!(fin["test"]["count"].as_u64(), Some(520), "{fin}");
+    assert_eq!(split_at(&fin["online"], 1_000_000), (520, 0), "{fin}");
 }
 
 /// Production made slow (its upstream answers after 300 ms), the test server not: every online
@@ -189,6 +217,17 @@ fn a_slow_production_is_timed_from_the_mirror_port_by_both_workers() {
         "both ways to the workers: {last}"
     );
     assert_eq!(counter(&last, "compare_unstamped"), 0, "{last}");
+    let per_worker: Vec<u64> = last
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("captured_by_worker="))
+        .expect("captured_by_worker")
+        .split(',')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        per_worker.len() == 2 && per_worker.iter().all(|n| *n > 0),
+        "both workers replayed some: {last}"
+    );
     let fin = final_summary(&log);
     let n = N as u64;
     assert_eq!(fin["online"]["count"].as_u64(), Some(n), "{fin}");

@@ -418,6 +418,15 @@ fn compare_metrics(f: &mut Families, slots: &[Snapshot]) {
             w(),
             c.payloads_missing,
         );
+        if let Some(n) = s.unstamped {
+            f.counter(
+                "tcpcopy_compare_unstamped_frames",
+                "--mirror --compare: frames from the AF_XDP sockets without the kernel's time in their metadata, timed when read.",
+                None,
+                w(),
+                n,
+            );
+        }
         for (name, help, h) in [
             (
                 "tcpcopy_compare_online_latency",
