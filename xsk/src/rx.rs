@@ -226,3 +226,48 @@ impl Rings {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tcpcopy_abi::maps::{XSK_META_LEN, XSK_META_MAGIC};
+
+    use super::{frame_time, monotonic_ns};
+
+    /// The metadata the XDP program writes: the kernel's time, then the mark.
+    fn stamped(ts: u64) -> [u8; XSK_META_LEN] {
+        let mut meta = [0u8; XSK_META_LEN];
+        meta[..8].copy_from_slice(&ts.to_ne_bytes());
+        meta[8..].copy_from_slice(&XSK_META_MAGIC.to_ne_bytes());
+        meta
+    }
+
+    #[test]
+    fn a_stamped_frame_gives_the_kernels_time_once() {
+        let mut meta = stamped(123_456_789);
+        let (mut now, mut unstamped) = (None, 0);
+        assert_eq!(
+            frame_time(Some(&mut meta), &mut now, &mut unstamped),
+            123_456_789
+        );
+        assert_eq!((now, unstamped), (None, 0), "no clock read, none counted");
+        // The mark is cleared: the same bytes again (a later frame in this UMEM frame that
+        // came without metadata) are not taken for stamped.
+        let before = monotonic_ns();
+        let t = frame_time(Some(&mut meta), &mut now, &mut unstamped);
+        assert!(t >= before && t <= monotonic_ns(), "timed when read: {t}");
+        assert_eq!(unstamped, 1);
+    }
+
+    #[test]
+    fn a_frame_without_the_mark_is_timed_when_read_once_per_batch() {
+        let mut other = stamped(5);
+        other[8] ^= 1;
+        let (mut now, mut unstamped) = (None, 0);
+        let first = frame_time(Some(&mut other), &mut now, &mut unstamped);
+        let second = frame_time(None, &mut now, &mut unstamped);
+        assert!(first > 0, "CLOCK_MONOTONIC");
+        assert_eq!(first, second, "one clock read per batch");
+        assert_eq!(unstamped, 2);
+        assert_eq!(other[..8], 5u64.to_ne_bytes(), "left as it was");
+    }
+}
