@@ -24,6 +24,13 @@ pub const INTERCEPT_PROGRAM: &str = "intercept_capture";
 pub const TCPCOPY_TC_PROGRAM: &str = "tcpcopy_ingress";
 /// intercept's tc egress program (same object and maps): catches the replies on the test server.
 pub const INTERCEPT_TC_PROGRAM: &str = "intercept_egress";
+/// tcpcopy's XDP program for `--mirror --compare` (same object and maps): on a mirror port that
+/// carries both directions, it selects the requests (destination port) and the service's
+/// responses (source port, `-F` read as for their requests), and hands each frame to the worker
+/// that owns its connection: into the AF_XDP socket of its queue when that queue's worker is the
+/// connection's (`queue % workers == flow hash % workers`, the frame stamped with the kernel's
+/// time, see [`XSK_META_LEN`]), else into the connection's worker's ring buffer.
+pub const TCPCOPY_MIRROR_PROGRAM: &str = "tcpcopy_mirror";
 /// tcpcopy's tc egress program (same object and maps, `--compare`): copies the online service's
 /// responses (source port = a service port) into the ring of the worker that owns their
 /// connection (the flow hash of the reversed addresses and ports).
@@ -135,6 +142,40 @@ pub const MODE_COPY: u32 = 0;
 pub const MODE_MIRROR: u32 = 1;
 /// Bytes of an AF_XDP frame (a UMEM chunk).
 pub const XSK_FRAME_SIZE: u32 = 4096;
+/// Bytes [`TCPCOPY_MIRROR_PROGRAM`] writes into the XDP metadata area (`bpf_xdp_adjust_meta`)
+/// of a frame it redirects into an AF_XDP socket; the kernel copies them (copy mode) or leaves
+/// them (zero-copy) right before the frame in the UMEM: the kernel's time
+/// (`bpf_ktime_get_ns`, `CLOCK_MONOTONIC` nanoseconds, as [`FrameHeader::ts_ns`]) then
+/// [`XSK_META_MAGIC`], each a native-endian u64. The reader clears the magic before the frame
+/// goes back to the kernel, so a frame that came without metadata is never taken for stamped.
+pub const XSK_META_LEN: usize = 16;
+/// The mark after the time in the metadata: "tcpcopy" and a version byte, as a u64.
+pub const XSK_META_MAGIC: u64 = u64::from_be_bytes(*b"tcpcopy1");
+
+/// The kernel's time in the [`XSK_META_LEN`] bytes before a frame, if they carry the mark.
+pub fn xsk_meta_time(meta: &[u8; XSK_META_LEN]) -> Option<u64> {
+    let [
+        t0,
+        t1,
+        t2,
+        t3,
+        t4,
+        t5,
+        t6,
+        t7,
+        m0,
+        m1,
+        m2,
+        m3,
+        m4,
+        m5,
+        m6,
+        m7,
+    ] = *meta;
+    (u64::from_ne_bytes([m0, m1, m2, m3, m4, m5, m6, m7]) == XSK_META_MAGIC)
+        .then(|| u64::from_ne_bytes([t0, t1, t2, t3, t4, t5, t6, t7]))
+}
+
 /// The longest frame an AF_XDP socket takes: the kernel puts it behind `XDP_PACKET_HEADROOM`
 /// (256 bytes) in a chunk. Longer frames, and frames in several buffers, are copied into the
 /// ring buffer instead of redirected (the sockets are bound without multi-buffer support).

@@ -673,3 +673,118 @@ fn intercept_copies_whole_replies_once_payloads_are_asked_for() {
         assert_eq!(records[1].1, reply, "{name}: the whole reply after");
     }
 }
+
+/// `--mirror --compare`: tcpcopy's mirror program takes both directions from a mirror port,
+/// requests by their destination port and the service's responses by their source port (`-F`
+/// read as for their requests), and hands both directions of a connection to one worker: the
+/// AF_XDP socket of the frame's queue when that queue's worker (`queue % workers`) owns the
+/// connection, else the owner's ring. Test runs come in on queue 0 and no socket is bound, so
+/// the frames of the connections worker 0 owns are stamped for the socket (the kernel's time and
+/// the mark in the metadata area before the frame) and, the redirect failing, copied into ring
+/// 0; the others go into ring 1 unstamped. Every frame passes.
+#[test]
+fn tcpcopy_mirror_takes_both_directions_to_the_connections_worker() {
+    use tcpcopy_abi::{
+        filter::{Fields, v4_mapped},
+        maps::{MODE_MIRROR, TCPCOPY_MIRROR_PROGRAM, XSK_META_LEN, xsk_meta_time},
+    };
+    use tcpcopy_xsk::rx::monotonic_ns;
+    let only = filter_expr::compile("src net 198.51.100.0/24").expect("a filter");
+    let mut program = XdpProgram::load_configured(
+        crate::TCPCOPY_OBJECT,
+        TCPCOPY_MIRROR_PROGRAM,
+        1 << 16,
+        2,
+        &[80],
+        &only,
+    )
+    .unwrap_or_else(|e| panic!("loading {TCPCOPY_MIRROR_PROGRAM} (needs root): {e}"));
+    program.set_mode(MODE_MIRROR).expect("mirror mode");
+    let mut want: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+    let mut stamped = 0;
+    for port in 40_000..40_016u16 {
+        let request = frame(
+            v4(CLIENT, port),
+            v4(SERVER, 80),
+            b"GET / HTTP/1.1\r\n\r\n",
+            None,
+        );
+        let response = frame(
+            v4(SERVER, 80),
+            v4(CLIENT, port),
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            None,
+        );
+        let owner = (Fields {
+            src_port: port,
+            dst_port: 80,
+            src: v4_mapped(CLIENT.octets()),
+            dst: v4_mapped(SERVER.octets()),
+        }
+        .flow_hash()
+            % 2) as usize;
+        for f in [&request, &response] {
+            let before_ns = monotonic_ns();
+            let counters = program.counters().expect("counters");
+            let (run, out) = program.test_run_data(f, 1).expect("test run");
+            let d = Delta {
+                before: counters,
+                after: program.counters().expect("counters"),
+            };
+            let after_ns = monotonic_ns();
+            assert_eq!(
+                run.verdict,
+                Verdict::Pass,
+                "port {port}: production's frame passes"
+            );
+            assert_eq!(
+                (d.of(Stat::Matched), d.of(Stat::Copied)),
+                (1, 1),
+                "port {port}"
+            );
+            assert_eq!(d.of(Stat::Redirected), 0, "no socket bound");
+            if owner == 0 {
+                // Queue 0 is worker 0's: stamped for its socket.
+                assert_eq!(out.len(), XSK_META_LEN + f.len(), "port {port}");
+                let meta: [u8; XSK_META_LEN] = out[..XSK_META_LEN].try_into().unwrap();
+                let ts = xsk_meta_time(&meta).expect("the mark");
+                assert!(
+                    (before_ns..=after_ns).contains(&ts),
+                    "the kernel's time, CLOCK_MONOTONIC: {before_ns} <= {ts} <= {after_ns}"
+                );
+                assert_eq!(
+                    &out[XSK_META_LEN..],
+                    &f[..],
+                    "the frame behind it, unchanged"
+                );
+                stamped += 1;
+            } else {
+                assert_eq!(&out[..], &f[..], "port {port}: not stamped");
+            }
+            want[owner].push(f.clone());
+        }
+    }
+    assert!(
+        stamped > 0 && stamped < 32,
+        "both workers own some: {stamped}"
+    );
+    // Outside -F (read as for the request: a client outside 198.51.100.0/24), another port:
+    // seen, not selected.
+    let stranger = Ipv4Addr::new(203, 0, 113, 5);
+    for f in [
+        frame(v4(SERVER, 80), v4(stranger, 40_000), b"HTTP/1.1 200", None),
+        frame(v4(stranger, 40_000), v4(SERVER, 80), b"GET /", None),
+        frame(v4(SERVER, 22), v4(CLIENT, 40_000), b"ssh", None),
+    ] {
+        let (verdict, d) = run(&program, &f);
+        assert_eq!((verdict, d.of(Stat::Matched)), (Verdict::Pass, 0));
+    }
+    for (w, frames) in want.iter().enumerate() {
+        let got = ring_records_of(&mut program, w);
+        assert_eq!(got.len(), frames.len(), "ring {w}");
+        for ((ts, bytes), f) in got.iter().zip(frames) {
+            assert_eq!(bytes, f, "ring {w}: request and response, in order, whole");
+            assert!(*ts > 0);
+        }
+    }
+}

@@ -24,6 +24,12 @@ pub enum PortSide {
     /// Responses of the online service (tcpcopy `--compare` at tc egress): the source port, and
     /// the `-F` expression (written for the requests) read with addresses and ports swapped.
     Response,
+    /// Both directions of a service's connections (tcpcopy `--mirror --compare`: a mirror port
+    /// carries the clients' requests and the service's responses): a request by its destination
+    /// port, else a response by its source port, read as [`PortSide::Response`]. The fields
+    /// returned are the request's (a response's swapped), so both directions of a connection
+    /// have one flow hash and one session hash.
+    Both,
 }
 
 /// Adds `by` to counter `stat` of this CPU.
@@ -69,27 +75,47 @@ pub fn classify<C: Frame>(
             return None;
         }
     };
-    let port = match side {
-        PortSide::Destination => head.dst_port,
-        PortSide::Source | PortSide::Response => head.src_port,
+    // Whether the frame is a response (read as its request): `Response`, and `Both` when the
+    // destination port is not selected but the source port is.
+    let response = match side {
+        PortSide::Destination => {
+            if !port_selected(ports, head.dst_port) {
+                return None;
+            }
+            false
+        }
+        PortSide::Source | PortSide::Response => {
+            if !port_selected(ports, head.src_port) {
+                return None;
+            }
+            matches!(side, PortSide::Response)
+        }
+        PortSide::Both => {
+            if port_selected(ports, head.dst_port) {
+                false
+            } else if port_selected(ports, head.src_port) {
+                true
+            } else {
+                return None;
+            }
+        }
     };
-    if !port_selected(ports, port) {
-        return None;
-    }
     let Ok(f) = addresses(ctx, &head) else {
         count(stats, Stat::Malformed, 1);
         return None;
     };
     let prog = expr.get(0)?;
     // A response is selected as the request it answers would be.
-    let as_request = match side {
-        PortSide::Response => f.reversed(),
-        PortSide::Destination | PortSide::Source => f,
-    };
+    let as_request = if response { f.reversed() } else { f };
     if !prog.matches(&as_request) {
         return None;
     }
     count(stats, Stat::Matched, 1);
     count(stats, Stat::MatchedBytes, ctx.packet_len());
-    Some((f, head.layout))
+    let fields = if matches!(side, PortSide::Both) {
+        as_request
+    } else {
+        f
+    };
+    Some((fields, head.layout))
 }

@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_redirect},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_meta},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf, XskMap},
     programs::{TcContext, XdpContext},
 };
@@ -19,7 +19,7 @@ use tcpcopy_abi::{
     filter::{Fields, FilterProgram},
     maps::{
         MAX_WORKERS, MODE_ACK_GAP, MODE_INDEX, MODE_MIRROR, MODE_PERCENT, MODE_WORKERS,
-        WORKERS_BY_CPU, XSK_FRAME_MAX,
+        WORKERS_BY_CPU, XSK_FRAME_MAX, XSK_META_LEN, XSK_META_MAGIC,
     },
     stats::Stat,
 };
@@ -115,6 +115,84 @@ pub fn run<const N: usize>(
         Copied::Pass => xdp_action::XDP_PASS,
         Copied::Drop => xdp_action::XDP_DROP,
     }
+}
+
+/// tcpcopy `--mirror --compare` on a mirror port that carries both directions
+/// (`maps::TCPCOPY_MIRROR_PROGRAM`): selects the requests (destination port) and the service's
+/// responses (source port, `-F` read as for their requests) of the sessions `-r` replays, and
+/// hands each to the worker that owns its connection, whichever queue it came in on: the AF_XDP
+/// socket of its queue when that queue is the worker's (`queue % workers`, as tcpcopy binds them)
+/// and the frame fits, stamped with the kernel's time in the metadata area ([`stamp`]);
+/// otherwise the worker's ring buffer (a record header with the time). Both directions of a
+/// connection have one flow hash (the response's fields are read as its request's), so they
+/// reach one worker, though a NIC's RSS may put them on different queues. Every frame not
+/// redirected passes.
+#[inline(always)]
+pub fn run_mirror<const N: usize>(ctx: &XdpContext, maps: &Maps<'_, N>) -> u32 {
+    let Some((fields, layout)) = classify(ctx, maps.ports, maps.expr, maps.stats, PortSide::Both)
+    else {
+        return xdp_action::XDP_PASS;
+    };
+    if !replayed(maps, &fields, layout.v6) {
+        return xdp_action::XDP_PASS;
+    }
+    let hash = fields.flow_hash();
+    let queue = ctx.queue();
+    let workers = (maps.mode.get(MODE_WORKERS).map_or(1, |w| *w) & !WORKERS_BY_CPU).max(1);
+    let len = ctx.packet_len();
+    let fits = len <= XSK_FRAME_MAX && len == (ctx.data_end() - ctx.data()) as u64;
+    if fits && queue % workers == hash % workers {
+        // Before the redirect: without a socket for the queue (none bound) the frame is
+        // copied into the ring below and passes, its metadata unread.
+        stamp(ctx);
+        if let Ok(action) = maps.xsks.redirect(queue, 0) {
+            count(maps.stats, Stat::Redirected, 1);
+            return action;
+        }
+    }
+    to_ring(maps, hash, |ring| {
+        copy_frame(
+            ctx,
+            maps.scratch,
+            ring,
+            maps.stats,
+            maps.last_wake,
+            u64::MAX,
+        );
+    });
+    xdp_action::XDP_PASS
+}
+
+/// Writes the kernel's time and [`XSK_META_MAGIC`] into the frame's metadata area
+/// ([`XSK_META_LEN`] bytes right before it), where the AF_XDP reader finds them. A driver
+/// without metadata support refuses the room: the frame then goes without, and the reader takes
+/// the time it reads the frame instead.
+#[inline(always)]
+fn stamp(ctx: &XdpContext) {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        reason = "XSK_META_LEN is 16"
+    )]
+    let delta = -(XSK_META_LEN as i32);
+    // SAFETY: the helper only moves the context's metadata pointer, checking the headroom
+    // itself; every packet pointer is read from the context again below.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, delta) } != 0 {
+        return;
+    }
+    let meta = ctx.metadata();
+    let data = ctx.data();
+    if meta + XSK_META_LEN > data {
+        return;
+    }
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut bytes = [0u8; XSK_META_LEN];
+    bytes[..8].copy_from_slice(&now.to_ne_bytes());
+    bytes[8..].copy_from_slice(&XSK_META_MAGIC.to_ne_bytes());
+    // SAFETY: [meta, meta + XSK_META_LEN) lies before the frame's data, checked just above
+    // (the verifier checks the same comparison); unaligned: the area has no alignment.
+    unsafe { core::ptr::write_unaligned(meta as *mut [u8; XSK_META_LEN], bytes) };
 }
 
 /// tcpcopy's `-r`: whether the session of this client segment is one the engine replays (the

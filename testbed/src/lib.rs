@@ -152,7 +152,8 @@ pub struct Options {
     /// The id (namespace prefix); `None` for a unique one.
     pub id: Option<String>,
     /// Give the online host a mirror port: `mirror0` receives a copy of every frame the client
-    /// sends (tc mirred in the bridge namespace), like a switch's SPAN port.
+    /// sends and of every frame the online host sends to the client (tc mirred in the bridge
+    /// namespace), like a switch's SPAN port of the service's traffic, both directions.
     pub mirror: bool,
     /// MTU of every link (the veths and the bridge); `None` keeps the default 1500.
     pub mtu: Option<u32>,
@@ -294,7 +295,7 @@ impl Testbed {
             cmd::ip(&["-n", &br, "link", "set", "br0", "mtu", &mtu.to_string()])?;
         }
         if opts.mirror {
-            self.add_mirror_port()?;
+            self.add_mirror_port(&queues)?;
         }
         if opts.two_hosts {
             self.add_gateway()?;
@@ -535,8 +536,11 @@ impl Testbed {
         Ok(relay)
     }
 
-    /// `mirror0` on the online host, fed by a tc mirred copy of the client's port.
-    fn add_mirror_port(&self) -> anyhow::Result<()> {
+    /// `mirror0` on the online host, fed by tc mirred copies of what the client sends (its
+    /// bridge port's ingress) and of what the online host sends to the client (the online
+    /// host's bridge port's ingress, IPv4 and IPv6 to the client's addresses).
+    /// Its veths get `queues` queues, as every host's.
+    fn add_mirror_port(&self, queues: &str) -> anyhow::Result<()> {
         let br = self.bridge_ns();
         let online = self.ns(Host::Online);
         cmd::ip(&[
@@ -545,6 +549,10 @@ impl Testbed {
             "link",
             "add",
             "p-mirror",
+            "numtxqueues",
+            queues,
+            "numrxqueues",
+            queues,
             "type",
             "veth",
             "peer",
@@ -552,6 +560,10 @@ impl Testbed {
             MIRROR_IFACE,
             "netns",
             &online,
+            "numtxqueues",
+            queues,
+            "numrxqueues",
+            queues,
         ])?;
         cmd::ip(&["-n", &br, "link", "set", "p-mirror", "up"])?;
         cmd::ip(&["-n", &online, "link", "set", MIRROR_IFACE, "up"])?;
@@ -569,6 +581,24 @@ impl Testbed {
                 "p-mirror",
             ],
         )?;
+        cmd::run(
+            "ip",
+            &[
+                "netns", "exec", &br, "tc", "qdisc", "add", "dev", "p-online", "clsact",
+            ],
+        )?;
+        let client = format!("{}/32", Host::Client.addr());
+        let client6 = format!("{}/128", Host::Client.addr6());
+        for (protocol, field, addr) in [("ip", "ip", &client), ("ipv6", "ip6", &client6)] {
+            cmd::run(
+                "ip",
+                &[
+                    "netns", "exec", &br, "tc", "filter", "add", "dev", "p-online", "ingress",
+                    "protocol", protocol, "u32", "match", field, "dst", addr, "action", "mirred",
+                    "egress", "mirror", "dev", "p-mirror",
+                ],
+            )?;
+        }
         Ok(())
     }
 

@@ -93,8 +93,16 @@ impl Capture {
         self.read_timed(max, |_, ip| f(ip)).await
     }
 
-    /// [`Capture::read`] with each packet's kernel timestamp where it has one (frames from the
-    /// ring; `None` for those from AF_XDP sockets).
+    /// Frames from the AF_XDP sockets that carried no kernel time (timed when read; see
+    /// [`XskRx::poll_read`]); `None` without AF_XDP sockets.
+    pub fn unstamped(&self) -> Option<u64> {
+        self.xsk.as_ref().map(XskRx::unstamped)
+    }
+
+    /// [`Capture::read`] with each packet's time (`CLOCK_MONOTONIC` nanoseconds): the kernel's
+    /// for frames from the ring, and for those from AF_XDP sockets the kernel's where the
+    /// program wrote it into the frame's metadata, else the time it was read (see
+    /// [`XskRx::poll_read`]).
     pub async fn read_timed(
         &mut self,
         max: usize,
@@ -113,9 +121,9 @@ impl Capture {
                 Poll::Pending => {}
             }
             if let Some(m) = self.xsk.as_mut() {
-                let mut from_xsk = |frame: &[u8]| {
+                let mut from_xsk = |ts: u64, frame: &[u8]| {
                     if let Some(ip) = ip_payload(frame) {
-                        f(None, ip);
+                        f(Some(ts), ip);
                     }
                 };
                 match m.poll_read(cx, u32::try_from(max).unwrap_or(u32::MAX), &mut from_xsk) {

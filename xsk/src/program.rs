@@ -383,6 +383,13 @@ impl XdpProgram {
     /// attaching it or sending a packet: its verdict and the kernel's mean time per run. Maps and
     /// counters see the runs as they would see real frames.
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun, XdpError> {
+        self.test_run_data(frame, repeat).map(|(run, _)| run)
+    }
+
+    /// [`Self::test_run`], with the bytes the kernel hands back: for XDP, the frame as the
+    /// program left it, from its metadata area on (what the program wrote with
+    /// `bpf_xdp_adjust_meta`, then the frame).
+    pub fn test_run_data(&self, frame: &[u8], repeat: u32) -> Result<(TestRun, Vec<u8>), XdpError> {
         use aya::programs::{TestRun as _, TestRunOptions};
         let err = |reason: String| XdpError::Load(format!("{}: {reason}", self.program));
         let mut out = vec![0u8; frame.len() + 256];
@@ -393,24 +400,28 @@ impl XdpProgram {
             ..TestRunOptions::default()
         };
         let run_err = |e: aya::programs::ProgramError| err(format!("BPF_PROG_TEST_RUN: {e}"));
-        match self.ebpf.program(self.program) {
+        let (run, size) = match self.ebpf.program(self.program) {
             Some(Program::Xdp(xdp)) => {
                 let result = xdp.test_run(opts).map_err(run_err)?;
-                Ok(TestRun {
+                let run = TestRun {
                     verdict: Verdict::from_action(result.return_value),
                     per_run: result.duration,
-                })
+                };
+                (run, result.data_size_out)
             }
             Some(Program::SchedClassifier(tc)) => {
                 let result = tc.test_run(opts).map_err(run_err)?;
-                Ok(TestRun {
+                let run = TestRun {
                     verdict: Verdict::from_tc(result.return_value),
                     per_run: result.duration,
-                })
+                };
+                (run, result.data_size_out)
             }
-            Some(_) => Err(err("neither XDP nor tc".into())),
-            None => Err(err("not in the object".into())),
-        }
+            Some(_) => return Err(err("neither XDP nor tc".into())),
+            None => return Err(err("not in the object".into())),
+        };
+        out.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        Ok((run, out))
     }
 
     /// The loaded object, for maps a program adds beyond the shared ones.

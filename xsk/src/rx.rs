@@ -12,7 +12,7 @@ use std::vec::Vec;
 use aya::maps::{MapData, XskMap};
 use tokio::io::unix::AsyncFd;
 
-use tcpcopy_abi::maps::XSKS;
+use tcpcopy_abi::maps::{XSK_META_LEN, XSKS, xsk_meta_time};
 
 use crate::{
     program::XdpProgram,
@@ -49,6 +49,9 @@ struct Rings {
 pub struct XskRx {
     queues: Vec<Queue>,
     pub mode: XskMode,
+    /// Frames that came without the kernel's time in their metadata (see
+    /// `maps::XSK_META_LEN`), timed when read from the RX ring instead.
+    unstamped: u64,
 }
 
 /// Takes the program's `XSKS` map out of it, for workers that bind their queues' sockets on
@@ -105,16 +108,24 @@ impl XskRx {
         Ok(Self {
             queues: sockets,
             mode,
+            unstamped: 0,
         })
     }
 
-    /// Hands up to `max` received frames (Ethernet) of each ready queue to `f`; `Pending` (with
-    /// the task woken later) when no queue has any.
+    /// Frames read so far that carried no kernel time in their metadata (timed when read).
+    pub fn unstamped(&self) -> u64 {
+        self.unstamped
+    }
+
+    /// Hands up to `max` received frames (Ethernet) of each ready queue to `f` with each one's
+    /// time (`CLOCK_MONOTONIC` nanoseconds): the kernel's, where the XDP program wrote it into
+    /// the frame's metadata (tcpcopy `--mirror --compare`), else the time the frame is taken
+    /// from the RX ring. `Pending` (with the task woken later) when no queue has any.
     pub fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
         max: u32,
-        f: &mut impl FnMut(&[u8]),
+        f: &mut impl FnMut(u64, &[u8]),
     ) -> Poll<io::Result<usize>> {
         let mut got = 0;
         for q in &mut self.queues {
@@ -123,7 +134,7 @@ impl XskRx {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => continue,
             };
-            let n = q.rings.drain(max, f);
+            let n = q.rings.drain(max, &mut self.unstamped, f);
             if n < max as usize {
                 guard.clear_ready();
             }
@@ -137,19 +148,66 @@ impl XskRx {
     }
 }
 
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock of `bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    // `Instant` reads CLOCK_MONOTONIC on Linux but hides its value; read it directly.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+/// A received frame's time: the kernel's from the [`XSK_META_LEN`] bytes before the frame when
+/// they carry the mark (which is then cleared: the frame goes back to the kernel, and a later
+/// frame in it without metadata must not be taken for stamped), else `now` (read once per
+/// batch, when first needed); counts those in `unstamped`.
+fn frame_time(before: Option<&mut [u8]>, now: &mut Option<u64>, unstamped: &mut u64) -> u64 {
+    if let Some(meta) = before.and_then(|b| <&mut [u8; XSK_META_LEN]>::try_from(b).ok())
+        && let Some(ts) = xsk_meta_time(meta)
+    {
+        meta.fill(0);
+        return ts;
+    }
+    *unstamped += 1;
+    *now.get_or_insert_with(monotonic_ns)
+}
+
 impl Rings {
-    fn drain(&mut self, max: u32, f: &mut impl FnMut(&[u8])) -> usize {
+    fn drain(&mut self, max: u32, unstamped: &mut u64, f: &mut impl FnMut(u64, &[u8])) -> usize {
         let mut n = 0;
         let Rings { bound, returned } = self;
         let Some(rx) = bound.rx.as_mut() else {
             return 0;
         };
+        let mut now = None;
         let mut reader = rx.receive(max);
         while let Some(desc) = reader.read() {
+            let len = desc.len as usize;
+            // The metadata area right before the frame, in the same UMEM frame (the kernel puts
+            // the data behind a headroom of 256 bytes).
+            let meta_at = desc.addr % u64::from(FRAME_SIZE) >= XSK_META_LEN as u64;
+            let (start, with_meta) = if meta_at {
+                (desc.addr - XSK_META_LEN as u64, XSK_META_LEN)
+            } else {
+                (desc.addr, 0)
+            };
             // SAFETY: the kernel handed this frame to us on the RX ring and does not touch it
             // again until we put it back on the fill ring below; no other borrow of it exists.
-            if let Some(frame) = unsafe { frame_bytes(&bound.umem, desc.addr, desc.len as usize) } {
-                f(frame);
+            // The range starts at most XSK_META_LEN bytes before the frame's data, inside the
+            // same UMEM frame (checked above; `frame_bytes` checks its end).
+            if let Some(bytes) = unsafe { frame_bytes(&bound.umem, start, with_meta + len) } {
+                let (before, frame) = bytes.split_at_mut(with_meta);
+                let ts = frame_time(meta_at.then_some(before), &mut now, unstamped);
+                f(ts, frame);
             }
             returned.push(desc.addr - desc.addr % u64::from(FRAME_SIZE));
             n += 1;
@@ -166,5 +224,50 @@ impl Rings {
             device.wake();
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tcpcopy_abi::maps::{XSK_META_LEN, XSK_META_MAGIC};
+
+    use super::{frame_time, monotonic_ns};
+
+    /// The metadata the XDP program writes: the kernel's time, then the mark.
+    fn stamped(ts: u64) -> [u8; XSK_META_LEN] {
+        let mut meta = [0u8; XSK_META_LEN];
+        meta[..8].copy_from_slice(&ts.to_ne_bytes());
+        meta[8..].copy_from_slice(&XSK_META_MAGIC.to_ne_bytes());
+        meta
+    }
+
+    #[test]
+    fn a_stamped_frame_gives_the_kernels_time_once() {
+        let mut meta = stamped(123_456_789);
+        let (mut now, mut unstamped) = (None, 0);
+        assert_eq!(
+            frame_time(Some(&mut meta), &mut now, &mut unstamped),
+            123_456_789
+        );
+        assert_eq!((now, unstamped), (None, 0), "no clock read, none counted");
+        // The mark is cleared: the same bytes again (a later frame in this UMEM frame that
+        // came without metadata) are not taken for stamped.
+        let before = monotonic_ns();
+        let t = frame_time(Some(&mut meta), &mut now, &mut unstamped);
+        assert!(t >= before && t <= monotonic_ns(), "timed when read: {t}");
+        assert_eq!(unstamped, 1);
+    }
+
+    #[test]
+    fn a_frame_without_the_mark_is_timed_when_read_once_per_batch() {
+        let mut other = stamped(5);
+        other[8] ^= 1;
+        let (mut now, mut unstamped) = (None, 0);
+        let first = frame_time(Some(&mut other), &mut now, &mut unstamped);
+        let second = frame_time(None, &mut now, &mut unstamped);
+        assert!(first > 0, "CLOCK_MONOTONIC");
+        assert_eq!(first, second, "one clock read per batch");
+        assert_eq!(unstamped, 2);
+        assert_eq!(other[..8], 5u64.to_ne_bytes(), "left as it was");
     }
 }

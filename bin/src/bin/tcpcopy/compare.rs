@@ -2,8 +2,10 @@
 //! request, by the sans-IO core (crate `tcpcopy-compare`), fed by the worker's loop:
 //!
 //! - the online side: the captured requests and production's responses (the tc egress program
-//!   puts them into the same worker's ring, by the connection's hash), with the kernel's
-//!   timestamps (`FrameHeader::ts_ns`, brought onto the engine's clock); replaying a capture
+//!   puts them into the same worker's ring, by the connection's hash; with `--mirror`, the XDP
+//!   program takes both from the mirror port to the same worker), with the kernel's
+//!   timestamps (`FrameHeader::ts_ns`, or the AF_XDP frame's metadata, brought onto the
+//!   engine's clock); replaying a capture
 //!   file, its client-to-server packets and its server-to-client ones (production's responses,
 //!   recorded with the requests), with the file's timestamps instead of the kernel's;
 //! - the test side: the requests as replayed (each packet as the engine writes it, at the time it
@@ -164,7 +166,7 @@ impl Comparer {
         self.offset_us = None;
     }
 
-    /// A kernel timestamp on the engine's clock (`now` where there is none: AF_XDP frames).
+    /// A kernel timestamp on the engine's clock (`now` where there is none).
     fn online_time(&mut self, now: Time, ts_ns: Option<u64>) -> Time {
         let Some(ns) = ts_ns.filter(|n| *n > 0) else {
             return now;

@@ -18,7 +18,9 @@ use std::{net::UdpSocket, process::ExitCode, sync::Arc};
 
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
-use tcpcopy_abi::maps::{TCPCOPY_EGRESS_PROGRAM, TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM};
+use tcpcopy_abi::maps::{
+    TCPCOPY_EGRESS_PROGRAM, TCPCOPY_MIRROR_PROGRAM, TCPCOPY_PROGRAM, TCPCOPY_TC_PROGRAM,
+};
 use tcpcopy_engine::{Mapping, WorkerShare};
 use tcpcopy_xsk::program::XdpProgram;
 
@@ -152,11 +154,6 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     if let Some(path) = cli.offline_file() {
         return run_offline(cli, config, &control, interval, &filter, &path, outputs);
     }
-    if cli.compare && cli.mirror {
-        bail!(
-            "--compare with --mirror: not yet (production's responses are caught at tc egress of the interface they leave by, which a mirror port is not)"
-        );
-    }
     if cli.lonely {
         log::info!(
             "-L: tcpcopy keeps running and retries while no intercept is reachable (always so here)"
@@ -167,9 +164,17 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         return Err(tcpcopy_xsk::program::XdpError::NoSuchInterface(iface).into());
     }
     let workers = tcpcopy_host::workers::count(cli.workers, &iface)?;
+    // `--mirror --compare`: the mirror port carries production's responses too, taken by the
+    // XDP program that selects both directions (no tc egress program: nothing of the online
+    // host's own path is touched).
+    let xdp_program = if cli.mirror && cli.compare {
+        TCPCOPY_MIRROR_PROGRAM
+    } else {
+        TCPCOPY_PROGRAM
+    };
     let mut program = XdpProgram::load_configured(
         tcpcopy::TCPCOPY_OBJECT,
-        TCPCOPY_PROGRAM,
+        xdp_program,
         cli.ring_mib.saturating_mul(1 << 20),
         u32::from(workers),
         &ports,
@@ -228,7 +233,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
 }
 
 /// `--compare`: production's responses leaving `iface`, copied by a tc egress program (tcx link);
-/// what the `attached` line says of it.
+/// with `--mirror`, taken from the mirror port by the XDP program already attached. What the
+/// `attached` line says of it.
 fn attach_compare(
     program: &mut XdpProgram,
     cli: &cli::Cli,
@@ -236,6 +242,9 @@ fn attach_compare(
 ) -> anyhow::Result<&'static str> {
     if !cli.compare {
         return Ok("");
+    }
+    if cli.mirror {
+        return Ok(" compare=mirror");
     }
     program
         .attach_tc(

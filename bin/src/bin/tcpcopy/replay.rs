@@ -244,6 +244,11 @@ impl State {
                 Source::Live(_) => None,
             },
             compare: self.compare.as_ref().map(|c| c.totals.clone()),
+            // Only where it matters: the comparison's times (`--mirror --compare`).
+            unstamped: match source {
+                Source::Live(c) if self.compare.is_some() => c.unstamped(),
+                _ => None,
+            },
         }
     }
 }

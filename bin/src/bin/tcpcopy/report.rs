@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub lag: std::time::Duration,
     /// `--compare`: verdicts and latencies.
     pub compare: Option<crate::compare::Totals>,
+    /// `--mirror --compare`: frames from the AF_XDP sockets that carried no kernel time in
+    /// their metadata (timed when read instead).
+    pub unstamped: Option<u64>,
 }
 
 impl Snapshot {
@@ -51,6 +54,9 @@ impl Snapshot {
         }
         if let Some(c) = &o.compare {
             self.compare.get_or_insert_with(Default::default).add(c);
+        }
+        if let Some(n) = o.unstamped {
+            *self.unstamped.get_or_insert(0) += n;
         }
     }
 }
@@ -74,6 +80,9 @@ impl fmt::Display for Snapshot {
         )?;
         if let Some(c) = &self.compare {
             write!(f, " {c}")?;
+        }
+        if let Some(n) = self.unstamped {
+            write!(f, " compare_unstamped={n}")?;
         }
         Ok(())
     }
@@ -409,6 +418,15 @@ fn compare_metrics(f: &mut Families, slots: &[Snapshot]) {
             w(),
             c.payloads_missing,
         );
+        if let Some(n) = s.unstamped {
+            f.counter(
+                "tcpcopy_compare_unstamped_frames",
+                "--mirror --compare: frames from the AF_XDP sockets without the kernel's time in their metadata, timed when read.",
+                None,
+                w(),
+                n,
+            );
+        }
         for (name, help, h) in [
             (
                 "tcpcopy_compare_online_latency",

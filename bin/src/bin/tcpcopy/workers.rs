@@ -6,7 +6,9 @@
 //!   one worker sees all of a connection, whatever queue or CPU its packets arrive on (NIC
 //!   hashing, irqbalance moving interrupts, or a single-queue veth); with `--mirror` frames go to
 //!   the AF_XDP socket of their queue and worker `w` owns the queues `q % workers == w` (the NIC
-//!   keeps a connection on one queue);
+//!   keeps a connection on one queue); with `--mirror --compare` (both directions, which RSS may
+//!   put on different queues) a frame of a connection another worker owns goes to that worker's
+//!   ring instead;
 //! - each worker hands out client ports from its own share (`tcpcopy_engine::WorkerShare`), so
 //!   workers never pick the same 4-tuple;
 //! - each worker has its own connections to every intercept and registers its sessions there;
