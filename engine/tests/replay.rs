@@ -439,7 +439,7 @@ fn a_test_server_restart_costs_no_session() {
 }
 
 /// The test server's bytes (per connection, by sequence number) that never reached the engine:
-/// holes between the SYN and the last byte seen.
+/// holes between the SYN and the last byte seen (`net` recording its replies).
 fn reply_holes(net: &Net) -> usize {
     use std::collections::BTreeMap;
     use tcpcopy_engine::wire::{Payload, parse};
@@ -447,7 +447,8 @@ fn reply_holes(net: &Net) -> usize {
     // where its stream starts and the ranges seen.
     let mut conns: Vec<(u32, Vec<(u32, u32)>)> = Vec::new();
     let mut current: BTreeMap<u16, usize> = BTreeMap::new();
-    for pkt in &net.replies {
+    let replies = net.replies.as_deref().expect("a net recording its replies");
+    for pkt in replies {
         let p = parse(pkt, Payload::HeadersOnly).unwrap();
         let seq = p.tcp.seq.raw();
         let port = p.tcp.dst_port;
@@ -492,7 +493,7 @@ fn in_order_acks_get_every_reply_byte_despite_reply_loss() {
             response_loss: 100,
             ..Knobs::default()
         };
-        let mut n = net(cfg, knobs, 21);
+        let mut n = net(cfg, knobs, 21).recording_replies();
         n.add_client(ClientScript::requests(200), 0);
         for i in 0..20 {
             n.add_client(ClientScript::requests(1), 1_000 + i * 3_000);

@@ -23,6 +23,7 @@ mod process;
 pub mod rig;
 mod sweep;
 pub mod tools;
+pub mod upstream;
 
 use std::{
     fs,
@@ -795,7 +796,16 @@ impl Testbed {
     /// Whether any interface of `host` has an XDP program attached.
     pub fn xdp_attached(&self, host: Host) -> anyhow::Result<bool> {
         let links = cmd::output("ip", &["-n", &self.ns(host), "-o", "link", "show"])?;
-        Ok(links.lines().any(|l| l.contains(" xdp")))
+        Ok(links.lines().any(|l| xdp_program_of(l).is_some()))
+    }
+
+    /// The id of the XDP program attached to `host`'s interface `iface`, if one is.
+    pub fn xdp_program(&self, host: Host, iface: &str) -> anyhow::Result<Option<u32>> {
+        let link = cmd::output(
+            "ip",
+            &["-n", &self.ns(host), "-o", "link", "show", "dev", iface],
+        )?;
+        Ok(xdp_program_of(&link))
     }
 }
 
@@ -804,6 +814,17 @@ impl Drop for Testbed {
         if !self.persistent {
             teardown(&self.id);
         }
+    }
+}
+
+/// The XDP program id in an interface's line of `ip -o link show` (`... prog/xdp id 42 ...`).
+fn xdp_program_of(link: &str) -> Option<u32> {
+    let mut words = link
+        .split_whitespace()
+        .skip_while(|w| !w.starts_with("prog/xdp"));
+    match (words.next(), words.next(), words.next()) {
+        (Some(_), Some("id"), Some(id)) => id.parse().ok(),
+        _ => None,
     }
 }
 
@@ -859,6 +880,14 @@ mod tests {
                     Tcp: 1 200 120000 -1 5 7 0 0 1 4242 4000\n";
         assert_eq!(parse_in_segs(snmp).unwrap(), 4242);
         assert!(parse_in_segs("Ip: x\nIp: 1\n").is_err());
+    }
+
+    #[test]
+    fn xdp_program_ids_from_ip_link() {
+        let with = "2: veth0@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 xdpgeneric qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 02:00:00:00:00:14 brd ff:ff:ff:ff:ff:ff link-netns tcb-1-online\\    prog/xdp id 417 tag 3b185187f1855c4c jited ";
+        assert_eq!(xdp_program_of(with), Some(417));
+        let without = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00";
+        assert_eq!(xdp_program_of(without), None);
     }
 
     #[test]

@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
-use tcpcopy_testbed::{Host, REDIS_PORT, Spawned, Testbed};
+use tcpcopy_testbed::{Host, REDIS_PORT, Testbed, upstream};
 use tcpcopy_tests::{
     codes,
     compare_log::{buckets, differ_lines, final_summary, log_lines, of_kind, split_at},
-    counter, curl, start_intercept, start_intercept_with, start_tcpcopy, wait_closed, wait_decided,
+    counter, curl, scrape, start_intercept, start_intercept_with, start_tcpcopy, wait_decided,
+    wait_settled_on,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -176,18 +177,6 @@ fn a_differing_header_is_reported_and_silenced_by_the_ignore_list() {
 /// Where tcpcopy serves its metrics (on the online host's loopback).
 const METRICS: &str = "127.0.0.1:9464";
 
-/// tcpcopy's Prometheus text, fetched with curl on the online host.
-fn scrape(bed: &Testbed) -> String {
-    let out = bed
-        .cmd(Host::Online, "curl")
-        .args(["-sf", "--max-time", "10"])
-        .arg(format!("http://{METRICS}/metrics"))
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "scraping {METRICS}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The cumulative count of the Prometheus histogram `name` at bucket bound `le` (seconds),
 /// summed over the workers.
 fn cumulative(metrics: &str, name: &str, le: f64) -> u64 {
@@ -244,7 +233,7 @@ fn a_path_slow_on_the_test_server_only_shows_in_the_test_latencies() {
     assert!(answered.iter().all(|c| c == "200"), "online answered all");
     let line = wait_decided(&mut tcpcopy, all, WAIT);
     // Prometheus: the same split in the two latency histograms.
-    let metrics = scrape(&bed);
+    let metrics = scrape(&bed, Host::Online, METRICS);
     let delay_secs = DELAY.as_secs_f64();
     for (name, at_most, all) in [
         ("tcpcopy_compare_test_latency_seconds", 0, all),
@@ -438,27 +427,6 @@ fn redis_calls(bed: &Testbed, host: Host) -> std::collections::BTreeMap<String, 
         .collect()
 }
 
-/// Waits until the online host's redis connections are closed, then for a stats line printed
-/// after that which says that `sessions` sessions were replayed and all have ended; that line.
-/// (With `--compare`, the program's `copied` counts production's responses too, so
-/// `wait_settled`'s frame balance does not apply.)
-fn wait_sessions_ended(bed: &Testbed, tcpcopy: &mut Spawned, sessions: u64) -> String {
-    wait_closed(bed, Host::Online, REDIS_PORT);
-    let from = tcpcopy.lines().len();
-    tcpcopy
-        .wait_for_after(
-            from,
-            |l| {
-                l.starts_with("stats")
-                    && counter(l, "sessions") >= sessions
-                    && counter(l, "completed") + counter(l, "lost") == counter(l, "sessions")
-            },
-            "every replayed redis session ended",
-            WAIT,
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
 /// Calls of `name` in `after` minus those in `before`.
 fn calls_since(
     before: &std::collections::BTreeMap<String, u64>,
@@ -479,7 +447,8 @@ fn redis_answers_compared_as_bytes_are_all_the_same_plain_and_pipelined() {
     let bed = Testbed::up().expect("testbed");
     let _online_redis = bed.start_redis(Host::Online).expect("online redis");
     let _test_redis = bed.start_redis(Host::Test).expect("test redis");
-    let _intercept = start_intercept_with(&bed, &["-F", "tcp and (src port 80 or src port 6379)"]);
+    let filter = format!("tcp and (src port 80 or src port {REDIS_PORT})");
+    let _intercept = start_intercept_with(&bed, &["-F", &filter]);
     let log = bed.dir().join("compare.jsonl");
     let log_arg = log.to_str().unwrap().to_owned();
     let map = format!("{REDIS_PORT}-{}:{REDIS_PORT}", Host::Test.addr());
@@ -507,7 +476,7 @@ fn redis_answers_compared_as_bytes_are_all_the_same_plain_and_pipelined() {
             .map(|t| if t == "ping" { 2 } else { 1 })
             .sum();
         sessions += 5 * benchmarks + 1;
-        let settled = wait_sessions_ended(&bed, &mut tcpcopy, sessions);
+        let settled = wait_settled_on(&bed, REDIS_PORT, &mut tcpcopy, sessions, WAIT);
         assert_eq!(counter(&settled, "sessions"), sessions, "{settled}");
         assert_eq!(counter(&settled, "lost"), 0, "{settled}");
         let after = redis_calls(&bed, Host::Online);
@@ -559,14 +528,16 @@ fn check_differ_lines(log: &std::path::Path, kept: &[String], piped: &[String]) 
             } else if uri.starts_with("/body/") {
                 assert_eq!(what, "body_length", "{d}");
             } else if uri.starts_with("/chunked/body/") {
-                // Same length, one byte changed (`sane` for `same`): in piece 2's 50th line
-                // of 100 (see the upstream), reported as the start of the 1 KiB block holding it.
+                // Same length, one byte changed (`sane` for `same`): the third byte of the
+                // upstream's differing line, reported as the start of the 1 KiB block holding it.
                 assert_eq!(what, "body", "{d}");
                 let line_len = format!("same {uri}\n").len() as u64;
-                let byte = (2 * 100 + 50) * line_len + 2;
+                let (piece, line) = upstream::DIFFERING_LINE;
+                let byte = (piece * upstream::LINES_PER_PIECE + line) as u64 * line_len + 2;
                 assert_eq!(d["difference"]["at"]["offset"], byte / 1024 * 1024, "{d}");
                 assert_eq!(d["online"]["length"], d["test"]["length"], "{d}");
-                assert_eq!(d["online"]["length"], 400 * line_len, "{d}");
+                let lines = (upstream::PIECES * upstream::LINES_PER_PIECE) as u64;
+                assert_eq!(d["online"]["length"], lines * line_len, "{d}");
             } else {
                 panic!("a request that should be the same differs: {d}");
             }

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use tcpcopy_testbed::{Host, Options, Spawned, Testbed};
+use tcpcopy_testbed::{Host, Spawned, Testbed};
 use tcpcopy_tests::{
-    codes, compare_log::differ_lines, counter, curl, logged, start_intercept, start_tcpcopy,
-    wait_decided, wait_until,
+    codes, compare_log::differ_lines, counter, curl, logged, next_stats, start_intercept,
+    start_tcpcopy, two_hosts, wait_decided, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -127,11 +127,7 @@ fn exact_verdicts(bed: &Testbed, mut intercept: Spawned, load: &Load) -> (String
 /// test server's answers reach tcpcopy with their payloads, and the verdicts are exact.
 #[test]
 fn egress_mode_compares_every_request_exactly() {
-    let bed = Testbed::up_with(&Options {
-        two_hosts: true,
-        ..Default::default()
-    })
-    .expect("testbed");
+    let bed = two_hosts();
     let intercept = start_intercept(&bed);
     assert!(
         intercept
@@ -169,15 +165,7 @@ fn loss_and_reordering_between_test_and_intercept_keep_the_verdicts_exact() {
     };
     let (last, _) = exact_verdicts(&bed, intercept, &load);
     // The relay did impair both ways; the replay retransmitted.
-    let from = relay.lines().len();
-    let impaired = relay
-        .wait_for_after(
-            from,
-            |l| l.starts_with("stats"),
-            "relay stats",
-            Duration::from_secs(5),
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let impaired = next_stats(&mut relay);
     for what in ["dropped", "reordered"] {
         for dir in ["in", "out"] {
             assert!(

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use tcpcopy_testbed::{Host, Spawned, Testbed};
+use tcpcopy_testbed::{Host, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, requests, start_intercept, start_tcpcopy, wait_settled,
-    wait_until,
+    codes, counter, curl, logged, next_stats, requests, start_intercept, start_tcpcopy,
+    wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -40,7 +40,7 @@ fn replay_through(options: &[&str]) -> (String, String) {
         wait_until(WAIT, || logged(&bed, Host::Test, path).len() >= want);
     }
     let settled = wait_settled(&bed, &mut tcpcopy, ONE as u64 + 1, WAIT);
-    let impaired = last_stats(&mut relay);
+    let impaired = next_stats(&mut relay);
     for path in ["one", "kept"] {
         let online = requests(&logged(&bed, Host::Online, path));
         let test = requests(&logged(&bed, Host::Test, path));
@@ -56,20 +56,6 @@ fn replay_through(options: &[&str]) -> (String, String) {
     assert_eq!(counter(&settled, "lost"), 0, "{settled}; {impaired}");
     println!("impair {options:?}: {impaired}; tcpcopy {settled}");
     (settled, impaired)
-}
-
-/// The relay's counters now: its first `stats` line after this call (it prints one at least
-/// every second).
-fn last_stats(relay: &mut Spawned) -> String {
-    let from = relay.lines().len();
-    relay
-        .wait_for_after(
-            from,
-            |l| l.starts_with("stats"),
-            "relay stats",
-            Duration::from_secs(5),
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Both directions had `what` (`dropped`, `duplicated`, `reordered`) done to them.

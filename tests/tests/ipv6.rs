@@ -7,8 +7,8 @@ use std::{collections::HashSet, time::Duration};
 
 use tcpcopy_testbed::{Host, IFACE, REPLAY_CLIENTS6, Spawned, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl_to, logged, start_intercept_with, start_tcpcopy_args, wait_settled,
-    wait_until,
+    codes, counter, curl_to, logged, start_intercept_with, start_tcpcopy_args, two_hosts,
+    wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -76,11 +76,7 @@ fn ipv6_clients_replayed_over_ipv6_with_af_xdp_and_with_the_fallbacks() {
 /// way), none of the replies leaving it.
 #[test]
 fn two_hosts_ipv6_clients_replayed_over_ipv6() {
-    let bed = Testbed::up_with(&tcpcopy_testbed::Options {
-        two_hosts: true,
-        ..Default::default()
-    })
-    .expect("testbed");
+    let bed = two_hosts();
     ipv6_clients(&bed);
     assert_eq!(
         bed.leaving_test(tcpcopy_testbed::Leaving::Replies6)
@@ -161,11 +157,7 @@ fn three_copies_over_ipv6() {
 /// [`three_copies_over_ipv6`] in the two-host layout (intercept `--egress` on the test host).
 #[test]
 fn two_hosts_three_copies_over_ipv6() {
-    let bed = Testbed::up_with(&tcpcopy_testbed::Options {
-        two_hosts: true,
-        ..Default::default()
-    })
-    .expect("testbed");
+    let bed = two_hosts();
     three_copies6(&bed);
     assert_eq!(
         bed.leaving_test(tcpcopy_testbed::Leaving::Replies6)

@@ -20,14 +20,25 @@ fn record(bed: &Testbed, path: &str, n: usize) -> std::path::PathBuf {
 
 /// [`record`] on interface `iface` of the online host (`any`: Linux cooked capture).
 fn record_on(bed: &Testbed, path: &str, n: usize, iface: &str) -> std::path::PathBuf {
-    let file = bed.dir().join(format!("{path}.pcap"));
+    record_with(bed, path, iface, || {
+        assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
+    })
+}
+
+/// Records port 80 on interface `iface` of the online host with tcpdump into `{name}.pcap`
+/// while `traffic` runs (requests from the client to online); the file.
+fn record_with(
+    bed: &Testbed,
+    name: &str,
+    iface: &str,
+    traffic: impl FnOnce(),
+) -> std::path::PathBuf {
+    let file = bed.dir().join(format!("{name}.pcap"));
     let mut dump = bed.cmd(Host::Online, "tcpdump");
     dump.args(["-i", iface, "-U", "-Z", "root", "-s", "0", "-w"])
         .arg(&file)
         .args(["tcp", "port", "80", "or", "icmp"]);
-    record_by(bed, dump, &file, "listening on", || {
-        assert_eq!(curl_each(bed, Host::Online, path, n), vec!["200"; n]);
-    });
+    record_by(bed, dump, &file, "listening on", traffic);
     file
 }
 
@@ -299,12 +310,7 @@ fn a_capture_replayed_with_compare_takes_productions_answers_and_latencies_from_
         .start_upstream(Host::Test, Duration::ZERO, "test")
         .expect("test's upstream");
     let _intercept = start_intercept(&bed);
-    let file = bed.dir().join("cmp.pcap");
-    let mut dump = bed.cmd(Host::Online, "tcpdump");
-    dump.args(["-i", IFACE, "-U", "-Z", "root", "-s", "0", "-w"])
-        .arg(&file)
-        .args(["tcp", "port", "80", "or", "icmp"]);
-    record_by(&bed, dump, &file, "listening on", || {
+    let file = record_with(&bed, "cmp", IFACE, || {
         for (path, n) in [
             ("slow/same", 10),
             ("slow/body", 5),

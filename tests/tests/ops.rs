@@ -10,25 +10,13 @@ use std::{
 
 use tcpcopy_testbed::{Host, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, start_intercept_with, start_tcpcopy, wait_settled, wait_until,
+    codes, counter, curl, http_get, logged, sample_sum, scrape, start_intercept_with,
+    start_tcpcopy, wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
 const TCPCOPY_METRICS: &str = "127.0.0.1:9464";
 const INTERCEPT_METRICS: &str = "127.0.0.1:9465";
-
-/// `GET http://{addr}{path}` from inside `host`'s namespace: the HTTP status and the body.
-fn get(bed: &Testbed, host: Host, addr: &str, path: &str) -> (String, String) {
-    let out = bed
-        .cmd(host, "curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (status.to_owned(), body.to_owned())
-}
 
 /// `promtool check metrics` on `text`: passes, or panics with what promtool said.
 fn promtool_accepts(text: &str) {
@@ -53,19 +41,6 @@ fn promtool_accepts(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The sum of the samples of `name` whose labels include every one of `labels` (`k="v"`).
-fn sample_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name && labels.iter().all(|k| rest.contains(k)))
-                .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -157,15 +132,18 @@ fn metrics_and_session_records_of_a_thousand_requests() {
         &["--metrics", TCPCOPY_METRICS, "--session-log", log_arg],
     );
     // Attached and every intercept link up (start_tcpcopy waited for that): ready.
-    let (status, body) = get(&bed, Host::Online, TCPCOPY_METRICS, "/ready");
+    let (status, body) = http_get(&bed, Host::Online, TCPCOPY_METRICS, "/ready");
     assert_eq!(status, "200", "{body}");
-    assert_eq!(get(&bed, Host::Online, TCPCOPY_METRICS, "/live").0, "200");
     assert_eq!(
-        get(&bed, Host::Assistant, INTERCEPT_METRICS, "/ready").0,
+        http_get(&bed, Host::Online, TCPCOPY_METRICS, "/live").0,
         "200"
     );
     assert_eq!(
-        get(&bed, Host::Online, TCPCOPY_METRICS, "/nothing").0,
+        http_get(&bed, Host::Assistant, INTERCEPT_METRICS, "/ready").0,
+        "200"
+    );
+    assert_eq!(
+        http_get(&bed, Host::Online, TCPCOPY_METRICS, "/nothing").0,
         "404"
     );
 
@@ -183,13 +161,11 @@ fn metrics_and_session_records_of_a_thousand_requests() {
     assert_eq!(counter(&settled, "completed"), 1000, "{settled}");
 
     // tcpcopy's metrics: promtool takes them; the figures agree with the replay.
-    let (status, text) = get(&bed, Host::Online, TCPCOPY_METRICS, "/metrics");
-    assert_eq!(status, "200");
+    let text = scrape(&bed, Host::Online, TCPCOPY_METRICS);
     check_tcpcopy_metrics(&text);
 
     // intercept's metrics.
-    let (status, itext) = get(&bed, Host::Assistant, INTERCEPT_METRICS, "/metrics");
-    assert_eq!(status, "200");
+    let itext = scrape(&bed, Host::Assistant, INTERCEPT_METRICS);
     promtool_accepts(&itext);
     assert!(
         sample_sum(&itext, "intercept_replies_forwarded_total", &[]) >= 2000.0,

@@ -6,20 +6,11 @@ use std::{collections::HashSet, time::Duration};
 
 use tcpcopy_testbed::{Host, Leaving, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, wait_settled,
-    wait_until,
+    codes, counter, curl, curl_each, logged, start_intercept, start_tcpcopy, two_hosts,
+    wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_mins(1);
-
-/// A testbed in the two-host layout (see `tcpcopy_testbed::Options::two_hosts`).
-fn two_hosts() -> Testbed {
-    Testbed::up_with(&tcpcopy_testbed::Options {
-        two_hosts: true,
-        ..Default::default()
-    })
-    .expect("testbed")
-}
 
 /// In the two-host layout: none of the test host's replies to the replayed clients left it
 /// (counted on the bridge's side of its link).

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tcpcopy_testbed::{Host, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, requests, start_intercept, start_tcpcopy, wait_settled,
-    wait_until,
+    codes, counter, curl, logged, requests, sample_sum, scrape, start_intercept, start_tcpcopy,
+    wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -69,19 +69,8 @@ fn a_test_server_restart_mid_replay_loses_almost_nothing() {
         "the keep-alive connection rebuilt: {settled}"
     );
     // The same counters in the metrics.
-    let out = bed
-        .cmd(Host::Online, "curl")
-        .args(["-s", "--max-time", "5"])
-        .arg(format!("http://{METRICS}/metrics"))
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = scrape(&bed, Host::Online, METRICS);
     for name in ["tcpcopy_syn_retries_total", "tcpcopy_rebuilds_total"] {
-        let sum: f64 = text
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum();
-        assert!(sum > 0.0, "{name} moved: {text}");
+        assert!(sample_sum(&text, name, &[]) > 0.0, "{name} moved: {text}");
     }
 }

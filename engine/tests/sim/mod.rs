@@ -98,8 +98,9 @@ pub struct Net {
     pub latency_us: u64,
     pub events: Vec<Event>,
     pub captured_packets: u64,
-    /// The test server's packets that reached the engine (headers), in order of arrival.
-    pub replies: Vec<Vec<u8>>,
+    /// The test server's packets that reached the engine (headers), in order of arrival: kept
+    /// only when asked for ([`Net::recording_replies`]).
+    pub replies: Option<Vec<Vec<u8>>>,
     in_flight: Vec<(u64, Dest, Vec<u8>)>,
     held: Option<Vec<u8>>,
     rng: u64,
@@ -123,12 +124,19 @@ impl Net {
             latency_us: 500,
             events: Vec::new(),
             captured_packets: 0,
-            replies: Vec::new(),
+            replies: None,
             in_flight: Vec::new(),
             held: None,
             rng: seed | 1,
             buf: vec![0; 2048],
         }
+    }
+
+    /// Keeps the test server's packets that reach the engine in [`Net::replies`].
+    #[must_use]
+    pub fn recording_replies(mut self) -> Self {
+        self.replies = Some(Vec::new());
+        self
     }
 
     /// Adds a client connection that starts at `at_us`.
@@ -182,7 +190,9 @@ impl Net {
                 Dest::Test => self.test.dev.rx.push_back(pkt),
                 Dest::Engine => {
                     self.engine.handle_response(self.time(), &pkt);
-                    self.replies.push(pkt);
+                    if let Some(r) = &mut self.replies {
+                        r.push(pkt);
+                    }
                 }
             }
         }

@@ -22,11 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-
-/// Pieces of a `/chunked/` body, each written on its own.
-const PIECES: usize = 4;
-/// Lines (`same URI\n`) in each piece.
-const LINES_PER_PIECE: usize = 100;
+use tcpcopy_testbed::upstream::{DIFFERING_LINE, LINES_PER_PIECE, PIECES};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -87,7 +83,7 @@ fn serve(conn: TcpStream, delay: Duration, differs: bool) -> anyhow::Result<()> 
             let mut text = String::new();
             for i in 0..LINES_PER_PIECE {
                 // One byte in the middle of the body differs: same length, other digest.
-                let word = if other && piece == PIECES / 2 && i == LINES_PER_PIECE / 2 {
+                let word = if other && (piece, i) == DIFFERING_LINE {
                     "sane"
                 } else {
                     "same"

@@ -132,14 +132,10 @@ fn number(json: &str, key: &str) -> Option<u64> {
 /// The id of the XDP program attached to the online host's interface (tcpcopy's, this run's:
 /// not another tcpcopy's loaded elsewhere on the machine).
 fn attached_xdp(bed: &Testbed) -> Option<u64> {
-    let out = bed
-        .cmd(Host::Online, "bpftool")
-        .args(["-j", "net", "show", "dev", tcpcopy_testbed::IFACE])
-        .output()
-        .ok()?;
-    let json = String::from_utf8_lossy(&out.stdout);
-    let xdp = &json[json.find("\"xdp\":")?..];
-    number(&xdp[..xdp.find(']')?], "id")
+    let id = bed
+        .xdp_program(Host::Online, tcpcopy_testbed::IFACE)
+        .ok()??;
+    Some(u64::from(id))
 }
 
 /// (run_time_ns, run_cnt) of the BPF program `id`.
@@ -154,17 +150,25 @@ fn runtime(id: u64) -> Option<(u64, u64)> {
     ))
 }
 
-/// The object of the XDP program that passes every frame (`ebpf/src/bin/xdp-pass.rs`), as the
-/// release build left it for `tcpcopy`'s library to embed (the newest of the build directories).
+/// The object of the XDP program that passes every frame (`ebpf/src/bin/xdp-pass.rs`), where
+/// the release build of `tcpcopy` left it for its library to embed: the out directory of that
+/// build's build script, as cargo reports it (`--message-format=json`; the same build as the
+/// benchmark's, done already, so cargo only reports).
 fn pass_object() -> Option<std::path::PathBuf> {
-    std::fs::read_dir("target/release/build")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|d| d.file_name().to_string_lossy().starts_with("tcpcopy-"))
-        .map(|d| d.path().join("out/xdp-pass"))
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p)
+    let messages = tcpcopy_testbed::output(
+        "cargo",
+        &["build", "--release", "--workspace", "--message-format=json"],
+    )
+    .ok()?;
+    messages
+        .lines()
+        .filter(|l| l.contains(r#""reason":"build-script-executed""#) && l.contains("#tcpcopy@"))
+        .find_map(|l| {
+            let key = r#""out_dir":""#;
+            let dir = &l[l.find(key)? + key.len()..];
+            Some(std::path::Path::new(&dir[..dir.find('"')?]).join("xdp-pass"))
+        })
+        .filter(|p| p.exists())
 }
 
 /// The empty XDP program on online's interface, detached when dropped.
@@ -234,7 +238,7 @@ pub fn run(bed: &Testbed) -> anyhow::Result<Harm> {
     let pass = pass_object();
     if pass.is_none() {
         println!(
-            "    (no xdp-pass object under target/release/build: the empty-program rounds left out)"
+            "    (no xdp-pass object in the release build's out directory: the empty-program rounds left out)"
         );
     }
     let mut samples = Vec::new();

@@ -65,6 +65,46 @@ impl Direct {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Sends a worker's message on a connection: straight to the socket `this` while nothing
+    /// waits in the connection task's queue, else (and what the socket did not take of it) into
+    /// that queue, `tx`, behind what waits there, counted until the task has written it.
+    fn send(this: Option<&Self>, tx: &mpsc::Sender<Vec<u8>>, mut msg: Vec<u8>) -> Sent {
+        let mut queued = this.map(Self::lock);
+        if let (Some(d), Some(&0)) = (this, queued.as_deref()) {
+            use std::io::Write as _;
+            match (&d.sock).write(&msg) {
+                Ok(k) if k == msg.len() => return Sent::Written,
+                // The socket is full (the rest goes through the queue, which waits for room),
+                // or broken (the task finds out and closes the connection).
+                Ok(0) | Err(_) => {}
+                Ok(k) => {
+                    msg.drain(..k);
+                }
+            }
+        }
+        let len = msg.len();
+        // With nothing queued the queue has room: it refuses a message the socket took part of
+        // only once the connection's task has ended, and that task shut the socket down as it
+        // ended (`Direct::close`): no stream is left live with half a message in it.
+        if tx.try_send(msg).is_err() {
+            return Sent::Dropped;
+        }
+        if let Some(q) = queued.as_deref_mut() {
+            *q += 1;
+        }
+        Sent::Queued(len)
+    }
+
+    /// The connection's task ends: the socket is shut down. The workers hold this duplicate
+    /// until each has seen `Closed`, which kept the connection half open until then (the peer's
+    /// bytes still taken in and acknowledged); shut down, it ends at once (the peer's further
+    /// bytes are answered with a reset, the workers' writes fail).
+    fn close(this: Option<&Self>) {
+        if let Some(d) = this {
+            let _ = d.sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// The task wrote one queued message (or one of its own, counted by `queue_own`).
     fn written(this: Option<&Self>) {
         if let Some(d) = this {
@@ -79,6 +119,17 @@ impl Direct {
             *d.lock() += 1;
         }
     }
+}
+
+/// What became of a worker's message ([`Direct::send`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    /// Written to the socket whole.
+    Written,
+    /// Into the connection task's queue: its bytes (what the socket did not take).
+    Queued(usize),
+    /// Dropped: the queue is full (the tcpcopy end does not keep up) or gone.
+    Dropped,
 }
 
 /// A caught reply and, when some connection wants payloads and the frame held it whole, its
@@ -452,7 +503,7 @@ impl Router {
     fn send(conn: &mut Conn, batch: usize, stats: &mut RouterStats) {
         use std::sync::atomic::Ordering::Relaxed;
         let n = conn.pending.len() as u64;
-        let mut msg = if conn.payloads {
+        let msg = if conn.payloads {
             Self::encode_payloads(conn, stats)
         } else {
             let replies: Vec<Reply> = conn.pending.iter().map(|c| c.reply).collect();
@@ -462,37 +513,16 @@ impl Router {
             msg
         };
         conn.pending.clear();
-        let mut partial = false;
-        let mut queued = conn.direct.as_deref().map(Direct::lock);
-        if let (Some(d), Some(&0)) = (conn.direct.as_deref(), queued.as_deref()) {
-            use std::io::Write as _;
-            match (&d.sock).write(&msg) {
-                Ok(k) if k == msg.len() => return,
-                // The socket is full (the rest goes through the queue, which waits for room),
-                // or broken (the task finds out and closes the connection).
-                Ok(0) | Err(_) => {}
-                Ok(k) => {
-                    msg.drain(..k);
-                    partial = true;
+        match Direct::send(conn.direct.as_deref(), &conn.tx, msg) {
+            Sent::Written => {}
+            Sent::Queued(len) => {
+                if conn.payloads {
+                    conn.backlog.fetch_add(len, Relaxed);
                 }
             }
-        }
-        let len = msg.len();
-        if conn.tx.try_send(msg).is_err() {
-            // The tcpcopy end does not keep up: drop rather than stall every other connection.
-            stats.dropped_slow += n;
-            if partial && let Some(d) = conn.direct.as_deref() {
-                // Half a message is on the wire and the rest has nowhere to go: the stream is
-                // broken, so the connection ends (its tcpcopy connects and registers again).
-                let _ = d.sock.shutdown(std::net::Shutdown::Both);
-            }
-        } else {
-            if let Some(q) = queued.as_deref_mut() {
-                *q += 1;
-            }
-            if conn.payloads {
-                conn.backlog.fetch_add(len, Relaxed);
-            }
+            // The tcpcopy end does not keep up: dropped rather than stall every other
+            // connection.
+            Sent::Dropped => stats.dropped_slow += n,
         }
     }
 
@@ -661,17 +691,9 @@ async fn connection(
     };
     let mut end = InterceptEnd::new(policy.accept_v7, nonce, policy.secret.clone());
     let mut buf = vec![0u8; 16384];
-    if events
-        .send(ConnEvent::Open(
-            id,
-            peer,
-            tx,
-            std::sync::Arc::clone(&backlog),
-            direct.clone(),
-        ))
-        .await
-        .is_err()
-    {
+    let counted = std::sync::Arc::clone(&backlog);
+    let open = ConnEvent::Open(id, peer, tx, counted, direct.clone());
+    if events.send(open).await.is_err() {
         return;
     }
     let mut offer_due = None;
@@ -736,7 +758,7 @@ async fn connection(
                         }
                     };
                     if events.send(ev).await.is_err() {
-                        return;
+                        break 'conn;
                     }
                 }
             }
@@ -750,6 +772,7 @@ async fn connection(
             }
         }
     }
+    Direct::close(direct.as_deref());
     let _ = events.send(ConnEvent::Closed(id)).await;
 }
 
@@ -986,6 +1009,82 @@ mod tests {
             .unwrap();
         assert_eq!(r.stats.forwarded, 4);
         assert_eq!(r.stats.dropped_slow, 0);
+    }
+
+    /// A connection that ends (here: its peer breaks the protocol) is shut down at once, though
+    /// a worker still holds the duplicate of its socket: the peer sees the end, its further
+    /// bytes are refused (reset) rather than taken in by a socket nobody reads, and the worker's
+    /// next reply for it is counted dropped.
+    #[tokio::test]
+    async fn an_ended_connection_is_shut_down_though_a_worker_holds_its_socket() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        const LIMIT: Duration = Duration::from_secs(5);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, from) = listener.accept().await.unwrap();
+        let (events, mut seen) = mpsc::channel(16);
+        let policy = Arc::new(Policy {
+            accept_v7: true,
+            allow: Vec::new(),
+            secret: None,
+        });
+        let refusals = Arc::new(Refusals::default());
+        let task = tokio::spawn(connection(
+            1,
+            ours,
+            from,
+            events,
+            policy,
+            Arc::clone(&refusals),
+        ));
+        // A worker's router: it holds the socket's duplicate until it sees `Closed`.
+        let mut r = Router::new(16, LIMITS);
+        let open = seen.recv().await.unwrap();
+        assert!(
+            matches!(open, ConnEvent::Open(1, _, _, _, Some(_))),
+            "{open:?}"
+        );
+        r.on_event(now0(), open);
+        let (client, target) = ("192.0.2.1:1000", "198.51.100.30:80");
+        r.on_event(
+            now0(),
+            ConnEvent::Register(1, (client.parse().unwrap(), target.parse().unwrap())),
+        );
+        // Not a version record: the task closes the connection.
+        peer.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let closed = tokio::time::timeout(LIMIT, seen.recv())
+            .await
+            .expect("the task's end within 5 s")
+            .unwrap();
+        assert!(matches!(closed, ConnEvent::Closed(1)), "{closed:?}");
+        tokio::time::timeout(LIMIT, task)
+            .await
+            .expect("the task's end within 5 s")
+            .unwrap();
+        assert_eq!(refusals.broken.load(Relaxed), 1);
+        // The router has not seen `Closed`: the duplicate is open. The peer sees the end...
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(LIMIT, peer.read(&mut buf))
+            .await
+            .expect("the end of the stream within 5 s")
+            .unwrap();
+        assert_eq!(n, 0, "the end of the stream");
+        // ...and what it sends from now on is refused (a reset).
+        let refused = async {
+            while peer.write_all(b"more").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(LIMIT, refused)
+            .await
+            .expect("a reset for the bytes sent after the end, within 5 s");
+        // The worker's next reply has nowhere to go: counted, not written.
+        r.on_packet(now0(), &packet(client, target, 0));
+        r.send_pending();
+        assert_eq!((r.stats.forwarded, r.stats.dropped_slow), (1, 1));
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //!   timestamps (`FrameHeader::ts_ns`, or the AF_XDP frame's metadata, brought onto the
 //!   engine's clock); replaying a capture
 //!   file, its client-to-server packets and its server-to-client ones (production's responses,
-//!   recorded with the requests), with the file's timestamps instead of the kernel's;
+//!   recorded with the requests), each at the engine time the replay plays it (the file's
+//!   timestamps at `-a`/`-I` speed), production's latencies scaled back by `-a`;
 //! - the test side: the requests as replayed (each packet as the engine writes it, at the time it
 //!   goes out) and the test server's responses with their payloads from intercept (protocol
 //!   version 7, capability 4).
@@ -146,6 +147,9 @@ pub struct Comparer {
     /// Engine time minus the kernel's monotonic clock, in microseconds (from the first
     /// timestamped frame).
     offset_us: Option<i128>,
+    /// How many times faster than recorded production's times run (a capture file played
+    /// with `-a`; none live): its latencies are multiplied by it.
+    speed: Option<f64>,
 }
 
 impl Comparer {
@@ -157,13 +161,16 @@ impl Comparer {
             totals: Totals::default(),
             lines: Vec::new(),
             offset_us: None,
+            speed: None,
         }
     }
 
-    /// Takes the next timestamp as the new origin of production's clock (a capture file's next
-    /// pass starts at its first timestamp again).
-    pub fn rebase(&mut self) {
-        self.offset_us = None;
+    /// Production's packets come `speed` times faster than they were recorded (a capture file
+    /// played with `-a`): its latencies are scaled back to the recorded ones.
+    #[must_use]
+    pub fn playing_at(mut self, speed: f64) -> Self {
+        self.speed = Some(speed);
+        self
     }
 
     /// A kernel timestamp on the engine's clock (`now` where there is none).
@@ -186,15 +193,17 @@ impl Comparer {
             engine.handle_captured(now, ip);
             return;
         };
-        self.on_captured_packet(now, ts_ns, &p, engine);
+        let seen = self.online_time(now, ts_ns);
+        self.on_captured_packet(now, seen, &p, engine);
     }
 
-    /// [`Self::on_captured`] for a packet already parsed (a capture file's, whose server-to-client
-    /// packets are production's responses and whose timestamps stand for the kernel's).
+    /// [`Self::on_captured`] for a packet already parsed, which production saw at engine time
+    /// `seen` (a capture file's, whose server-to-client packets are production's responses, at
+    /// the time the replay plays it).
     pub fn on_captured_packet(
         &mut self,
         now: Time,
-        ts_ns: Option<u64>,
+        seen: Time,
         p: &Packet<'_>,
         engine: &mut Engine,
     ) {
@@ -203,15 +212,13 @@ impl Comparer {
             SocketAddr::new(p.dst, p.tcp.dst_port),
         );
         if !engine.is_mapped(dst) && engine.is_mapped(src) {
-            let t = self.online_time(now, ts_ns);
-            self.online_response(t, (dst, src), p);
+            self.online_response(seen, (dst, src), p);
             return;
         }
         engine.handle_captured_packet(now, p);
         let Some(replayed) = engine.replay_of(src, dst) else {
             return;
         };
-        let t = self.online_time(now, ts_ns);
         let settings = &self.settings;
         let entry = self.sessions.entry(replayed).or_insert_with(|| Entry {
             session: Session::new(Arc::clone(&settings.config)),
@@ -220,7 +227,7 @@ impl Comparer {
         });
         self.by_online.insert((src, dst), replayed);
         entry.session.handle_segment(
-            t,
+            seen,
             Which::Online,
             Direction::Request,
             segment(&p.tcp, p.tcp.payload),
@@ -347,22 +354,43 @@ impl Comparer {
 
     fn drain(&mut self, replayed: Replayed) {
         if let Some(e) = self.sessions.get_mut(&replayed) {
-            let log = self.settings.log.is_some();
-            take_verdicts(e, &mut self.totals, log.then_some(&mut self.lines));
+            let lines = self.settings.log.is_some().then_some(&mut self.lines);
+            take_verdicts(e, &mut self.totals, self.speed, lines);
         }
     }
 
     fn take_verdicts(&mut self, e: &mut Entry) {
-        let log = self.settings.log.is_some();
-        take_verdicts(e, &mut self.totals, log.then_some(&mut self.lines));
+        let lines = self.settings.log.is_some().then_some(&mut self.lines);
+        take_verdicts(e, &mut self.totals, self.speed, lines);
     }
 }
 
-/// Counts the verdicts `e` has given, and with a log, writes a `differ` line for each differing
-/// request into `lines`.
-fn take_verdicts(e: &mut Entry, totals: &mut Totals, mut lines: Option<&mut Vec<u8>>) {
-    while let Some(v) = e.session.poll_verdict() {
+/// Counts the verdicts `e` has given (production's latencies scaled by `speed`, see
+/// [`Comparer::playing_at`]), and with a log, writes a `differ` line for each differing request
+/// into `lines`.
+fn take_verdicts(
+    e: &mut Entry,
+    totals: &mut Totals,
+    speed: Option<f64>,
+    mut lines: Option<&mut Vec<u8>>,
+) {
+    while let Some(mut v) = e.session.poll_verdict() {
+        if let Some(speed) = speed {
+            as_recorded(&mut v, speed);
+        }
         count(totals, lines.as_deref_mut(), e.client, e.online, &v);
+    }
+}
+
+/// Production's latencies of `v` measured on a replay played `speed` times faster than it was
+/// recorded, brought back to the recorded ones (to the microsecond times `speed`: the times are
+/// the engine's microseconds).
+fn as_recorded(v: &mut Verdict, speed: f64) {
+    let scale = |d: Duration| Duration::try_from_secs_f64(d.as_secs_f64() * speed).unwrap_or(d);
+    v.online_latency = v.online_latency.map(scale);
+    if let Outcome::Differ(record) = &mut v.outcome {
+        let online = &mut record.online.latency_us;
+        *online = online.map(|us| micros(scale(Duration::from_micros(us))));
     }
 }
 

@@ -62,12 +62,18 @@ fn client_hash(client: SocketAddr) -> u64 {
 /// monotonic clock. TCP timestamps derive from it, so they keep growing across tcpcopy restarts
 /// and a test server that still holds a previous run's connections (TIME-WAIT) accepts the new SYNs.
 fn now(start: Instant) -> Time {
+    time_at(start, Instant::now())
+}
+
+/// The instant `at` (not before `start`) in engine time (see [`now`]).
+fn time_at(start: Instant, at: Instant) -> Time {
     let base = *EPOCH_US.get_or_init(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0))
     });
-    Time::from_micros(base + u64::try_from(start.elapsed().as_micros()).unwrap_or(0))
+    let since = at.saturating_duration_since(start);
+    Time::from_micros(base + u64::try_from(since.as_micros()).unwrap_or(0))
 }
 
 static EPOCH_US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -312,7 +318,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (events_tx, mut events_rx) = mpsc::channel(65536);
     let links = link::start(control, &events_tx);
-    let compare = compare.map(Comparer::new);
+    let compare = compare.map(|settings| match &source {
+        // Production's time plays at the file's speed: its latencies are scaled back by it.
+        Source::Offline(file) => Comparer::new(settings).playing_at(file.speed()),
+        Source::Live(_) => Comparer::new(settings),
+    });
     let mut st = State::new(engine, sender, links, records, ctx.index, compare);
     let mut sweep = tokio::time::interval(tcpcopy_xsk::capture::SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -347,7 +357,7 @@ pub async fn run(
                 Source::Offline(file) => match file.due(Instant::now()) {
                     Some(due) => {
                         tokio::time::sleep_until(due).await;
-                        Ok(feed_offline(file, engine, compare, start))
+                        Ok(feed_offline(file, engine, compare, start, Instant::now()))
                     }
                     None => std::future::pending().await,
                 },
@@ -400,9 +410,6 @@ pub async fn run(
                 if !file.next_pass()? {
                     break;
                 }
-                if let Some(c) = &mut st.compare {
-                    c.rebase();
-                }
             }
         }
     }
@@ -417,21 +424,22 @@ pub async fn run(
     }
 }
 
-/// Hands the capture file's packets that are due to the engine, or with `--compare` to the
-/// comparer (which keeps production's responses, the file's server-to-client packets, with the
-/// file's timestamps standing for the kernel's, and hands the requests on); how many.
+/// Hands the capture file's packets due by `wall` (now) to the engine, or with `--compare` to
+/// the comparer (which keeps production's responses, the file's server-to-client packets, and
+/// hands the requests on), production's time of each being the engine time it was due: the
+/// file's time as the replay plays it (`-a`, `-I`), on the clock of the test side and of the
+/// comparison's deadlines; how many.
 fn feed_offline(
     file: &mut Offline,
     engine: &mut Engine,
     compare: &mut Option<Comparer>,
     start: Instant,
+    wall: Instant,
 ) -> usize {
-    file.feed(Instant::now(), |ts, p| match compare {
-        Some(c) => {
-            let ns = u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX);
-            c.on_captured_packet(now(start), Some(ns), p, engine);
-        }
-        None => engine.handle_captured_packet(now(start), p),
+    let now = time_at(start, wall);
+    file.feed(wall, |due, p| match compare {
+        Some(c) => c.on_captured_packet(now, time_at(start, due), p, engine),
+        None => engine.handle_captured_packet(now, p),
     })
 }
 
@@ -489,4 +497,151 @@ fn offline_outcome(file: &mut Offline, s: &tcpcopy_engine::Stats) -> anyhow::Res
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tcpcopy_compare::Reason;
+    use tcpcopy_engine::{
+        Config, Mapping,
+        wire::{TcpFlags, build::Packet},
+    };
+
+    use super::*;
+    use crate::{compare::Settings, offline::Playback};
+
+    const ONLINE: &str = "198.51.100.20:80";
+    /// A connection whose production response lost its first 10 bytes in the capture (a gap
+    /// that never fills), and one answered 500 ms after its request.
+    const GAPPED: &str = "198.51.100.10:40000";
+    const ANSWERED: &str = "198.51.100.10:40001";
+    const REQUEST: &[u8] = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n";
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    /// When the gapped response's bytes after the gap were captured (seconds into the file).
+    const GAP_AT: u64 = 20;
+
+    /// A classic pcap file of raw IP packets, each at its capture time in milliseconds.
+    fn write_pcap(path: &std::path::Path, packets: &[(u64, Vec<u8>)]) {
+        let mut f = Vec::new();
+        for word in [0xa1b2_c3d4_u32, 0x0004_0002, 0, 0, 65_535, 101] {
+            f.extend_from_slice(&word.to_le_bytes());
+        }
+        for (ms, ip) in packets {
+            let len = u32::try_from(ip.len()).unwrap();
+            for word in [
+                u32::try_from(ms / 1000).unwrap(),
+                u32::try_from(ms % 1000 * 1000).unwrap(),
+                len,
+                len,
+            ] {
+                f.extend_from_slice(&word.to_le_bytes());
+            }
+            f.extend_from_slice(ip);
+        }
+        std::fs::write(path, f).unwrap();
+    }
+
+    /// Both connections as recorded on the online host.
+    fn capture() -> Vec<(u64, Vec<u8>)> {
+        let seg = |src: &str, dst: &str, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+            Packet::tcp(src, dst)
+                .seq(seq)
+                .ack(ack)
+                .flags(flags)
+                .payload(payload)
+                .ip()
+        };
+        let (syn, syn_ack) = (TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK);
+        let data = TcpFlags::PSH | TcpFlags::ACK;
+        vec![
+            (0, seg(GAPPED, ONLINE, 1000, 0, syn, &[])),
+            (1, seg(ONLINE, GAPPED, 5000, 1001, syn_ack, &[])),
+            (2, seg(GAPPED, ONLINE, 1001, 5001, data, REQUEST)),
+            (100, seg(ANSWERED, ONLINE, 2000, 0, syn, &[])),
+            (101, seg(ONLINE, ANSWERED, 6000, 2001, syn_ack, &[])),
+            (200, seg(ANSWERED, ONLINE, 2001, 6001, data, REQUEST)),
+            (700, seg(ONLINE, ANSWERED, 6001, 2029, data, RESPONSE)),
+            // The first 10 bytes of the answer were not captured.
+            (
+                GAP_AT * 1000,
+                seg(ONLINE, GAPPED, 5011, 1029, data, &RESPONSE[10..]),
+            ),
+        ]
+    }
+
+    /// The test side of the replayed connection of `client`: the request as sent, and the test
+    /// server's whole answer.
+    fn test_side(c: &mut Comparer, engine: &Engine, now: Time, client: &str) {
+        let (replayed, target) = engine
+            .replay_of(client.parse().unwrap(), ONLINE.parse().unwrap())
+            .expect("a replayed session");
+        let tcp = Packet::between;
+        let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+        let data = TcpFlags::PSH | TcpFlags::ACK;
+        c.on_sent(now, &tcp(replayed, target).seq(77).flags(syn).ip());
+        let request = tcp(replayed, target).seq(78).ack(901).flags(data);
+        c.on_sent(now, &request.payload(REQUEST).ip());
+        let syn_ack = tcp(target, replayed).seq(900).ack(78).flags(syn | ack).ip();
+        c.on_reply(now, &syn_ack, None);
+        let answer = tcp(target, replayed).seq(901).ack(105).flags(data);
+        let answer = answer.payload(RESPONSE).ip();
+        c.on_reply(now, &answer[..40], Some(RESPONSE));
+    }
+
+    /// A capture file replayed with `--compare` at `-a 10` and `-a 0.5`: production's times are
+    /// those the replay plays its packets at, on the engine's clock, so the gap in a response
+    /// is given up `gap_timeout` of the replay after its bytes came (they came at the file's 20 s
+    /// as played: 2 s, 40 s), neither before nor after (production's times as the file's
+    /// timestamps made it 18 s late at `-a 10`, 20 s early at `-a 0.5`); production's latency
+    /// is the recorded one (500 ms) at either speed.
+    #[test]
+    fn production_times_of_a_capture_file_are_on_the_engine_clock_its_latencies_as_recorded() {
+        for speed in [10.0, 0.5] {
+            let path = std::env::temp_dir().join(format!(
+                "tcpcopy-replay-clock-{}-{speed}.pcap",
+                std::process::id()
+            ));
+            write_pcap(&path, &capture());
+            let play = Playback {
+                speed,
+                idle_cap: None,
+                loops: 1,
+                filter: tcpcopy_abi::filter::FilterProgram::default(),
+            };
+            let mut file = Offline::open(&path, play).unwrap();
+            let _ = std::fs::remove_file(&path);
+            let mapping = Mapping::parse("80-198.51.100.30:80").unwrap();
+            let mut engine = Engine::new(Config::new(vec![mapping])).unwrap();
+            let config = Arc::new(tcpcopy_compare::Config::default());
+            let gap_timeout = config.gap_timeout;
+            let settings = Arc::new(Settings { config, log: None });
+            let mut compare = Some(Comparer::new(settings).playing_at(file.speed()));
+            let start = Instant::now();
+            // The pass starts now; then everything up to the gapped response's rest is due.
+            assert_eq!(
+                feed_offline(&mut file, &mut engine, &mut compare, start, start),
+                1
+            );
+            let gap_at = start + Duration::from_secs(GAP_AT).div_f64(speed);
+            let n = feed_offline(&mut file, &mut engine, &mut compare, start, gap_at);
+            assert_eq!(n, capture().len() - 1, "at -a {speed}");
+            assert!(file.at_end());
+            let c = compare.as_mut().unwrap();
+            let now = time_at(start, gap_at);
+            test_side(c, &engine, now, ANSWERED);
+            test_side(c, &engine, now, GAPPED);
+            let t = &c.totals;
+            assert_eq!(t.stats.same, 1, "at -a {speed}");
+            assert_eq!(t.online.count, 1, "at -a {speed}");
+            let off_us = t.online.sum_us.abs_diff(500_000);
+            assert!(off_us <= 20, "at -a {speed}: {} us", t.online.sum_us);
+            let gaps = |c: &Comparer| c.totals.stats.not_compared_for(Reason::Gap);
+            c.tick(now + gap_timeout - Duration::from_micros(1));
+            assert_eq!(gaps(c), 0, "not before gap_timeout, at -a {speed}");
+            c.tick(now + gap_timeout);
+            assert_eq!(gaps(c), 1, "at gap_timeout, at -a {speed}");
+        }
+    }
 }

@@ -114,18 +114,25 @@ impl Offline {
         }
     }
 
-    /// When the next packet is due, `None` at the end of the pass.
+    /// How many times faster than recorded the file plays (`-a`, at least 0.001).
+    pub fn speed(&self) -> f64 {
+        self.play.speed.max(0.001)
+    }
+
+    /// When the next packet is due, `None` at the end of the pass: the pass's first packet when
+    /// first asked, each other one its capture time after it, less what `-I` took out, divided
+    /// by the speed. (The one place a packet's replay time is computed.)
     pub fn due(&mut self, now: Instant) -> Option<Instant> {
         self.fill();
         let (p, _) = self.next.as_ref()?;
         let (ts0, wall0) = *self.base.get_or_insert((p.timestamp, now));
         let offset = p.timestamp.saturating_sub(ts0).saturating_sub(self.skipped);
-        Some(wall0 + offset.div_f64(self.play.speed.max(0.001)))
+        Some(wall0 + offset.div_f64(self.speed()))
     }
 
-    /// Hands every selected packet due by `now` to `f`, with its capture timestamp (since the
-    /// Unix epoch), as the view its one parse gave; returns how many.
-    pub fn feed(&mut self, now: Instant, mut f: impl FnMut(Duration, &WirePacket<'_>)) -> usize {
+    /// Hands every selected packet due by `now` to `f`, with the time it was due (see
+    /// [`Self::due`]), as the view its one parse gave; returns how many.
+    pub fn feed(&mut self, now: Instant, mut f: impl FnMut(Instant, &WirePacket<'_>)) -> usize {
         let mut n = 0;
         while let Some(due) = self.due(now) {
             if due > now {
@@ -133,7 +140,7 @@ impl Offline {
             }
             let (p, parsed) = self.next.take().expect("due() saw a packet");
             let view = parsed.view(&p.ip).expect("the bytes it was parsed from");
-            f(p.timestamp, &view);
+            f(due, &view);
             self.packets += 1;
             n += 1;
         }
