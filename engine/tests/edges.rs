@@ -1752,4 +1752,43 @@ mod send_ahead {
         expect(&mut e, t(7), &[seg(ACK | FIN, ISN + 22, 9011, b"")]);
         assert_eq!((e.stats().rebuilds, e.stats().lost.total()), (1, 0));
     }
+
+    /// Without sending ahead: the test server answers request 1 and closes (a keep-alive close
+    /// racing request 2, which it never answers) while the client's close waits behind request 2.
+    /// Request 2 goes again on a new connection before the close.
+    #[test]
+    fn a_close_racing_a_request_rebuilds_before_the_clients_close() {
+        let mut cfg = config(MAP);
+        cfg.send_ahead = 0;
+        let mut e = engine(cfg);
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /1\n");
+        drain(&mut e, t(1));
+        reply(&mut e, t(2), ACK | PSH, IRS + 1, ISN + 8, b"answer 1.\n");
+        capture(
+            &mut e,
+            t(2),
+            ACK | PSH,
+            ISN + 8,
+            ONLINE_ACK + 10,
+            b"GET /2\n",
+        );
+        capture(&mut e, t(2), ACK | FIN, ISN + 15, ONLINE_ACK + 20, b"");
+        expect(
+            &mut e,
+            t(2),
+            &[seg(ACK | PSH, ISN + 8, IRS + 11, b"GET /2\n")],
+        );
+        reply(&mut e, t(3), ACK | FIN, IRS + 11, ISN + 15, b"");
+        expect(
+            &mut e,
+            t(3),
+            &[seg(RST, ISN + 15, 0, b""), seg(SYN, ISN + 7, 0, b"")],
+        );
+        reply(&mut e, t(4), SYN | ACK, 9000, ISN + 8, b"");
+        expect(&mut e, t(4), &[seg(ACK | PSH, ISN + 8, 9001, b"GET /2\n")]);
+        reply(&mut e, t(5), ACK | PSH, 9001, ISN + 15, b"answer 2.\n");
+        expect(&mut e, t(5), &[seg(ACK | FIN, ISN + 15, 9011, b"")]);
+        assert_eq!((e.stats().rebuilds, e.stats().sent_ahead), (1, 0));
+    }
 }
