@@ -84,7 +84,10 @@ impl Response {
 pub struct Exchange {
     /// The request line (HTTP) or the request's first bytes, escaped.
     pub request: String,
-    /// When the request's last byte was captured (online) or sent (test).
+    /// When the request's last byte was captured (online) or sent (test), or when the answer
+    /// before it ended if that was later (HTTP): a request pipelined behind another, or sent
+    /// ahead of the previous answer by the replay (`--send-ahead`), cannot be answered before
+    /// that, and its latency counts from then.
     pub request_end: Option<Time>,
     pub response: Response,
     /// When the response's last byte arrived.
@@ -276,6 +279,8 @@ struct HttpFramer {
     /// Server bytes that came before the request they answer was parsed.
     pending: Pending,
     last_server_byte: Option<Time>,
+    /// When the latest final answer ended.
+    last_answer_end: Option<Time>,
 }
 
 impl HttpFramer {
@@ -288,6 +293,7 @@ impl HttpFramer {
             in_body: None,
             pending: Pending::default(),
             last_server_byte: None,
+            last_answer_end: None,
         }
     }
 
@@ -377,9 +383,16 @@ impl HttpFramer {
         if self.in_body == Some(request.id) {
             self.in_body = None;
         }
+        // A request that came while the one before it was still being answered waited for that
+        // answer: its latency runs from the answer's end.
+        let request_end = match (request.end, self.last_answer_end) {
+            (Some(sent), Some(before)) => Some(sent.max(before)),
+            (sent, _) => sent,
+        };
+        self.last_answer_end = Some(now);
         out.push(Exchange {
             request: request.head.line,
-            request_end: request.end,
+            request_end,
             response: Response::Http(response),
             response_end: Some(now),
         });

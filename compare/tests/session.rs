@@ -252,8 +252,36 @@ fn pipelined_requests_with_head_and_interim_answers() {
     let v = verdicts(&mut s);
     assert_eq!(v.len(), 3, "{v:?}");
     assert!(v.iter().all(|v| v.outcome == Outcome::Same), "{v:?}");
-    assert_eq!(v[2].test_latency, Some(Duration::from_micros(1200)));
+    // The POST's latency runs from the HEAD's answer (2100), not from when it was sent (1000).
+    assert_eq!(v[2].test_latency, Some(Duration::from_micros(100)));
     assert_eq!(s.stats().same, 3);
+}
+
+#[test]
+fn a_request_sent_ahead_of_the_previous_answer_is_timed_from_its_end() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    let (one, two) = (b"GET /1 HTTP/1.1\r\n\r\n", b"GET /2 HTTP/1.1\r\n\r\n");
+    // Online: the second request after the first answer.
+    a.request(&mut s, 100, one);
+    a.response(&mut s, 300, &ok("", "one"));
+    a.request(&mut s, 400, two);
+    a.response(&mut s, 700, &ok("", "two"));
+    // Test: the second sent ahead (at 1100, while the first is answered until 5000), answered
+    // 250 us after the first answer ended.
+    b.request(&mut s, 1000, one);
+    b.request(&mut s, 1100, two);
+    b.response(&mut s, 5000, &ok("", "one"));
+    b.response(&mut s, 5250, &ok("", "two"));
+    let v = verdicts(&mut s);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v.iter().all(|v| v.outcome == Outcome::Same), "{v:?}");
+    assert_eq!(v[0].test_latency, Some(Duration::from_millis(4)));
+    assert_eq!(
+        v[1].test_latency,
+        Some(Duration::from_micros(250)),
+        "not 4150"
+    );
+    assert_eq!(v[1].online_latency, Some(Duration::from_micros(300)));
 }
 
 #[test]

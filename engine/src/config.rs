@@ -10,6 +10,9 @@ use crate::mapping::Mapping;
 /// How many tcpcopy instances can share one target with `-f` (each gets a disjoint port set).
 pub const MAX_INSTANCES: u8 = 16;
 
+/// The most requests `Config::send_ahead` may send before the answer to the one before them.
+pub const MAX_SEND_AHEAD: u8 = 64;
+
 /// Shares the client port space of one instance divides into, one per worker engine (with 16
 /// instances, each share still has 252 ports per client address). How many workers a binary
 /// runs is bounded by the kernel programs' rings (`tcpcopy_abi::maps::MAX_WORKERS`), which must
@@ -59,6 +62,11 @@ pub struct Config {
     pub only_syn: bool,
     /// `-W`: send requests without waiting for the previous response.
     pub no_wait: bool,
+    /// `--send-ahead`: while the next request waits for the answer before it, up to this many
+    /// further captured requests may go out on the keep-alive connection (pipelined), once the
+    /// test server has answered a request on that connection; never the client's close. 0: each
+    /// request waits for the previous answer (the original pacing).
+    pub send_ahead: u8,
     /// `-t`: a session with no captured or reply packet for this long ends.
     pub idle_timeout: Duration,
     /// `-k`: a session with nothing outstanding (every captured byte acknowledged by the test
@@ -105,6 +113,7 @@ impl Config {
             mtu: 1500,
             only_syn: false,
             no_wait: false,
+            send_ahead: 1,
             idle_timeout: Duration::from_mins(10),
             keepalive_timeout: None,
             handshake_timeout: Duration::from_secs(3),
@@ -153,6 +162,9 @@ impl Config {
         if self.mtu < 576 {
             return Err(ConfigError::Mtu(self.mtu));
         }
+        if self.send_ahead > MAX_SEND_AHEAD {
+            return Err(ConfigError::SendAhead(self.send_ahead));
+        }
         for m in &self.mappings {
             let family_ok = self.client_addrs.is_empty()
                 || self
@@ -184,6 +196,8 @@ pub enum ConfigError {
     Mss(u16),
     #[error("-M {0}: MTU below 576")]
     Mtu(u16),
+    #[error("--send-ahead {0}: at most {MAX_SEND_AHEAD} requests")]
+    SendAhead(u8),
     #[error("-c gives no address of the same family as target {0}")]
     Family(IpAddr),
     #[error("-c {0:?}: {1}")]

@@ -16,7 +16,9 @@ pub mod stream;
 pub mod time;
 pub use tcpcopy_wire as wire;
 
-pub use config::{Config, ConfigError, MAX_SHARES, WorkerShare, parse_client_addrs};
+pub use config::{
+    Config, ConfigError, MAX_SEND_AHEAD, MAX_SHARES, WorkerShare, parse_client_addrs,
+};
 pub use engine::{Engine, Event, SessionRecord, Transmit};
 pub use mapping::{Mapping, MappingError};
 pub use stats::{LossReason, Outcome, RESPONSE_TIME_BOUNDS_US, ResponseTimes, Stats};

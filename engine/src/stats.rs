@@ -171,6 +171,9 @@ pub struct Stats {
     pub paced_by_bytes: u64,
     pub paced_by_burst_end: u64,
     pub paced_by_timeout: u64,
+    /// Requests sent before the answer to the one before them was over (`Config::send_ahead`:
+    /// the replay ran behind online).
+    pub sent_ahead: u64,
     /// Clients' closes (FIN, or a RST that ends a replay) passed on after the response wait
     /// while the test server had answered less than production had before the client closed:
     /// the test server may have dropped work still unanswered (an HTTP/2 stream, say).
@@ -223,6 +226,7 @@ impl std::ops::AddAssign<&Stats> for Stats {
         self.paced_by_bytes += o.paced_by_bytes;
         self.paced_by_burst_end += o.paced_by_burst_end;
         self.paced_by_timeout += o.paced_by_timeout;
+        self.sent_ahead += o.sent_ahead;
         self.closed_short += o.closed_short;
         self.syn_retries += o.syn_retries;
         self.rebuilds += o.rebuilds;
@@ -237,7 +241,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} closed_short={} syn_retries={} rebuilds={} half_open={}",
+            "captured={} capture_malformed={} unmapped={} orphan={} responses={} responses_unknown={} responses_stale={} responses_malformed={} sessions={} completed={} lost={} sent={} payload={} retransmits={} paced={} paced_by_timeout={} sent_ahead={} closed_short={} syn_retries={} rebuilds={} half_open={}",
             self.captured,
             self.captured_malformed,
             self.captured_unmapped,
@@ -254,6 +258,7 @@ impl fmt::Display for Stats {
             self.retransmits,
             self.paced_by_bytes + self.paced_by_burst_end + self.paced_by_timeout,
             self.paced_by_timeout,
+            self.sent_ahead,
             self.closed_short,
             self.syn_retries,
             self.rebuilds,

@@ -96,6 +96,11 @@ impl ClientStream {
         self.boundaries.front().copied()
     }
 
+    /// The request boundary `i` places after the next one not yet passed (0: the next).
+    pub fn boundary(&self, i: usize) -> Option<Boundary> {
+        self.boundaries.get(i).copied()
+    }
+
     /// Passes the next boundary (its request may go out now).
     pub fn pass_boundary(&mut self) {
         self.boundaries.pop_front();

@@ -1558,7 +1558,10 @@ mod records {
     /// was last caught up, which grows for as long as the connection lives.
     #[test]
     fn the_lag_of_a_connection_that_stays_one_request_behind_is_bounded() {
-        let mut e = engine(config(MAP));
+        // Strict pacing: with requests sent ahead the connection would not stay behind.
+        let mut cfg = config(MAP);
+        cfg.send_ahead = 0;
+        let mut e = engine(cfg);
         let irs = open(&mut e, CLIENT, t(0));
         assert!(matches!(e.poll_event(), Some(Event::Register { .. })));
         let request = |k: u32| (ISN + 1 + 10 * (k - 1), ONLINE_ACK + 100 * (k - 1));
@@ -1596,5 +1599,206 @@ mod records {
                 "round {k}"
             );
         }
+    }
+}
+
+/// `Config::send_ahead`: requests captured while the answer before them is still coming (the
+/// replay runs behind online) go out ahead of it, within bounds.
+mod send_ahead {
+    use super::*;
+
+    /// A session whose request 1 is answered (10 bytes, as online's), request 2 out and not
+    /// answered yet, and request 3 captured (the client had online's answer to request 2): what
+    /// the engine sent at that capture. Before the first answer request 2 was held.
+    fn request_3_captured(send_ahead: u8) -> (Engine, Vec<Seg>) {
+        let mut cfg = config(MAP);
+        cfg.send_ahead = send_ahead;
+        let mut e = engine(cfg);
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /1\n");
+        expect(
+            &mut e,
+            t(1),
+            &[seg(ACK | PSH, ISN + 1, IRS + 1, b"GET /1\n")],
+        );
+        capture(
+            &mut e,
+            t(2),
+            ACK | PSH,
+            ISN + 8,
+            ONLINE_ACK + 10,
+            b"GET /2\n",
+        );
+        // The connection's first answer has not come: nothing goes ahead of it.
+        expect(&mut e, t(2), &[]);
+        reply(&mut e, t(3), ACK | PSH, IRS + 1, ISN + 8, b"answer 1.\n");
+        expect(
+            &mut e,
+            t(3),
+            &[seg(ACK | PSH, ISN + 8, IRS + 11, b"GET /2\n")],
+        );
+        capture(
+            &mut e,
+            t(4),
+            ACK | PSH,
+            ISN + 15,
+            ONLINE_ACK + 20,
+            b"GET /3\n",
+        );
+        let out = recv(&mut e, t(4));
+        (e, out)
+    }
+
+    #[test]
+    fn a_request_goes_ahead_of_the_answer_before_it_with_one_and_waits_with_zero() {
+        let (e, out) = request_3_captured(0);
+        assert_eq!(out, [], "send_ahead 0: request 3 waits for answer 2");
+        assert_eq!(e.stats().sent_ahead, 0);
+        let (e, out) = request_3_captured(1);
+        assert_eq!(out, [seg(ACK | PSH, ISN + 15, IRS + 11, b"GET /3\n")]);
+        assert_eq!(e.stats().sent_ahead, 1);
+        assert_eq!(e.stats().requests, 3);
+    }
+
+    /// Requests sent ahead, answers that come together, and the client's close: one request
+    /// ahead at most, the close only once every answer is in, each answer counted for its own
+    /// request (the close needs the whole of the last one), response times from the end of the
+    /// answer before.
+    #[test]
+    fn one_ahead_at_most_answers_counted_apart_and_the_close_last() {
+        let (mut e, out) = request_3_captured(1);
+        assert_eq!(out.len(), 1, "request 3 ahead");
+        capture(
+            &mut e,
+            t(4),
+            ACK | PSH,
+            ISN + 22,
+            ONLINE_ACK + 30,
+            b"GET /4\n",
+        );
+        expect(&mut e, t(4), &[]);
+        // Answer 2: request 4 may go ahead of answer 3 now.
+        reply(&mut e, t(5), ACK | PSH, IRS + 11, ISN + 22, b"answer 2.\n");
+        expect(
+            &mut e,
+            t(5),
+            &[seg(ACK | PSH, ISN + 22, IRS + 21, b"GET /4\n")],
+        );
+        capture(&mut e, t(6), ACK | FIN, ISN + 29, ONLINE_ACK + 40, b"");
+        expect(&mut e, t(6), &[]);
+        // Answers 3 and 4 in one segment: 10 bytes for each, so the close may go.
+        reply(
+            &mut e,
+            t(7),
+            ACK | PSH,
+            IRS + 21,
+            ISN + 29,
+            b"answer 3.\nanswer 4.\n",
+        );
+        expect(&mut e, t(7), &[seg(ACK | FIN, ISN + 29, IRS + 41, b"")]);
+        let st = e.stats();
+        assert_eq!((st.sent_ahead, st.requests), (2, 4), "{st}");
+        assert_eq!(
+            st.paced_by_bytes, 4,
+            "3 requests and the close, by bytes: {st}"
+        );
+        assert_eq!((st.paced_by_timeout, st.closed_short), (0, 0));
+        // Answers 1, 2 and 3 timed, 2 ms each: request 3's from answer 2's end (t5), not from
+        // when it went (t4); answer 4 came with answer 3 (not timed).
+        assert_eq!(st.response_time.count, 3);
+        assert_eq!(st.response_time.sum_us, 6_000);
+    }
+
+    /// The test server closes after answer 2 while request 3 went ahead: a new connection
+    /// starts from request 3, the first not answered, not from where the old one stopped.
+    #[test]
+    fn a_close_after_a_request_went_ahead_rebuilds_from_that_request() {
+        let (mut e, out) = request_3_captured(1);
+        assert_eq!(out.len(), 1, "request 3 ahead");
+        reply(&mut e, t(5), ACK | PSH, IRS + 11, ISN + 22, b"answer 2.\n");
+        reply(&mut e, t(5), ACK | FIN, IRS + 21, ISN + 22, b"");
+        expect(&mut e, t(5), &[seg(ACK, ISN + 22, IRS + 22, b"")]);
+        capture(
+            &mut e,
+            t(6),
+            ACK | PSH,
+            ISN + 22,
+            ONLINE_ACK + 30,
+            b"GET /4\n",
+        );
+        expect(
+            &mut e,
+            t(6),
+            &[seg(RST, ISN + 22, 0, b""), seg(SYN, ISN + 14, 0, b"")],
+        );
+        reply(&mut e, t(7), SYN | ACK, 9000, ISN + 15, b"");
+        // Request 3 again (no push: more was captured after it); request 4 waits for its
+        // answer (nothing goes ahead of a new connection's first answer).
+        expect(&mut e, t(7), &[seg(ACK, ISN + 15, 9001, b"GET /3\n")]);
+        reply(&mut e, t(8), ACK | PSH, 9001, ISN + 22, b"answer 3.\n");
+        expect(&mut e, t(8), &[seg(ACK | PSH, ISN + 22, 9011, b"GET /4\n")]);
+        assert_eq!(e.stats().rebuilds, 1);
+        assert_eq!(e.stats().lost.total(), 0);
+    }
+
+    /// As above, but the client closes after request 3: its close does not go on the closed
+    /// connection with request 3 unanswered; request 3 goes again first.
+    #[test]
+    fn a_close_after_a_request_went_ahead_and_the_clients_fin_rebuilds_first() {
+        let (mut e, out) = request_3_captured(1);
+        assert_eq!(out.len(), 1, "request 3 ahead");
+        capture(&mut e, t(4), ACK | FIN, ISN + 22, ONLINE_ACK + 30, b"");
+        expect(&mut e, t(4), &[]);
+        reply(&mut e, t(5), ACK | PSH, IRS + 11, ISN + 22, b"answer 2.\n");
+        reply(&mut e, t(5), ACK | FIN, IRS + 21, ISN + 22, b"");
+        expect(
+            &mut e,
+            t(5),
+            &[seg(RST, ISN + 22, 0, b""), seg(SYN, ISN + 14, 0, b"")],
+        );
+        reply(&mut e, t(6), SYN | ACK, 9000, ISN + 15, b"");
+        expect(&mut e, t(6), &[seg(ACK | PSH, ISN + 15, 9001, b"GET /3\n")]);
+        reply(&mut e, t(7), ACK | PSH, 9001, ISN + 22, b"answer 3.\n");
+        expect(&mut e, t(7), &[seg(ACK | FIN, ISN + 22, 9011, b"")]);
+        assert_eq!((e.stats().rebuilds, e.stats().lost.total()), (1, 0));
+    }
+
+    /// Without sending ahead: the test server answers request 1 and closes (a keep-alive close
+    /// racing request 2, which it never answers) while the client's close waits behind request 2.
+    /// Request 2 goes again on a new connection before the close.
+    #[test]
+    fn a_close_racing_a_request_rebuilds_before_the_clients_close() {
+        let mut cfg = config(MAP);
+        cfg.send_ahead = 0;
+        let mut e = engine(cfg);
+        open(&mut e, CLIENT, t(0));
+        capture(&mut e, t(1), ACK | PSH, ISN + 1, ONLINE_ACK, b"GET /1\n");
+        drain(&mut e, t(1));
+        reply(&mut e, t(2), ACK | PSH, IRS + 1, ISN + 8, b"answer 1.\n");
+        capture(
+            &mut e,
+            t(2),
+            ACK | PSH,
+            ISN + 8,
+            ONLINE_ACK + 10,
+            b"GET /2\n",
+        );
+        capture(&mut e, t(2), ACK | FIN, ISN + 15, ONLINE_ACK + 20, b"");
+        expect(
+            &mut e,
+            t(2),
+            &[seg(ACK | PSH, ISN + 8, IRS + 11, b"GET /2\n")],
+        );
+        reply(&mut e, t(3), ACK | FIN, IRS + 11, ISN + 15, b"");
+        expect(
+            &mut e,
+            t(3),
+            &[seg(RST, ISN + 15, 0, b""), seg(SYN, ISN + 7, 0, b"")],
+        );
+        reply(&mut e, t(4), SYN | ACK, 9000, ISN + 8, b"");
+        expect(&mut e, t(4), &[seg(ACK | PSH, ISN + 8, 9001, b"GET /2\n")]);
+        reply(&mut e, t(5), ACK | PSH, 9001, ISN + 15, b"answer 2.\n");
+        expect(&mut e, t(5), &[seg(ACK | FIN, ISN + 15, 9011, b"")]);
+        assert_eq!((e.stats().rebuilds, e.stats().sent_ahead), (1, 0));
     }
 }

@@ -489,6 +489,8 @@ fn in_order_acks_get_every_reply_byte_despite_reply_loss() {
     for in_order in [false, true] {
         let mut cfg = config();
         cfg.in_order_acks = in_order;
+        // As `tcpcopy --compare` runs it (no requests sent ahead).
+        cfg.send_ahead = 0;
         let knobs = Knobs {
             response_loss: 100,
             ..Knobs::default()
@@ -505,6 +507,71 @@ fn in_order_acks_get_every_reply_byte_despite_reply_loss() {
             assert_eq!(holes, 0, "every answer byte reached the engine");
         } else {
             assert!(holes > 0, "reply loss leaves holes without in-order acks");
+        }
+    }
+}
+
+/// A fast keep-alive client (its next request the moment online answers) and a test server that
+/// takes 25 ms per answer (online's cycle, with smoltcp's delayed ACKs, is about 13 ms): the captured requests run ahead of the replay. With `send_ahead` the
+/// next requests go before the answers (pipelined, answered in order); how long the replay took
+/// and the stats.
+fn behind(send_ahead: u8, close_after: Option<usize>, seed: u64) -> (u64, Net) {
+    let mut cfg = config();
+    cfg.send_ahead = send_ahead;
+    let mut test = Server::new("test", 118);
+    test.delay_us = |_| 25_000;
+    test.close_after = close_after;
+    let mut n = Net::new(
+        cfg,
+        Server::new("online", 120),
+        test,
+        Knobs::default(),
+        seed,
+    );
+    n.add_client(ClientScript::requests(60), 0);
+    assert!(n.run(60_000_000), "settles; {}", n.engine.stats());
+    // Every request answered by the test server exactly once, in the client's order.
+    let processed: Vec<u8> = n.test_app.processed.concat();
+    assert_eq!(
+        String::from_utf8_lossy(&processed),
+        String::from_utf8_lossy(&n.client_streams()[0]),
+        "{}",
+        n.engine.stats()
+    );
+    assert_eq!(n.engine.stats().lost.total(), 0, "{}", n.engine.stats());
+    (n.now_us, n)
+}
+
+#[test]
+fn requests_go_ahead_of_a_slow_answer_only_with_send_ahead() {
+    let (none, n0) = behind(0, None, 20);
+    assert_eq!(n0.engine.stats().sent_ahead, 0);
+    assert_replayed(&n0, 1);
+    let (one, n1) = behind(1, None, 20);
+    assert_replayed(&n1, 1);
+    let (four, n4) = behind(4, None, 20);
+    assert_replayed(&n4, 1);
+    let (s1, s4) = (n1.engine.stats(), n4.engine.stats());
+    // Request 2 waits for the first answer; after it, requests go ahead.
+    assert!(s1.sent_ahead >= 20, "{s1}");
+    assert!(s4.sent_ahead >= 50, "{s4}");
+    assert_eq!((s1.requests, s4.requests), (60, 60));
+    assert!(
+        one * 3 < none * 2 && four < one,
+        "replay times: {none} us, {one} us with one ahead, {four} us with four"
+    );
+}
+
+#[test]
+fn a_server_closing_connections_after_requests_went_ahead_gets_each_request_once() {
+    for seed in [21, 22] {
+        for ahead in [0, 1, 4] {
+            let (_, n) = behind(ahead, Some(7), seed);
+            let st = n.engine.stats();
+            assert!(st.rebuilds >= 8, "60 requests, 7 per connection: {st}");
+            if ahead > 0 {
+                assert!(st.sent_ahead > 0, "{st}");
+            }
         }
     }
 }

@@ -14,13 +14,13 @@ mod lag;
 mod output;
 mod timer;
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{collections::VecDeque, fmt, net::SocketAddr, time::Duration};
 
 use crate::{
     Seq,
     config::Config,
     stats::{LossReason, Outcome, Stats},
-    stream::{Accepted, ClientStream},
+    stream::{Accepted, Boundary, ClientStream},
     time::Time,
     wire::{TcpFlags, TcpOptions, TcpSegment},
 };
@@ -229,6 +229,14 @@ pub struct Session {
     /// Where the oldest request the test server has not answered at all began, if one before
     /// the request going out was let go unanswered (released by the response wait).
     unanswered_from: Option<Seq>,
+    /// `Config::send_ahead`: for each request boundary not yet passed whose request went out
+    /// already (sent ahead of the answer before it), in order from the next boundary, the test
+    /// server's `rcv_nxt` when that request went out (no byte before it can answer that request).
+    ahead: VecDeque<Seq>,
+    /// The test server has answered a request on this connection (a boundary passed with answer
+    /// bytes): only then may requests be sent ahead (a server-first protocol's greeting, a
+    /// handshake, come first).
+    answered_here: bool,
 
     outcome: Option<Outcome>,
     /// The RST an ended session owes the test server: its sequence number and flags.
@@ -320,6 +328,8 @@ impl Session {
             rebuilds_in_a_row: 0,
             request_start: isn + 1,
             unanswered_from: None,
+            ahead: VecDeque::new(),
+            answered_here: false,
             outcome: None,
             rst_due: None,
             timer_at: None,
@@ -518,9 +528,10 @@ impl Session {
                 self.rebuild(now, cfg, stats, point, false);
             } else if self.all_delivered() && self.stream.fin().is_some() {
                 self.finish(Outcome::Completed, false);
-            } else if self.all_delivered() {
+            } else if self.all_delivered() && self.ahead.is_empty() {
                 // Between requests (an idle keep-alive connection reset, a restart): a new
-                // connection is made when the client says more.
+                // connection is made when the client says more. (Requests sent ahead of an
+                // answer are not between requests: they go again, from the first of them.)
                 self.peer_reset = true;
                 self.timers.stop(Timer::Retransmit);
                 self.set_state(State::CloseWait);
@@ -1015,6 +1026,8 @@ impl Session {
         self.isn = point - 1;
         self.request_start = point;
         self.unanswered_from = None;
+        self.ahead.clear();
+        self.answered_here = false;
         self.snd_una = self.isn;
         self.snd_nxt = self.isn;
         self.snd_max = self.isn;
@@ -1105,11 +1118,24 @@ impl Session {
             // closes (HTTP/2 streams still unanswered) must not see it earlier.
             let closing = self.stream.fin() == Some(b.seq)
                 || (self.reset_after_delivery && b.seq == self.stream.end());
-            if !closing && self.state.peer_closed() {
+            if !closing && self.state.peer_closed() && !self.answered_before_close(b, got) {
                 // The test server closed this connection (keep-alive limit, idle close, a
-                // restart) and the client has more to say: a new connection takes it from here.
+                // restart) and the client has more to say: a new connection takes it from here
+                // (from the first request it did not answer: one sent ahead goes again).
                 let point = self.resume_point(b.seq);
                 self.rebuild(now, cfg, stats, point, !self.peer_reset);
+                return Held::Nothing;
+            }
+            if closing
+                && self.state.peer_closed()
+                && !self.peer_reset
+                && got < b.expected
+                && let Some(point) = self.resend_from()
+            {
+                // The test server closed without answering the request going out (one sent
+                // ahead into a connection it was closing, or a keep-alive close racing it): the
+                // request goes again on a new connection, the client's close after it.
+                self.rebuild(now, cfg, stats, point, true);
                 return Held::Nothing;
             }
             if closing && self.peer_reset {
@@ -1152,19 +1178,59 @@ impl Session {
             } else {
                 return Held::Request;
             }
-            self.stream.pass_boundary();
-            let answer = got.saturating_sub(u32::from(self.state.peer_closed()));
-            if answer == 0 {
-                self.unanswered_from.get_or_insert(self.request_start);
-            } else {
-                self.unanswered_from = None;
-            }
-            self.request_start = b.seq;
-            self.boundaries_passed += 1;
-            self.resp_mark = self.rcv_nxt;
-            self.timers.stop(Timer::ResponseWait);
+            self.pass(now, b);
         }
         Held::Nothing
+    }
+
+    /// With the test server's side closed: whether the answer to the request before `b` came in
+    /// full (`got` bytes, its FIN among them) while the request after `b` went out ahead of it.
+    /// That boundary passes (the answer is over); a rebuild starts from the next one.
+    fn answered_before_close(&self, b: Boundary, got: u32) -> bool {
+        let answer = got.saturating_sub(1);
+        !self.ahead.is_empty() && answer > 0 && answer >= b.expected - b.expected / 4
+    }
+
+    /// Passes the next boundary `b`: the answer to the request before it is over. The answer's
+    /// end is where the test server's bytes are now, but when the request after `b` went out
+    /// ahead of it, its answer may have come too: the bytes beyond online's answer are counted
+    /// towards it then (never those that came before it went out).
+    fn pass(&mut self, now: Time, b: Boundary) {
+        self.stream.pass_boundary();
+        let sent_ahead_at = self.ahead.pop_front();
+        let mark = sent_ahead_at.map_or(self.rcv_nxt, |lo| {
+            let lo = lo.max(self.resp_mark);
+            (self.resp_mark + b.expected).max(lo).min(self.rcv_nxt)
+        });
+        let fin = u32::from(self.state.peer_closed() && mark == self.rcv_nxt);
+        let answer = u32::try_from(mark.diff(self.resp_mark))
+            .unwrap_or(0)
+            .saturating_sub(fin);
+        if answer == 0 {
+            self.unanswered_from.get_or_insert(self.request_start);
+        } else {
+            self.unanswered_from = None;
+            self.answered_here = true;
+        }
+        if sent_ahead_at.is_some() {
+            // The request after `b` went out ahead: its response time runs from the end of the
+            // answer before it (now), unless its own answer has begun already (not timed then).
+            self.awaiting_answer_since = (mark == self.rcv_nxt).then_some(now);
+        }
+        self.request_start = b.seq;
+        self.boundaries_passed += 1;
+        self.resp_mark = mark;
+        self.timers.stop(Timer::ResponseWait);
+    }
+
+    /// Whether requests may go out ahead of the answer before them now (`Config::send_ahead`):
+    /// on an open connection whose test server has answered a request already.
+    fn may_send_ahead(&self, cfg: &Config) -> bool {
+        cfg.send_ahead > 0
+            && !cfg.no_wait
+            && self.state == State::Established
+            && !self.peer_reset
+            && self.answered_here
     }
 
     /// The earliest time `on_timeout` has something to do: the first timer to expire (none once

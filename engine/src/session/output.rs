@@ -1,6 +1,6 @@
 //! What a session sends next: SYN, data within the window and the pacing limit, FIN, ACK, RST.
 
-use super::{OUR_WINDOW, Session, State, Timer};
+use super::{OUR_WINDOW, RESEND_KEEP, Session, State, Timer};
 use crate::{
     Seq,
     config::Config,
@@ -55,15 +55,33 @@ impl Session {
     }
 
     /// The first sequence number not to send yet: end of captured data, the next request boundary
-    /// (pacing), the test server's window.
+    /// (pacing) or, sending ahead, the boundary `Config::send_ahead` requests beyond it, the test
+    /// server's window.
     fn send_limit(&self, cfg: &Config) -> Seq {
         let mut limit = self.stream.end();
         if !cfg.no_wait
             && let Some(b) = self.stream.next_boundary()
         {
-            limit = limit.min(b.seq);
+            limit = limit.min(self.ahead_limit(cfg, b.seq));
         }
         limit.min(self.snd_una + self.snd_wnd)
+    }
+
+    /// How far requests may go while the next boundary (at `next`) waits for the answer before
+    /// it: to `next`, or with `Config::send_ahead` to the boundary that many requests beyond it
+    /// (the end of what was captured if fewer came), and no further than the bytes kept for a
+    /// rebuild reach (`RESEND_KEEP` from the oldest request not answered).
+    fn ahead_limit(&self, cfg: &Config, next: Seq) -> Seq {
+        if !self.may_send_ahead(cfg) {
+            return next;
+        }
+        let far = self
+            .stream
+            .boundary(usize::from(cfg.send_ahead))
+            .map_or_else(|| self.stream.end(), |b| b.seq);
+        let first = self.unanswered_from.unwrap_or(self.request_start);
+        let kept = first + RESEND_KEEP.unsigned_abs();
+        far.min(kept).max(next)
     }
 
     fn fin_allowed(&self, cfg: &Config) -> bool {
@@ -200,7 +218,7 @@ impl Session {
         if self.due.rexmit_one {
             self.due.rexmit_one = false;
             let una = self.snd_una;
-            let avail = usize::try_from(self.stream.end().diff(una))
+            let avail = usize::try_from(self.stream.end().min(self.snd_max).diff(una))
                 .unwrap_or(0)
                 .min(self.mss());
             if avail > 0 {
@@ -271,19 +289,15 @@ impl Session {
         let len = self.write_with(buf, seq, flags, payload, opts).ok()?;
         let sent = u32::try_from(sent).unwrap_or(0);
         let end = seq + sent;
-        if end.after(self.snd_max) && sent > 0 {
-            // New data: a request's (first data counts it), whose answer is awaited from now.
-            if self.requests <= self.boundaries_passed {
-                self.requests += 1;
-                stats.requests += 1;
-            }
-            self.awaiting_answer_since = Some(now);
-        }
+        let new_data = end.after(self.snd_max) && sent > 0;
         if end.after(self.snd_nxt) {
             self.snd_nxt = end;
         }
         self.unsent.sent(end, !end.before(self.stream.end()));
         self.snd_max = self.snd_max.max(self.snd_nxt);
+        if new_data {
+            self.on_new_data(now, stats);
+        }
         self.due.ack = false;
         self.start_rto(now);
         Some(Written {
@@ -291,6 +305,26 @@ impl Session {
             payload: sent,
             retransmit,
         })
+    }
+
+    /// New data went out (up to `snd_max`): a request's (its first data counts it), whose answer
+    /// is awaited from now, unless it went ahead of an answer still coming (see `pass`).
+    fn on_new_data(&mut self, now: Time, stats: &mut Stats) {
+        // Boundaries not passed whose request has gone out now: sent ahead.
+        while let Some(b) = self.stream.boundary(self.ahead.len())
+            && b.seq.before(self.snd_max)
+        {
+            self.ahead.push_back(self.rcv_nxt);
+            stats.sent_ahead += 1;
+        }
+        let begun = self.boundaries_passed + self.ahead.len() as u64 + 1;
+        if self.requests < begun {
+            stats.requests += begun - self.requests;
+            self.requests = begun;
+        }
+        if self.ahead.is_empty() {
+            self.awaiting_answer_since = Some(now);
+        }
     }
 
     /// The last packet of a finished session: a RST if it ends by reset, else the ACK still owed

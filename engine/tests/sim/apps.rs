@@ -222,6 +222,11 @@ pub struct Server {
     /// start, nothing listens until the end (SYNs are answered with RSTs).
     pub down: Option<(u64, u64)>,
     was_down: bool,
+    /// Close each connection (FIN) once this many lines are answered on it, as nginx's
+    /// `keepalive_requests` does; later lines on it are read and never answered.
+    pub close_after: Option<usize>,
+    /// Every line answered, in the order read, over all connections.
+    pub processed: Vec<Vec<u8>>,
 }
 
 impl Server {
@@ -240,6 +245,8 @@ impl Server {
             aborted: 0,
             down: None,
             was_down: false,
+            close_after: None,
+            processed: Vec::new(),
         }
     }
 
@@ -335,11 +342,16 @@ impl Server {
                         }
                         conn.rx.extend_from_slice(&tmp[..n]);
                     }
-                    let new_lines = conn.rx[conn.scanned..]
-                        .iter()
-                        .filter(|b| **b == b'\n')
-                        .count();
-                    conn.scanned = conn.rx.len();
+                    let limit = self.close_after.unwrap_or(usize::MAX);
+                    let mut new_lines = 0;
+                    while conn.lines + new_lines < limit
+                        && let Some(at) = conn.rx[conn.scanned..].iter().position(|b| *b == b'\n')
+                    {
+                        let end = conn.scanned + at + 1;
+                        self.processed.push(conn.rx[conn.scanned..end].to_vec());
+                        conn.scanned = end;
+                        new_lines += 1;
+                    }
                     let first = conn.lines;
                     conn.lines += new_lines;
                     let responses: Vec<(u64, Vec<u8>)> = (first..first + new_lines)
@@ -374,7 +386,11 @@ impl Server {
                         }
                         conn.out.drain(..n);
                     }
-                    if state == State::CloseWait && conn.out.is_empty() && conn.queued.is_empty() {
+                    let served = conn.lines >= limit;
+                    if (state == State::CloseWait || served)
+                        && conn.out.is_empty()
+                        && conn.queued.is_empty()
+                    {
                         s.close();
                     }
                 }

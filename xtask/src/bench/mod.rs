@@ -149,43 +149,51 @@ fn pace() -> anyhow::Result<()> {
     } else {
         "intercept"
     };
-    let pairs: Vec<(&'static str, &'static str)> =
-        if (tcpcopy_base, intercept_base) == ("tcpcopy", "intercept") {
-            vec![("tcpcopy", "intercept")]
-        } else {
-            vec![
-                (tcpcopy_base, intercept_base),
-                ("tcpcopy", "intercept"),
-                (tcpcopy_base, intercept_base),
-                ("tcpcopy", "intercept"),
-            ]
-        };
+    let values = pace::send_ahead_values()?;
+    // Each round: the baselines (if some were put there, with their own default), then the
+    // current build with each --send-ahead value.
+    let with_baseline = (tcpcopy_base, intercept_base) != ("tcpcopy", "intercept");
+    let mut rounds: Vec<(&'static str, &'static str, Option<u8>)> = Vec::new();
+    for _ in 0..pace::ROUNDS {
+        if with_baseline {
+            rounds.push((tcpcopy_base, intercept_base, None));
+        }
+        rounds.extend(values.iter().map(|&v| ("tcpcopy", "intercept", Some(v))));
+    }
     let what = format!(
-        "single connections at full speed, {} s each (tcpcopy {}){}",
+        "single connections at full speed, {} s each (tcpcopy {}), --send-ahead {:?} alternately, {} rounds{}",
         pace::RUN.as_secs(),
         opts.join(" "),
-        if pairs.len() > 1 {
-            format!(
-                "; comparing with target/release/{tcpcopy_base} and {intercept_base}, alternately, two rounds"
-            )
+        values,
+        pace::ROUNDS,
+        if with_baseline {
+            format!("; with target/release/{tcpcopy_base} and {intercept_base} first in each round")
         } else {
             String::new()
         }
     );
     in_testbed("pace", &what, |bed, intercept| {
         let mut intercept = Some(intercept);
+        let mut current = "intercept";
         let mut runs = Vec::new();
-        for (i, &(binary, intercepting)) in pairs.iter().enumerate() {
-            step(&format!("{binary}, {intercepting}"));
-            if pairs.len() > 1 {
+        for (i, &(binary, intercepting, ahead)) in rounds.iter().enumerate() {
+            step(&format!("{binary} --send-ahead {ahead:?}, {intercepting}"));
+            if intercepting != current {
                 // This round's intercept in place of the last one.
                 drop(intercept.take());
                 intercept = Some(start_intercept_named(bed, intercepting, None, &[]));
+                current = intercepting;
             }
-            let mut tcpcopy = pace::start(bed, binary, &opts)?;
+            let ahead_arg = ahead.map(|n| n.to_string());
+            let mut args: Vec<&str> = opts.to_vec();
+            if let Some(n) = &ahead_arg {
+                args.extend(["--send-ahead", n]);
+            }
+            let mut tcpcopy = pace::start(bed, binary, &args)?;
             for mut r in pace::run(bed, &tcpcopy, &format!("{i}"))? {
                 r.binary = binary;
                 r.intercept = intercepting;
+                r.send_ahead = ahead;
                 runs.push(r);
             }
             tcpcopy.finish(std::time::Duration::from_secs(20))?;

@@ -21,6 +21,8 @@ pub struct Run {
     /// Which tcpcopy binary replayed, and which intercept binary caught the replies.
     pub binary: &'static str,
     pub intercept: &'static str,
+    /// The `--send-ahead` it ran with (`None`: the binary's default, a baseline's).
+    pub send_ahead: Option<u8>,
     pub what: &'static str,
     /// Requests online served during wrk's run, and those the test server had received by then.
     pub online: usize,
@@ -41,6 +43,9 @@ pub struct Run {
     /// replay of one connection keeps online's pace only while the second is the shorter.
     pub online_rtt: Option<Duration>,
     pub replay_rtt: Option<Duration>,
+    /// Requests tcpcopy sent ahead of the answer before them during the run and its tail (its
+    /// stats line's `sent_ahead`).
+    pub sent_ahead_n: u64,
     pub losses: String,
 }
 
@@ -77,7 +82,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned, tag: &str) -> anyhow::Result<Vec<Ru
         };
         let r = single(bed, tcpcopy, &wrk, what)?;
         println!(
-            "    {what:<40} online {:>7} in {:.1} s, replayed {:>7} by then ({}), {} in all ({} of the bytes), tail {:.1} s, lag up to {} ms, per online request {} replay round trip {}, losses {}",
+            "    {what:<40} online {:>7} in {:.1} s, replayed {:>7} by then ({}), {} in all ({} of the bytes), tail {:.1} s, lag up to {} ms, per online request {} replay round trip {}, sent ahead {}, losses {}",
             r.online,
             r.secs,
             r.replayed_during,
@@ -88,6 +93,7 @@ pub fn run(bed: &Testbed, tcpcopy: &Spawned, tag: &str) -> anyhow::Result<Vec<Ru
             r.max_lag_ms,
             micros(r.online_rtt),
             micros(r.replay_rtt),
+            r.sent_ahead_n,
             r.losses
         );
         runs.push(r);
@@ -109,6 +115,7 @@ fn single(
     let mut online = LogCounter::new(bed, Host::Online, wrk.path);
     let mut replayed = LogCounter::new(bed, Host::Test, wrk.path);
     let lost_before = losses(tcpcopy);
+    let ahead_before = stat(tcpcopy, "sent_ahead").unwrap_or(0);
     let started = Instant::now();
     let rt0 = response_time(bed);
     let mut child = wrk
@@ -153,6 +160,7 @@ fn single(
     Ok(Run {
         binary: "tcpcopy",
         intercept: "intercept",
+        send_ahead: None,
         what,
         online: online_n,
         replayed_during: during,
@@ -164,6 +172,9 @@ fn single(
         max_lag_ms,
         online_rtt,
         replay_rtt,
+        sent_ahead_n: stat(tcpcopy, "sent_ahead")
+            .unwrap_or(0)
+            .saturating_sub(ahead_before),
         losses: loss_diff(&lost_before, &losses(tcpcopy)),
     })
 }
@@ -173,19 +184,21 @@ pub fn table(runs: &[Run]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| tcpcopy, intercept | {} s of wrk | online requests | replayed by wrk's end (pace) | replayed in all | request bytes replayed | replay's tail | lag gauge (max) | time per online request | replay round trip (tcpcopy) | losses |",
+        "| tcpcopy, intercept | --send-ahead | {} s of wrk | online requests | replayed by wrk's end (pace) | replayed in all | request bytes replayed | replay's tail | lag gauge (max) | time per online request | replay round trip (tcpcopy) | sent ahead | losses |",
         RUN.as_secs()
     );
     let _ = writeln!(
         md,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for r in runs {
         let _ = writeln!(
             md,
-            "| {}, {} | {} | {} | {} ({}) | {} | {} | {:.1} s | {} ms | {} | {} | {} |",
+            "| {}, {} | {} | {} | {} | {} ({}) | {} | {} | {:.1} s | {} ms | {} | {} | {} | {} |",
             r.binary,
             r.intercept,
+            r.send_ahead
+                .map_or_else(|| "default".to_owned(), |n| n.to_string()),
             r.what,
             r.online,
             r.replayed_during,
@@ -196,11 +209,29 @@ pub fn table(runs: &[Run]) -> String {
             r.max_lag_ms,
             micros(r.online_rtt),
             micros(r.replay_rtt),
+            r.sent_ahead_n,
             r.losses
         );
     }
     md
 }
+
+/// `--send-ahead` values every round runs the current tcpcopy with, alternately (env
+/// `PACE_SEND_AHEAD`, comma-separated; default 0, 1 and 4).
+pub fn send_ahead_values() -> anyhow::Result<Vec<u8>> {
+    std::env::var("PACE_SEND_AHEAD")
+        .unwrap_or_else(|_| "0,1,4".into())
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<u8>()
+                .with_context(|| format!("PACE_SEND_AHEAD: {v:?} is no number of requests"))
+        })
+        .collect()
+}
+
+/// Rounds of the send-ahead values (each value once a round).
+pub const ROUNDS: usize = 2;
 
 /// A tcpcopy binary in `target/release` to compare with (copied there by hand from another
 /// build), run alternately with the current one in the same run.

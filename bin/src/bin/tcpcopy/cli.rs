@@ -7,7 +7,7 @@ use std::{
 };
 
 use clap::Parser;
-use tcpcopy_engine::{Config, Mapping, MappingError, parse_client_addrs};
+use tcpcopy_engine::{Config, MAX_SEND_AHEAD, Mapping, MappingError, parse_client_addrs};
 use tcpcopy_proto::DEFAULT_PORT;
 
 use crate::send::SendMode;
@@ -15,6 +15,14 @@ use crate::send::SendMode;
 /// `--response-wait` with `--compare`: a test server's answer may take this long and still be
 /// compared (and timed).
 pub const COMPARE_RESPONSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Parses `--send-ahead`: 0 to [`MAX_SEND_AHEAD`] requests.
+fn send_ahead(text: &str) -> Result<u8, String> {
+    text.parse::<u8>()
+        .ok()
+        .filter(|n| *n <= MAX_SEND_AHEAD)
+        .ok_or_else(|| format!("{text:?}: a number of requests from 0 to {MAX_SEND_AHEAD}"))
+}
 
 /// `--hook`: where the capture program runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -182,6 +190,13 @@ pub struct Cli {
     /// Send requests without waiting for the test server's responses.
     #[arg(short = 'W', long = "no-wait")]
     pub no_wait: bool,
+
+    /// While a request waits for the test server's answer to the one before it, up to N further
+    /// captured requests may go out on the keep-alive connection (pipelined), once the test
+    /// server has answered a request on it; never the client's close. 0..=64; default 1, 0 with
+    /// --compare (which pairs answers with requests one by one).
+    #[arg(long = "send-ahead", value_name = "N", value_parser = send_ahead)]
+    pub send_ahead: Option<u8>,
 
     /// Capture filter applied on top of -x: tcp, [src|dst] port N, [src|dst] host ADDR,
     /// [src|dst] net ADDR/LEN, and/or/not, parentheses.
@@ -468,6 +483,11 @@ impl Cli {
         }
         cfg.only_syn = self.only_syn;
         cfg.no_wait = self.no_wait;
+        cfg.send_ahead = match self.send_ahead {
+            Some(n) => n,
+            None if self.compare => 0,
+            None => cfg.send_ahead,
+        };
         cfg.session_buffer_limit = self.session_buffer_mib.max(1).saturating_mul(1 << 20);
         cfg.memory_limit = self.memory_mib.max(1).saturating_mul(1 << 20);
         // The comparison needs every byte of the test server's answers: a reply lost on its way
@@ -693,5 +713,27 @@ mod tests {
             wait(&["--response-wait", "0.1"]),
             Duration::from_millis(100)
         );
+    }
+
+    #[test]
+    fn send_ahead_defaults_to_one_and_to_zero_with_compare() {
+        let base = ["-i", "e", "--target", "1.2.3.4:5"];
+        let ahead = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&args).unwrap().engine_config().unwrap().send_ahead
+        };
+        assert_eq!(ahead(&[]), 1);
+        assert_eq!(ahead(&["--compare"]), 0);
+        assert_eq!(ahead(&["--compare", "--send-ahead", "2"]), 2);
+        assert_eq!(ahead(&["--send-ahead", "0"]), 0);
+        assert_eq!(ahead(&["--send-ahead", "64"]), 64);
+        for bad in ["65", "300", "x"] {
+            let args: Vec<&str> = base.iter().copied().chain(["--send-ahead", bad]).collect();
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(
+                e.contains("a number of requests from 0 to 64"),
+                "--send-ahead {bad}: {e}"
+            );
+        }
     }
 }

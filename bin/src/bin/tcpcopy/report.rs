@@ -263,6 +263,13 @@ pub fn metrics(program: Option<&XdpProgram>, slots: &[Snapshot]) -> Families {
             );
         }
         f.counter(
+            "tcpcopy_requests_sent_ahead",
+            "Requests sent before the test server's answer to the one before them was over (--send-ahead).",
+            None,
+            w(),
+            e.sent_ahead,
+        );
+        f.counter(
             "tcpcopy_closed_short",
             "Client closes passed on after the response wait with the answer shorter than online's.",
             None,
