@@ -113,7 +113,7 @@ impl Config {
             mtu: 1500,
             only_syn: false,
             no_wait: false,
-            send_ahead: 1,
+            send_ahead: 4,
             idle_timeout: Duration::from_mins(10),
             keepalive_timeout: None,
             handshake_timeout: Duration::from_secs(3),

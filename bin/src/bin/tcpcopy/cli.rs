@@ -716,13 +716,13 @@ mod tests {
     }
 
     #[test]
-    fn send_ahead_defaults_to_one_and_to_zero_with_compare() {
+    fn send_ahead_defaults_to_four_and_to_zero_with_compare() {
         let base = ["-i", "e", "--target", "1.2.3.4:5"];
         let ahead = |extra: &[&str]| {
             let args: Vec<&str> = base.iter().chain(extra).copied().collect();
             parse(&args).unwrap().engine_config().unwrap().send_ahead
         };
-        assert_eq!(ahead(&[]), 1);
+        assert_eq!(ahead(&[]), 4);
         assert_eq!(ahead(&["--compare"]), 0);
         assert_eq!(ahead(&["--compare", "--send-ahead", "2"]), 2);
         assert_eq!(ahead(&["--send-ahead", "0"]), 0);
