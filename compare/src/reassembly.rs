@@ -51,6 +51,11 @@ impl Reassembler {
         Self::default()
     }
 
+    /// Whether the stream has started (its SYN or first segment seen).
+    pub fn is_started(&self) -> bool {
+        self.next.is_some()
+    }
+
     /// Bytes delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered
@@ -145,6 +150,36 @@ impl Reassembler {
             None
         };
         accepted
+    }
+
+    /// `len` bytes at `seq` that will never come (their segment was seen without its payload):
+    /// they leave a gap, visible at once, that only a later copy of them fills. Past a hole the
+    /// stream parks what comes instead of delivering it (a stream not started yet starts at
+    /// them: the bytes after them are not taken for its start).
+    pub fn handle_lost(&mut self, now: Time, seq: Seq, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let next = *self.next.get_or_insert(seq);
+        let distance = i64::from(seq.diff(next));
+        if !(-WINDOW..WINDOW).contains(&distance) {
+            return;
+        }
+        let Some(end) = self
+            .delivered
+            .checked_add_signed(distance)
+            .map(|start| start + len as u64)
+        else {
+            return;
+        };
+        let end = end.min(self.fin.unwrap_or(u64::MAX));
+        if end <= self.delivered {
+            return;
+        }
+        // An empty piece where the lost bytes end: the stream waits before it (a piece there
+        // already, the gap shows anyway).
+        self.parked.entry(end).or_default();
+        self.gap_since.get_or_insert(now);
     }
 
     /// Delivers `piece` (which starts at `delivered`), then every parked piece it reaches.
@@ -302,6 +337,29 @@ mod tests {
             &mut |_| {},
         );
         assert_eq!(r.gap_since(), Some(t2));
+    }
+
+    /// Bytes known lost (a reply seen without its payload) are a gap at once, also at the
+    /// stream's start; a later copy of them fills it.
+    #[test]
+    fn lost_bytes_are_a_gap_until_a_copy_fills_them() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        let t = Time::from_millis(3);
+        r.handle_lost(t, Seq::new(0), 2);
+        assert_eq!(r.gap_since(), Some(t));
+        // What follows them is not taken for the stream's start.
+        feed(&mut r, &mut out, 2, b"cd");
+        assert!(out.is_empty() && r.has_gap());
+        feed(&mut r, &mut out, 0, b"ab");
+        assert_eq!(out, b"abcd");
+        assert!(!r.has_gap());
+        assert_eq!(r.held(), 0);
+        // Bytes delivered already are not lost.
+        r.handle_lost(t, Seq::new(1), 3);
+        assert!(!r.has_gap());
+        r.handle_lost(t, Seq::new(4), 3);
+        assert!(r.has_gap());
     }
 
     #[test]
