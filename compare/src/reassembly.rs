@@ -33,6 +33,11 @@ pub struct Accepted {
 pub struct Reassembler {
     /// Sequence number of the next byte to deliver, once known.
     next: Option<Seq>,
+    /// The SYN's sequence number, once one was seen (its retransmissions carry the same).
+    syn: Option<Seq>,
+    /// Whether a SYN of a new connection continues the stream where it is, also after bytes
+    /// were delivered (see [`Reassembler::continued_by_new_connections`]).
+    continued: bool,
     /// Bytes delivered so far (the stream offset of `next`).
     delivered: u64,
     /// Out-of-order pieces by stream offset, never overlapping, all past `delivered`.
@@ -51,9 +56,26 @@ impl Reassembler {
         Self::default()
     }
 
+    /// A stream whose bytes a new connection may continue: a server's, whose client the engine
+    /// connects again mid-session (the test server reset or closed the connection; the client
+    /// keeps its sequence numbers, the server picks a new ISN). A SYN other than the one
+    /// seen then continues the stream from there with the new sequence numbers, instead of
+    /// being taken for a segment of the old connection (far off: ignored, and the rest of the
+    /// answers with it).
+    #[must_use]
+    pub fn continued_by_new_connections(mut self) -> Self {
+        self.continued = true;
+        self
+    }
+
     /// Whether the stream has started (its SYN or first segment seen).
     pub fn is_started(&self) -> bool {
         self.next.is_some()
+    }
+
+    /// Whether the stream's SYN was seen.
+    pub fn saw_syn(&self) -> bool {
+        self.syn.is_some()
     }
 
     /// Bytes delivered so far.
@@ -97,6 +119,24 @@ impl Reassembler {
         deliver: &mut impl FnMut(&[u8]),
     ) -> Accepted {
         let data_seq = if syn { seq + 1 } else { seq };
+        if syn
+            && self.next.is_some()
+            && self.syn != Some(seq)
+            && (self.continued || self.delivered == 0)
+        {
+            // Another connection's SYN: before any byte (what set the start was an older
+            // connection's late segment, on the same addresses), or a new connection taking
+            // over a server's stream. The stream goes on from here in its sequence numbers;
+            // what waited in the old ones never comes.
+            self.next = None;
+            self.parked.clear();
+            self.parked_bytes = 0;
+            self.fin = None;
+            self.gap_since = None;
+        }
+        if syn {
+            self.syn = Some(seq);
+        }
         let next = *self.next.get_or_insert(data_seq);
         let delivered_before = self.delivered;
         let mut accepted = Accepted::default();
@@ -360,6 +400,38 @@ mod tests {
         assert!(!r.has_gap());
         r.handle_lost(t, Seq::new(4), 3);
         assert!(r.has_gap());
+    }
+
+    /// A SYN other than the stream's: before any byte it starts the stream afresh (what set the
+    /// start was an older connection's late segment); on a stream continued by new connections
+    /// (a server's) also after bytes, which keep their count; elsewhere it is a segment like
+    /// any other. A retransmitted SYN changes nothing.
+    #[test]
+    fn a_new_connections_syn() {
+        let mut out = Vec::new();
+        let mut r = Reassembler::new();
+        // An old connection's late ACK came first and set the start.
+        feed(&mut r, &mut out, 4_000_000, b"");
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, 101, b"ab");
+        assert_eq!(out, b"ab");
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, 103, b"c");
+        assert_eq!(out, b"abc");
+        // Not continued: a new SYN after bytes is far away, ignored.
+        r.handle_segment(T, Seq::new(3_000_000_000), true, false, &[], &mut |_| {});
+        assert!(feed(&mut r, &mut out, 3_000_000_001, b"x").ignored);
+        let mut r = Reassembler::new().continued_by_new_connections();
+        out.clear();
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, 101, b"ab");
+        // Parked bytes of the old connection never come.
+        feed(&mut r, &mut out, 110, b"zz");
+        r.handle_segment(T, Seq::new(9_000_000), true, false, &[], &mut |_| {});
+        assert!(!r.has_gap());
+        feed(&mut r, &mut out, 9_000_001, b"cd");
+        assert_eq!(out, b"abcd");
+        assert_eq!(r.delivered(), 4);
     }
 
     #[test]

@@ -462,11 +462,17 @@ pub(crate) struct Side {
 }
 
 impl Side {
-    /// `keep_lines`: whether HTTP request lines are kept (records name the online side's).
-    pub fn new(cfg: &Config, keep_lines: bool) -> Self {
+    /// `online`: the online side, whose HTTP request lines are kept (records name them); the
+    /// test side's server stream starts at its SYN-ACK once its client's SYN was seen (what
+    /// comes before it is an older connection's on the same addresses: the engine hands a
+    /// replayed tuple out again).
+    pub fn new(cfg: &Config, online: bool) -> Self {
+        let keep_lines = online;
         Self {
             client: Reassembler::new(),
-            server: Reassembler::new(),
+            // The engine connects a replay again mid-session (a test server that reset or
+            // closed): its answers go on in the new connection's sequence numbers.
+            server: Reassembler::new().continued_by_new_connections(),
             framer: match cfg.protocol {
                 Protocol::Auto => Framer::Undecided(Pending::default()),
                 Protocol::Http => Framer::Http(Box::new(HttpFramer::new(keep_lines))),
@@ -476,6 +482,16 @@ impl Side {
             ended: false,
             keep_lines,
         }
+    }
+
+    /// Whether a segment of the server's stream comes before its SYN-ACK on the test side
+    /// whose client was seen from its SYN: an older connection's, ignored.
+    fn before_syn_ack(&self, dir: Direction, seg: &Segment<'_>) -> bool {
+        !self.keep_lines
+            && dir == Direction::Response
+            && !seg.syn
+            && !self.server.is_started()
+            && self.client.saw_syn()
     }
 
     pub fn held(&self) -> usize {
@@ -511,7 +527,7 @@ impl Side {
     }
 
     pub fn handle_segment(&mut self, now: Time, dir: Direction, seg: Segment<'_>, cfg: &Config) {
-        if self.ended || self.out.broken.is_some() {
+        if self.ended || self.out.broken.is_some() || self.before_syn_ack(dir, &seg) {
             return;
         }
         let Self {

@@ -730,3 +730,93 @@ fn a_reset_of_another_connection_does_not_end_the_side() {
     s.handle_segment(us(300), Which::Test, Direction::Request, rst(1000 + 1 + 41));
     assert!(s.progress(Which::Test).ended);
 }
+
+/// The test server's stream starts at its SYN-ACK even when an older connection's late segment
+/// on the same addresses came first (the engine hands a replayed tuple out again; the test
+/// server's last packets of the connection before it may still be on their way): before, that
+/// segment set the stream's start and the new connection's answer, far from it, was ignored
+/// (`incomplete`) or parked (`gap`), and a late piece of the old answer was parsed as the new
+/// one's start (`parse_error`).
+#[test]
+fn an_older_connections_late_segment_does_not_start_the_stream() {
+    let mut s = Session::new(Arc::new(Config::default()));
+    let mut a = Conn::open(&mut s, Which::Online, 1000, 5000);
+    s.handle_segment(
+        us(0),
+        Which::Test,
+        Direction::Request,
+        Segment::syn(Seq::new(1000)),
+    );
+    // The old connection's last ACK (and FIN), and a retransmission of its answer's end, from
+    // far away in sequence space.
+    s.handle_segment(
+        us(1),
+        Which::Test,
+        Direction::Response,
+        Segment::data(Seq::new(3_000_000_000), &[]).with_fin(),
+    );
+    s.handle_segment(
+        us(1),
+        Which::Test,
+        Direction::Response,
+        Segment::data(Seq::new(2_999_999_990), b"</html>\r\n\r\n"),
+    );
+    s.handle_segment(
+        us(2),
+        Which::Test,
+        Direction::Response,
+        Segment::syn(Seq::new(900_000)),
+    );
+    let mut b = Conn {
+        which: Which::Test,
+        client: Seq::new(1001),
+        server: Seq::new(900_001),
+    };
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 150, &ok("", "x"));
+    b.request(&mut s, 200, GET);
+    b.response(&mut s, 250, &ok("", "x"));
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::Same]);
+}
+
+/// The engine connects a replay again mid-session (the test server closed or reset the
+/// connection with requests still to come): the client's bytes keep their sequence numbers
+/// (the new SYN is one before the first byte it sends again), the test server's answers come
+/// in the new connection's: they go on the test side's server stream where it was. Before,
+/// they were taken for the old connection's, far off: the later requests were `incomplete`.
+#[test]
+fn answers_on_a_new_connection_of_the_replay_go_on() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    let answer = ok("", "x");
+    for t in [100, 400] {
+        a.request(&mut s, t, GET);
+        a.response(&mut s, t + 50, &answer);
+    }
+    b.request(&mut s, 200, GET);
+    b.response(&mut s, 250, &answer);
+    // The test server closes; the engine connects again from the second request.
+    s.handle_segment(
+        us(260),
+        Which::Test,
+        Direction::Response,
+        Segment::data(b.server, &[]).with_fin(),
+    );
+    s.handle_segment(
+        us(500),
+        Which::Test,
+        Direction::Request,
+        Segment::syn(b.client - 1),
+    );
+    s.handle_segment(
+        us(501),
+        Which::Test,
+        Direction::Response,
+        Segment::syn(Seq::new(2_000_000_000)),
+    );
+    b.server = Seq::new(2_000_000_001);
+    b.request(&mut s, 502, GET);
+    b.response(&mut s, 550, &answer);
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::Same, Outcome::Same]);
+}

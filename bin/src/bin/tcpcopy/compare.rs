@@ -300,6 +300,22 @@ impl Comparer {
             return;
         };
         let mut seg = segment(&p.tcp, payload.unwrap_or_default());
+        if log::log_enabled!(log::Level::Debug) {
+            let before = e.session.progress(Which::Test);
+            if !seg.syn && before.requests == 0 && before.server_bytes == 0 && !before.ended {
+                // Before the test server's SYN-ACK: an older connection's late segment on a
+                // tuple the engine handed out again (the comparison ignores it).
+                log::debug!(
+                    "compare: reply to {} -> {} before the replay's first request: seq {} ack {} flags {:#x} {} bytes; test: {before}",
+                    replayed.0,
+                    replayed.1,
+                    p.tcp.seq.raw(),
+                    p.tcp.ack.raw(),
+                    p.tcp.flags.0,
+                    p.tcp.payload_len,
+                );
+            }
+        }
         let len = p.tcp.payload_len;
         if payload.is_none() && len > 0 {
             // Its bytes will not come (the engine acknowledged them): a gap on the test side,
