@@ -73,11 +73,6 @@ impl Reassembler {
         self.next.is_some()
     }
 
-    /// Whether the stream's SYN was seen.
-    pub fn saw_syn(&self) -> bool {
-        self.syn.is_some()
-    }
-
     /// Bytes delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered

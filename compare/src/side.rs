@@ -462,12 +462,8 @@ pub(crate) struct Side {
 }
 
 impl Side {
-    /// `online`: the online side, whose HTTP request lines are kept (records name them); the
-    /// test side's server stream starts at its SYN-ACK once its client's SYN was seen (what
-    /// comes before it is an older connection's on the same addresses: the engine hands a
-    /// replayed tuple out again).
-    pub fn new(cfg: &Config, online: bool) -> Self {
-        let keep_lines = online;
+    /// `keep_lines`: whether HTTP request lines are kept (records name the online side's).
+    pub fn new(cfg: &Config, keep_lines: bool) -> Self {
         Self {
             client: Reassembler::new(),
             // The engine connects a replay again mid-session (a test server that reset or
@@ -482,16 +478,6 @@ impl Side {
             ended: false,
             keep_lines,
         }
-    }
-
-    /// Whether a segment of the server's stream comes before its SYN-ACK on the test side
-    /// whose client was seen from its SYN: an older connection's, ignored.
-    fn before_syn_ack(&self, dir: Direction, seg: &Segment<'_>) -> bool {
-        !self.keep_lines
-            && dir == Direction::Response
-            && !seg.syn
-            && !self.server.is_started()
-            && self.client.saw_syn()
     }
 
     pub fn held(&self) -> usize {
@@ -527,7 +513,7 @@ impl Side {
     }
 
     pub fn handle_segment(&mut self, now: Time, dir: Direction, seg: Segment<'_>, cfg: &Config) {
-        if self.ended || self.out.broken.is_some() || self.before_syn_ack(dir, &seg) {
+        if self.ended || self.out.broken.is_some() {
             return;
         }
         let Self {

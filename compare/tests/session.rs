@@ -731,12 +731,11 @@ fn a_reset_of_another_connection_does_not_end_the_side() {
     assert!(s.progress(Which::Test).ended);
 }
 
-/// The test server's stream starts at its SYN-ACK even when an older connection's late segment
-/// on the same addresses came first (the engine hands a replayed tuple out again; the test
-/// server's last packets of the connection before it may still be on their way): before, that
-/// segment set the stream's start and the new connection's answer, far from it, was ignored
-/// (`incomplete`) or parked (`gap`), and a late piece of the old answer was parsed as the new
-/// one's start (`parse_error`).
+/// The test server's stream starts afresh at its SYN-ACK when an older connection's late
+/// segment on the same addresses came first and set its start (the engine hands a replayed
+/// tuple out again; the test server's last packets of the connection before it may still be on
+/// their way): before, the new connection's SYN-ACK and answer, far from that start, were
+/// ignored (`incomplete`) or parked (`gap`).
 #[test]
 fn an_older_connections_late_segment_does_not_start_the_stream() {
     let mut s = Session::new(Arc::new(Config::default()));
