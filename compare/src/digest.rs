@@ -6,8 +6,9 @@
 //! accidental differences (two servers' answers), not forgeries, and cost a fraction of SHA-256
 //! on the online host's CPU (see the benchmark).
 
-use core::fmt;
+use core::{fmt, ops::Deref};
 
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 /// Bytes kept verbatim from the start: a difference inside them is found to the byte.
@@ -39,16 +40,67 @@ impl serde::Serialize for Digest {
     }
 }
 
+/// The first [`PREFIX`] bytes of a string (fewer if it is shorter), kept inline: a summary
+/// allocates nothing for them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    len: u8,
+    bytes: [u8; PREFIX],
+}
+
+impl Default for Prefix {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            bytes: [0; PREFIX],
+        }
+    }
+}
+
+impl Prefix {
+    /// Appends what still fits of `bytes`.
+    fn fill(&mut self, bytes: &[u8]) {
+        let at = usize::from(self.len);
+        let n = (PREFIX - at).min(bytes.len());
+        self.bytes[at..at + n].copy_from_slice(&bytes[..n]);
+        #[expect(clippy::cast_possible_truncation, reason = "at most PREFIX (64)")]
+        let len = (at + n) as u8;
+        self.len = len;
+    }
+}
+
+impl Deref for Prefix {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<&[u8]> for Prefix {
+    fn eq(&self, other: &&[u8]) -> bool {
+        **self == **other
+    }
+}
+
+/// Block digests, the first two inline (a body up to 2 KiB allocates nothing for them).
+pub type Blocks = SmallVec<[u64; 2]>;
+
 /// The summary of a finished byte string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ByteSummary {
     pub len: u64,
     pub digest: Digest,
     /// The first [`PREFIX`] bytes (fewer if the string is shorter).
-    pub prefix: Vec<u8>,
+    pub prefix: Prefix,
     /// XXH3-64 of each [`BLOCK`]-byte block from the start, up to [`MAX_BLOCKS`]; the last one
     /// covers a shorter final block.
-    pub blocks: Vec<u64>,
+    pub blocks: Blocks,
 }
 
 /// Where two byte strings first differ.
@@ -66,9 +118,13 @@ impl ByteSummary {
         core::mem::size_of::<Self>() + self.heap()
     }
 
-    /// The bytes it holds outside itself (the prefix and the block digests).
+    /// The bytes it holds outside itself (block digests past the inline ones).
     pub fn heap(&self) -> usize {
-        self.prefix.capacity() + self.blocks.capacity() * 8
+        if self.blocks.spilled() {
+            self.blocks.capacity() * 8
+        } else {
+            0
+        }
     }
 
     /// Whether the two strings are the same (same length and digest).
@@ -113,11 +169,14 @@ impl ByteSummary {
 }
 
 /// Builds a [`ByteSummary`] from the string's bytes, fed in order in pieces of any size.
+/// [`SummaryBuilder::take`] hands the summary out and starts anew, keeping the builder's own
+/// memory (the hasher's state, the block buffer): a builder reused string after string
+/// allocates only for strings of more than two blocks.
 pub struct SummaryBuilder {
     len: u64,
     whole: Box<Xxh3>,
-    prefix: Vec<u8>,
-    blocks: Vec<u64>,
+    prefix: Prefix,
+    blocks: Blocks,
     /// The current block's bytes (until it is full), while blocks are still kept.
     block: Vec<u8>,
 }
@@ -133,8 +192,8 @@ impl SummaryBuilder {
         Self {
             len: 0,
             whole: Box::new(Xxh3::new()),
-            prefix: Vec::new(),
-            blocks: Vec::new(),
+            prefix: Prefix::default(),
+            blocks: Blocks::new(),
             block: Vec::new(),
         }
     }
@@ -153,8 +212,11 @@ impl SummaryBuilder {
     pub fn held(&self) -> usize {
         core::mem::size_of::<Self>()
             + core::mem::size_of::<Xxh3>()
-            + self.prefix.capacity()
-            + self.blocks.capacity() * 8
+            + if self.blocks.spilled() {
+                self.blocks.capacity() * 8
+            } else {
+                0
+            }
             + self.block.capacity()
     }
 
@@ -163,8 +225,7 @@ impl SummaryBuilder {
         self.len += bytes.len() as u64;
         self.whole.update(bytes);
         if self.prefix.len() < PREFIX {
-            let n = (PREFIX - self.prefix.len()).min(bytes.len());
-            self.prefix.extend_from_slice(&bytes[..n]);
+            self.prefix.fill(bytes);
         }
         while !bytes.is_empty() && self.blocks.len() < MAX_BLOCKS {
             if self.block.is_empty() && bytes.len() >= BLOCK {
@@ -187,18 +248,29 @@ impl SummaryBuilder {
     }
 
     /// The summary of the bytes fed.
-    pub fn finish(self) -> ByteSummary {
-        let mut blocks = self.blocks;
+    pub fn finish(mut self) -> ByteSummary {
+        self.take()
+    }
+
+    /// The summary of the bytes fed; the builder starts a new string, its memory kept.
+    pub fn take(&mut self) -> ByteSummary {
+        let mut blocks = core::mem::take(&mut self.blocks);
         if !self.block.is_empty() {
             blocks.push(xxh3_64(&self.block));
+            self.block.clear();
         }
-        blocks.shrink_to_fit();
-        ByteSummary {
+        if blocks.spilled() {
+            blocks.shrink_to_fit();
+        }
+        let summary = ByteSummary {
             len: self.len,
             digest: Digest(self.whole.digest128()),
-            prefix: self.prefix,
+            prefix: core::mem::take(&mut self.prefix),
             blocks,
-        }
+        };
+        self.len = 0;
+        self.whole.reset();
+        summary
     }
 }
 

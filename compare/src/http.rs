@@ -58,23 +58,6 @@ pub enum HeaderValue {
     Digest(u64),
 }
 
-impl HeaderValue {
-    fn of(value: &[u8]) -> Self {
-        if value.len() <= MAX_KEPT_VALUE {
-            HeaderValue::Text(String::from_utf8_lossy(value).into_owned())
-        } else {
-            HeaderValue::Digest(xxh3_64(value))
-        }
-    }
-
-    fn held(&self) -> usize {
-        match self {
-            HeaderValue::Text(s) => s.capacity(),
-            HeaderValue::Digest(_) => 0,
-        }
-    }
-}
-
 impl fmt::Display for HeaderValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -97,10 +80,159 @@ pub struct Header {
     pub value: HeaderValue,
 }
 
+/// A kept header's value as stored in [`Headers`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ValueRef<'a> {
+    Text(&'a str),
+    Digest(u64),
+}
+
+impl ValueRef<'_> {
+    /// As an owned [`HeaderValue`] (for a record).
+    pub fn to_value(self) -> HeaderValue {
+        match self {
+            ValueRef::Text(s) => HeaderValue::Text(s.to_owned()),
+            ValueRef::Digest(d) => HeaderValue::Digest(d),
+        }
+    }
+}
+
+/// Value tags in [`Headers`]' encoding.
+const TEXT: u8 = 0;
+const DIGEST: u8 = 1;
+
+/// A response's kept headers, sorted by name (repeated names in their order), in one
+/// allocation: each header as its name's length (2 bytes, little-endian), the name (lower case,
+/// UTF-8), then either [`TEXT`], the value's length (1 byte, at most [`MAX_KEPT_VALUE`]) and the
+/// value (UTF-8), or [`DIGEST`] and its XXH3-64 (8 bytes). The encoding is canonical, so two
+/// lists are the same exactly when their bytes are.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Headers {
+    buf: Box<[u8]>,
+}
+
+impl Headers {
+    /// Whether no header was kept.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The headers' bytes on the heap.
+    pub fn heap(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The headers, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, ValueRef<'_>)> {
+        let mut rest = &self.buf[..];
+        core::iter::from_fn(move || {
+            let (n, r) = rest.split_first_chunk::<2>()?;
+            let (name, r) = r.split_at(usize::from(u16::from_le_bytes(*n)));
+            let (tag, r) = r.split_first()?;
+            let (value, r) = if *tag == TEXT {
+                let (len, r) = r.split_first()?;
+                let (text, r) = r.split_at(usize::from(*len));
+                (
+                    ValueRef::Text(core::str::from_utf8(text).unwrap_or_default()),
+                    r,
+                )
+            } else {
+                let (d, r) = r.split_first_chunk::<8>()?;
+                (ValueRef::Digest(u64::from_le_bytes(*d)), r)
+            };
+            rest = r;
+            Some((core::str::from_utf8(name).unwrap_or_default(), value))
+        })
+    }
+
+    /// As a list of owned [`Header`]s.
+    pub fn to_vec(&self) -> Vec<Header> {
+        self.iter()
+            .map(|(name, value)| Header {
+                name: name.to_owned(),
+                value: value.to_value(),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The headers of the message under way, encoded as [`Headers`] one after another in arrival
+/// order; sorted into a [`Headers`] when the message is complete. Kept across messages, so a
+/// parser allocates for headers only when a message has more than any before it.
+#[derive(Default)]
+struct HeaderScratch {
+    buf: Vec<u8>,
+    /// Each header's (start, name end, end) in `buf`.
+    spans: Vec<(u32, u32, u32)>,
+}
+
+impl HeaderScratch {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.spans.clear();
+    }
+
+    fn held(&self) -> usize {
+        self.buf.len() + self.spans.len() * core::mem::size_of::<(u32, u32, u32)>()
+    }
+
+    /// Adds a header (`name` as read, `value` trimmed).
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let start = self.buf.len();
+        let name = String::from_utf8_lossy(name);
+        let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+        self.buf.extend_from_slice(&name_len.to_le_bytes());
+        self.buf
+            .extend_from_slice(&name.as_bytes()[..usize::from(name_len)]);
+        self.buf[start + 2..].make_ascii_lowercase();
+        let name_end = self.buf.len();
+        if value.len() <= MAX_KEPT_VALUE {
+            let text = String::from_utf8_lossy(value);
+            // A lossy value may have grown past the limit (3 bytes per invalid one).
+            let text = &text.as_bytes()[..text.len().min(usize::from(u8::MAX))];
+            #[expect(clippy::cast_possible_truncation, reason = "at most 255")]
+            self.buf.extend_from_slice(&[TEXT, text.len() as u8]);
+            self.buf.extend_from_slice(text);
+        } else {
+            self.buf.push(DIGEST);
+            self.buf.extend_from_slice(&xxh3_64(value).to_le_bytes());
+        }
+        let pos = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.spans
+            .push((pos(start), pos(name_end), pos(self.buf.len())));
+    }
+
+    /// The headers sorted by name (stable), in one allocation; the scratch emptied.
+    fn take(&mut self) -> Headers {
+        if self.spans.is_empty() {
+            self.buf.clear();
+            return Headers::default();
+        }
+        let buf = &self.buf;
+        let name = |&(s, n, _): &(u32, u32, u32)| &buf[s as usize + 2..n as usize];
+        self.spans.sort_by(|a, b| name(a).cmp(name(b)));
+        let mut out = Vec::with_capacity(buf.len());
+        for &(s, _, e) in &self.spans {
+            out.extend_from_slice(&buf[s as usize..e as usize]);
+        }
+        self.clear();
+        Headers {
+            buf: out.into_boxed_slice(),
+        }
+    }
+}
+
 /// A request as kept: enough to frame its answer and to name it in the log.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RequestHead {
-    /// The request line, at most [`MAX_REQUEST_LINE`] bytes, invalid UTF-8 replaced.
+    /// The request line, at most [`MAX_REQUEST_LINE`] bytes, invalid UTF-8 replaced (empty from
+    /// a parser told not to keep it, [`Parser::without_request_lines`]).
     pub line: String,
     /// HEAD: the answer has no body.
     pub head: bool,
@@ -113,7 +245,7 @@ pub struct RequestHead {
 pub struct HttpResponse {
     pub status: u16,
     /// Kept headers (the ignored ones left out), sorted by name, repeated names in their order.
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     /// The body as sent after the transfer coding is removed (chunks joined).
     pub body: ByteSummary,
     /// 1xx interim responses that came before it.
@@ -123,16 +255,8 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The bytes it holds outside itself.
     pub fn heap(&self) -> usize {
-        self.body.heap() + headers_heap(&self.headers)
+        self.body.heap() + self.headers.heap()
     }
-}
-
-/// The bytes kept headers hold on the heap: their slots, names and values.
-fn headers_heap(headers: &[Header]) -> usize {
-    headers
-        .iter()
-        .map(|h| core::mem::size_of::<Header>() + h.name.capacity() + h.value.held())
-        .sum()
 }
 
 /// What a piece of input completed.
@@ -188,11 +312,16 @@ pub struct Parser {
     content_length: Option<u64>,
     chunked: bool,
     encoded: bool,
-    headers: Vec<Header>,
-    body: Option<SummaryBuilder>,
+    headers: HeaderScratch,
+    /// The body's summary, while a response's body is read (`summarizing`); kept across
+    /// messages.
+    body: SummaryBuilder,
+    summarizing: bool,
     /// For a response: whether its request was HEAD, and CONNECT.
     request_head: bool,
     request_connect: bool,
+    /// Whether request lines are kept (see [`Parser::without_request_lines`]).
+    keep_lines: bool,
 }
 
 impl Parser {
@@ -208,11 +337,22 @@ impl Parser {
             content_length: None,
             chunked: false,
             encoded: false,
-            headers: Vec::new(),
-            body: None,
+            headers: HeaderScratch::default(),
+            body: SummaryBuilder::new(),
+            summarizing: false,
             request_head: false,
             request_connect: false,
+            keep_lines: true,
         }
+    }
+
+    /// A request parser that keeps no request line ([`RequestHead::line`] empty): for a side
+    /// whose requests are never named in a record (the test side's), one allocation less per
+    /// request.
+    #[must_use]
+    pub fn without_request_lines(mut self) -> Self {
+        self.keep_lines = false;
+        self
     }
 
     /// Whether no message is under way (the next byte starts one).
@@ -234,8 +374,12 @@ impl Parser {
     /// Bytes held: the partial line, the headers and body digest of the message under way.
     pub fn held(&self) -> usize {
         self.line.capacity()
-            + headers_heap(&self.headers)
-            + self.body.as_ref().map_or(0, SummaryBuilder::held)
+            + self.headers.held()
+            + if self.summarizing {
+                self.body.held()
+            } else {
+                0
+            }
     }
 
     /// Parses from `input` up to the first event; returns the bytes consumed and the event.
@@ -249,8 +393,8 @@ impl Parser {
         if r.is_err() {
             self.state = State::Done;
             self.line = Vec::new();
-            self.headers = Vec::new();
-            self.body = None;
+            self.headers = HeaderScratch::default();
+            self.summarizing = false;
         }
         r
     }
@@ -291,7 +435,7 @@ impl Parser {
                 | State::ChunkSize
                 | State::ChunkEnd
                 | State::Trailers => {
-                    let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+                    let Some(i) = memchr::memchr(b'\n', rest) else {
                         if self.line.len() + rest.len() > MAX_LINE {
                             return Err(ParseError::LineTooLong);
                         }
@@ -336,8 +480,8 @@ impl Parser {
     }
 
     fn body_bytes(&mut self, bytes: &[u8]) {
-        if let Some(b) = &mut self.body {
-            b.update(bytes);
+        if self.summarizing {
+            self.body.update(bytes);
         }
     }
 
@@ -415,7 +559,11 @@ impl Parser {
                 }
                 let kept = &line[..line.len().min(MAX_REQUEST_LINE)];
                 self.head = Some(RequestHead {
-                    line: String::from_utf8_lossy(kept).into_owned(),
+                    line: if self.keep_lines {
+                        String::from_utf8_lossy(kept).into_owned()
+                    } else {
+                        String::new()
+                    },
                     head: method == b"HEAD",
                     connect: method == b"CONNECT",
                 });
@@ -447,10 +595,7 @@ impl Parser {
             // An obsolete folded continuation: not framing, and rare; left out.
             return Ok(());
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(ParseError::Header)?;
+        let colon = memchr::memchr(b':', line).ok_or(ParseError::Header)?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.is_empty() || name.iter().any(u8::is_ascii_whitespace) {
             return Err(ParseError::Header);
@@ -471,10 +616,7 @@ impl Parser {
                 .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         }
         if self.kind == Kind::Response && !ignore.contains(name) {
-            self.headers.push(Header {
-                name: String::from_utf8_lossy(name).to_ascii_lowercase(),
-                value: HeaderValue::of(value),
-            });
+            self.headers.push(name, value);
         }
         Ok(())
     }
@@ -508,7 +650,7 @@ impl Parser {
                     self.state = State::Start;
                     return Ok(None);
                 }
-                self.body = Some(SummaryBuilder::new());
+                self.summarizing = true;
                 let upgraded = status == 101 || (self.request_connect && status / 100 == 2);
                 if upgraded || self.request_head || status == 204 || status == 304 {
                     return Ok(Some(self.complete()));
@@ -543,13 +685,13 @@ impl Parser {
                 let upgraded =
                     self.status == 101 || (self.request_connect && self.status / 100 == 2);
                 self.state = if upgraded { State::Done } else { State::Start };
-                let mut headers = core::mem::take(&mut self.headers);
-                headers.sort_by(|a, b| a.name.cmp(&b.name));
-                headers.shrink_to_fit();
+                // Fed only while summarizing: otherwise empty.
+                let body = self.body.take();
+                self.summarizing = false;
                 let response = HttpResponse {
                     status: self.status,
-                    headers,
-                    body: self.body.take().unwrap_or_default().finish(),
+                    headers: self.headers.take(),
+                    body,
                     interim: core::mem::take(&mut self.interim),
                 };
                 self.request_head = false;
@@ -620,7 +762,7 @@ mod tests {
         assert_eq!(r.body, summarize(b"hello"));
         // Content-Length is framing, ignored by default; X-A kept.
         assert_eq!(
-            r.headers,
+            r.headers.to_vec(),
             vec![Header {
                 name: "x-a".into(),
                 value: HeaderValue::Text("b".into())

@@ -26,7 +26,7 @@ pub mod verdict;
 
 pub use config::{Config, DEFAULT_IGNORED_HEADERS, Ignore, Protocol};
 pub use digest::{ByteSummary, Digest, Offset};
-pub use session::{Session, Which};
+pub use session::{Progress, Session, Which};
 pub use side::{Direction, Exchange, Response, Segment};
 pub use tcpcopy_engine::{Seq, Time};
 pub use verdict::{Difference, Outcome, Reason, Record, ResponseFacts, Stats, Verdict, compare};

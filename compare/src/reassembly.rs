@@ -33,6 +33,11 @@ pub struct Accepted {
 pub struct Reassembler {
     /// Sequence number of the next byte to deliver, once known.
     next: Option<Seq>,
+    /// The SYN's sequence number, once one was seen (its retransmissions carry the same).
+    syn: Option<Seq>,
+    /// Whether a SYN of a new connection continues the stream where it is, also after bytes
+    /// were delivered (see [`Reassembler::continued_by_new_connections`]).
+    continued: bool,
     /// Bytes delivered so far (the stream offset of `next`).
     delivered: u64,
     /// Out-of-order pieces by stream offset, never overlapping, all past `delivered`.
@@ -49,6 +54,23 @@ pub struct Reassembler {
 impl Reassembler {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A stream whose bytes a new connection may continue: a server's, whose client the engine
+    /// connects again mid-session (the test server reset or closed the connection; the client
+    /// keeps its sequence numbers, the server picks a new ISN). A SYN other than the one
+    /// seen then continues the stream from there with the new sequence numbers, instead of
+    /// being taken for a segment of the old connection (far off: ignored, and the rest of the
+    /// answers with it).
+    #[must_use]
+    pub fn continued_by_new_connections(mut self) -> Self {
+        self.continued = true;
+        self
+    }
+
+    /// Whether the stream has started (its SYN or first segment seen).
+    pub fn is_started(&self) -> bool {
+        self.next.is_some()
     }
 
     /// Bytes delivered so far.
@@ -92,6 +114,24 @@ impl Reassembler {
         deliver: &mut impl FnMut(&[u8]),
     ) -> Accepted {
         let data_seq = if syn { seq + 1 } else { seq };
+        if syn
+            && self.next.is_some()
+            && self.syn != Some(seq)
+            && (self.continued || self.delivered == 0)
+        {
+            // Another connection's SYN: before any byte (what set the start was an older
+            // connection's late segment, on the same addresses), or a new connection taking
+            // over a server's stream. The stream goes on from here in its sequence numbers;
+            // what waited in the old ones never comes.
+            self.next = None;
+            self.parked.clear();
+            self.parked_bytes = 0;
+            self.fin = None;
+            self.gap_since = None;
+        }
+        if syn {
+            self.syn = Some(seq);
+        }
         let next = *self.next.get_or_insert(data_seq);
         let delivered_before = self.delivered;
         let mut accepted = Accepted::default();
@@ -145,6 +185,36 @@ impl Reassembler {
             None
         };
         accepted
+    }
+
+    /// `len` bytes at `seq` that will never come (their segment was seen without its payload):
+    /// they leave a gap, visible at once, that only a later copy of them fills. Past a hole the
+    /// stream parks what comes instead of delivering it (a stream not started yet starts at
+    /// them: the bytes after them are not taken for its start).
+    pub fn handle_lost(&mut self, now: Time, seq: Seq, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let next = *self.next.get_or_insert(seq);
+        let distance = i64::from(seq.diff(next));
+        if !(-WINDOW..WINDOW).contains(&distance) {
+            return;
+        }
+        let Some(end) = self
+            .delivered
+            .checked_add_signed(distance)
+            .map(|start| start + len as u64)
+        else {
+            return;
+        };
+        let end = end.min(self.fin.unwrap_or(u64::MAX));
+        if end <= self.delivered {
+            return;
+        }
+        // An empty piece where the lost bytes end: the stream waits before it (a piece there
+        // already, the gap shows anyway).
+        self.parked.entry(end).or_default();
+        self.gap_since.get_or_insert(now);
     }
 
     /// Delivers `piece` (which starts at `delivered`), then every parked piece it reaches.
@@ -302,6 +372,61 @@ mod tests {
             &mut |_| {},
         );
         assert_eq!(r.gap_since(), Some(t2));
+    }
+
+    /// Bytes known lost (a reply seen without its payload) are a gap at once, also at the
+    /// stream's start; a later copy of them fills it.
+    #[test]
+    fn lost_bytes_are_a_gap_until_a_copy_fills_them() {
+        let mut r = Reassembler::new();
+        let mut out = Vec::new();
+        let t = Time::from_millis(3);
+        r.handle_lost(t, Seq::new(0), 2);
+        assert_eq!(r.gap_since(), Some(t));
+        // What follows them is not taken for the stream's start.
+        feed(&mut r, &mut out, 2, b"cd");
+        assert!(out.is_empty() && r.has_gap());
+        feed(&mut r, &mut out, 0, b"ab");
+        assert_eq!(out, b"abcd");
+        assert!(!r.has_gap());
+        assert_eq!(r.held(), 0);
+        // Bytes delivered already are not lost.
+        r.handle_lost(t, Seq::new(1), 3);
+        assert!(!r.has_gap());
+        r.handle_lost(t, Seq::new(4), 3);
+        assert!(r.has_gap());
+    }
+
+    /// A SYN other than the stream's: before any byte it starts the stream afresh (what set the
+    /// start was an older connection's late segment); on a stream continued by new connections
+    /// (a server's) also after bytes, which keep their count; elsewhere it is a segment like
+    /// any other. A retransmitted SYN changes nothing.
+    #[test]
+    fn a_new_connections_syn() {
+        let mut out = Vec::new();
+        let mut r = Reassembler::new();
+        // An old connection's late ACK came first and set the start.
+        feed(&mut r, &mut out, 4_000_000, b"");
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, 101, b"ab");
+        assert_eq!(out, b"ab");
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, 103, b"c");
+        assert_eq!(out, b"abc");
+        // Not continued: a new SYN after bytes is far away, ignored.
+        r.handle_segment(T, Seq::new(3_000_000_000), true, false, &[], &mut |_| {});
+        assert!(feed(&mut r, &mut out, 3_000_000_001, b"x").ignored);
+        let mut r = Reassembler::new().continued_by_new_connections();
+        out.clear();
+        r.handle_segment(T, Seq::new(100), true, false, &[], &mut |_| {});
+        feed(&mut r, &mut out, 101, b"ab");
+        // Parked bytes of the old connection never come.
+        feed(&mut r, &mut out, 110, b"zz");
+        r.handle_segment(T, Seq::new(9_000_000), true, false, &[], &mut |_| {});
+        assert!(!r.has_gap());
+        feed(&mut r, &mut out, 9_000_001, b"cd");
+        assert_eq!(out, b"abcd");
+        assert_eq!(r.delivered(), 4);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
-use tcpcopy_engine::Time;
+use tcpcopy_engine::{Seq, Time};
 
 use crate::{
     config::Config,
@@ -17,6 +17,50 @@ pub enum Which {
     Online,
     /// The replayed connection: the requests sent to the test server and its responses.
     Test,
+}
+
+/// How far one side of a session has come: what a caller logs to say why its requests were not
+/// compared (`Display`: `requests=2 waiting=0 client_bytes=90 server_bytes=0 ended broken=gap`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Requests begun (parsed, or started by the caller's boundary), or greetings.
+    pub requests: u64,
+    /// Exchanges complete and waiting for the other side's.
+    pub waiting: usize,
+    /// Bytes of the client's and the server's stream delivered in order.
+    pub client_bytes: u64,
+    pub server_bytes: u64,
+    /// Bytes are missing before parked ones (or before the FIN) in the client's, the server's
+    /// stream.
+    pub client_gap: bool,
+    pub server_gap: bool,
+    /// Nothing more will come (both streams ended, a reset, a gap given up, or the end).
+    pub ended: bool,
+    /// Why the side broke off, if it did.
+    pub broken: Option<Reason>,
+}
+
+impl core::fmt::Display for Progress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "requests={} waiting={} client_bytes={} server_bytes={}",
+            self.requests, self.waiting, self.client_bytes, self.server_bytes
+        )?;
+        for (on, what) in [
+            (self.client_gap, " client_gap"),
+            (self.server_gap, " server_gap"),
+            (self.ended, " ended"),
+        ] {
+            if on {
+                f.write_str(what)?;
+            }
+        }
+        if let Some(r) = self.broken {
+            write!(f, " broken={}", r.name())?;
+        }
+        Ok(())
+    }
 }
 
 /// The comparison of one session: sans-IO, deterministic, no clock reads.
@@ -49,8 +93,8 @@ pub struct Session {
 impl Session {
     pub fn new(config: Arc<Config>) -> Self {
         Self {
-            online: Side::new(&config),
-            test: Side::new(&config),
+            online: Side::new(&config, true),
+            test: Side::new(&config, false),
             config,
             next_index: 0,
             verdicts: VecDeque::new(),
@@ -72,6 +116,18 @@ impl Session {
             Which::Test => &mut self.test,
         };
         side.handle_segment(now, dir, seg, &self.config);
+        self.settle();
+    }
+
+    /// A segment of one side whose `len` payload bytes at `seq` never reached the caller (a
+    /// reply from intercept without its payload): they leave a gap (given up after the gap
+    /// timeout, or `gap` at the end) unless a later copy of them comes; the segment's flags go
+    /// in with [`Session::handle_segment`] (an empty payload at `seq + len`).
+    pub fn handle_lost(&mut self, now: Time, which: Which, dir: Direction, seq: Seq, len: usize) {
+        if self.over_cap || self.finished {
+            return;
+        }
+        self.side(which).handle_lost(now, dir, seq, len);
         self.settle();
     }
 
@@ -155,6 +211,15 @@ impl Session {
         self.online.held() + self.test.held()
     }
 
+    /// How far `which` side has come (its streams are forgotten once it ended: call before
+    /// [`Session::finish`] to see them).
+    pub fn progress(&self, which: Which) -> Progress {
+        match which {
+            Which::Online => self.online.progress(),
+            Which::Test => self.test.progress(),
+        }
+    }
+
     /// Whether the session went over its cap.
     pub fn is_over_cap(&self) -> bool {
         self.over_cap
@@ -225,8 +290,8 @@ impl Session {
             while self.next_index < started {
                 self.give(None, None, Outcome::NotCompared(Reason::OverCap));
             }
-            self.online = Side::new(&self.config);
-            self.test = Side::new(&self.config);
+            self.online = Side::new(&self.config, true);
+            self.test = Side::new(&self.config, false);
         }
     }
 }

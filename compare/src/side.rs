@@ -273,6 +273,8 @@ struct HttpFramer {
     responses: Parser,
     /// Requests whose final response has not come yet, oldest (being answered) first.
     unanswered: VecDeque<PendingRequest>,
+    /// What `unanswered` holds (kept as they come and go: the cap is checked after every input).
+    unanswered_held: usize,
     next_id: u64,
     /// The request whose body is being read.
     in_body: Option<u64>,
@@ -284,11 +286,18 @@ struct HttpFramer {
 }
 
 impl HttpFramer {
-    fn new() -> Self {
+    /// `keep_lines`: whether request lines are kept (only the online side's are ever logged).
+    fn new(keep_lines: bool) -> Self {
+        let requests = Parser::new(Kind::Request);
         Self {
-            requests: Parser::new(Kind::Request),
+            requests: if keep_lines {
+                requests
+            } else {
+                requests.without_request_lines()
+            },
             responses: Parser::new(Kind::Response),
             unanswered: VecDeque::new(),
+            unanswered_held: 0,
             next_id: 0,
             in_body: None,
             pending: Pending::default(),
@@ -298,14 +307,11 @@ impl HttpFramer {
     }
 
     fn held(&self) -> usize {
-        self.requests.held()
-            + self.responses.held()
-            + self.pending.held()
-            + self
-                .unanswered
-                .iter()
-                .map(|r| core::mem::size_of::<PendingRequest>() + r.head.line.capacity())
-                .sum::<usize>()
+        self.requests.held() + self.responses.held() + self.pending.held() + self.unanswered_held
+    }
+
+    fn request_held(r: &PendingRequest) -> usize {
+        core::mem::size_of::<PendingRequest>() + r.head.line.capacity()
     }
 
     fn client(&mut self, now: Time, mut bytes: &[u8], cfg: &Config, out: &mut Out) {
@@ -320,11 +326,13 @@ impl HttpFramer {
                             self.next_id += 1;
                             out.started += 1;
                             self.in_body = (!done).then_some(id);
-                            self.unanswered.push_back(PendingRequest {
+                            let r = PendingRequest {
                                 id,
                                 head,
                                 end: done.then_some(now),
-                            });
+                            };
+                            self.unanswered_held += Self::request_held(&r);
+                            self.unanswered.push_back(r);
                             if !self.pending.is_empty() && self.unanswered.len() == 1 {
                                 self.drain_pending(cfg, out);
                             }
@@ -380,6 +388,7 @@ impl HttpFramer {
         let Some(request) = self.unanswered.pop_front() else {
             return;
         };
+        self.unanswered_held -= Self::request_held(&request);
         if self.in_body == Some(request.id) {
             self.in_body = None;
         }
@@ -416,9 +425,9 @@ enum Framer {
     Bytes(BytesFramer),
 }
 
-fn decide(http: bool) -> Framer {
+fn decide(http: bool, keep_lines: bool) -> Framer {
     if http {
-        Framer::Http(Box::new(HttpFramer::new()))
+        Framer::Http(Box::new(HttpFramer::new(keep_lines)))
     } else {
         Framer::Bytes(BytesFramer::default())
     }
@@ -461,20 +470,26 @@ pub(crate) struct Side {
     pub out: Out,
     /// Nothing more will come (both streams ended, or the session finished).
     pub ended: bool,
+    /// Whether HTTP request lines are kept (the online side's, which records name).
+    keep_lines: bool,
 }
 
 impl Side {
-    pub fn new(cfg: &Config) -> Self {
+    /// `keep_lines`: whether HTTP request lines are kept (records name the online side's).
+    pub fn new(cfg: &Config, keep_lines: bool) -> Self {
         Self {
             client: Reassembler::new(),
-            server: Reassembler::new(),
+            // The engine connects a replay again mid-session (a test server that reset or
+            // closed): its answers go on in the new connection's sequence numbers.
+            server: Reassembler::new().continued_by_new_connections(),
             framer: match cfg.protocol {
                 Protocol::Auto => Framer::Undecided(Pending::default()),
-                Protocol::Http => Framer::Http(Box::new(HttpFramer::new())),
+                Protocol::Http => Framer::Http(Box::new(HttpFramer::new(keep_lines))),
                 Protocol::Bytes => Framer::Bytes(BytesFramer::default()),
             },
             out: Out::default(),
             ended: false,
+            keep_lines,
         }
     }
 
@@ -491,6 +506,20 @@ impl Side {
         self.out.pop()
     }
 
+    /// How far this side has come (for the caller's diagnostics).
+    pub fn progress(&self) -> crate::session::Progress {
+        crate::session::Progress {
+            requests: self.out.started,
+            waiting: self.out.done.len(),
+            client_bytes: self.client.delivered(),
+            server_bytes: self.server.delivered(),
+            client_gap: self.client.has_gap(),
+            server_gap: self.server.has_gap(),
+            ended: self.ended,
+            broken: self.out.broken,
+        }
+    }
+
     /// Why this side will give no more exchanges, once that is so.
     pub fn terminal(&self) -> Option<Reason> {
         self.out.broken.or(self.ended.then_some(Reason::Incomplete))
@@ -505,13 +534,19 @@ impl Side {
             server,
             framer,
             out,
+            keep_lines,
             ..
         } = self;
         let stream = match dir {
             Direction::Request => client,
             Direction::Response => server,
         };
-        stream.handle_segment(
+        if seg.rst && !stream.is_started() {
+            // A reset before anything of this stream: an earlier connection's on the same
+            // addresses (the engine's final RST of the replay before), not this one's.
+            return;
+        }
+        let accepted = stream.handle_segment(
             now,
             seg.seq,
             seg.syn,
@@ -524,7 +559,7 @@ impl Side {
                         return;
                     }
                     let mut pending = core::mem::take(pending);
-                    *framer = decide(looks_like_http(bytes));
+                    *framer = decide(looks_like_http(bytes), *keep_lines);
                     pending.drain(|t, b| framer.server(t, b, cfg, out));
                 }
                 match (&mut *framer, dir) {
@@ -542,8 +577,21 @@ impl Side {
         {
             h.server_closed(&mut self.out);
         }
-        if seg.rst || (self.client.is_finished() && self.server.is_finished()) {
+        // A reset ends the side only if it lies in the stream (not an older connection's).
+        let reset = seg.rst && !accepted.ignored;
+        if reset || (self.client.is_finished() && self.server.is_finished()) {
             self.end();
+        }
+    }
+
+    /// `len` bytes at `seq` of `dir` that will never come (a segment seen without its payload).
+    pub fn handle_lost(&mut self, now: Time, dir: Direction, seq: Seq, len: usize) {
+        if self.ended || self.out.broken.is_some() {
+            return;
+        }
+        match dir {
+            Direction::Request => self.client.handle_lost(now, seq, len),
+            Direction::Response => self.server.handle_lost(now, seq, len),
         }
     }
 

@@ -5,7 +5,7 @@ use core::{fmt, ops::AddAssign, time::Duration};
 
 use crate::{
     digest::{ByteSummary, Digest, Offset},
-    http::{Header, HeaderValue, HttpResponse},
+    http::{HeaderValue, Headers, HttpResponse},
     side::{Exchange, Response},
 };
 
@@ -145,33 +145,37 @@ fn facts(e: &Exchange) -> ResponseFacts {
     }
 }
 
-/// The first header that differs, walking both sorted lists.
-fn header_difference(online: &[Header], test: &[Header]) -> Option<Difference> {
-    let (mut i, mut j) = (0, 0);
+/// The first header that differs, walking both sorted lists (none when their encodings, which
+/// are canonical, are the same).
+fn header_difference(online: &Headers, test: &Headers) -> Option<Difference> {
+    if online == test {
+        return None;
+    }
+    let (mut a, mut b) = (online.iter().peekable(), test.iter().peekable());
     loop {
-        let d = match (online.get(i), test.get(j)) {
+        let d = match (a.peek(), b.peek()) {
             (None, None) => return None,
-            (Some(x), Some(y)) if x.name == y.name => {
-                if x.value == y.value {
-                    i += 1;
-                    j += 1;
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                if x.1 == y.1 {
+                    a.next();
+                    b.next();
                     continue;
                 }
                 Difference::Header {
-                    name: x.name.clone(),
-                    online: Some(x.value.clone()),
-                    test: Some(y.value.clone()),
+                    name: x.0.to_owned(),
+                    online: Some(x.1.to_value()),
+                    test: Some(y.1.to_value()),
                 }
             }
-            (Some(x), y) if y.is_none_or(|y| x.name < y.name) => Difference::Header {
-                name: x.name.clone(),
-                online: Some(x.value.clone()),
+            (Some(x), y) if y.is_none_or(|y| x.0 < y.0) => Difference::Header {
+                name: x.0.to_owned(),
+                online: Some(x.1.to_value()),
                 test: None,
             },
             (_, Some(y)) => Difference::Header {
-                name: y.name.clone(),
+                name: y.0.to_owned(),
                 online: None,
-                test: Some(y.value.clone()),
+                test: Some(y.1.to_value()),
             },
             (Some(_), None) => unreachable!("matched above"),
         };

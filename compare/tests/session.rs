@@ -665,3 +665,185 @@ fn a_waiting_request_holds_its_summary_only() {
     assert!(!s.is_over_cap());
     assert!(verdicts(&mut s).is_empty());
 }
+
+/// A reply whose payload never reached tcpcopy (intercept could not send it; the engine
+/// acknowledged it, so it never comes again): its bytes are a gap on the test side, its FIN
+/// (in the same segment) taken all the same, and the request `gap`, not `incomplete`; the one
+/// before it compares. And when the lost bytes are the test side's first (its SYN-ACK not
+/// seen), what follows them is not taken for the answer's start: `gap`, not `parse_error`.
+#[test]
+fn a_reply_without_its_payload_is_a_gap() {
+    let answer = ok("", "hello");
+    let len = u32::try_from(answer.len()).unwrap();
+    let (mut s, mut a, mut b) = session(Config::default());
+    for t in [100, 400] {
+        a.request(&mut s, t, GET);
+        a.response(&mut s, t + 50, &answer);
+        b.request(&mut s, t + 100, GET);
+    }
+    b.response(&mut s, 250, &answer);
+    s.handle_lost(
+        us(600),
+        Which::Test,
+        Direction::Response,
+        b.server,
+        answer.len(),
+    );
+    s.handle_segment(
+        us(600),
+        Which::Test,
+        Direction::Response,
+        Segment::data(b.server + len, &[]).with_fin(),
+    );
+    a.close(&mut s, 700);
+    s.finish();
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::Same, Outcome::NotCompared(Reason::Gap)]);
+
+    let mut s = Session::new(Arc::new(Config::default()));
+    let mut a = Conn::open(&mut s, Which::Online, 1000, 5000);
+    // The test side's SYN-ACK never came; its answer's first 10 bytes came without payload.
+    s.handle_segment(
+        us(0),
+        Which::Test,
+        Direction::Request,
+        Segment::syn(Seq::new(1000)),
+    );
+    let mut b = Conn {
+        which: Which::Test,
+        client: Seq::new(1001),
+        server: Seq::new(900_001),
+    };
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 150, &answer);
+    b.request(&mut s, 200, GET);
+    s.handle_lost(us(250), Which::Test, Direction::Response, b.server, 10);
+    b.server = b.server + 10;
+    b.response(&mut s, 250, &answer[10..]);
+    assert!(verdicts(&mut s).is_empty(), "waits for the gap");
+    s.finish();
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::NotCompared(Reason::Gap)]);
+}
+
+/// A reset ends a side only when it lies in its stream: one before the stream started (the
+/// engine's final RST of an earlier replay on the same addresses, sent after this connection's
+/// comparison began) or far outside it (an older connection's) leaves the side as it was.
+#[test]
+fn a_reset_of_another_connection_does_not_end_the_side() {
+    let mut s = Session::new(Arc::new(Config::default()));
+    let mut a = Conn::open(&mut s, Which::Online, 1000, 5000);
+    let rst = |seq: u32| Segment {
+        rst: true,
+        ..Segment::data(Seq::new(seq), &[])
+    };
+    // Before the test side's SYN: an earlier connection's reset.
+    s.handle_segment(us(1), Which::Test, Direction::Request, rst(77_777));
+    let mut b = Conn::open(&mut s, Which::Test, 1000, 900_000);
+    // Far outside the stream.
+    s.handle_segment(
+        us(2),
+        Which::Test,
+        Direction::Request,
+        rst(1000 + (1 << 31)),
+    );
+    assert!(!s.progress(Which::Test).ended);
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 150, &ok("", "x"));
+    b.request(&mut s, 200, GET);
+    b.response(&mut s, 250, &ok("", "x"));
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::Same]);
+    // A reset in the stream ends the side.
+    s.handle_segment(us(300), Which::Test, Direction::Request, rst(1000 + 1 + 41));
+    assert!(s.progress(Which::Test).ended);
+}
+
+/// The test server's stream starts afresh at its SYN-ACK when an older connection's late
+/// segment on the same addresses came first and set its start (the engine hands a replayed
+/// tuple out again; the test server's last packets of the connection before it may still be on
+/// their way): before, the new connection's SYN-ACK and answer, far from that start, were
+/// ignored (`incomplete`) or parked (`gap`).
+#[test]
+fn an_older_connections_late_segment_does_not_start_the_stream() {
+    let mut s = Session::new(Arc::new(Config::default()));
+    let mut a = Conn::open(&mut s, Which::Online, 1000, 5000);
+    s.handle_segment(
+        us(0),
+        Which::Test,
+        Direction::Request,
+        Segment::syn(Seq::new(1000)),
+    );
+    // The old connection's last ACK (and FIN), and a retransmission of its answer's end, from
+    // far away in sequence space.
+    s.handle_segment(
+        us(1),
+        Which::Test,
+        Direction::Response,
+        Segment::data(Seq::new(3_000_000_000), &[]).with_fin(),
+    );
+    s.handle_segment(
+        us(1),
+        Which::Test,
+        Direction::Response,
+        Segment::data(Seq::new(2_999_999_990), b"</html>\r\n\r\n"),
+    );
+    s.handle_segment(
+        us(2),
+        Which::Test,
+        Direction::Response,
+        Segment::syn(Seq::new(900_000)),
+    );
+    let mut b = Conn {
+        which: Which::Test,
+        client: Seq::new(1001),
+        server: Seq::new(900_001),
+    };
+    a.request(&mut s, 100, GET);
+    a.response(&mut s, 150, &ok("", "x"));
+    b.request(&mut s, 200, GET);
+    b.response(&mut s, 250, &ok("", "x"));
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::Same]);
+}
+
+/// The engine connects a replay again mid-session (the test server closed or reset the
+/// connection with requests still to come): the client's bytes keep their sequence numbers
+/// (the new SYN is one before the first byte it sends again), the test server's answers come
+/// in the new connection's: they go on the test side's server stream where it was. Before,
+/// they were taken for the old connection's, far off: the later requests were `incomplete`.
+#[test]
+fn answers_on_a_new_connection_of_the_replay_go_on() {
+    let (mut s, mut a, mut b) = session(Config::default());
+    let answer = ok("", "x");
+    for t in [100, 400] {
+        a.request(&mut s, t, GET);
+        a.response(&mut s, t + 50, &answer);
+    }
+    b.request(&mut s, 200, GET);
+    b.response(&mut s, 250, &answer);
+    // The test server closes; the engine connects again from the second request.
+    s.handle_segment(
+        us(260),
+        Which::Test,
+        Direction::Response,
+        Segment::data(b.server, &[]).with_fin(),
+    );
+    s.handle_segment(
+        us(500),
+        Which::Test,
+        Direction::Request,
+        Segment::syn(b.client - 1),
+    );
+    s.handle_segment(
+        us(501),
+        Which::Test,
+        Direction::Response,
+        Segment::syn(Seq::new(2_000_000_000)),
+    );
+    b.server = Seq::new(2_000_000_001);
+    b.request(&mut s, 502, GET);
+    b.response(&mut s, 550, &answer);
+    let v: Vec<_> = verdicts(&mut s).into_iter().map(|v| v.outcome).collect();
+    assert_eq!(v, [Outcome::Same, Outcome::Same]);
+}

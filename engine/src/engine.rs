@@ -220,6 +220,14 @@ impl Engine {
         Some((s.src, s.dst))
     }
 
+    /// When the session [`Self::replay_of`] names started (its [`SessionRecord::started`]): tells
+    /// the replay of a new connection on a tuple handed out again from the one before it, whose
+    /// [`Event::Closed`] may not have been taken yet.
+    pub fn replay_started(&self, client: SocketAddr, online: SocketAddr) -> Option<Time> {
+        let copies = self.by_capture.get(&CaptureKey { client, online })?;
+        Some(self.session(*copies.ids().first()?)?.started)
+    }
+
     /// Whether `online` (a captured packet's destination) is a service of a mapping (`-x`).
     pub fn is_mapped(&self, online: SocketAddr) -> bool {
         self.mapping_for(online).is_some()

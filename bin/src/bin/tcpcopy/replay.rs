@@ -133,7 +133,7 @@ impl State {
                         self.route(Route::Deregister(client, target), client);
                     }
                     if let Some(c) = &mut self.compare {
-                        c.on_closed((client, target));
+                        c.on_closed((client, target), record.started, outcome);
                     }
                 }
             }
