@@ -80,6 +80,8 @@ fn a_mirror_port_gives_the_responses_exact_same_and_differ() {
         "online answered all with 200"
     );
     let line = wait_decided(&mut tcpcopy, 520, WAIT);
+    // Every frame reached the AF_XDP socket (the kernel dropped none before it).
+    assert_eq!(counter(&line, "capture_dropped"), 0, "{line}");
     assert_eq!(counter(&line, "same"), 420, "{line}");
     assert_eq!(counter(&line, "differ"), 100, "{line}");
     assert_eq!(counter(&line, "not_compared"), 0, "{line}");

@@ -23,14 +23,25 @@ use crate::{
     rx::{XskRx, take_xsks},
 };
 
+/// UMEM frames of each AF_XDP receive socket of tcpcopy's `--mirror` capture: 32 MiB of 4 KiB
+/// frames per queue, room for a burst while the worker is busy (with 2048 a burst of mirrored
+/// connections overran a busy worker in the tests: 1,115 frames dropped in one run, counted by
+/// [`XskRx::dropped`]).
+pub const MIRROR_FRAMES: u32 = 8192;
+
+/// UMEM frames of each of intercept's AF_XDP receive sockets (8 MiB per queue: the replies'
+/// headers, or whole replies with `--compare`).
+pub const INTERCEPT_FRAMES: u32 = 2048;
+
 /// The capture of each of `workers` workers of `program` on `iface`, to be set up on the
 /// worker's own thread: its ring, and with `af_xdp` (the program in AF_XDP mode) the AF_XDP
-/// sockets of the queues `q % workers == w`.
+/// sockets of the queues `q % workers == w`, `frames` UMEM frames each.
 pub fn per_worker(
     program: &mut XdpProgram,
     iface: &str,
     workers: u16,
     af_xdp: bool,
+    frames: u32,
 ) -> anyhow::Result<Vec<SetupFn<Capture>>> {
     let xsks = if af_xdp {
         Some(Arc::new(Mutex::new(take_xsks(program)?)))
@@ -49,7 +60,10 @@ pub fn per_worker(
                 Some(map) => {
                     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
                     let mine = (0..queues).filter(|q| q % u32::from(workers) == u32::from(w));
-                    Some(XskRx::bind(&mut map, &iface, mine).context("AF_XDP receive sockets")?)
+                    Some(
+                        XskRx::bind(&mut map, &iface, mine, frames)
+                            .context("AF_XDP receive sockets")?,
+                    )
                 }
                 None => None,
             };
@@ -81,11 +95,19 @@ impl Capture {
     /// [`Capture::read_now`] with each packet's kernel timestamp (`CLOCK_MONOTONIC`
     /// nanoseconds, see `FrameHeader::ts_ns`).
     pub fn read_now_timed(&mut self, max: usize, mut f: impl FnMut(Option<u64>, &[u8])) -> usize {
-        self.ring.read_now(max, |h, frame| {
+        let mut n = self.ring.read_now(max, |h, frame| {
             if let Some(ip) = ip_payload(frame) {
                 f(Some(h.ts_ns), ip);
             }
-        })
+        });
+        if let Some(x) = self.xsk.as_mut() {
+            n += x.read_now(u32::try_from(max).unwrap_or(u32::MAX), &mut |ts, frame| {
+                if let Some(ip) = ip_payload(frame) {
+                    f(Some(ts), ip);
+                }
+            });
+        }
+        n
     }
 
     /// Waits for captured frames and hands up to `max` IP packets from each source to `f`.
@@ -97,6 +119,12 @@ impl Capture {
     /// [`XskRx::poll_read`]); `None` without AF_XDP sockets.
     pub fn unstamped(&self) -> Option<u64> {
         self.xsk.as_ref().map(XskRx::unstamped)
+    }
+
+    /// Frames the kernel dropped before the AF_XDP sockets (see [`XskRx::dropped`]); `None`
+    /// without AF_XDP sockets.
+    pub fn xsk_dropped(&self) -> Option<u64> {
+        self.xsk.as_ref().map(XskRx::dropped)
     }
 
     /// [`Capture::read`] with each packet's time (`CLOCK_MONOTONIC` nanoseconds): the kernel's

@@ -16,11 +16,10 @@ use tcpcopy_abi::maps::{XSK_META_LEN, XSKS, xsk_meta_time};
 
 use crate::{
     program::XdpProgram,
-    umem::{Bound, FRAME_SIZE, RING_SIZE, XskMode, frame_bytes},
+    umem::{Bound, FRAME_SIZE, XskMode, frame_bytes},
 };
 
 /// Frames per queue: as many as the fill ring holds, all of them on it at first.
-const FRAMES: u32 = RING_SIZE;
 
 /// A socket's descriptor, for readiness only (the socket itself is owned by `User`).
 struct Fd(RawFd);
@@ -65,23 +64,25 @@ pub fn take_xsks(program: &mut XdpProgram) -> anyhow::Result<XskMap<MapData>> {
 }
 
 impl XskRx {
-    /// Binds a socket on each of `queues` of `iface` and enters it into `xsks`.
+    /// Binds a socket on each of `queues` of `iface` with `frames` UMEM frames (and RX and fill
+    /// rings that hold them all) and enters it into `xsks`.
     pub fn bind(
         xsks: &mut XskMap<MapData>,
         iface: &str,
         queues: impl IntoIterator<Item = u32>,
+        frames: u32,
     ) -> anyhow::Result<Self> {
         let mut sockets = Vec::new();
         let mut mode = XskMode::ZeroCopy;
         let mut n = 0;
         for q in queues {
             n += 1;
-            let mut bound = Bound::open(FRAMES, iface, q, true, false)?;
+            let mut bound = Bound::open(frames, iface, q, true, false)?;
             if bound.mode() == XskMode::Copy {
                 mode = XskMode::Copy;
             }
-            let mut fill = bound.device.fill(FRAMES);
-            fill.insert((0..u64::from(FRAMES)).map(|i| i * u64::from(FRAME_SIZE)));
+            let mut fill = bound.device.fill(frames);
+            fill.insert((0..u64::from(frames)).map(|i| i * u64::from(FRAME_SIZE)));
             fill.commit();
             drop(fill);
             xsks.set(q, bound.fd(), 0)?;
@@ -93,7 +94,7 @@ impl XskRx {
                 ready,
                 rings: Rings {
                     bound,
-                    returned: Vec::with_capacity(FRAMES as usize),
+                    returned: Vec::with_capacity(frames as usize),
                 },
             });
         }
@@ -115,6 +116,27 @@ impl XskRx {
     /// Frames read so far that carried no kernel time in their metadata (timed when read).
     pub fn unstamped(&self) -> u64 {
         self.unstamped
+    }
+
+    /// Frames the kernel could not hand to these sockets so far: their RX ring was full, or
+    /// their fill ring had no free frame (the reader fell behind). Read from the sockets'
+    /// `XDP_STATISTICS`; a socket whose statistics cannot be read counts nothing.
+    pub fn dropped(&self) -> u64 {
+        self.queues
+            .iter()
+            .filter_map(|q| q.rings.bound.device.statistics_v2().ok())
+            .map(|st| st.rx_dropped + st.rx_ring_full)
+            .sum()
+    }
+
+    /// Hands up to `max` frames of each queue already on its RX ring to `f`, as
+    /// [`Self::poll_read`] does, without waiting for the socket's readiness (the sweep: a frame
+    /// whose wake-up was missed is not left on the ring).
+    pub fn read_now(&mut self, max: u32, f: &mut impl FnMut(u64, &[u8])) -> usize {
+        self.queues
+            .iter_mut()
+            .map(|q| q.rings.drain(max, &mut self.unstamped, f))
+            .sum()
     }
 
     /// Hands up to `max` received frames (Ethernet) of each ready queue to `f` with each one's
@@ -214,6 +236,10 @@ impl Rings {
         }
         reader.release();
         drop(reader);
+        if n == 0 && returned.is_empty() {
+            // Nothing read, nothing owed to the fill ring: no call into the kernel.
+            return 0;
+        }
         let device = &mut bound.device;
         let mut fill = device.fill(u32::try_from(returned.len()).unwrap_or(u32::MAX));
         let put = fill.insert(returned.iter().copied()) as usize;

@@ -120,7 +120,9 @@ pub struct Bound {
 impl Bound {
     /// Creates a UMEM over `frames` frames of fresh memory and binds a socket on `iface`/`queue`
     /// with an RX ring (`rx`) and/or a TX ring (`tx`): zero-copy first, then copy mode over a
-    /// fresh UMEM (a failed bind leaves the first UMEM's rings set up).
+    /// fresh UMEM (a failed bind leaves the first UMEM's rings set up). Each ring has
+    /// [`RING_SIZE`] descriptors, or `frames` rounded up to a power of two where that is more
+    /// (so the fill ring can hold every frame).
     pub fn open(
         frames: u32,
         iface: &str,
@@ -135,11 +137,19 @@ impl Bound {
             errno,
         })?;
         let mem = area.mem();
-        let parts = match bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_ZEROCOPY) {
+        let ring = RING_SIZE.max(frames.next_power_of_two());
+        let socket = Want {
+            iface,
+            queue,
+            ring,
+            rx,
+            tx,
+        };
+        let parts = match bind(mem, &socket, SocketConfig::XDP_BIND_ZEROCOPY) {
             Ok(b) => b,
             Err(zc) => {
                 log::debug!("zero-copy refused: {zc}");
-                bind(mem, iface, queue, rx, tx, SocketConfig::XDP_BIND_COPY)?
+                bind(mem, &socket, SocketConfig::XDP_BIND_COPY)?
             }
         };
         let (rx, tx, user, device, umem, mode) = parts;
@@ -203,14 +213,24 @@ type Parts = (
     XskMode,
 );
 
-fn bind(
-    mem: NonNull<[u8]>,
-    iface: &str,
+/// The socket [`bind`] sets up: where, its rings' size, which rings.
+#[derive(Clone, Copy)]
+struct Want<'a> {
+    iface: &'a str,
     queue: u32,
+    ring: u32,
     rx: bool,
     tx: bool,
-    mode_flag: u16,
-) -> Result<Parts, XskSetupError> {
+}
+
+fn bind(mem: NonNull<[u8]>, want: &Want<'_>, mode_flag: u16) -> Result<Parts, XskSetupError> {
+    let Want {
+        iface,
+        queue,
+        ring,
+        rx,
+        tx,
+    } = *want;
     let err = |step: &'static str| {
         move |e: xdpilone::Errno| XskSetupError {
             iface: iface.to_owned(),
@@ -221,8 +241,8 @@ fn bind(
     };
     let config = UmemConfig {
         frame_size: FRAME_SIZE,
-        fill_size: RING_SIZE,
-        complete_size: RING_SIZE,
+        fill_size: ring,
+        complete_size: ring,
         ..UmemConfig::default()
     };
     // SAFETY: `mem` is the page-aligned memory of the `Area` that `Bound::open` stores in the
@@ -242,8 +262,8 @@ fn bind(
     let sock = Socket::with_shared(&info, &umem).map_err(err("socket"))?;
     let device = umem.fq_cq(&sock).map_err(err("fill/completion rings"))?;
     let cfg = SocketConfig {
-        rx_size: if rx { NonZeroU32::new(RING_SIZE) } else { None },
-        tx_size: if tx { NonZeroU32::new(RING_SIZE) } else { None },
+        rx_size: if rx { NonZeroU32::new(ring) } else { None },
+        tx_size: if tx { NonZeroU32::new(ring) } else { None },
         bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | mode_flag,
     };
     let user = umem.rx_tx(&sock, &cfg).map_err(err("rings"))?;

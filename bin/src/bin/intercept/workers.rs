@@ -189,7 +189,13 @@ pub fn plans(
 ) -> anyhow::Result<(Vec<Plan>, Vec<mpsc::UnboundedSender<ConnEvent>>)> {
     let mut plans = Vec::new();
     let mut senders = Vec::new();
-    for capture in tcpcopy_xsk::capture::per_worker(program, iface, workers, af_xdp)? {
+    for capture in tcpcopy_xsk::capture::per_worker(
+        program,
+        iface,
+        workers,
+        af_xdp,
+        tcpcopy_xsk::capture::INTERCEPT_FRAMES,
+    )? {
         let (tx, events) = mpsc::unbounded_channel();
         senders.push(tx);
         plans.push(Plan {

@@ -181,8 +181,14 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         &filter,
     )?;
     select_in_kernel(&mut program, &config, cli.mirror)?;
-    let captures = tcpcopy_xsk::capture::per_worker(&mut program, &iface, workers, cli.mirror)
-        .context("--mirror")?;
+    let captures = tcpcopy_xsk::capture::per_worker(
+        &mut program,
+        &iface,
+        workers,
+        cli.mirror,
+        tcpcopy_xsk::capture::MIRROR_FRAMES,
+    )
+    .context("--mirror")?;
     let mut plans = Vec::new();
     for (w, capture) in (0..workers).zip(captures) {
         let mut engine = config.clone();

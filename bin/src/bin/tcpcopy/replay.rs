@@ -255,6 +255,10 @@ impl State {
                 Source::Live(c) if self.compare.is_some() => c.unstamped(),
                 _ => None,
             },
+            xsk_dropped: match source {
+                Source::Live(c) => c.xsk_dropped(),
+                Source::Offline(_) => None,
+            },
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Snapshot {
     /// `--mirror --compare`: frames from the AF_XDP sockets that carried no kernel time in
     /// their metadata (timed when read instead).
     pub unstamped: Option<u64>,
+    /// AF_XDP capture (`--mirror`): frames the kernel dropped before the sockets (their RX ring
+    /// full or no free frame to fill: the reader fell behind).
+    pub xsk_dropped: Option<u64>,
 }
 
 impl Snapshot {
@@ -57,6 +60,9 @@ impl Snapshot {
         }
         if let Some(n) = o.unstamped {
             *self.unstamped.get_or_insert(0) += n;
+        }
+        if let Some(n) = o.xsk_dropped {
+            *self.xsk_dropped.get_or_insert(0) += n;
         }
     }
 }
@@ -83,6 +89,9 @@ impl fmt::Display for Snapshot {
         }
         if let Some(n) = self.unstamped {
             write!(f, " compare_unstamped={n}")?;
+        }
+        if let Some(n) = self.xsk_dropped {
+            write!(f, " capture_dropped={n}")?;
         }
         Ok(())
     }
@@ -187,6 +196,15 @@ pub fn metrics(program: Option<&XdpProgram>, slots: &[Snapshot]) -> Families {
             w(),
             e.captured,
         );
+        if let Some(n) = s.xsk_dropped {
+            f.counter(
+                "tcpcopy_capture_dropped_frames",
+                "--mirror: frames the kernel dropped before tcpcopy's AF_XDP sockets (RX ring full or no free frame: the reader fell behind).",
+                None,
+                w(),
+                n,
+            );
+        }
         for (reason, n) in [
             ("malformed", e.captured_malformed),
             ("unmapped", e.captured_unmapped),
