@@ -19,8 +19,6 @@ use crate::{
     umem::{Bound, FRAME_SIZE, XskMode, frame_bytes},
 };
 
-/// Frames per queue: as many as the fill ring holds, all of them on it at first.
-
 /// A socket's descriptor, for readiness only (the socket itself is owned by `User`).
 struct Fd(RawFd);
 
