@@ -87,13 +87,15 @@ impl Capture {
         self.xsk.as_ref().map_or("ring", |x| x.mode.name())
     }
 
-    /// Hands up to `max` IP packets already in the ring to `f`, without waiting (the sweep).
+    /// Hands up to `max` IP packets already in the ring, and up to `max` of each AF_XDP socket's
+    /// RX ring, to `f`, without waiting for a wake-up (the sweep: a frame whose wake-up did not
+    /// come, or was never asked for, is not left behind).
     pub fn read_now(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         self.read_now_timed(max, |_, ip| f(ip))
     }
 
-    /// [`Capture::read_now`] with each packet's kernel timestamp (`CLOCK_MONOTONIC`
-    /// nanoseconds, see `FrameHeader::ts_ns`).
+    /// [`Capture::read_now`] with each packet's time (`CLOCK_MONOTONIC` nanoseconds): the
+    /// kernel's (`FrameHeader::ts_ns`, an AF_XDP frame's metadata), else when it was read.
     pub fn read_now_timed(&mut self, max: usize, mut f: impl FnMut(Option<u64>, &[u8])) -> usize {
         let mut n = self.ring.read_now(max, |h, frame| {
             if let Some(ip) = ip_payload(frame) {
