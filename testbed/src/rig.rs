@@ -42,6 +42,21 @@ pub fn curl_to(
     range: std::ops::Range<usize>,
     close: bool,
 ) -> Child {
+    bed.cmd(Host::Client, "curl")
+        .args(curl_args(host, v6, path, range, close))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start curl")
+}
+
+/// The arguments of [`curl_to`]'s `curl` (for a caller that adds its own, e.g. `--rate`).
+pub fn curl_args(
+    host: Host,
+    v6: bool,
+    path: &str,
+    range: std::ops::Range<usize>,
+    close: bool,
+) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "-gs".into(),
         "--max-time".into(),
@@ -56,11 +71,7 @@ pub fn curl_to(
         args.extend(["-o".into(), "/dev/null".into()]);
         args.push(format!("http://{}/{path}/{i}", host.socket(v6, 80)));
     }
-    bed.cmd(Host::Client, "curl")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start curl")
+    args
 }
 
 /// HTTP codes a `curl` child printed.

@@ -12,8 +12,8 @@ use std::{
 
 use tcpcopy_testbed::{Host, Testbed};
 use tcpcopy_tests::{
-    codes, counter, curl, logged, requests, sample_sum, scrape, start_intercept, start_tcpcopy,
-    wait_settled, wait_until,
+    codes, counter, curl, curl_args, logged, requests, sample_sum, scrape, start_intercept,
+    start_tcpcopy, wait_settled, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -87,26 +87,9 @@ fn a_test_server_restart_mid_replay_loses_almost_nothing() {
 /// `curl` from the client asking online for `/kept/0` to `/kept/{n - 1}` on one keep-alive
 /// connection, 100 requests a second (its stdout lists the HTTP codes).
 fn kept_alive(bed: &Testbed, n: usize) -> Child {
-    let mut args: Vec<String> = [
-        "-gs",
-        "--max-time",
-        "60",
-        "--rate",
-        "100/s",
-        "-w",
-        "%{http_code}\\n",
-    ]
-    .map(String::from)
-    .to_vec();
-    for i in 0..n {
-        args.extend(["-o".into(), "/dev/null".into()]);
-        args.push(format!(
-            "http://{}/kept/{i}",
-            Host::Online.socket(false, 80)
-        ));
-    }
     bed.cmd(Host::Client, "curl")
-        .args(&args)
+        .args(curl_args(Host::Online, false, "kept", 0..n, false))
+        .args(["--rate", "100/s"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start curl")

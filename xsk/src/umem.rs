@@ -18,8 +18,8 @@ use xdpilone::{
 /// Bytes per UMEM frame (the XDP programs know it: they redirect no longer frame).
 pub const FRAME_SIZE: u32 = tcpcopy_abi::maps::XSK_FRAME_SIZE;
 
-/// Descriptors of each RX and TX ring (and of the fill and completion rings, xdpilone's
-/// default).
+/// The fewest descriptors of each RX and TX ring and of the fill and completion rings; a socket
+/// over more UMEM frames gets rings that hold them all (see [`Bound::open`]).
 pub const RING_SIZE: u32 = 2048;
 
 /// Memory for a UMEM, mapped for it alone (anonymous, page-aligned) and unmapped on drop;
